@@ -1,0 +1,52 @@
+/* Collectives over one flat buffer. Knows nothing of models.
+ *
+ * Under `mpirun` or `srun` each process is one rank of MPI_COMM_WORLD; a process started on its own
+ * is a world of one and needs no launcher. Built without MPI (PEFTC_WITH_MPI=OFF), every Comm is a
+ * world of one. */
+#ifndef PEFTC_COMM_H
+#define PEFTC_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/real.h"
+#include "../core/status.h"
+
+typedef enum { COMM_SUM = 0, COMM_MEAN = 1, COMM_MAX = 2 } CommOp;
+
+typedef struct Comm Comm;
+
+/* Initialises MPI if it is not yet initialised (thread level FUNNELED) and returns the world
+ * communicator. Checks that a Slurm step started as many ranks as it asked for (SLURM_NTASKS), so a
+ * missing PMI that would start N lone "rank 0 of 1" processes is an error, not a silent N-fold job. */
+PeftcStatus comm_init(Comm **out, int *argc, char ***argv);
+
+/* A world of one on this process alone (MPI_COMM_SELF when MPI is present). Used for reference runs
+ * inside multi-rank tests. */
+PeftcStatus comm_init_self(Comm **out);
+
+/* Frees the communicator; finalizes MPI if comm_init initialised it and this is the last Comm. */
+void comm_free(Comm *c);
+
+int comm_rank(const Comm *c);
+int comm_size(const Comm *c);
+int comm_local_rank(const Comm *c); /* rank among the ranks on this node */
+int comm_local_size(const Comm *c);
+
+/* In-place all-reduce of n real_t values. COMM_MEAN divides by the world size after summing. */
+PeftcStatus comm_allreduce(Comm *c, real_t *buf, size_t n, CommOp op);
+/* In-place all-reduce of n doubles (statistics: loss sums, token counts). */
+PeftcStatus comm_allreduce_f64(Comm *c, double *buf, size_t n, CommOp op);
+/* Broadcast of `bytes` raw bytes from `root`. */
+PeftcStatus comm_bcast(Comm *c, void *buf, size_t bytes, int root);
+PeftcStatus comm_barrier(Comm *c);
+
+/* Agreed error: every rank passes its local status and all get back the worst one (the maximum
+ * code), so ranks leave together instead of one hanging in a collective. If another rank failed
+ * while this one did not, the result is PEFTC_ECOMM with a message naming the first failing rank. */
+PeftcStatus comm_agree(Comm *c, PeftcStatus local);
+
+/* Total bytes this Comm has moved through comm_allreduce since creation (for the per-step log). */
+uint64_t comm_bytes_reduced(const Comm *c);
+
+#endif

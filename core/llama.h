@@ -1,0 +1,117 @@
+/* LLaMA-family decoder with explicit forward and backward.
+ *
+ * embedding -> L x [RMSNorm -> GQA attention (RoPE) -> residual, RMSNorm -> SwiGLU MLP -> residual]
+ * -> final RMSNorm -> LM head (tied to the embedding or not). */
+#ifndef PEFTC_LLAMA_H
+#define PEFTC_LLAMA_H
+
+#include "backend.h"
+#include "linear.h"
+#include "status.h"
+
+typedef struct {
+    int hidden;       /* C */
+    int intermediate; /* I */
+    int layers;       /* L */
+    int heads;        /* NH */
+    int kv_heads;     /* NKV, divides NH */
+    int head_dim;     /* HD; 0 means hidden / heads */
+    int vocab;        /* V */
+    double rope_theta;
+    double rms_eps;
+    int tie_embeddings;
+    int qkv_bias;
+} LlamaConfig;
+
+PeftcStatus llama_config_check(const LlamaConfig *c);
+/* Number of base parameters (embedding counted once when tied). */
+int64_t llama_param_count(const LlamaConfig *c);
+
+/* One reference to a base tensor: where its pointer and its (optional) gradient pointer live, so
+ * loaders, full fine-tuning and later methods can walk every base tensor by name. */
+typedef struct {
+    char name[96];     /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    int ndim;
+    int64_t shape[2];
+    real_t **data;     /* points at the model's pointer to the tensor */
+    real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
+    int decay;         /* 1 for matrices, 0 for norms */
+} LlamaParamRef;
+
+typedef struct {
+    real_t *ln1_w, *ln2_w;       /* (C) */
+    real_t *dln1_w, *dln2_w;     /* (C) or NULL */
+    Linear q, k, v, o;           /* q (NH*HD, C), k/v (NKV*HD, C), o (C, NH*HD) */
+    Linear gate, up, down;       /* gate/up (I, C), down (C, I) */
+} LlamaLayer;
+
+/* Activations of one (B, T); each layer keeps what its backward needs. */
+typedef struct {
+    int B, T;
+    real_t *resid;   /* (L+1, BT, C) residual stream entering each layer; [L] is the final one */
+    real_t *ln1;     /* (L, BT, C) */
+    real_t *rstd1;   /* (L, BT) */
+    real_t *q;       /* (L, BT, NH*HD) after RoPE */
+    real_t *k, *v;   /* (L, BT, NKV*HD) k after RoPE */
+    real_t *att;     /* (L, B, NH, T, T) softmax probabilities */
+    real_t *atty;    /* (L, BT, NH*HD) attention output before o_proj */
+    real_t *resid2;  /* (L, BT, C) residual after attention */
+    real_t *ln2;     /* (L, BT, C) */
+    real_t *rstd2;   /* (L, BT) */
+    real_t *gate, *up; /* (L, BT, I) */
+    real_t *act;     /* (L, BT, I) silu(gate) * up */
+    real_t *lnf;     /* (BT, C) */
+    real_t *rstdf;   /* (BT) */
+    real_t *logits;  /* (BT, V) logits, then probabilities, then dlogits */
+    /* backward scratch */
+    real_t *dresid;  /* (BT, C) */
+    real_t *dx;      /* (BT, max(C, NH*HD)) */
+    real_t *dq, *dk, *dv; /* (BT, NH*HD), (BT, NKV*HD) x2 */
+    real_t *dgate, *dup, *dact; /* (BT, I) */
+    real_t *scratch; uint8_t *mask_scratch; uint64_t *key_scratch; int scratch_cols;
+    real_t *rope_cos, *rope_sin; /* (T, HD/2) */
+} LlamaActs;
+
+typedef struct {
+    LlamaConfig cfg;
+    const Backend *be;
+    real_t *base_mem;  /* one allocation holding every frozen base tensor */
+    real_t *wte;       /* (V, C) */
+    real_t *dwte;      /* (V, C) or NULL */
+    real_t *lm_head;   /* (V, C); == wte when tied */
+    real_t *dlm_head;  /* (V, C) or NULL; == dwte when tied */
+    real_t *lnf_w, *dlnf_w; /* (C) */
+    LlamaLayer *layers; /* (L) */
+    LlamaParamRef *refs; int n_refs;
+    LlamaActs acts;
+} LlamaModel;
+
+/* Allocates a model with base weights drawn from N(0, init_std) (norms at 1, biases at 0), keyed by
+ * seed and tensor name so the draw does not depend on allocation order. */
+PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
+                         double init_std);
+void llama_free(LlamaModel *m);
+
+/* Sizes activation memory for (B, T) once; later calls with the same sizes do nothing. */
+PeftcStatus llama_reserve(LlamaModel *m, int B, int T, int adapter_scratch_cols);
+
+/* Forward pass. tokens (B,T); targets (B,T) or NULL; row_keys (B*T) or NULL when not training.
+ * With targets, returns the summed token loss in *loss_sum and the count of valid targets in *n_valid
+ * and leaves probabilities in acts.logits; without, acts.logits holds the logits. */
+PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets,
+                          const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+                          int64_t *n_valid);
+
+/* Backward of (loss_scale * summed loss) after llama_forward with targets: accumulates into every
+ * non-NULL gradient (adapters, and base tensors that are trainable). */
+void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
+                    real_t loss_scale);
+
+/* The base tensors by name. */
+const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name);
+
+/* Every linear layer of the model in order (layer-major, q k v o gate up down). */
+int llama_linear_count(const LlamaModel *m);
+Linear *llama_linear(LlamaModel *m, int i);
+
+#endif

@@ -1,0 +1,77 @@
+/* The training loop: micro-batches with gradient accumulation, one all-reduce of the arena's gradient
+ * per optimizer step, clipping, AdamW, the schedule, and periodic held-out evaluation. Printing and
+ * files are the caller's: the trainer reports through callbacks. */
+#ifndef PEFTC_TRAINER_H
+#define PEFTC_TRAINER_H
+
+#include <stdint.h>
+
+#include "../comm/comm.h"
+#include "../datasets/dataset.h"
+#include "../datasets/sampler.h"
+#include "arena.h"
+#include "llama.h"
+#include "optim.h"
+#include "schedule.h"
+
+typedef struct {
+    int64_t steps;     /* optimizer steps */
+    int micro_batch;   /* B: sequences per micro-batch per rank */
+    int accum;         /* micro-batches per optimizer step per rank */
+    int seq_len;       /* T */
+    uint64_t seed;
+    int64_t eval_every; /* steps between evaluations; 0 = only at start and end */
+    int eval_batches;  /* global eval batches of micro_batch * world sequences */
+    AdamWConfig adamw;
+    Schedule sched;
+} TrainConfig;
+
+typedef struct {
+    int64_t step, total;
+    double loss;        /* mean token loss of the global batch */
+    double lr;          /* lr factor times the first group's peak lr */
+    double grad_norm;   /* before clipping */
+    double tokens;      /* target tokens in the global batch */
+    double seq_tokens;  /* input tokens processed this step over all ranks (B*T*accum*world) */
+    double step_seconds;
+    double elapsed_seconds;
+    uint64_t bytes_reduced; /* bytes all-reduced this step */
+} StepStats;
+
+typedef struct {
+    int64_t step;
+    double loss;        /* mean token loss over the held-out batches */
+    double tokens;
+} EvalStats;
+
+typedef struct {
+    void *user;
+    void (*on_step)(void *user, const StepStats *s);
+    void (*on_eval)(void *user, const EvalStats *s);
+} TrainerHooks;
+
+typedef struct {
+    TrainConfig cfg;
+    LlamaModel *model;
+    Arena *arena;
+    Comm *comm;
+    Dataset *data;
+    Sampler train_sampler;
+    int64_t step;     /* optimizer steps completed */
+    /* per-rank micro-batch buffers */
+    int32_t *tokens, *targets;  /* (B,T) */
+    uint64_t *row_keys;         /* (B*T) */
+    int64_t *ids;               /* (B) */
+} Trainer;
+
+PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
+                         Dataset *data);
+void trainer_free(Trainer *t);
+/* One optimizer step (all micro-batches, reduce, clip, update). */
+PeftcStatus trainer_step(Trainer *t, StepStats *out);
+/* Mean held-out loss over cfg.eval_batches global batches (same ids on every call). */
+PeftcStatus trainer_eval(Trainer *t, EvalStats *out);
+/* Runs steps until cfg.steps with evaluation and hooks. */
+PeftcStatus trainer_run(Trainer *t, const TrainerHooks *hooks);
+
+#endif

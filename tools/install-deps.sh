@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian package peftc needs to build and test, skipping those already present.
+# Safe to run repeatedly; needs root (or sudo) on Debian 12.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config
+      libopenmpi-dev openmpi-bin
+      libhdf5-dev libyaml-dev libcjson-dev
+      check libsubunit-dev
+      libopenblas-dev liblapacke-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "install-deps: all dependencies present"
