@@ -32,7 +32,7 @@ typedef struct {
     /* output.* */
     char out_dir[512];      /* output.dir */
     int64_t log_every;      /* output.log_every */
-    int threads;            /* output.threads? no: train.threads, 0 = cores / local ranks */
+    int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
 } RunConfig;
 
 /* Built-in defaults: a small LLaMA-shaped model learning the synthetic task with LoRA. */
