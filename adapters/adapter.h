@@ -22,6 +22,9 @@ typedef struct AdapterOps {
     const char *kind;
     PeftcStatus (*register_params)(Adapter *a, Arena *arena);
     PeftcStatus (*init)(Adapter *a, const Arena *arena, const Linear *base, uint64_t seed);
+    /* Allocates what forward saves for backward, for up to max_rows rows; called once per batch
+     * shape, never on the hot path. */
+    PeftcStatus (*reserve)(Adapter *a, int max_rows);
     /* y(R,out) += delta(x(R,in)) */
     void (*forward)(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R);
     /* own grads += ...; dx(R,in) += ... (dx may be NULL) */
@@ -29,8 +32,6 @@ typedef struct AdapterOps {
     /* W(out,in) += delta */
     void (*merge)(const Adapter *a, real_t *W);
     PeftcStatus (*export_tensors)(const Adapter *a, TensorSink sink, void *user);
-    /* Saved-activation bytes per row this adapter adds (for memory estimates). */
-    size_t (*bytes_per_row)(const Adapter *a);
     void (*destroy)(Adapter *a);
 } AdapterOps;
 

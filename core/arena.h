@@ -16,7 +16,7 @@
 #define ARENA_NAME_MAX 128
 #define ARENA_MAX_DIMS 4
 #define ARENA_MAX_GROUPS 8
-#define ARENA_TRAILER 2
+#define ARENA_TRAILER 3
 
 /* Optimizer settings shared by the tensors of one group (e.g. "lora", "base"). */
 typedef struct {
@@ -43,8 +43,9 @@ typedef struct {
     int n_groups;
     size_t numel;
     real_t *params; /* (numel) */
-    real_t *grads;  /* (numel + ARENA_TRAILER): the trailer carries the step's loss sum and token
-                       count, so one all-reduce moves gradients and their normaliser together */
+    real_t *grads;  /* (numel + ARENA_TRAILER): the trailer carries the step's loss sum, token
+                       count and failed-rank count, so one all-reduce moves gradients, their
+                       normaliser and the ranks' agreement on whether to go on */
     real_t *m, *v;  /* (numel) AdamW moments */
     int finalized;
 } Arena;

@@ -30,7 +30,7 @@ int64_t llama_param_count(const LlamaConfig *c);
 /* One reference to a base tensor: where its pointer and its (optional) gradient pointer live, so
  * loaders, full fine-tuning and later methods can walk every base tensor by name. */
 typedef struct {
-    char name[96];     /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    char name[128];    /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
     int ndim;
     int64_t shape[2];
     real_t **data;     /* points at the model's pointer to the tensor */

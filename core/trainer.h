@@ -21,7 +21,8 @@ typedef struct {
     int seq_len;       /* T */
     uint64_t seed;
     int64_t eval_every; /* steps between evaluations; 0 = only at start and end */
-    int eval_batches;  /* global eval batches of micro_batch * world sequences */
+    int eval_batches;  /* held-out micro-batches: eval_batches * micro_batch sequences in all, split
+                          across ranks, so the eval loss does not depend on the world size */
     AdamWConfig adamw;
     Schedule sched;
 } TrainConfig;
@@ -62,6 +63,7 @@ typedef struct {
     int32_t *tokens, *targets;  /* (B,T) */
     uint64_t *row_keys;         /* (B*T) */
     int64_t *ids;               /* (B) */
+    double start_time;          /* monotonic seconds when training started */
 } Trainer;
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,

@@ -7,7 +7,7 @@ pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
       libhdf5-dev libyaml-dev libcjson-dev
       check libsubunit-dev
-      libopenblas-dev liblapacke-dev)
+      libopenblas-openmp-dev liblapacke-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,14 @@
+/* Full fine-tuning as a trainable-set policy: every base tensor of the model becomes an arena tensor
+ * with a gradient. Not a layer adapter; later masked methods (GMT) build on it. */
+#ifndef PEFTC_FULL_H
+#define PEFTC_FULL_H
+
+#include "../core/arena.h"
+#include "../core/llama.h"
+
+PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_decay);
+/* After arena_finalize: copies each base tensor into the arena and points the model at the arena's
+ * parameter and gradient. */
+PeftcStatus full_init(LlamaModel *m, Arena *arena);
+
+#endif

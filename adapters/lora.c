@@ -1,0 +1,204 @@
+/* LoRA (Hu et al. 2021), with PEFT's conventions: A (r,in) kaiming-uniform(a=sqrt 5), B (out,r) zero,
+ * scale alpha/r (alpha/sqrt r with rsLoRA), dropout on the adapter's input only. */
+#include "lora.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/rng.h"
+
+typedef struct {
+    LoraConfig cfg;
+    real_t scale;
+    int group;
+    int hA, hB;            /* arena handles */
+    real_t *A, *dA;        /* (r,in) */
+    real_t *B, *dB;        /* (out,r) */
+    uint64_t key;          /* dropout stream of this layer, from its name */
+    real_t *xa;            /* (cap,r) drop(x) A^T saved by forward */
+    real_t *dxa;           /* (cap,r) backward scratch */
+    int cap;               /* rows xa/dxa can hold */
+} Lora;
+
+static const struct { const char *name, *hf; unsigned bit; } target_names[] = {
+    {"q", "q_proj", LORA_T_Q},          {"k", "k_proj", LORA_T_K},    {"v", "v_proj", LORA_T_V},
+    {"o", "o_proj", LORA_T_O},          {"gate", "gate_proj", LORA_T_GATE},
+    {"up", "up_proj", LORA_T_UP},       {"down", "down_proj", LORA_T_DOWN},
+};
+
+unsigned lora_target_bit(const char *s) {
+    for (size_t i = 0; i < sizeof target_names / sizeof target_names[0]; i++)
+        if (strcmp(s, target_names[i].name) == 0 || strcmp(s, target_names[i].hf) == 0) return target_names[i].bit;
+    return 0;
+}
+
+PeftcStatus lora_parse_targets(const char *s, unsigned *out) {
+    unsigned bits = 0;
+    const char *p = s;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        char word[32];
+        size_t n = 0;
+        while (p[n] && p[n] != ',' && !isspace((unsigned char)p[n])) n++;
+        if (n >= sizeof word) return PEFTC_ERR(PEFTC_EINVAL, "lora.targets: name '%.*s' is too long", (int)n, p);
+        memcpy(word, p, n);
+        word[n] = '\0';
+        p += n;
+        if (strcmp(word, "all-linear") == 0 || strcmp(word, "all") == 0) {
+            bits |= LORA_T_ALL;
+            continue;
+        }
+        unsigned b = lora_target_bit(word);
+        if (!b)
+            return PEFTC_ERR(PEFTC_EINVAL,
+                             "lora.targets: unknown target '%s' (expected q, k, v, o, gate, up, down, their "
+                             "*_proj names, or all-linear)", word);
+        bits |= b;
+    }
+    if (!bits) return PEFTC_ERR(PEFTC_EINVAL, "lora.targets: no target given in '%s'", s);
+    *out = bits;
+    return PEFTC_OK;
+}
+
+double lora_scale(const LoraConfig *c) { return c->rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r; }
+
+static PeftcStatus lora_register(Adapter *a, Arena *arena) {
+    Lora *L = a->state;
+    char name[ARENA_NAME_MAX];
+    int64_t shA[2] = {L->cfg.r, a->in}, shB[2] = {a->out, L->cfg.r};
+    snprintf(name, sizeof name, "%s.lora_A", a->name);
+    PEFTC_TRY(arena_register(arena, name, 2, shA, L->group, 1, &L->hA));
+    snprintf(name, sizeof name, "%s.lora_B", a->name);
+    return arena_register(arena, name, 2, shB, L->group, 1, &L->hB);
+}
+
+static PeftcStatus lora_init(Adapter *a, const Arena *arena, const Linear *base, uint64_t seed) {
+    (void)base;
+    Lora *L = a->state;
+    L->A = arena_param(arena, L->hA);
+    L->dA = arena_grad(arena, L->hA);
+    L->B = arena_param(arena, L->hB);
+    L->dB = arena_grad(arena, L->hB);
+    /* kaiming_uniform(a=sqrt 5): gain sqrt(2/(1+5)), bound gain*sqrt(3/fan_in) = 1/sqrt(fan_in). */
+    double bound = 1.0 / sqrt((double)a->in);
+    uint64_t key = rng_key_str(seed, arena->entries[L->hA].name);
+    size_t n = (size_t)L->cfg.r * (size_t)a->in;
+    for (size_t i = 0; i < n; i++) L->A[i] = (real_t)(bound * (2.0 * rng_uniform(key, i) - 1.0));
+    a->be->zero(L->B, (size_t)a->out * (size_t)L->cfg.r);
+    return PEFTC_OK;
+}
+
+static PeftcStatus lora_reserve(Adapter *a, int R) {
+    Lora *L = a->state;
+    if (R <= L->cap) return PEFTC_OK;
+    a->be->free(L->xa);
+    a->be->free(L->dxa);
+    size_t bytes = (size_t)R * (size_t)L->cfg.r * sizeof(real_t);
+    L->xa = a->be->alloc(bytes);
+    L->dxa = a->be->alloc(bytes);
+    L->cap = (L->xa && L->dxa) ? R : 0;
+    if (!L->cap) return PEFTC_ERR(PEFTC_ENOMEM, "lora: cannot allocate 2 x %zu bytes for layer %s", bytes, a->name);
+    return PEFTC_OK;
+}
+
+/* Returns the adapter's input: x itself, or its dropped-out copy in ctx->scratch (R,in) with the mask
+ * in ctx->mask_scratch. The mask is a pure function of (row key, layer), so backward recomputes it
+ * instead of storing (R,in) bytes per layer. */
+static const real_t *lora_input(Adapter *a, const StepCtx *ctx, const real_t *x, int R) {
+    Lora *L = a->state;
+    if (!ctx->training || L->cfg.dropout <= 0) return x;
+    for (int r = 0; r < R; r++) ctx->key_scratch[r] = rng_key(ctx->row_keys[r], L->key);
+    a->be->dropout_fwd(ctx->scratch, ctx->mask_scratch, x, ctx->key_scratch, R, a->in, (real_t)L->cfg.dropout);
+    return ctx->scratch;
+}
+
+static void lora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
+    Lora *L = a->state;
+    const Backend *be = a->be;
+    int r = L->cfg.r;
+    const real_t *xd = lora_input(a, ctx, x, R);
+    be->matmul(L->xa, xd, L->A, R, r, a->in, 0, 1, 1, 0);             /* xa(R,r) = xd A^T */
+    be->matmul(y, L->xa, L->B, R, a->out, r, 0, 1, L->scale, 1);       /* y += s xa B^T */
+}
+
+static void lora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
+    Lora *L = a->state;
+    const Backend *be = a->be;
+    int r = L->cfg.r;
+    be->matmul(L->dB, dy, L->xa, a->out, r, R, 1, 0, L->scale, 1);     /* dB(out,r) += s dy^T xa */
+    be->matmul(L->dxa, dy, L->B, R, r, a->out, 0, 0, L->scale, 0);     /* dxa(R,r) = s dy B */
+    const real_t *xd = lora_input(a, ctx, x, R);
+    be->matmul(L->dA, L->dxa, xd, r, a->in, R, 1, 0, 1, 1);            /* dA(r,in) += dxa^T xd */
+    if (!dx) return;
+    if (xd == x) {
+        be->matmul(dx, L->dxa, L->A, R, a->in, r, 0, 0, 1, 1);         /* dx += dxa A */
+    } else {
+        /* xd is no longer needed: reuse its scratch for dxa A, then route through the mask. */
+        be->matmul(ctx->scratch, L->dxa, L->A, R, a->in, r, 0, 0, 1, 0);
+        be->dropout_bwd(dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)L->cfg.dropout);
+    }
+}
+
+static void lora_merge(const Adapter *a, real_t *W) {
+    const Lora *L = a->state;
+    a->be->matmul(W, L->B, L->A, a->out, a->in, L->cfg.r, 0, 0, L->scale, 1); /* W(out,in) += s B A */
+}
+
+static PeftcStatus lora_export(const Adapter *a, TensorSink sink, void *user) {
+    const Lora *L = a->state;
+    char name[160];
+    int64_t shA[2] = {L->cfg.r, a->in}, shB[2] = {a->out, L->cfg.r};
+    snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", a->name);
+    PEFTC_TRY(sink(user, name, 2, shA, L->A));
+    snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", a->name);
+    return sink(user, name, 2, shB, L->B);
+}
+
+static void lora_destroy(Adapter *a) {
+    Lora *L = a->state;
+    a->be->free(L->xa);
+    a->be->free(L->dxa);
+    free(L);
+    free(a);
+}
+
+static const AdapterOps lora_ops = {
+    .kind = "lora",
+    .register_params = lora_register,
+    .init = lora_init,
+    .reserve = lora_reserve,
+    .forward = lora_forward,
+    .backward = lora_backward,
+    .merge = lora_merge,
+    .export_tensors = lora_export,
+    .destroy = lora_destroy,
+};
+
+PeftcStatus lora_create(Adapter **out, const Backend *be, const Linear *base, const LoraConfig *cfg, int group) {
+    if (cfg->r < 1) return PEFTC_ERR(PEFTC_EINVAL, "lora.r must be >= 1, got %d", cfg->r);
+    if (cfg->dropout < 0 || cfg->dropout >= 1)
+        return PEFTC_ERR(PEFTC_EINVAL, "lora.dropout must be in [0, 1), got %g", cfg->dropout);
+    Adapter *a = calloc(1, sizeof *a);
+    Lora *L = calloc(1, sizeof *L);
+    if (!a || !L) {
+        free(a);
+        free(L);
+        return PEFTC_ERR(PEFTC_ENOMEM, "lora: out of memory for layer %s", base->name);
+    }
+    a->ops = &lora_ops;
+    a->be = be;
+    snprintf(a->name, sizeof a->name, "%s", base->name);
+    a->in = base->in;
+    a->out = base->out;
+    a->state = L;
+    L->cfg = *cfg;
+    L->scale = (real_t)lora_scale(cfg);
+    L->group = group;
+    L->key = rng_key_str(0x10AA, base->name);
+    *out = a;
+    return PEFTC_OK;
+}

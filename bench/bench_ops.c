@@ -1,0 +1,109 @@
+/* Milliseconds per call of the CPU backend's heavy ops at SmolLM2-135M's shape.
+ *
+ * usage: bench_ops [threads] [reps]   (threads <= 0: all cores; default reps 5)
+ * Prints the best and the mean of `reps` timed calls after one warm-up call. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/backend.h"
+#include "core/rng.h"
+
+enum { B = 4, T = 256, C = 576, NH = 9, NKV = 3, HD = 64, I = 1536, V = 49152, BT = B * T };
+
+static const Backend *be;
+
+static real_t *buf(size_t n, uint64_t key, double scale) {
+    real_t *p = be->alloc(n * sizeof(real_t));
+    if (!p) {
+        fprintf(stderr, "bench_ops: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = (real_t)(scale * (2.0 * rng_uniform(key, i) - 1.0));
+    return p;
+}
+
+typedef void (*bench_fn)(void *ctx);
+
+static void bench(const char *name, bench_fn f, void *ctx, int reps, double gflop) {
+    f(ctx); /* warm-up: first-touch pages, BLAS buffers, thread pools */
+    double best = 1e30, total = 0.0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = omp_get_wtime();
+        f(ctx);
+        double dt = omp_get_wtime() - t0;
+        best = dt < best ? dt : best;
+        total += dt;
+    }
+    printf("%-44s best %9.3f ms   mean %9.3f ms", name, best * 1e3, total / reps * 1e3);
+    if (gflop > 0) printf("   %6.1f GFLOP/s", gflop / best);
+    printf("\n");
+    fflush(stdout);
+}
+
+typedef struct {
+    real_t *q, *k, *v, *out, *att, *dout, *dq, *dk, *dv; /* q-like (BT,NH*HD), kv-like (BT,NKV*HD) */
+} AttnBuf;
+
+static void attn_fwd(void *p) {
+    AttnBuf *a = p;
+    be->attention_fwd(a->out, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+}
+
+static void attn_fwd_bwd(void *p) {
+    AttnBuf *a = p;
+    attn_fwd(a);
+    be->attention_bwd(a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+}
+
+typedef struct {
+    real_t *x, *W, *y; /* x (M,K), W (N,K), y (M,N) */
+    int M, N, K;
+} MatBuf;
+
+static void mat_xwt(void *p) { /* the forward of a linear layer, y = x W^T */
+    MatBuf *m = p;
+    be->matmul(m->y, m->x, m->W, m->M, m->N, m->K, 0, 1, 1, 0);
+}
+
+static void mat_dw(void *p) { /* its weight gradient, dW(N,K) += dy^T x, with y as dy */
+    MatBuf *m = p;
+    be->matmul(m->W, m->y, m->x, m->N, m->K, m->M, 1, 0, 1, 1);
+}
+
+typedef struct {
+    real_t *logits, *probs; /* (BT,V) */
+    int32_t *targets;       /* (BT) */
+} XentBuf;
+
+static void xent_fwd_bwd(void *p) {
+    XentBuf *x = p;
+    int64_t nv;
+    be->xent_fwd(x->probs, x->logits, x->targets, BT, V, &nv);
+    be->xent_bwd(x->probs, x->probs, x->targets, BT, V, (real_t)(1.0 / (double)nv));
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 0, reps = argc > 2 ? atoi(argv[2]) : 5;
+    be = backend_cpu();
+    backend_cpu_set_threads(threads);
+    printf("peftc cpu backend (%s), %d threads, B=%d T=%d C=%d NH=%d NKV=%d HD=%d I=%d V=%d\n", PEFTC_REAL_NAME,
+           omp_get_max_threads(), B, T, C, NH, NKV, HD, I, V);
+    size_t nq = (size_t)BT * NH * HD, nkv = (size_t)BT * NKV * HD;
+    AttnBuf a = {buf(nq, 1, 1), buf(nkv, 2, 1), buf(nkv, 3, 1), buf(nq, 0, 0), buf((size_t)B * NH * T * T, 0, 0),
+                 buf(nq, 4, 1), buf(nq, 0, 0), buf(nkv, 0, 0), buf(nkv, 0, 0)};
+    double attn_gf = 2.0 * B * NH * T * T * HD * 1e-9; /* one full T x T x HD product */
+    bench("attention fwd", attn_fwd, &a, reps, 2 * attn_gf / 2);
+    bench("attention fwd+bwd", attn_fwd_bwd, &a, reps, 6 * attn_gf / 2);
+
+    MatBuf up = {buf((size_t)BT * C, 5, 1), buf((size_t)I * C, 6, 0.05), buf((size_t)BT * I, 0, 0), BT, I, C};
+    bench("matmul x W^T  (BT,C) x (I,C)^T   [mlp up]", mat_xwt, &up, reps, 2.0 * BT * I * C * 1e-9);
+    bench("matmul dW += dy^T x  (I,BT)x(BT,C)", mat_dw, &up, reps, 2.0 * BT * I * C * 1e-9);
+    MatBuf head = {up.x, buf((size_t)V * C, 7, 0.05), buf((size_t)BT * V, 0, 0), BT, V, C};
+    bench("matmul x W^T  (BT,C) x (V,C)^T   [lm head]", mat_xwt, &head, reps, 2.0 * BT * V * C * 1e-9);
+
+    XentBuf x = {head.y, buf((size_t)BT * V, 0, 0), malloc(BT * sizeof(int32_t))};
+    for (int i = 0; i < BT; i++) x.targets[i] = i % 4 == 0 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(8, i) % V);
+    bench("xent fwd+bwd (BT,V)", xent_fwd_bwd, &x, reps, 0);
+    return 0;
+}

@@ -1,0 +1,154 @@
+/* LLaMA model construction: configuration checks, the base-weight layout and its HF names. */
+#include "llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../adapters/adapter.h"
+#include "rng.h"
+
+static int head_dim_of(const LlamaConfig *c) { return c->head_dim ? c->head_dim : c->hidden / c->heads; }
+
+PeftcStatus llama_config_check(const LlamaConfig *c) {
+    if (c->hidden < 1 || c->intermediate < 1 || c->layers < 1 || c->heads < 1 || c->kv_heads < 1 || c->vocab < 1)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: hidden, intermediate, layers, heads, kv_heads and vocab must be >= 1");
+    if (c->heads % c->kv_heads)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.kv_heads (%d) must divide model.heads (%d)", c->kv_heads, c->heads);
+    if (!c->head_dim && c->hidden % c->heads)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.hidden (%d) must be a multiple of model.heads (%d) when model.head_dim is 0",
+                         c->hidden, c->heads);
+    if (head_dim_of(c) % 2)
+        return PEFTC_ERR(PEFTC_EINVAL, "model head_dim (%d) must be even: RoPE rotates pairs of halves", head_dim_of(c));
+    if (!(c->rope_theta > 0) || !(c->rms_eps > 0))
+        return PEFTC_ERR(PEFTC_EINVAL, "model.rope_theta and model.rms_eps must be > 0");
+    return PEFTC_OK;
+}
+
+int64_t llama_param_count(const LlamaConfig *c) {
+    int64_t C = c->hidden, I = c->intermediate, V = c->vocab, HD = head_dim_of(c);
+    int64_t q = c->heads * HD, kv = c->kv_heads * HD;
+    int64_t layer = 2 * C + q * C + 2 * kv * C + C * q + 3 * I * C + (c->qkv_bias ? q + 2 * kv : 0);
+    return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : V * C);
+}
+
+/* Appends a reference and returns the number of elements it covers. */
+static int64_t add_ref(LlamaModel *m, const char *name, int ndim, int64_t d0, int64_t d1, real_t **data, real_t **grad,
+                       int decay) {
+    LlamaParamRef *r = &m->refs[m->n_refs++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->ndim = ndim;
+    r->shape[0] = d0;
+    r->shape[1] = ndim > 1 ? d1 : 1;
+    r->data = data;
+    r->grad = grad;
+    r->decay = decay;
+    return d0 * r->shape[1];
+}
+
+static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, const char *short_name, int in,
+                       int out, int bias) {
+    char name[128];
+    snprintf(l->name, sizeof l->name, "model.layers.%d.%s", layer, module);
+    l->short_name = short_name;
+    l->in = in;
+    l->out = out;
+    snprintf(name, sizeof name, "%s.weight", l->name);
+    add_ref(m, name, 2, out, in, &l->W, &l->dW, 1);
+    if (bias) {
+        snprintf(name, sizeof name, "%s.bias", l->name);
+        add_ref(m, name, 1, out, 1, &l->b, &l->db, 0);
+    }
+}
+
+/* Lists every base tensor with its HF name; pointers are assigned afterwards in list order. */
+static void build_refs(LlamaModel *m) {
+    const LlamaConfig *c = &m->cfg;
+    int C = c->hidden, I = c->intermediate, HD = c->head_dim, q = c->heads * HD, kv = c->kv_heads * HD;
+    char name[128];
+    add_ref(m, "model.embed_tokens.weight", 2, c->vocab, C, &m->wte, &m->dwte, 0);
+    for (int i = 0; i < c->layers; i++) {
+        LlamaLayer *L = &m->layers[i];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
+        add_ref(m, name, 1, C, 1, &L->ln1_w, &L->dln1_w, 0);
+        add_linear(m, &L->q, i, "self_attn.q_proj", "q", C, q, c->qkv_bias);
+        add_linear(m, &L->k, i, "self_attn.k_proj", "k", C, kv, c->qkv_bias);
+        add_linear(m, &L->v, i, "self_attn.v_proj", "v", C, kv, c->qkv_bias);
+        add_linear(m, &L->o, i, "self_attn.o_proj", "o", q, C, 0);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
+        add_ref(m, name, 1, C, 1, &L->ln2_w, &L->dln2_w, 0);
+        add_linear(m, &L->gate, i, "mlp.gate_proj", "gate", C, I, 0);
+        add_linear(m, &L->up, i, "mlp.up_proj", "up", C, I, 0);
+        add_linear(m, &L->down, i, "mlp.down_proj", "down", I, C, 0);
+    }
+    add_ref(m, "model.norm.weight", 1, C, 1, &m->lnf_w, &m->dlnf_w, 0);
+    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", 2, c->vocab, C, &m->lm_head, &m->dlm_head, 0);
+}
+
+/* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */
+static void init_ref(const LlamaParamRef *r, uint64_t seed, double std) {
+    size_t n = (size_t)(r->shape[0] * r->shape[1]);
+    real_t *p = *r->data;
+    int is_norm = strstr(r->name, "norm.weight") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
+    uint64_t key = rng_key_str(seed, r->name);
+    for (size_t i = 0; i < n; i++) p[i] = is_norm ? 1 : is_bias ? 0 : (real_t)(std * rng_normal(key, i));
+}
+
+PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
+    memset(m, 0, sizeof *m);
+    PEFTC_TRY(llama_config_check(cfg));
+    m->cfg = *cfg;
+    m->cfg.head_dim = head_dim_of(cfg);
+    m->be = be;
+    int per_layer = 2 + 7 + (cfg->qkv_bias ? 3 : 0);
+    m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
+    m->refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->refs);
+    if (!m->layers || !m->refs) {
+        llama_free(m);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory for %d layers", cfg->layers);
+    }
+    build_refs(m);
+    size_t total = 0;
+    for (int i = 0; i < m->n_refs; i++) total += (size_t)(m->refs[i].shape[0] * m->refs[i].shape[1]);
+    m->base_mem = be->alloc(total * sizeof(real_t));
+    if (!m->base_mem) {
+        llama_free(m);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
+    }
+    size_t off = 0;
+    for (int i = 0; i < m->n_refs; i++) {
+        *m->refs[i].data = m->base_mem + off;
+        off += (size_t)(m->refs[i].shape[0] * m->refs[i].shape[1]);
+        init_ref(&m->refs[i], seed, init_std);
+    }
+    return PEFTC_OK;
+}
+
+const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name) {
+    for (int i = 0; i < m->n_refs; i++)
+        if (strcmp(m->refs[i].name, name) == 0) return &m->refs[i];
+    return NULL;
+}
+
+int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
+
+Linear *llama_linear(LlamaModel *m, int i) {
+    LlamaLayer *L = &m->layers[i / 7];
+    Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    return ls[i % 7];
+}
+
+void llama_free(LlamaModel *m) {
+    for (int i = 0; m->layers && i < llama_linear_count(m); i++) {
+        Linear *l = llama_linear(m, i);
+        if (l->adapter) l->adapter->ops->destroy(l->adapter);
+    }
+    if (m->be) {
+        m->be->free(m->base_mem);
+        m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+    }
+    free(m->layers);
+    free(m->refs);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,173 @@
+/* peftc train: configuration, then one Session driven by the trainer, with rank 0 reporting. */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "metrics.h"
+#include "progress.h"
+#include "session.h"
+
+static void train_usage(FILE *f) {
+    fprintf(f, "usage: peftc train [config.yaml] [key=value ...]\n\n"
+               "Keys may be given in the YAML file (nested sections) or as dotted overrides; an override\n"
+               "may name a key by its last part alone when that is unique (accum=2 sets train.accum).\n\n");
+    config_print_help(f);
+}
+
+/* Builds the configuration from the arguments; prints nothing. */
+static PeftcStatus parse_args(RunConfig *c, int argc, char **argv) {
+    config_defaults(c);
+    int i = 0;
+    if (argc > 0 && !strchr(argv[0], '=')) PEFTC_TRY(config_load_yaml(c, argv[i++]));
+    for (; i < argc; i++) PEFTC_TRY(config_apply_override(c, argv[i]));
+    return config_finish(c);
+}
+
+static PeftcStatus mkdir_p(const char *path) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c != '/' && c != '\0') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return PEFTC_ERR(PEFTC_EIO, "output.dir: cannot create '%s': %s", buf, strerror(errno));
+        if (c == '\0') return PEFTC_OK;
+        *p = c;
+    }
+}
+
+static PeftcStatus write_resolved_config(const RunConfig *c) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.yaml", c->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return PEFTC_ERR(PEFTC_EIO, "cannot write resolved config '%s': %s", path, strerror(errno));
+    PeftcStatus st = config_write_yaml(c, f);
+    if (fclose(f) != 0 && st == PEFTC_OK) st = PEFTC_ERR(PEFTC_EIO, "cannot write '%s'", path);
+    return st;
+}
+
+typedef struct {
+    Progress *progress;
+    Metrics *metrics;
+    PeftcStatus metrics_status;
+    double first_eval, last_eval, tokens_seen, seconds;
+    int n_evals;
+} Reporter;
+
+static void on_step(void *user, const StepStats *s) {
+    Reporter *r = user;
+    progress_step(r->progress, s);
+    if (r->metrics_status == PEFTC_OK) r->metrics_status = metrics_step(r->metrics, s);
+    r->tokens_seen += s->seq_tokens;
+    r->seconds += s->step_seconds;
+}
+
+static void on_eval(void *user, const EvalStats *s) {
+    Reporter *r = user;
+    progress_eval(r->progress, s);
+    if (r->metrics_status == PEFTC_OK) r->metrics_status = metrics_eval(r->metrics, s);
+    if (r->n_evals++ == 0) r->first_eval = s->loss;
+    r->last_eval = s->loss;
+}
+
+static void print_banner(const Session *s, int world) {
+    const RunConfig *c = &s->cfg;
+    printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", c->method, world,
+           omp_get_max_threads(), (long long)llama_param_count(&c->model), s->arena.numel,
+           s->arena.n_groups ? s->arena.groups[0].name : "-");
+    printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
+           c->train.micro_batch * c->train.accum * world, c->train.seq_len, c->train.micro_batch, c->train.accum,
+           world, (s->arena.numel + ARENA_TRAILER) * sizeof(real_t));
+    fflush(stdout);
+}
+
+/* Rank 0 reports; every rank trains. */
+static PeftcStatus run(Session *s, Comm *comm) {
+    Reporter rep = {0};
+    TrainerHooks hooks = {&rep, on_step, on_eval};
+    int root = comm_rank(comm) == 0;
+    PeftcStatus st = PEFTC_OK;
+    if (root) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/metrics.csv", s->cfg.out_dir);
+        st = metrics_open(&rep.metrics, path);
+        if (st == PEFTC_OK) st = progress_create(&rep.progress, stdout, isatty(fileno(stdout)), s->cfg.log_every);
+        if (st == PEFTC_OK) print_banner(s, comm_size(comm));
+    }
+    st = comm_agree(comm, st);
+    if (st == PEFTC_OK) st = trainer_run(&s->trainer, root ? &hooks : NULL);
+    if (root) {
+        progress_finish(rep.progress);
+        PeftcStatus mst = metrics_close(rep.metrics);
+        if (st == PEFTC_OK) st = rep.metrics_status != PEFTC_OK ? rep.metrics_status : mst;
+        if (st == PEFTC_OK)
+            printf("peftc: done: held-out loss %.4f -> %.4f, %.0f tokens/s, metrics in %s/metrics.csv\n", rep.first_eval,
+                   rep.last_eval, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0, s->cfg.out_dir);
+    }
+    return st;
+}
+
+static void report(PeftcStatus st, const Comm *comm, int is_config) {
+    if (st == PEFTC_OK) return;
+    /* Configuration errors are the same on every rank: say them once. */
+    if (is_config && comm_rank(comm) != 0) return;
+    if (st == PEFTC_ECOMM && comm_rank(comm) != 0) return;
+    if (comm_size(comm) > 1 && !is_config) fprintf(stderr, "peftc: error: [rank %d] %s\n", comm_rank(comm), peftc_err_msg());
+    else fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
+}
+
+static void set_threads(const RunConfig *c, const Comm *comm) {
+    int n = c->threads;
+    if (n <= 0) {
+        /* Ranks on one node share its cores: oversubscribed BLAS threads only slow each other down. */
+        n = omp_get_num_procs() / comm_local_size(comm);
+        if (n < 1) n = 1;
+    }
+    backend_cpu_set_threads(n);
+}
+
+int cmd_train(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            train_usage(stdout);
+            return 0;
+        }
+    Comm *comm;
+    if (comm_init(&comm, NULL, NULL) != PEFTC_OK) {
+        fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
+        return EXIT_RUNTIME;
+    }
+    static RunConfig cfg;
+    PeftcStatus st = comm_agree(comm, parse_args(&cfg, argc, argv));
+    if (st != PEFTC_OK) {
+        report(st, comm, 1);
+        comm_free(comm);
+        return EXIT_USAGE;
+    }
+    set_threads(&cfg, comm);
+    if (comm_rank(comm) == 0) {
+        st = mkdir_p(cfg.out_dir);
+        if (st == PEFTC_OK) st = write_resolved_config(&cfg);
+        if (st == PEFTC_OK) {
+            printf("# resolved configuration (also in %s/config.yaml)\n", cfg.out_dir);
+            config_write_yaml(&cfg, stdout);
+            fflush(stdout);
+        }
+    }
+    st = comm_agree(comm, st);
+    static Session session;
+    if (st == PEFTC_OK) {
+        PeftcStatus local = session_open(&session, &cfg, comm);
+        st = comm_agree(comm, local);
+        if (st == PEFTC_OK) st = run(&session, comm);
+        if (local == PEFTC_OK) session_close(&session);
+    }
+    report(st, comm, 0);
+    comm_free(comm);
+    return st == PEFTC_OK ? 0 : EXIT_RUNTIME;
+}

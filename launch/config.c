@@ -1,0 +1,124 @@
+/* Defaults, command-line overrides and the cross-field checks of the run configuration. The keys
+ * themselves live in config_keys.c; YAML in config_yaml.c; write-out and help in config_write.c. */
+#include "config.h"
+
+#include <string.h>
+
+#include "config_keys.h"
+
+void config_defaults(RunConfig *c) {
+    memset(c, 0, sizeof *c);
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    /* Defaults are text parsed like user input, so the help shows exactly what is applied. The test
+     * suite checks every default parses; a failure here would leave the field zero. */
+    for (int i = 0; i < n; i++) (void)config_key_set(&keys[i], c, keys[i].def, "default: ");
+    peftc_err_clear();
+    c->lora.targets = LORA_T_ALL; /* what "all-linear" parses to; config_finish re-parses the text */
+    c->train.sched.total = c->train.steps;
+}
+
+/* Finds a key by full name or, on the command line, by a last component no other key shares. */
+static PeftcStatus resolve_key(const char *name, const char *where, const ConfigKey **out) {
+    if ((*out = config_key_find(name))) return PEFTC_OK;
+    if (!strchr(name, '.')) {
+        int n, hits = 0;
+        const ConfigKey *keys = config_keys(&n);
+        char list[512] = "";
+        size_t used = 0;
+        for (int i = 0; i < n; i++) {
+            if (strcmp(config_key_leaf(&keys[i]), name) != 0) continue;
+            *out = &keys[i];
+            if (used < sizeof list)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", hits ? ", " : "", keys[i].name);
+            hits++;
+        }
+        if (hits == 1) return PEFTC_OK;
+        if (hits > 1)
+            return PEFTC_ERR(PEFTC_EINVAL, "%s'%s' is ambiguous: it could be %s; give the full key", where, name,
+                             list);
+    }
+    *out = NULL;
+    const ConfigKey *s = config_key_suggest(name);
+    if (s) return PEFTC_ERR(PEFTC_EINVAL, "%sunknown key '%s' (did you mean '%s'?)", where, name, s->name);
+    return PEFTC_ERR(PEFTC_EINVAL, "%sunknown key '%s' (peftc train --help lists every key)", where, name);
+}
+
+PeftcStatus config_apply_override(RunConfig *c, const char *kv) {
+    char where[160], name[128];
+    snprintf(where, sizeof where, "override '%.120s%s': ", kv, strlen(kv) > 120 ? "..." : "");
+    const char *eq = strchr(kv, '=');
+    if (!eq) return PEFTC_ERR(PEFTC_EINVAL, "%sexpected key=value", where);
+    size_t len = (size_t)(eq - kv);
+    if (len == 0) return PEFTC_ERR(PEFTC_EINVAL, "%smissing key before '='", where);
+    if (len >= sizeof name)
+        return PEFTC_ERR(PEFTC_EINVAL, "%sunknown key '%.*s...'", where, 40, kv);
+    memcpy(name, kv, len);
+    name[len] = '\0';
+    const ConfigKey *k;
+    PEFTC_TRY(resolve_key(name, where, &k));
+    return config_key_set(k, c, eq + 1, where);
+}
+
+static PeftcStatus finish_model(RunConfig *c) {
+    LlamaConfig *m = &c->model;
+    int derived = m->head_dim == 0;
+    if (derived) {
+        if (m->hidden % m->heads != 0)
+            return PEFTC_ERR(PEFTC_EINVAL,
+                             "model.hidden (%d) must be divisible by model.heads (%d) when model.head_dim is 0",
+                             m->hidden, m->heads);
+        m->head_dim = m->hidden / m->heads;
+    }
+    if (m->head_dim % 2 != 0)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.head_dim (%d%s) must be even: RoPE rotates pairs of dimensions",
+                         m->head_dim, derived ? " = model.hidden / model.heads" : "");
+    if (m->heads % m->kv_heads != 0)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.kv_heads (%d) must divide model.heads (%d)", m->kv_heads, m->heads);
+    if (m->vocab < SYN_VOCAB)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.vocab (%d) must be >= %d, the token count of data.task", m->vocab,
+                         SYN_VOCAB);
+    return PEFTC_OK;
+}
+
+static PeftcStatus finish_train(RunConfig *c) {
+    TrainConfig *t = &c->train;
+    if (t->sched.warmup > t->steps)
+        return PEFTC_ERR(PEFTC_EINVAL, "sched.warmup (%lld) must be <= train.steps (%lld)",
+                         (long long)t->sched.warmup, (long long)t->steps);
+    t->sched.total = t->steps;
+    return PEFTC_OK;
+}
+
+static PeftcStatus finish_data(RunConfig *c) {
+    const SynConfig *d = &c->data;
+    if (d->min_digits > d->max_digits)
+        return PEFTC_ERR(PEFTC_EINVAL, "data.min_digits (%d) must be <= data.max_digits (%d)", d->min_digits,
+                         d->max_digits);
+    int need = syn_max_len(d);
+    if (need > c->train.seq_len) {
+        char task[32];
+        config_key_format(config_key_find("data.task"), c, task, sizeof task);
+        return PEFTC_ERR(PEFTC_EINVAL,
+                         "train.seq_len (%d) is too short for data.task=%s with data.max_digits=%d: "
+                         "the longest example needs %d tokens",
+                         c->train.seq_len, task, d->max_digits, need);
+    }
+    return PEFTC_OK;
+}
+
+static PeftcStatus finish_lora(RunConfig *c) {
+    if (strcmp(c->method, "lora") != 0) return PEFTC_OK;
+    PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
+    if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
+    char why[512];
+    snprintf(why, sizeof why, "%s", peftc_err_msg()); /* the next PEFTC_ERR overwrites it */
+    return PEFTC_ERR(st, "lora.targets: %s", why);
+}
+
+PeftcStatus config_finish(RunConfig *c) {
+    PEFTC_TRY(finish_model(c));
+    PEFTC_TRY(finish_train(c));
+    PEFTC_TRY(finish_data(c));
+    return finish_lora(c);
+}

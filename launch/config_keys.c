@@ -1,0 +1,160 @@
+/* The one table of configuration keys, and name lookup over it. */
+#include "config_keys.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define FIELD(f) offsetof(RunConfig, f), sizeof(((RunConfig *)0)->f)
+
+#define NO_RANGE {0, 0, 0, 0}
+#define GE(x) {'[', 0, (x), 0}
+#define GT(x) {'(', 0, (x), 0}
+#define IN(a, b) {'[', ']', (a), (b)}      /* [a, b] */
+#define IN_HO(a, b) {'[', ')', (a), (b)}   /* [a, b) */
+
+#define INT(n, f, d, r, h) {n, KEY_INT, FIELD(f), d, r, NULL, NULL, 0, h}
+#define FLT(n, f, d, r, h) {n, KEY_FLOAT, FIELD(f), d, r, NULL, NULL, 0, h}
+#define BOOL(n, f, d, h) {n, KEY_BOOL, FIELD(f), d, NO_RANGE, NULL, NULL, 0, h}
+#define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, NO_RANGE, NULL, NULL, fl, h}
+#define ENUM(n, f, d, vals, codes, h) {n, KEY_ENUM, FIELD(f), d, NO_RANGE, vals, codes, 0, h}
+
+/* Enum keys stored as C enums are written through an int. */
+_Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
+_Static_assert(sizeof(SynTask) == sizeof(int), "SynTask must be int-sized");
+
+static const char *const METHODS[] = {"lora", "full", NULL};
+static const char *const SCHEDS[] = {"cosine", "linear", "constant", NULL};
+static const int SCHED_CODES[] = {SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT};
+static const char *const TASKS[] = {"copy", "reverse", "add", NULL};
+static const int TASK_CODES[] = {SYN_COPY, SYN_REVERSE, SYN_ADD};
+
+static const ConfigSection SECTIONS[] = {
+    {"model", "the LLaMA-shaped base model (random init)"},
+    {"method", "which parameters train"},
+    {"lora", "LoRA adapters (method.name=lora)"},
+    {"train", "the training loop"},
+    {"optim", "AdamW and gradient clipping"},
+    {"sched", "learning-rate schedule"},
+    {"data", "the synthetic task"},
+    {"output", "where results go"},
+};
+
+static const ConfigKey KEYS[] = {
+    INT("model.hidden", model.hidden, "128", GE(1), "hidden size"),
+    INT("model.intermediate", model.intermediate, "352", GE(1), "SwiGLU MLP width"),
+    INT("model.layers", model.layers, "4", GE(1), "decoder layers"),
+    INT("model.heads", model.heads, "4", GE(1), "attention (query) heads"),
+    INT("model.kv_heads", model.kv_heads, "2", GE(1), "key/value heads; must divide model.heads"),
+    INT("model.head_dim", model.head_dim, "0", GE(0), "per-head size; 0 = hidden / heads; must be even"),
+    INT("model.vocab", model.vocab, "64", GE(1), "vocabulary size"),
+    FLT("model.rope_theta", model.rope_theta, "10000", GT(0), "RoPE base frequency"),
+    FLT("model.rms_eps", model.rms_eps, "1e-5", GT(0), "RMSNorm epsilon"),
+    BOOL("model.tie_embeddings", model.tie_embeddings, "true", "LM head shares the embedding"),
+    BOOL("model.qkv_bias", model.qkv_bias, "false", "bias on the q/k/v projections"),
+    FLT("model.init_std", init_std, "0.02", GT(0), "std of the random base weights"),
+    INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
+
+    ENUM("method.name", method, "lora", METHODS, NULL, "lora: adapters only; full: every base tensor"),
+
+    INT("lora.r", lora.r, "8", IN(1, 4096), "adapter rank"),
+    FLT("lora.alpha", lora.alpha, "16", GT(0), "scale numerator: alpha/r (alpha/sqrt(r) with rslora)"),
+    FLT("lora.dropout", lora.dropout, "0.05", IN_HO(0, 1), "dropout on the adapter input"),
+    BOOL("lora.rslora", lora.rslora, "false", "rank-stabilised scale alpha/sqrt(r)"),
+    STR("lora.targets", lora_targets, "all-linear", KEYF_LIST,
+        "all-linear or a list of q,k,v,o,gate,up,down"),
+    FLT("lora.lr", lora_lr, "0", GE(0), "adapter learning rate; 0 = optim.lr"),
+
+    INT("train.steps", train.steps, "300", GE(1), "optimizer steps"),
+    INT("train.micro_batch", train.micro_batch, "8", GE(1), "sequences per micro-batch per rank"),
+    INT("train.accum", train.accum, "1", GE(1), "micro-batches per step per rank"),
+    INT("train.seq_len", train.seq_len, "32", GE(2), "tokens per sequence"),
+    INT("train.seed", train.seed, "42", GE(0), "seed of sampling and dropout"),
+    INT("train.eval_every", train.eval_every, "50", GE(0), "steps between evaluations; 0 = start and end"),
+    INT("train.eval_batches", train.eval_batches, "8", GE(1), "held-out batches per evaluation"),
+    INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
+
+    FLT("optim.lr", lr, "3e-3", GT(0), "peak learning rate"),
+    FLT("optim.weight_decay", weight_decay, "0", GE(0), "decoupled weight decay (matrices only)"),
+    FLT("optim.beta1", train.adamw.beta1, "0.9", IN_HO(0, 1), "first-moment decay"),
+    FLT("optim.beta2", train.adamw.beta2, "0.999", IN_HO(0, 1), "second-moment decay"),
+    FLT("optim.eps", train.adamw.eps, "1e-8", GT(0), "denominator epsilon"),
+    FLT("optim.grad_clip", train.adamw.grad_clip, "1.0", GE(0), "max global gradient norm; 0 disables"),
+
+    ENUM("sched.type", train.sched.type, "cosine", SCHEDS, SCHED_CODES, "decay after warm-up"),
+    INT("sched.warmup", train.sched.warmup, "20", GE(0), "steps of linear warm-up; <= train.steps"),
+    FLT("sched.min_lr_ratio", train.sched.min_ratio, "0.1", IN(0, 1), "final lr as a fraction of peak"),
+
+    ENUM("data.task", data.task, "reverse", TASKS, TASK_CODES, "what the model learns to answer"),
+    INT("data.min_digits", data.min_digits, "3", IN(1, 64), "fewest digits per operand"),
+    INT("data.max_digits", data.max_digits, "8", IN(1, 64), "most digits per operand"),
+    INT("data.seed", data.seed, "7", GE(0), "seed of the problems"),
+    INT("data.eval_percent", data.eval_percent, "10", IN(1, 50), "share of problems held out, percent"),
+
+    STR("output.dir", out_dir, "runs/default", 0, "run directory (config, metrics, adapters)"),
+    INT("output.log_every", log_every, "10", GE(1), "steps between progress lines (non-TTY)"),
+};
+
+const ConfigKey *config_keys(int *n) {
+    *n = (int)(sizeof KEYS / sizeof KEYS[0]);
+    return KEYS;
+}
+
+const ConfigSection *config_sections(int *n) {
+    *n = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
+    return SECTIONS;
+}
+
+const ConfigKey *config_key_find(const char *name) {
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
+    return NULL;
+}
+
+int config_key_is_section(const char *prefix) {
+    size_t len = strlen(prefix);
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (strncmp(KEYS[i].name, prefix, len) == 0 && KEYS[i].name[len] == '.') return 1;
+    return 0;
+}
+
+const char *config_key_leaf(const ConfigKey *k) {
+    const char *dot = strrchr(k->name, '.');
+    return dot ? dot + 1 : k->name;
+}
+
+/* Levenshtein distance; names longer than the buffer are compared on their first 63 bytes, which is
+ * plenty to spot a typo. */
+static int edit_distance(const char *a, const char *b) {
+    enum { M = 64 };
+    int prev[M + 1], cur[M + 1];
+    size_t la = strnlen(a, M - 1), lb = strnlen(b, M - 1);
+    for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(int) * (lb + 1));
+    }
+    return prev[lb];
+}
+
+const ConfigKey *config_key_suggest(const char *name) {
+    const ConfigKey *best = NULL;
+    int best_d = INT_MAX;
+    int dotless = strchr(name, '.') == NULL;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
+        int d = edit_distance(name, KEYS[i].name);
+        if (dotless) {
+            int dl = edit_distance(name, config_key_leaf(&KEYS[i]));
+            if (dl < d) d = dl;
+        }
+        if (d < best_d) best_d = d, best = &KEYS[i];
+    }
+    /* A third of the name may be wrong ("lora.rank" -> "lora.r"), and one edit always may, so short
+     * names ("acum") still get a hint without "rank" suggesting "task". */
+    int len = (int)strlen(name), limit = len / 3 > 1 ? len / 3 : 1;
+    return best_d <= limit ? best : NULL;
+}

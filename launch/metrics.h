@@ -1,0 +1,23 @@
+/* The metrics CSV: one row per optimizer step and per evaluation, flushed as written so a killed job
+ * keeps its curve.
+ *
+ *   kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced
+ *   train,1,2.70805025,0.00015,1.03,512,48211.4,10.62,1234
+ *   eval,50,1.18620741,,,2048,,,
+ *
+ * Losses are written with 9 significant digits so runs can be compared to 1e-5. */
+#ifndef PEFTC_METRICS_H
+#define PEFTC_METRICS_H
+
+#include "../core/trainer.h"
+
+typedef struct Metrics Metrics;
+
+/* Creates (truncates) the file and writes the header. */
+PeftcStatus metrics_open(Metrics **out, const char *path);
+PeftcStatus metrics_step(Metrics *m, const StepStats *s);
+PeftcStatus metrics_eval(Metrics *m, const EvalStats *s);
+/* Closes and frees m (NULL is fine); reports a failed final write. */
+PeftcStatus metrics_close(Metrics *m);
+
+#endif
