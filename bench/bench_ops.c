@@ -87,10 +87,11 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 0, reps = argc > 2 ? atoi(argv[2]) : 5;
     be = backend_cpu();
     backend_cpu_set_threads(threads);
-    printf("peftc cpu backend (%s), %d threads, B=%d T=%d C=%d NH=%d NKV=%d HD=%d I=%d V=%d\n", PEFTC_REAL_NAME,
-           omp_get_max_threads(), B, T, C, NH, NKV, HD, I, V);
+    printf("peftc cpu backend (%s), %d threads, B=%d T=%d C=%d NH=%d NKV=%d HD=%d I=%d V=%d\n",
+           PEFTC_REAL_NAME, omp_get_max_threads(), B, T, C, NH, NKV, HD, I, V);
     size_t nq = (size_t)BT * NH * HD, nkv = (size_t)BT * NKV * HD;
-    AttnBuf a = {buf(nq, 1, 1), buf(nkv, 2, 1), buf(nkv, 3, 1), buf(nq, 0, 0), buf((size_t)B * NH * T * T, 0, 0),
+    size_t natt = (size_t)B * NH * T * T;
+    AttnBuf a = {buf(nq, 1, 1), buf(nkv, 2, 1), buf(nkv, 3, 1), buf(nq, 0, 0), buf(natt, 0, 0),
                  buf(nq, 4, 1), buf(nq, 0, 0), buf(nkv, 0, 0), buf(nkv, 0, 0)};
     double attn_gf = 2.0 * B * NH * T * T * HD * 1e-9; /* one full T x T x HD product */
     bench("attention fwd", attn_fwd, &a, reps, 2 * attn_gf / 2);
@@ -103,7 +104,8 @@ int main(int argc, char **argv) {
     bench("matmul x W^T  (BT,C) x (V,C)^T   [lm head]", mat_xwt, &head, reps, 2.0 * BT * V * C * 1e-9);
 
     XentBuf x = {head.y, buf((size_t)BT * V, 0, 0), malloc(BT * sizeof(int32_t))};
-    for (int i = 0; i < BT; i++) x.targets[i] = i % 4 == 0 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(8, i) % V);
+    for (int i = 0; i < BT; i++) /* a quarter masked, as prompt tokens would be */
+        x.targets[i] = i % 4 == 0 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(8, i) % V);
     bench("xent fwd+bwd (BT,V)", xent_fwd_bwd, &x, reps, 0);
     return 0;
 }

@@ -8,7 +8,10 @@
  *    BT = B*T rows of activations.
  *  - Forward ops overwrite their outputs. Backward ops ACCUMULATE (+=) into every gradient they
  *    write, so gradients are zeroed once per step and accumulation and residual fan-in come free.
- *    A NULL gradient pointer means "not needed" and is skipped.
+ *    A NULL gradient pointer means "not needed" and is skipped. Two documented exceptions transform
+ *    in place instead: rope_bwd, and xent_bwd when dlogits aliases probs.
+ *  - A backend is driven by one host thread at a time (the CPU one changes OpenBLAS's thread count
+ *    inside attention); it parallelises internally.
  */
 #ifndef PEFTC_BACKEND_H
 #define PEFTC_BACKEND_H
@@ -87,8 +90,8 @@ struct Backend {
     double (*xent_fwd)(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
                        int64_t *n_valid);
     /* dlogits(BT,V) += scale * (probs - onehot(target)) on valid rows; ignored rows get nothing.
-     * dlogits MAY alias probs (then it is overwritten rather than accumulated: callers that alias pass
-     * a buffer they no longer need). */
+     * dlogits MAY alias probs: it is then overwritten rather than accumulated, and ignored rows are
+     * set to zero (they would otherwise still hold probabilities). */
     void (*xent_bwd)(real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V,
                      real_t scale);
 

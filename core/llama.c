@@ -92,6 +92,8 @@ static void init_ref(const LlamaParamRef *r, uint64_t seed, double std) {
     real_t *p = *r->data;
     int is_norm = strstr(r->name, "norm.weight") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
     uint64_t key = rng_key_str(seed, r->name);
+    /* Each value depends only on (key, i), so threads cannot change the draw. */
+    #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) p[i] = is_norm ? 1 : is_bias ? 0 : (real_t)(std * rng_normal(key, i));
 }
 

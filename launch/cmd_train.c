@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,9 +13,7 @@
 #include "session.h"
 
 static void train_usage(FILE *f) {
-    fprintf(f, "usage: peftc train [config.yaml] [key=value ...]\n\n"
-               "Keys may be given in the YAML file (nested sections) or as dotted overrides; an override\n"
-               "may name a key by its last part alone when that is unique (accum=2 sets train.accum).\n\n");
+    fprintf(f, "usage: peftc train [config.yaml] [key=value ...]\n\n");
     config_print_help(f);
 }
 
@@ -86,6 +85,14 @@ static void print_banner(const Session *s, int world) {
     fflush(stdout);
 }
 
+/* In-place redraw only for a person at a terminal. MPI launchers hand ranks a pseudo-terminal even
+ * when mpirun's own output goes to a file, so under a launcher plain lines are the safe choice. */
+static int redraw_in_place(void) {
+    const char *term = getenv("TERM");
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("SLURM_STEP_ID")) return 0;
+    return isatty(fileno(stdout)) && !(term && strcmp(term, "dumb") == 0);
+}
+
 /* Rank 0 reports; every rank trains. */
 static PeftcStatus run(Session *s, Comm *comm) {
     Reporter rep = {0};
@@ -96,7 +103,7 @@ static PeftcStatus run(Session *s, Comm *comm) {
         char path[600];
         snprintf(path, sizeof path, "%s/metrics.csv", s->cfg.out_dir);
         st = metrics_open(&rep.metrics, path);
-        if (st == PEFTC_OK) st = progress_create(&rep.progress, stdout, isatty(fileno(stdout)), s->cfg.log_every);
+        if (st == PEFTC_OK) st = progress_create(&rep.progress, stdout, redraw_in_place(), s->cfg.log_every);
         if (st == PEFTC_OK) print_banner(s, comm_size(comm));
     }
     st = comm_agree(comm, st);

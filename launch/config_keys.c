@@ -51,7 +51,7 @@ static const ConfigKey KEYS[] = {
     FLT("model.rms_eps", model.rms_eps, "1e-5", GT(0), "RMSNorm epsilon"),
     BOOL("model.tie_embeddings", model.tie_embeddings, "true", "LM head shares the embedding"),
     BOOL("model.qkv_bias", model.qkv_bias, "false", "bias on the q/k/v projections"),
-    FLT("model.init_std", init_std, "0.02", GT(0), "std of the random base weights"),
+    FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 
     ENUM("method.name", method, "lora", METHODS, NULL, "lora: adapters only; full: every base tensor"),
@@ -64,13 +64,13 @@ static const ConfigKey KEYS[] = {
         "all-linear or a list of q,k,v,o,gate,up,down"),
     FLT("lora.lr", lora_lr, "0", GE(0), "adapter learning rate; 0 = optim.lr"),
 
-    INT("train.steps", train.steps, "300", GE(1), "optimizer steps"),
+    INT("train.steps", train.steps, "500", GE(1), "optimizer steps"),
     INT("train.micro_batch", train.micro_batch, "8", GE(1), "sequences per micro-batch per rank"),
     INT("train.accum", train.accum, "1", GE(1), "micro-batches per step per rank"),
     INT("train.seq_len", train.seq_len, "32", GE(2), "tokens per sequence"),
     INT("train.seed", train.seed, "42", GE(0), "seed of sampling and dropout"),
     INT("train.eval_every", train.eval_every, "50", GE(0), "steps between evaluations; 0 = start and end"),
-    INT("train.eval_batches", train.eval_batches, "8", GE(1), "held-out batches per evaluation"),
+    INT("train.eval_batches", train.eval_batches, "8", GE(1), "held-out micro-batches per evaluation, split across ranks"),
     INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
 
     FLT("optim.lr", lr, "3e-3", GT(0), "peak learning rate"),
@@ -90,7 +90,7 @@ static const ConfigKey KEYS[] = {
     INT("data.seed", data.seed, "7", GE(0), "seed of the problems"),
     INT("data.eval_percent", data.eval_percent, "10", IN(1, 50), "share of problems held out, percent"),
 
-    STR("output.dir", out_dir, "runs/default", 0, "run directory (config, metrics, adapters)"),
+    STR("output.dir", out_dir, "runs/default", 0, "run directory (resolved config, metrics CSV)"),
     INT("output.log_every", log_every, "10", GE(1), "steps between progress lines (non-TTY)"),
 };
 

@@ -55,8 +55,8 @@ START_TEST(defaults_pass_finish) {
     ck_assert_str_eq(c.method, "lora");
     ck_assert_int_eq(c.lora.r, 8);
     ck_assert_uint_eq(c.lora.targets, LORA_T_ALL);
-    ck_assert_int_eq(c.train.steps, 300);
-    ck_assert_int_eq(c.train.sched.total, 300);
+    ck_assert_int_eq(c.train.steps, 500);
+    ck_assert_int_eq(c.train.sched.total, 500);
     ck_assert_int_eq(c.train.sched.type, SCHED_COSINE);
     ck_assert(c.train.sched.min_ratio == 0.1);
     ck_assert_int_eq(c.data.task, SYN_REVERSE);

@@ -7,9 +7,9 @@
  *
  * Threading: OpenMP over (b,h) in the forward and over (b, kv head) in the backward, so one thread owns
  * each dk/dv slice that the heads of a group accumulate into; BLAS runs single-threaded inside. */
+#include <assert.h>
 #include <omp.h>
 #include <stdlib.h>
-#include <string.h>
 #include <tgmath.h> /* exp on real_t picks expf in the float build */
 
 #include "core/cpu/cpu_ops.h"
@@ -55,6 +55,7 @@ static void attn_fwd_head(real_t *out_h, real_t *att_h, const real_t *q_h, const
 void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,
                        int T, int NH, int NKV, int HD) {
     /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T,T) */
+    assert(NKV > 0 && NH % NKV == 0);
     int group = NH / NKV, ldq = NH * HD, ldkv = NKV * HD;
     int par = attn_parallel(B, T, NH, HD);
     int saved = par ? cpu_blas_single_begin() : 0;
@@ -71,7 +72,7 @@ void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *
 }
 
 /* ds = att * (datt - rowsum(datt * att)) in place over one tile's rows, the softmax Jacobian applied
- * row by row; s > t stays zero because att is zero there. */
+ * row by row. s > t is cleared explicitly: datt is not zero there and the dk gemm reads the whole tile. */
 static void softmax_bwd_tile(real_t *ds, const real_t *a, int t0, int t1, int ldd, int lda) {
     /* ds (t1-t0, t1; ldd): datt on entry; a (t1-t0, t1; lda): probabilities */
     for (int t = t0; t < t1; t++) {
@@ -106,7 +107,8 @@ static void attn_bwd_head(const AttnBwdHead *w, real_t *ds /* (ATT_TILE, T) scra
         if (!w->dq_h && !w->dk_g) continue;
         cpu_gemm(0, 1, rows, t1, HD, 1, dout, ldq, w->v_g, ldkv, 0, ds, t1);
         softmax_bwd_tile(ds, a, t0, t1, t1, T);
-        if (w->dq_h) cpu_gemm(0, 0, rows, HD, t1, scale, ds, t1, w->k_g, ldkv, 1, w->dq_h + (size_t)t0 * ldq, ldq);
+        if (w->dq_h)
+            cpu_gemm(0, 0, rows, HD, t1, scale, ds, t1, w->k_g, ldkv, 1, w->dq_h + (size_t)t0 * ldq, ldq);
         if (w->dk_g) cpu_gemm(1, 0, t1, HD, rows, scale, ds, t1, qt, ldq, 1, w->dk_g, ldkv);
     }
 }

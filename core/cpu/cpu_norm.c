@@ -3,6 +3,7 @@
  * The reductions over rows (db, dw, the dwte scatter) are parallelised over column blocks: a thread
  * owns its columns outright and adds the rows in order, so there is no race and the sums do not depend
  * on the thread count. */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,8 +37,10 @@ void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC) {
 void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
     /* out (BT,C), tokens (BT) in [0,V), wte (V,C) */
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
-    for (int r = 0; r < BT; r++)
+    for (int r = 0; r < BT; r++) {
+        assert(tokens[r] >= 0); /* the upper bound V is not passed in */
         memcpy(out + (size_t)r * C, wte + (size_t)tokens[r] * C, (size_t)C * sizeof(real_t));
+    }
 }
 
 void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {

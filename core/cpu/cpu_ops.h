@@ -46,7 +46,8 @@ void cpu_bias_fwd(real_t *out, const real_t *b, int BT, int OC);
 void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC);
 void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C);
 void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C);
-void cpu_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C, real_t eps);
+void cpu_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C,
+                     real_t eps);
 void cpu_rmsnorm_bwd(real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp, const real_t *w,
                      const real_t *rstd, int BT, int C);
 

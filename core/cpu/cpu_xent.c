@@ -2,6 +2,7 @@
  *
  * Max-subtracted so large logits cannot overflow; sums in double because a 50k-entry row of float
  * exponentials would otherwise lose the small terms. */
+#include <assert.h>
 #include <stdlib.h>
 #include <tgmath.h> /* exp on real_t picks expf in the float build: there are B*T*V of them */
 
@@ -10,6 +11,7 @@
 /* Softmax of one row into p (p may be x) and the row's loss -log p[tgt] = log(sum) + max - x[tgt]. */
 static double xent_row(real_t *p, const real_t *x, int32_t tgt, int V) {
     /* p, x (V) */
+    assert(tgt == PEFTC_IGNORE_INDEX || (tgt >= 0 && tgt < V));
     double xt = tgt == PEFTC_IGNORE_INDEX ? 0.0 : (double)x[tgt]; /* read before p overwrites x */
     real_t mx = x[0];
     for (int i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;

@@ -1,0 +1,74 @@
+/* Training-step throughput at a chosen model shape (default: SmolLM2-135M's, seq 256, LoRA r=8 on all
+ * linear layers). Prints tokens/s, ms/step, useful GFLOP/s and peak memory. Arguments are the same
+ * key=value overrides `peftc train` takes, e.g. method.name=full or train.micro_batch=8. */
+#include <omp.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "launch/session.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *smollm2_shape[] = {
+    "model.hidden=576", "model.intermediate=1536", "model.layers=30", "model.heads=9", "model.kv_heads=3",
+    "model.vocab=49152", "model.rope_theta=100000", "model.init_std=0.02", "train.seq_len=256",
+    "train.micro_batch=4", "data.max_digits=64", "train.steps=4", "sched.warmup=1", "train.eval_batches=1",
+};
+
+/* FLOPs per token a step really needs: forward 2N over the matrices, input gradients 2N (the frozen
+ * weights still pass gradients down), weight gradients 2N only for trainable matrices, plus attention
+ * (QK^T and AV forward, twice that backward; causal halves it). */
+static double useful_flops_per_token(const Session *s) {
+    const LlamaConfig *c = &s->model.cfg;
+    double T = s->cfg.train.seq_len, VC = (double)c->vocab * c->hidden;
+    /* The embedding lookup costs no FLOPs; the LM head matmul does, tied or not. */
+    double N = (double)llama_param_count(c) - VC + (c->tie_embeddings ? VC : 0);
+    double train = s->method.kind == METHOD_FULL ? 2 * N : 0;
+    double adapter = s->method.kind == METHOD_LORA ? 6.0 * (double)s->arena.numel : 0;
+    double attn = 3 * 2 * 2 * (double)c->layers * c->heads * c->head_dim * T / 2;
+    return 4 * N + train + adapter + attn;
+}
+
+int main(int argc, char **argv) {
+    Comm *comm;
+    if (comm_init(&comm, &argc, &argv) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
+    static RunConfig cfg;
+    config_defaults(&cfg);
+    for (size_t i = 0; i < sizeof smollm2_shape / sizeof *smollm2_shape; i++) config_apply_override(&cfg, smollm2_shape[i]);
+    for (int i = 1; i < argc; i++)
+        if (config_apply_override(&cfg, argv[i]) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 2;
+    if (config_finish(&cfg) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 2;
+    backend_cpu_set_threads(cfg.threads);
+    static Session s;
+    double t0 = now();
+    if (session_open(&s, &cfg, comm) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
+    printf("bench_step: %s, %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), setup %.1f s\n",
+           cfg.method, (long long)llama_param_count(&cfg.model), s.arena.numel, cfg.train.micro_batch, cfg.train.seq_len,
+           comm_size(comm), omp_get_max_threads(), now() - t0);
+    double total_s = 0, total_tok = 0, fpt = useful_flops_per_token(&s);
+    for (int64_t i = 0; i < cfg.train.steps; i++) {
+        StepStats st;
+        if (trainer_step(&s.trainer, &st) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
+        double tps = st.seq_tokens / st.step_seconds;
+        printf("  step %lld: loss %.4f, %.0f ms, %.1f tokens/s, %.1f useful GFLOP/s\n", (long long)st.step, st.loss,
+               1e3 * st.step_seconds, tps, tps * fpt / 1e9);
+        if (i > 0) { /* the first step pays for page faults */
+            total_s += st.step_seconds;
+            total_tok += st.seq_tokens;
+        }
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    if (total_s > 0)
+        printf("bench_step: %.1f tokens/s, %.0f ms/step (mean of steps 2..%lld), %.1f useful GFLOP/s, peak RSS %.2f GiB\n",
+               total_tok / total_s, 1e3 * total_s / (double)(cfg.train.steps - 1), (long long)cfg.train.steps,
+               total_tok / total_s * fpt / 1e9, ru.ru_maxrss / 1048576.0);
+    session_close(&s);
+    comm_free(comm);
+    return 0;
+}

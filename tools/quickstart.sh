@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Quick start: installs what is missing, builds, and trains the built-in default job on 2 MPI ranks
+# (LoRA on a small LLaMA-shaped model learning to reverse digit strings). Extra arguments are passed
+# to `peftc train` as key=value overrides.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./tools/install-deps.sh
+./tools/build.sh build
+# Open MPI refuses to run as root unless told; containers and CI machines often are root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+exec mpirun -np 2 --oversubscribe build/peftc train "$@"
