@@ -570,7 +570,8 @@ START_TEST(test_dropout) {
     drop_loss(&c); /* the probes left out from a perturbed x */
     size_t dropped = 0;
     for (size_t i = 0; i < n; i++) {
-        int drop = rng_uniformf(keys[i / C], i % C) < (float)0.3;
+        uint64_t bits = rng_stream_u64(keys[i / C], (i % C) >> 1) >> (32 * (i % 2)); /* C is even */
+        int drop = (bits & 0xFFFFFFFFu) < (uint64_t)((double)0.3f * 4294967296.0);
         ck_assert_int_eq(c.mask[i], !drop);
         ck_assert_double_eq_tol(c.out[i], drop ? 0.0 : c.x[i] / 0.7, 1e-15);
         dropped += drop;
@@ -599,6 +600,19 @@ START_TEST(test_dropout_props) {
     be->dropout_bwd(g, x, m, 3, C, 0.0);
     ck_assert_mem_eq(g, x, 3 * C * sizeof(real_t));
     free(x), free(y), free(y1), free(g);
+
+    /* The drop rate is p: 64 x 1001 draws (odd width: draws are shared by pairs of columns) give a
+     * standard error of 0.0018, so 0.01 is over 5 sigma. */
+    enum { RR = 64, CC = 1001 };
+    uint64_t rk[RR];
+    for (int r = 0; r < RR; r++) rk[r] = rng_key(3, (uint64_t)r);
+    real_t *xs = rrand(RR * CC, 131, -1, 1), *ys = rbuf(RR * CC);
+    uint8_t *ms = malloc(RR * CC);
+    be->dropout_fwd(ys, ms, xs, rk, RR, CC, 0.3);
+    size_t dropped = 0;
+    for (int i = 0; i < RR * CC; i++) dropped += !ms[i];
+    ck_assert_double_eq_tol((double)dropped / (RR * CC), 0.3, 0.01);
+    free(xs), free(ys), free(ms);
 }
 END_TEST
 

@@ -1,5 +1,7 @@
-/* Inverted dropout with counter-based masks: element (r,c) is dropped iff uniform(row_keys[r], c) < p,
- * so a row's mask is a pure function of its key, whatever the batch layout, rank or thread count. */
+/* Inverted dropout with counter-based masks: element (r,c) is dropped iff the c-th 32-bit draw of row
+ * r's stream is below p * 2^32, so a row's mask is a pure function of its key, whatever the batch
+ * layout, rank or thread count. Each 64-bit splitmix draw serves two elements: masks are recomputed in
+ * backward, and per-element hashing cost more than the adapter's matmuls. */
 #include <string.h>
 
 #include "core/cpu/cpu_ops.h"
@@ -17,15 +19,17 @@ void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64
         memset(mask, 1, n);
         return;
     }
-    /* Compare in float, where the 24-bit uniforms live: (float)p splits them exactly as p does, so the
-     * float and double builds draw the same masks. */
-    float pf = (float)p;
+    /* The threshold comes from (float)p so the float and double builds draw the same masks. */
+    uint64_t thr = (uint64_t)((double)(float)p * 4294967296.0);
     real_t s = keep_scale(p);
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (int r = 0; r < R; r++) {
         size_t o = (size_t)r * C;
+        uint64_t bits = 0;
         for (int c = 0; c < C; c++) {
-            uint8_t keep = rng_uniformf(row_keys[r], (uint64_t)c) >= pf;
+            if (!(c & 1)) bits = rng_stream_u64(row_keys[r], (uint64_t)c >> 1);
+            uint8_t keep = (bits & 0xFFFFFFFFu) >= thr;
+            bits >>= 32;
             mask[o + c] = keep;
             out[o + c] = keep ? inp[o + c] * s : 0;
         }
