@@ -66,9 +66,13 @@ static void train(Curve *out, const RunConfig *cfg, Comm *comm) {
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(1e-12, fmax(fabs(a), fabs(b))); }
 
-/* param_tol: AdamW divides by sqrt(v), so summation-order noise from other GEMM shapes grows over
- * steps in the final values while losses and gradient norms stay at float precision. */
-static void compare(const Curve *dist, const Curve *ref, const char *what, double param_tol) {
+/* Final values are compared as vectors, ||dist - ref|| / ||ref|| <= l2_tol, with a looser bound on
+ * any single entry (max |d| / max |ref| <= max_tol): where an entry's true gradient is near zero,
+ * AdamW's m / sqrt(v) turns float summation-order noise into a visible step for that entry alone
+ * (measured: 3.9e-7 in L2 but 1.1e-5 on one entry for 3 ranks). Losses and gradient norms stay at
+ * float precision, and they are what catch layout-dependent randomness (keying dropout by row moves
+ * the step-2 loss by 1e-3). */
+static void compare(const Curve *dist, const Curve *ref, const char *what, double l2_tol, double max_tol) {
     for (int i = 0; i < STEPS; i++)
         ck_assert_msg(rel(dist->loss[i], ref->loss[i]) < 1e-5, "%s step %d: loss %.9g distributed, %.9g reference", what,
                       i + 1, dist->loss[i], ref->loss[i]);
@@ -79,12 +83,18 @@ static void compare(const Curve *dist, const Curve *ref, const char *what, doubl
     for (int i = 0; i < ref->n_eval; i++)
         ck_assert_msg(rel(dist->eval[i], ref->eval[i]) < 1e-5, "%s eval %d: %.9g vs %.9g", what, i, dist->eval[i],
                       ref->eval[i]);
-    double diff = 0, scale = 0;
+    double diff = 0, scale = 0, d2 = 0, r2 = 0;
     for (size_t i = 0; i < ref->numel; i++) {
-        diff = fmax(diff, fabs((double)dist->params[i] - ref->params[i]));
+        double d = (double)dist->params[i] - ref->params[i];
+        diff = fmax(diff, fabs(d));
         scale = fmax(scale, fabs((double)ref->params[i]));
+        d2 += d * d;
+        r2 += (double)ref->params[i] * ref->params[i];
     }
-    ck_assert_msg(diff <= param_tol * scale, "%s: final trainable values differ by %g (scale %g)", what, diff, scale);
+    double l2 = sqrt(d2 / fmax(r2, 1e-300));
+    ck_assert_msg(l2 <= l2_tol, "%s: final trainable values differ by %.3g relative (L2)", what, l2);
+    ck_assert_msg(diff <= max_tol * scale, "%s: a final trainable value differs by %g (largest value %g)", what, diff,
+                  scale);
 }
 
 static void check_equivalent(const char *method) {
@@ -99,10 +109,10 @@ static void check_equivalent(const char *method) {
         ck_assert_int_eq(comm_init_self(&self), PEFTC_OK);
         RunConfig accum = small_config(method, 2, n), wide = small_config(method, 2 * n, 1);
         train(&ref, &accum, self);
-        compare(&dist, &ref, "1 rank, accum N", 1e-5);
+        compare(&dist, &ref, "1 rank, accum N", 1e-5, 1e-4);
         free(ref.params);
         train(&ref, &wide, self);
-        compare(&dist, &ref, "1 rank, micro-batch x N", 1e-4);
+        compare(&dist, &ref, "1 rank, micro-batch x N", 5e-5, 1e-3);
         free(ref.params);
         comm_free(self);
     }
