@@ -76,38 +76,57 @@ static StepCtx make_ctx(LlamaModel *m, const uint64_t *row_keys, int training) {
 static const real_t *lm_head_of(const LlamaModel *m) { return m->cfg.tie_embeddings ? m->wte : m->lm_head; }
 static real_t *dlm_head_of(const LlamaModel *m) { return m->cfg.tie_embeddings ? m->dwte : m->dlm_head; }
 
+/* Layer l's slices of the activation buffers: what its forward writes and its backward reads. */
+typedef struct {
+    real_t *x;            /* (BT,C) residual stream entering the layer */
+    real_t *ln1, *ln2;    /* (BT,C) */
+    real_t *rstd1, *rstd2; /* (BT) */
+    real_t *q;            /* (B,T,NH,HD) after RoPE */
+    real_t *k, *v;        /* (B,T,NKV,HD), k after RoPE */
+    real_t *att;          /* (B,NH,T,T) */
+    real_t *atty;         /* (BT,NH*HD) */
+    real_t *r2;           /* (BT,C) residual after attention */
+    real_t *gate, *up, *act; /* (BT,I) */
+    real_t *out;          /* (BT,C) residual stream leaving the layer */
+} LayerSlices;
+
+static LayerSlices layer_slices(const LlamaModel *m, int l) {
+    const LlamaConfig *c = &m->cfg;
+    const LlamaActs *a = &m->acts;
+    size_t BT = (size_t)a->B * a->T, C = c->hidden, I = c->intermediate, L = (size_t)l;
+    size_t QD = (size_t)c->heads * c->head_dim, KVD = (size_t)c->kv_heads * c->head_dim;
+    return (LayerSlices){
+        .x = a->resid + L * BT * C,       .ln1 = a->ln1 + L * BT * C,   .ln2 = a->ln2 + L * BT * C,
+        .rstd1 = a->rstd1 + L * BT,       .rstd2 = a->rstd2 + L * BT,   .q = a->q + L * BT * QD,
+        .k = a->k + L * BT * KVD,         .v = a->v + L * BT * KVD,
+        .att = a->att + L * a->B * (size_t)c->heads * a->T * a->T,
+        .atty = a->atty + L * BT * QD,    .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
+        .up = a->up + L * BT * I,         .act = a->act + L * BT * I,   .out = a->resid + (L + 1) * BT * C,
+    };
+}
+
 static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     const LlamaConfig *c = &m->cfg;
     const Backend *be = m->be;
     LlamaActs *a = &m->acts;
     LlamaLayer *L = &m->layers[l];
     int B = a->B, T = a->T, BT = B * T, C = c->hidden, I = c->intermediate, HD = c->head_dim;
-    size_t QD = (size_t)c->heads * HD, KVD = (size_t)c->kv_heads * HD;
-    real_t *x = a->resid + (size_t)l * BT * C;               /* (BT,C) */
-    real_t *ln1 = a->ln1 + (size_t)l * BT * C;               /* (BT,C) */
-    real_t *q = a->q + l * BT * QD;                          /* (B,T,NH,HD) */
-    real_t *k = a->k + l * BT * KVD, *v = a->v + l * BT * KVD; /* (B,T,NKV,HD) */
-    real_t *atty = a->atty + l * BT * QD;                    /* (BT,QD) */
-    real_t *r2 = a->resid2 + (size_t)l * BT * C;             /* (BT,C) */
-    real_t *ln2 = a->ln2 + (size_t)l * BT * C;               /* (BT,C) */
-    real_t *gate = a->gate + (size_t)l * BT * I, *up = a->up + (size_t)l * BT * I, *act = a->act + (size_t)l * BT * I;
-    real_t *out = a->resid + (size_t)(l + 1) * BT * C;       /* (BT,C) */
-
-    be->rmsnorm_fwd(ln1, a->rstd1 + (size_t)l * BT, x, L->ln1_w, BT, C, (real_t)c->rms_eps);
-    linear_forward(be, &L->q, ctx, q, ln1, BT);
-    linear_forward(be, &L->k, ctx, k, ln1, BT);
-    linear_forward(be, &L->v, ctx, v, ln1, BT);
-    be->rope_fwd(q, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
-    be->rope_fwd(k, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
-    be->attention_fwd(atty, a->att + (size_t)l * B * c->heads * T * T, q, k, v, B, T, c->heads, c->kv_heads, HD);
-    linear_forward(be, &L->o, ctx, r2, atty, BT);
-    be->axpy(r2, x, 1, (size_t)BT * C);
-    be->rmsnorm_fwd(ln2, a->rstd2 + (size_t)l * BT, r2, L->ln2_w, BT, C, (real_t)c->rms_eps);
-    linear_forward(be, &L->gate, ctx, gate, ln2, BT);
-    linear_forward(be, &L->up, ctx, up, ln2, BT);
-    be->swiglu_fwd(act, gate, up, (size_t)BT * I);
-    linear_forward(be, &L->down, ctx, out, act, BT);
-    be->axpy(out, r2, 1, (size_t)BT * C);
+    LayerSlices s = layer_slices(m, l);
+    be->rmsnorm_fwd(s.ln1, s.rstd1, s.x, L->ln1_w, BT, C, (real_t)c->rms_eps);
+    linear_forward(be, &L->q, ctx, s.q, s.ln1, BT);
+    linear_forward(be, &L->k, ctx, s.k, s.ln1, BT);
+    linear_forward(be, &L->v, ctx, s.v, s.ln1, BT);
+    be->rope_fwd(s.q, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
+    be->rope_fwd(s.k, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
+    be->attention_fwd(s.atty, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
+    linear_forward(be, &L->o, ctx, s.r2, s.atty, BT);
+    be->axpy(s.r2, s.x, 1, (size_t)BT * C);
+    be->rmsnorm_fwd(s.ln2, s.rstd2, s.r2, L->ln2_w, BT, C, (real_t)c->rms_eps);
+    linear_forward(be, &L->gate, ctx, s.gate, s.ln2, BT);
+    linear_forward(be, &L->up, ctx, s.up, s.ln2, BT);
+    be->swiglu_fwd(s.act, s.gate, s.up, (size_t)BT * I);
+    linear_forward(be, &L->down, ctx, s.out, s.act, BT);
+    be->axpy(s.out, s.r2, 1, (size_t)BT * C);
 }
 
 PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -145,43 +164,36 @@ static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx
     LlamaLayer *L = &m->layers[l];
     int B = a->B, T = a->T, BT = B * T, C = c->hidden, I = c->intermediate, HD = c->head_dim;
     size_t QD = (size_t)c->heads * HD, KVD = (size_t)c->kv_heads * HD;
-    real_t *x = a->resid + (size_t)l * BT * C;
-    real_t *ln1 = a->ln1 + (size_t)l * BT * C;
-    real_t *q = a->q + l * BT * QD, *k = a->k + l * BT * KVD, *v = a->v + l * BT * KVD;
-    real_t *atty = a->atty + l * BT * QD;
-    real_t *r2 = a->resid2 + (size_t)l * BT * C;
-    real_t *ln2 = a->ln2 + (size_t)l * BT * C;
-    real_t *gate = a->gate + (size_t)l * BT * I, *up = a->up + (size_t)l * BT * I, *act = a->act + (size_t)l * BT * I;
+    LayerSlices s = layer_slices(m, l);
     real_t *dres = a->dresid; /* (BT,C) */
     real_t *dx = a->dx;       /* (BT,max(C,QD)) reused: dln2, then datty, then dln1 */
 
     /* MLP: out = r2 + down(silu(gate) * up) */
     be->zero(a->dact, (size_t)BT * I);
-    linear_backward(be, &L->down, ctx, a->dact, dres, act, BT);
+    linear_backward(be, &L->down, ctx, a->dact, dres, s.act, BT);
     be->zero(a->dgate, (size_t)BT * I);
     be->zero(a->dup, (size_t)BT * I);
-    be->swiglu_bwd(a->dgate, a->dup, a->dact, gate, up, (size_t)BT * I);
+    be->swiglu_bwd(a->dgate, a->dup, a->dact, s.gate, s.up, (size_t)BT * I);
     be->zero(dx, (size_t)BT * C);
-    linear_backward(be, &L->gate, ctx, dx, a->dgate, ln2, BT);
-    linear_backward(be, &L->up, ctx, dx, a->dup, ln2, BT);
-    be->rmsnorm_bwd(dres, L->dln2_w, dx, r2, L->ln2_w, a->rstd2 + (size_t)l * BT, BT, C); /* dres = d r2 */
+    linear_backward(be, &L->gate, ctx, dx, a->dgate, s.ln2, BT);
+    linear_backward(be, &L->up, ctx, dx, a->dup, s.ln2, BT);
+    be->rmsnorm_bwd(dres, L->dln2_w, dx, s.r2, L->ln2_w, s.rstd2, BT, C); /* dres = d r2 */
 
     /* attention: r2 = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
     be->zero(dx, (size_t)BT * QD);
-    linear_backward(be, &L->o, ctx, dx, dres, atty, BT);
+    linear_backward(be, &L->o, ctx, dx, dres, s.atty, BT);
     be->zero(a->dq, (size_t)BT * QD);
     be->zero(a->dk, (size_t)BT * KVD);
     be->zero(a->dv, (size_t)BT * KVD);
-    be->attention_bwd(a->dq, a->dk, a->dv, dx, a->att + (size_t)l * B * c->heads * T * T, q, k, v, B, T, c->heads,
-                      c->kv_heads, HD);
+    be->attention_bwd(a->dq, a->dk, a->dv, dx, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
     be->rope_bwd(a->dq, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
     be->rope_bwd(a->dk, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
     real_t *dln1 = need_dx ? dx : NULL;
     if (dln1) be->zero(dln1, (size_t)BT * C);
-    linear_backward(be, &L->q, ctx, dln1, a->dq, ln1, BT);
-    linear_backward(be, &L->k, ctx, dln1, a->dk, ln1, BT);
-    linear_backward(be, &L->v, ctx, dln1, a->dv, ln1, BT);
-    if (dln1) be->rmsnorm_bwd(dres, L->dln1_w, dln1, x, L->ln1_w, a->rstd1 + (size_t)l * BT, BT, C); /* dres = d x */
+    linear_backward(be, &L->q, ctx, dln1, a->dq, s.ln1, BT);
+    linear_backward(be, &L->k, ctx, dln1, a->dk, s.ln1, BT);
+    linear_backward(be, &L->v, ctx, dln1, a->dv, s.ln1, BT);
+    if (dln1) be->rmsnorm_bwd(dres, L->dln1_w, dln1, s.x, L->ln1_w, s.rstd1, BT, C); /* dres = d x */
 }
 
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,

@@ -8,7 +8,7 @@
 #include "adapters/method.h"
 #include "core/llama.h"
 #include "core/rng.h"
-#include "testutil.h"
+#include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
 #error "grad_model must be built against the double-precision library"
@@ -140,9 +140,5 @@ int main(void) {
     tcase_add_test(tc, full_finetune_tied);
     tcase_add_test(tc, full_finetune_untied_bias);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -8,6 +8,7 @@
 
 #include "launch/config.h"
 #include "launch/config_keys.h"
+#include "tests/testutil.h"
 
 static char tmpdir[64];
 
@@ -521,10 +522,7 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tu_run_suite(config_suite());
     remove_tmpdir();
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "datasets/sampler.h"
 #include "datasets/synthetic.h"
+#include "tests/testutil.h"
 
 /* An assertion without Check's bookkeeping (a pipe write per passing ck_assert), for hot loops. */
 #define REQUIRE(cond, ...)                                                                                             \
@@ -404,9 +405,5 @@ static Suite *datasets_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(datasets_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(datasets_suite());
 }

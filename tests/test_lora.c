@@ -8,7 +8,7 @@
 #include "adapters/adapter.h"
 #include "adapters/method.h"
 #include "core/rng.h"
-#include "testutil.h"
+#include "tests/testutil.h"
 
 enum { B = 2, T = 8 };
 
@@ -151,9 +151,5 @@ int main(void) {
     tcase_add_test(tc, scaling_and_targets);
     tcase_add_test(tc, export_uses_peft_names);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -6,6 +6,7 @@
 
 #include "core/optim.h"
 #include "core/schedule.h"
+#include "tests/testutil.h"
 
 static void two_group_arena(Arena *a, int *h0, int *h1) {
     int g0, g1;
@@ -112,9 +113,5 @@ int main(void) {
     tcase_add_test(tc, schedules);
     tcase_add_test(tc, arena_rejects_misuse);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

@@ -7,6 +7,7 @@
 
 #include "launch/metrics.h"
 #include "launch/progress.h"
+#include "tests/testutil.h"
 
 static StepStats step_at(int64_t step, int64_t total) {
     StepStats s = {.step = step, .total = total, .loss = 1.2345, .lr = 2.95e-3, .grad_norm = 0.812,
@@ -155,9 +156,5 @@ int main(void) {
     tcase_add_test(tc, metrics_rows);
     tcase_add_test(tc, metrics_open_error_names_path);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

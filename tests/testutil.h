@@ -2,9 +2,11 @@
 #ifndef PEFTC_TESTUTIL_H
 #define PEFTC_TESTUTIL_H
 
+#include <check.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/real.h"
 #include "core/rng.h"
@@ -47,6 +49,15 @@ static inline double tu_gradcheck(tu_loss_fn f, void *ctx, real_t *x, const real
         fprintf(stderr, "gradcheck %s: worst at %zu: analytic %.10g, numeric %.10g (err %.3g)\n", what, worst_i,
                 worst_g, worst_fd, worst);
     return worst;
+}
+
+/* Runs a suite with Check's normal report and returns the process exit code. */
+static inline int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif
