@@ -1,5 +1,7 @@
 /* peftc train: configuration, then one Session driven by the trainer, with rank 0 reporting. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <errno.h>
+#include <sched.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 #include "progress.h"
 #include "session.h"
 
-static void train_usage(FILE *f) {
+void train_usage(FILE *f) {
     fprintf(f, "usage: peftc train [config.yaml] [key=value ...]\n\n");
     config_print_help(f);
 }
@@ -128,14 +130,20 @@ static void report(PeftcStatus st, const Comm *comm, int is_config) {
     else fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
 }
 
+/* Threads per rank when train.threads is 0. An explicit OMP_NUM_THREADS wins. A rank that a launcher
+ * already bound to some cores (srun --cpus-per-task, mpirun's default binding) uses exactly those;
+ * an unbound rank shares the node's cores with the other ranks on it. */
+static int auto_threads(const Comm *comm) {
+    if (getenv("OMP_NUM_THREADS")) return omp_get_max_threads();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < online) return CPU_COUNT(&set);
+    int n = (int)(online / comm_local_size(comm));
+    return n < 1 ? 1 : n;
+}
+
 static void set_threads(const RunConfig *c, const Comm *comm) {
-    int n = c->threads;
-    if (n <= 0) {
-        /* Ranks on one node share its cores: oversubscribed BLAS threads only slow each other down. */
-        n = omp_get_num_procs() / comm_local_size(comm);
-        if (n < 1) n = 1;
-    }
-    backend_cpu_set_threads(n);
+    backend_cpu_set_threads(c->threads > 0 ? c->threads : auto_threads(comm));
 }
 
 int cmd_train(int argc, char **argv) {

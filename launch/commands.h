@@ -3,8 +3,12 @@
 #ifndef PEFTC_COMMANDS_H
 #define PEFTC_COMMANDS_H
 
+#include <stdio.h>
+
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 int cmd_train(int argc, char **argv);
+/* Usage of `peftc train` with every configuration key and its default. */
+void train_usage(FILE *f);
 
 #endif

@@ -21,6 +21,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        printf("\n");
+        train_usage(stdout);
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {

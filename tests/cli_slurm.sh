@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# cluster/train.sbatch through a stand-in srun (mpiexec underneath): it starts SLURM_NTASKS ranks of one
+# MPI world, passes the YAML file and overrides through, and writes to runs/<name>-<id>. A srun without
+# PMI (N lone ranks, each a world of one) must be refused rather than train N unrelated copies.
+set -uo pipefail
+peftc=$(realpath "$1")
+here=$(cd "$(dirname "$0")/.." && pwd)
+mpiexec=${MPIEXEC:-mpiexec}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+pass=0 fail=0
+check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL: $1"; fail=$((fail + 1)); fi; }
+
+mkdir "$dir/bin"
+cat >"$dir/bin/srun" <<STUB
+#!/usr/bin/env bash
+while [[ \$1 == --* ]]; do shift; done   # srun's own options
+exec "$mpiexec" -n "\$SLURM_NTASKS" --oversubscribe "\$@"
+STUB
+chmod +x "$dir/bin/srun"
+printf 'train:\n  steps: 4\n  micro_batch: 2\nsched:\n  warmup: 1\n' >"$dir/job.yaml"
+
+(cd "$dir" && SLURM_SUBMIT_DIR="$dir" SLURM_NTASKS=2 SLURM_JOB_ID=42 SLURM_JOB_NAME=peftc SLURM_CPUS_PER_TASK=1 \
+  PEFTC_BIN="$peftc" PATH="$dir/bin:$PATH" bash "$here/cluster/train.sbatch" job.yaml train.eval_batches=2 \
+  >"$dir/job.log" 2>&1)
+check "sbatch script exits 0" "[ $? -eq 0 ]"
+check "ran on 2 ranks" "grep -q 'on 2 rank(s)' '$dir/job.log'"
+check "YAML and overrides reached peftc" "grep -q 'steps: 4' '$dir/runs/peftc-42/config.yaml' && grep -q 'eval_batches: 2' '$dir/runs/peftc-42/config.yaml'"
+check "metrics in runs/<name>-<id>" "[ \$(grep -c '^train,' '$dir/runs/peftc-42/metrics.csv') -eq 4 ]"
+
+SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 "$peftc" train output.dir="$dir/lone" >"$dir/lone.log" 2>&1
+check "a lone rank in a 2-task step is refused" "[ $? -ne 0 ] && grep -q 'SLURM_NTASKS' '$dir/lone.log'"
+
+[ $fail -eq 0 ] || { echo "--- job.log"; tail -5 "$dir/job.log"; echo "--- lone.log"; tail -3 "$dir/lone.log"; }
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
