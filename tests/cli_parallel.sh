@@ -5,12 +5,7 @@
 # bit for bit (every column but the timings).
 set -uo pipefail
 peftc=$1
-mpiexec=${MPIEXEC:-mpiexec}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL: $1"; fail=$((fail + 1)); fi; }
+. "$(dirname "$0")/cli_lib.sh"
 
 common="model.hidden=32 model.intermediate=64 model.layers=2 train.steps=16 train.micro_batch=4
         train.seq_len=24 data.max_digits=6 sched.warmup=2 train.eval_every=8 train.eval_batches=4
@@ -39,6 +34,4 @@ check "curves equal within 1e-5" "awk -F, '{ d = \$3 - \$6; if (d < 0) d = -d; m
   if (\$1 != \$4 || \$2 != \$5 || d > 1e-5 * m) { print \"  row \" NR \": \" \$0; bad = 1 } } END { exit bad }' '$dir/pairs'"
 check "held-out loss fell" "awk -F, '\$1 == \"eval\" { if (first == \"\") first = \$3; last = \$3 } END { exit !(last < first) }' '$dir/np2/metrics.csv'"
 
-[ $fail -eq 0 ] || { echo "--- np2.log"; tail -5 "$dir/np2.log"; echo "--- acc2.log"; tail -5 "$dir/acc2.log"; }
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish np2.log acc2.log

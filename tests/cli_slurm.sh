@@ -5,12 +5,7 @@
 set -uo pipefail
 peftc=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
-mpiexec=${MPIEXEC:-mpiexec}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-pass=0 fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL: $1"; fail=$((fail + 1)); fi; }
+. "$(dirname "$0")/cli_lib.sh"
 
 mkdir "$dir/bin"
 cat >"$dir/bin/srun" <<STUB
@@ -32,6 +27,4 @@ check "metrics in runs/<name>-<id>" "[ \$(grep -c '^train,' '$dir/runs/peftc-42/
 SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 "$peftc" train output.dir="$dir/lone" >"$dir/lone.log" 2>&1
 check "a lone rank in a 2-task step is refused" "[ $? -ne 0 ] && grep -q 'SLURM_NTASKS' '$dir/lone.log'"
 
-[ $fail -eq 0 ] || { echo "--- job.log"; tail -5 "$dir/job.log"; echo "--- lone.log"; tail -3 "$dir/lone.log"; }
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish job.log lone.log

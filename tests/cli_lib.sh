@@ -1,0 +1,19 @@
+# Shared by the command-line tests: a scratch folder removed on exit, Open MPI allowed as root, and
+# check/finish that count results and print the "N passed, M failed" line CTest logs show.
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpiexec=${MPIEXEC:-mpiexec}
+pass=0 fail=0
+
+# check NAME CONDITION: CONDITION is evaluated as shell code.
+check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL: $1"; fail=$((fail + 1)); fi; }
+
+# finish LOG...: on failure shows the end of each log; exits nonzero if anything failed.
+finish() {
+    if [ "$fail" -ne 0 ]; then
+        for log in "$@"; do echo "--- $log"; tail -5 "$dir/$log"; done
+    fi
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+}
