@@ -141,6 +141,53 @@ START_TEST(same_seed_is_bit_identical) {
 }
 END_TEST
 
+/* A dataset that fails on the last rank once training reaches step 2, standing in for a corrupt shard
+ * that only one rank reads. */
+typedef struct {
+    Dataset base, *inner;
+    const Trainer *trainer;
+    int fail_here;
+} FailingData;
+
+static int64_t failing_size(const Dataset *ds, Split split) {
+    const FailingData *f = ds->impl;
+    return f->inner->size(f->inner, split);
+}
+
+static PeftcStatus failing_get(const Dataset *ds, Split split, int64_t id, int32_t *tok, int32_t *tgt, int T) {
+    const FailingData *f = ds->impl;
+    if (f->fail_here && split == SPLIT_TRAIN && f->trainer->step == 2)
+        return PEFTC_ERR(PEFTC_EFORMAT, "test shard: example %lld is corrupt", (long long)id);
+    return f->inner->get(f->inner, split, id, tok, tgt, T);
+}
+
+START_TEST(a_failing_rank_stops_every_rank) {
+    Session s;
+    RunConfig cfg = small_config("lora", 2, 1);
+    ck_assert_int_eq(session_open(&s, &cfg, world), PEFTC_OK);
+    int last = comm_rank(world) == comm_size(world) - 1;
+    FailingData f = {.inner = s.data, .trainer = &s.trainer, .fail_here = last};
+    f.base = *s.data;
+    f.base.size = failing_size;
+    f.base.get = failing_get;
+    f.base.impl = &f;
+    s.trainer.data = &f.base;
+    StepStats st;
+    PeftcStatus r1 = trainer_step(&s.trainer, &st), r2 = trainer_step(&s.trainer, &st);
+    PeftcStatus r3 = trainer_step(&s.trainer, &st); /* every rank must leave here, none may hang */
+    session_close(&s);
+    ck_assert_int_eq(r1, PEFTC_OK);
+    ck_assert_int_eq(r2, PEFTC_OK);
+    if (last) {
+        ck_assert_int_eq(r3, PEFTC_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "corrupt"));
+    } else {
+        ck_assert_int_eq(r3, PEFTC_ECOMM);
+        ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "other rank"));
+    }
+}
+END_TEST
+
 int main(int argc, char **argv) {
     if (comm_init(&world, &argc, &argv) != PEFTC_OK) {
         fprintf(stderr, "mpi_train: %s\n", peftc_err_msg());
@@ -153,6 +200,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, lora_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, full_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, same_seed_is_bit_identical);
+    tcase_add_test(tc, a_failing_rank_stops_every_rank);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
