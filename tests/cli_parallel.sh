@@ -5,7 +5,7 @@
 # bit for bit (every column but the timings).
 set -uo pipefail
 peftc=$1
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 
 common="model.hidden=32 model.intermediate=64 model.layers=2 train.steps=16 train.micro_batch=4
         train.seq_len=24 data.max_digits=6 sched.warmup=2 train.eval_every=8 train.eval_batches=4

@@ -5,7 +5,7 @@
 set -uo pipefail
 peftc=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 
 mkdir "$dir/bin"
 cat >"$dir/bin/srun" <<STUB
