@@ -15,16 +15,38 @@
 #include "session.h"
 
 void train_usage(FILE *f) {
-    fprintf(f, "usage: peftc train [config.yaml] [key=value ...]\n\n");
+    fprintf(f, "usage: peftc train [config.yaml] [key=value | --key=value | --key value ...]\n\n");
     config_print_help(f);
 }
 
-/* Builds the configuration from the arguments; prints nothing. */
+/* Applies one option in flag form: "--key=value", or "--key value" taking the next argument.
+ * Returns how many arguments it used through *used. */
+static PeftcStatus apply_flag(RunConfig *c, int argc, char **argv, int i, int *used) {
+    const char *arg = argv[i] + 2;
+    if (strchr(arg, '=')) {
+        *used = 1;
+        return config_apply_override(c, arg);
+    }
+    if (i + 1 >= argc) return PEFTC_ERR(PEFTC_EINVAL, "option '%s' needs a value (--key value or key=value)", argv[i]);
+    char kv[1024];
+    if (snprintf(kv, sizeof kv, "%s=%s", arg, argv[i + 1]) >= (int)sizeof kv)
+        return PEFTC_ERR(PEFTC_EINVAL, "option '%s' and its value are too long", argv[i]);
+    *used = 2;
+    return config_apply_override(c, kv);
+}
+
+/* Builds the configuration from the arguments: an optional YAML file first, then settings as
+ * key=value, --key=value or --key value, applied in order. Prints nothing. */
 static PeftcStatus parse_args(RunConfig *c, int argc, char **argv) {
     config_defaults(c);
     int i = 0;
-    if (argc > 0 && !strchr(argv[0], '=')) PEFTC_TRY(config_load_yaml(c, argv[i++]));
-    for (; i < argc; i++) PEFTC_TRY(config_apply_override(c, argv[i]));
+    if (argc > 0 && !strchr(argv[0], '=') && strncmp(argv[0], "--", 2) != 0) PEFTC_TRY(config_load_yaml(c, argv[i++]));
+    while (i < argc) {
+        int used = 1;
+        if (strncmp(argv[i], "--", 2) == 0) PEFTC_TRY(apply_flag(c, argc, argv, i, &used));
+        else PEFTC_TRY(config_apply_override(c, argv[i]));
+        i += used;
+    }
     return config_finish(c);
 }
 
