@@ -15,8 +15,7 @@
 #include "../core/stepctx.h"
 
 /* Receives one exported tensor: `name` in the method's export convention (PEFT names for LoRA). */
-typedef PeftcStatus (*TensorSink)(void *user, const char *name, int ndim, const int64_t *shape,
-                                  const real_t *data);
+typedef PeftcStatus (*TensorSink)(void *user, const char *name, const Tensor *t);
 
 typedef struct AdapterOps {
     const char *kind;

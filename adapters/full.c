@@ -5,7 +5,7 @@ PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_de
     PEFTC_TRY(arena_group(arena, "base", lr, weight_decay, &group));
     for (int i = 0; i < m->n_refs; i++) {
         const LlamaParamRef *r = &m->refs[i];
-        PEFTC_TRY(arena_register(arena, r->name, r->ndim, r->shape, group, r->decay, &h));
+        PEFTC_TRY(arena_register(arena, r->name, r->shape, group, r->decay, &h));
     }
     return PEFTC_OK;
 }

@@ -69,11 +69,10 @@ double lora_scale(const LoraConfig *c) { return c->rslora ? c->alpha / sqrt((dou
 static PeftcStatus lora_register(Adapter *a, Arena *arena) {
     Lora *L = a->state;
     char name[ARENA_NAME_MAX];
-    int64_t shA[2] = {L->cfg.r, a->in}, shB[2] = {a->out, L->cfg.r};
     snprintf(name, sizeof name, "%s.lora_A", a->name);
-    PEFTC_TRY(arena_register(arena, name, 2, shA, L->group, 1, &L->hA));
+    PEFTC_TRY(arena_register(arena, name, shape2(L->cfg.r, a->in), L->group, 1, &L->hA));
     snprintf(name, sizeof name, "%s.lora_B", a->name);
-    return arena_register(arena, name, 2, shB, L->group, 1, &L->hB);
+    return arena_register(arena, name, shape2(a->out, L->cfg.r), L->group, 1, &L->hB);
 }
 
 static PeftcStatus lora_init(Adapter *a, const Arena *arena, const Linear *base, uint64_t seed) {
@@ -151,11 +150,12 @@ static void lora_merge(const Adapter *a, real_t *W) {
 static PeftcStatus lora_export(const Adapter *a, TensorSink sink, void *user) {
     const Lora *L = a->state;
     char name[160];
-    int64_t shA[2] = {L->cfg.r, a->in}, shB[2] = {a->out, L->cfg.r};
+    Tensor A = {L->A, DT_REAL, a->be->device, shape2(L->cfg.r, a->in)};
+    Tensor B = {L->B, DT_REAL, a->be->device, shape2(a->out, L->cfg.r)};
     snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", a->name);
-    PEFTC_TRY(sink(user, name, 2, shA, L->A));
+    PEFTC_TRY(sink(user, name, &A));
     snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", a->name);
-    return sink(user, name, 2, shB, L->B);
+    return sink(user, name, &B);
 }
 
 static void lora_destroy(Adapter *a) {

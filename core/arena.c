@@ -1,5 +1,6 @@
 #include "arena.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,12 +41,12 @@ PeftcStatus arena_group(Arena *a, const char *name, double lr, double weight_dec
     return PEFTC_OK;
 }
 
-PeftcStatus arena_register(Arena *a, const char *name, int ndim, const int64_t *shape, int group, int decay,
-                           int *handle) {
+PeftcStatus arena_register(Arena *a, const char *name, Shape shape, int group, int decay, int *handle) {
     if (a->finalized) return PEFTC_ERR(PEFTC_ESTATE, "arena: cannot register '%s' after finalize", name);
     if (strlen(name) >= ARENA_NAME_MAX) return PEFTC_ERR(PEFTC_EINVAL, "arena: tensor name too long: '%s'", name);
-    if (ndim < 1 || ndim > ARENA_MAX_DIMS)
-        return PEFTC_ERR(PEFTC_EINVAL, "arena: tensor '%s' has %d dims, expected 1..%d", name, ndim, ARENA_MAX_DIMS);
+    char what[ARENA_NAME_MAX + 16];
+    snprintf(what, sizeof what, "arena: tensor '%s'", name);
+    PEFTC_TRY(shape_check(&shape, what));
     if (group < 0 || group >= a->n_groups)
         return PEFTC_ERR(PEFTC_EINVAL, "arena: tensor '%s' names unknown group %d", name, group);
     if (arena_find(a, name) >= 0) return PEFTC_ERR(PEFTC_EINVAL, "arena: tensor '%s' registered twice", name);
@@ -59,13 +60,8 @@ PeftcStatus arena_register(Arena *a, const char *name, int ndim, const int64_t *
     ArenaEntry *e = &a->entries[a->n_entries];
     memset(e, 0, sizeof *e);
     strcpy(e->name, name);
-    e->ndim = ndim;
-    e->numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 1) return PEFTC_ERR(PEFTC_EINVAL, "arena: tensor '%s' dim %d is %lld", name, d, (long long)shape[d]);
-        e->shape[d] = shape[d];
-        e->numel *= (size_t)shape[d];
-    }
+    e->shape = shape;
+    e->numel = (size_t)shape_numel(&shape);
     /* Align every tensor to 16 elements (64 bytes in f32) so vector loads and future device copies
      * never straddle two tensors' cache lines. */
     e->offset = (a->numel + 15) & ~(size_t)15;
@@ -92,6 +88,14 @@ PeftcStatus arena_finalize(Arena *a) {
 
 real_t *arena_param(const Arena *a, int handle) { return a->params + a->entries[handle].offset; }
 real_t *arena_grad(const Arena *a, int handle) { return a->grads + a->entries[handle].offset; }
+
+Tensor arena_param_tensor(const Arena *a, int handle) {
+    return (Tensor){arena_param(a, handle), DT_REAL, a->be->device, a->entries[handle].shape};
+}
+
+Tensor arena_grad_tensor(const Arena *a, int handle) {
+    return (Tensor){arena_grad(a, handle), DT_REAL, a->be->device, a->entries[handle].shape};
+}
 
 int arena_find(const Arena *a, const char *name) {
     for (int i = 0; i < a->n_entries; i++)

@@ -12,9 +12,9 @@
 
 #include "backend.h"
 #include "status.h"
+#include "tensor.h"
 
 #define ARENA_NAME_MAX 128
-#define ARENA_MAX_DIMS 4
 #define ARENA_MAX_GROUPS 8
 #define ARENA_TRAILER 3
 
@@ -27,8 +27,7 @@ typedef struct {
 
 typedef struct {
     char name[ARENA_NAME_MAX];
-    int ndim;
-    int64_t shape[ARENA_MAX_DIMS];
+    Shape shape;   /* elements are real_t (DT_REAL) on the backend's device */
     size_t offset; /* in elements from the start of the buffer */
     size_t numel;
     int group;     /* index into Arena.groups */
@@ -57,14 +56,16 @@ void arena_free(Arena *a);
 PeftcStatus arena_group(Arena *a, const char *name, double lr, double weight_decay, int *id);
 
 /* Registers a tensor; *handle receives its entry index. Names must be unique. */
-PeftcStatus arena_register(Arena *a, const char *name, int ndim, const int64_t *shape, int group, int decay,
-                           int *handle);
+PeftcStatus arena_register(Arena *a, const char *name, Shape shape, int group, int decay, int *handle);
 
 /* Allocates params, grads, m and v (zero-filled). No registration after this. */
 PeftcStatus arena_finalize(Arena *a);
 
 real_t *arena_param(const Arena *a, int handle);
 real_t *arena_grad(const Arena *a, int handle);
+/* The parameter / gradient of an entry as a tensor description. */
+Tensor arena_param_tensor(const Arena *a, int handle);
+Tensor arena_grad_tensor(const Arena *a, int handle);
 /* Entry index of `name`, or -1. */
 int arena_find(const Arena *a, const char *name);
 

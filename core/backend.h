@@ -20,11 +20,13 @@
 #include <stdint.h>
 
 #include "real.h"
+#include "tensor.h"
 
 typedef struct Backend Backend;
 
 struct Backend {
     const char *name;
+    Device device; /* where alloc() places memory */
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes); /* zero-filled; NULL on failure */

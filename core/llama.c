@@ -33,18 +33,13 @@ int64_t llama_param_count(const LlamaConfig *c) {
     return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : V * C);
 }
 
-/* Appends a reference and returns the number of elements it covers. */
-static int64_t add_ref(LlamaModel *m, const char *name, int ndim, int64_t d0, int64_t d1, real_t **data, real_t **grad,
-                       int decay) {
+static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
     LlamaParamRef *r = &m->refs[m->n_refs++];
     snprintf(r->name, sizeof r->name, "%s", name);
-    r->ndim = ndim;
-    r->shape[0] = d0;
-    r->shape[1] = ndim > 1 ? d1 : 1;
+    r->shape = shape;
     r->data = data;
     r->grad = grad;
     r->decay = decay;
-    return d0 * r->shape[1];
 }
 
 static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, const char *short_name, int in,
@@ -55,10 +50,10 @@ static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, 
     l->in = in;
     l->out = out;
     snprintf(name, sizeof name, "%s.weight", l->name);
-    add_ref(m, name, 2, out, in, &l->W, &l->dW, 1);
+    add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
-        add_ref(m, name, 1, out, 1, &l->b, &l->db, 0);
+        add_ref(m, name, shape1(out), &l->b, &l->db, 0);
     }
 }
 
@@ -67,28 +62,28 @@ static void build_refs(LlamaModel *m) {
     const LlamaConfig *c = &m->cfg;
     int C = c->hidden, I = c->intermediate, HD = c->head_dim, q = c->heads * HD, kv = c->kv_heads * HD;
     char name[128];
-    add_ref(m, "model.embed_tokens.weight", 2, c->vocab, C, &m->wte, &m->dwte, 0);
+    add_ref(m, "model.embed_tokens.weight", shape2(c->vocab, C), &m->wte, &m->dwte, 0);
     for (int i = 0; i < c->layers; i++) {
         LlamaLayer *L = &m->layers[i];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
-        add_ref(m, name, 1, C, 1, &L->ln1_w, &L->dln1_w, 0);
+        add_ref(m, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
         add_linear(m, &L->q, i, "self_attn.q_proj", "q", C, q, c->qkv_bias);
         add_linear(m, &L->k, i, "self_attn.k_proj", "k", C, kv, c->qkv_bias);
         add_linear(m, &L->v, i, "self_attn.v_proj", "v", C, kv, c->qkv_bias);
         add_linear(m, &L->o, i, "self_attn.o_proj", "o", q, C, 0);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
-        add_ref(m, name, 1, C, 1, &L->ln2_w, &L->dln2_w, 0);
+        add_ref(m, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
         add_linear(m, &L->gate, i, "mlp.gate_proj", "gate", C, I, 0);
         add_linear(m, &L->up, i, "mlp.up_proj", "up", C, I, 0);
         add_linear(m, &L->down, i, "mlp.down_proj", "down", I, C, 0);
     }
-    add_ref(m, "model.norm.weight", 1, C, 1, &m->lnf_w, &m->dlnf_w, 0);
-    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", 2, c->vocab, C, &m->lm_head, &m->dlm_head, 0);
+    add_ref(m, "model.norm.weight", shape1(C), &m->lnf_w, &m->dlnf_w, 0);
+    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", shape2(c->vocab, C), &m->lm_head, &m->dlm_head, 0);
 }
 
 /* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */
 static void init_ref(const LlamaParamRef *r, uint64_t seed, double std) {
-    size_t n = (size_t)(r->shape[0] * r->shape[1]);
+    size_t n = (size_t)shape_numel(&r->shape);
     real_t *p = *r->data;
     int is_norm = strstr(r->name, "norm.weight") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
     uint64_t key = rng_key_str(seed, r->name);
@@ -112,7 +107,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     }
     build_refs(m);
     size_t total = 0;
-    for (int i = 0; i < m->n_refs; i++) total += (size_t)(m->refs[i].shape[0] * m->refs[i].shape[1]);
+    for (int i = 0; i < m->n_refs; i++) total += (size_t)shape_numel(&m->refs[i].shape);
     m->base_mem = be->alloc(total * sizeof(real_t));
     if (!m->base_mem) {
         llama_free(m);
@@ -121,7 +116,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     size_t off = 0;
     for (int i = 0; i < m->n_refs; i++) {
         *m->refs[i].data = m->base_mem + off;
-        off += (size_t)(m->refs[i].shape[0] * m->refs[i].shape[1]);
+        off += (size_t)shape_numel(&m->refs[i].shape);
         init_ref(&m->refs[i], seed, init_std);
     }
     return PEFTC_OK;
@@ -131,6 +126,10 @@ const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name) {
     for (int i = 0; i < m->n_refs; i++)
         if (strcmp(m->refs[i].name, name) == 0) return &m->refs[i];
     return NULL;
+}
+
+Tensor llama_ref_tensor(const LlamaModel *m, const LlamaParamRef *r) {
+    return (Tensor){*r->data, DT_REAL, m->be->device, r->shape};
 }
 
 int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }

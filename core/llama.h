@@ -31,8 +31,7 @@ int64_t llama_param_count(const LlamaConfig *c);
  * loaders, full fine-tuning and later methods can walk every base tensor by name. */
 typedef struct {
     char name[128];    /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
-    int ndim;
-    int64_t shape[2];
+    Shape shape;       /* elements are real_t on the model's backend device */
     real_t **data;     /* points at the model's pointer to the tensor */
     real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
     int decay;         /* 1 for matrices, 0 for norms */
@@ -109,6 +108,8 @@ void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets
 
 /* The base tensors by name. */
 const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name);
+/* A base tensor's current value as a tensor description. */
+Tensor llama_ref_tensor(const LlamaModel *m, const LlamaParamRef *r);
 
 /* Every linear layer of the model in order (layer-major, q k v o gate up down). */
 int llama_linear_count(const LlamaModel *m);

@@ -55,14 +55,21 @@ static Fixture fixture_load(const char *name) {
     return fx;
 }
 
-/* The fixture tensor `name` (checking its element count), or fails the test. */
-static const double *tensor(const Fixture *fx, const char *name, size_t numel) {
+/* The fixture tensor `name`, which must have shape `want`, or fails the test. */
+static const double *tensor(const Fixture *fx, const char *name, Shape want) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(fx->meta, "tensors"), name);
     ck_assert_msg(t != NULL, "fixture has no tensor %s", name);
-    size_t n = 1, off = (size_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
+    size_t off = (size_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
+    Shape got = {0, {0}};
     const cJSON *d;
-    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "shape")) n *= (size_t)d->valuedouble;
-    ck_assert_msg(n == numel && off + n <= fx->n, "fixture tensor %s: %zu values, model expects %zu", name, n, numel);
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "shape")) {
+        ck_assert_int_lt(got.ndim, TENSOR_MAX_DIMS);
+        got.dim[got.ndim++] = (int64_t)d->valuedouble;
+    }
+    char a[64], b[64];
+    ck_assert_msg(shape_equal(&got, &want), "fixture tensor %s is %s, model expects %s", name, shape_str(&got, a, 64),
+                  shape_str(&want, b, 64));
+    ck_assert_uint_le(off + (size_t)shape_numel(&got), fx->n);
     return fx->data + off;
 }
 
@@ -106,8 +113,8 @@ static void check_case(const char *name) {
     /* Every base tensor comes from the fixture, by its HF name. */
     for (int i = 0; i < m.n_refs; i++) {
         const LlamaParamRef *r = &m.refs[i];
-        size_t n = (size_t)(r->shape[0] * r->shape[1]);
-        const double *src = tensor(&fx, r->name, n);
+        size_t n = (size_t)shape_numel(&r->shape);
+        const double *src = tensor(&fx, r->name, r->shape);
         for (size_t j = 0; j < n; j++) (*r->data)[j] = (real_t)src[j];
     }
     int32_t *tok = malloc((size_t)BT * sizeof *tok), *tgt = malloc((size_t)BT * sizeof *tgt);
@@ -115,7 +122,8 @@ static void check_case(const char *name) {
     ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
 
     ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
-    double e = rel_err(m.acts.logits, tensor(&fx, "logits", (size_t)BT * cfg.vocab), (size_t)BT * cfg.vocab);
+    Shape logits = {3, {B, T, cfg.vocab}};
+    double e = rel_err(m.acts.logits, tensor(&fx, "logits", logits), (size_t)BT * cfg.vocab);
     printf("  %s: logits %.2e", name, e);
     ck_assert_msg(e < TOL, "%s: logits differ from HF by %.3g relative", name, e);
 
@@ -134,7 +142,7 @@ static void check_case(const char *name) {
         const ArenaEntry *en = &a.entries[i];
         char gname[ARENA_NAME_MAX + 8];
         snprintf(gname, sizeof gname, "grad.%s", en->name);
-        e = rel_err(arena_grad(&a, i), tensor(&fx, gname, en->numel), en->numel);
+        e = rel_err(arena_grad(&a, i), tensor(&fx, gname, en->shape), en->numel);
         ck_assert_msg(e < TOL, "%s: gradient of %s differs from HF by %.3g relative", name, en->name, e);
         worst = fmax(worst, e);
     }

@@ -36,7 +36,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     /* Random norms and biases, so their gradients are not checked at a special point. */
     for (int i = 0; i < f->model.n_refs; i++) {
         const LlamaParamRef *r = &f->model.refs[i];
-        if (r->ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape[0], rng_key_str(5, r->name), 0.5, 1.5);
+        if (r->shape.ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape.dim[0], rng_key_str(5, r->name), 0.5, 1.5);
     }
     arena_init(&f->arena, backend_cpu());
     ck_assert_int_eq(method_attach(&f->model, &f->arena, &mc), PEFTC_OK);

@@ -78,9 +78,8 @@ START_TEST(init_follows_peft) {
     int hB = arena_find(&a, "model.layers.1.mlp.down_proj.lora_B");
     ck_assert_int_ge(hA, 0);
     ck_assert_int_ge(hB, 0);
-    ck_assert_int_eq(a.entries[hA].shape[0], 4);
-    ck_assert_int_eq(a.entries[hA].shape[1], cfg.intermediate); /* A (r, in) */
-    ck_assert_int_eq(a.entries[hB].shape[0], cfg.hidden);       /* B (out, r) */
+    ck_assert(shape_equal(&a.entries[hA].shape, &(Shape){2, {4, cfg.intermediate}})); /* A (r, in) */
+    ck_assert(shape_equal(&a.entries[hB].shape, &(Shape){2, {cfg.hidden, 4}}));       /* B (out, r) */
     /* kaiming_uniform(a=sqrt 5) is U(-1/sqrt(in), 1/sqrt(in)): bounded, centred, spread to the bound. */
     double bound = 1 / sqrt((double)cfg.intermediate), mx = 0, mean = 0;
     const real_t *A = arena_param(&a, hA);
@@ -117,12 +116,14 @@ END_TEST
 typedef struct {
     int n;
     char names[8][160];
+    Shape shapes[8];
 } Sink;
 
-static PeftcStatus collect(void *user, const char *name, int ndim, const int64_t *shape, const real_t *data) {
+static PeftcStatus collect(void *user, const char *name, const Tensor *t) {
     Sink *s = user;
-    (void)shape, (void)data;
-    ck_assert_int_eq(ndim, 2);
+    ck_assert_int_eq(t->dtype, DT_REAL);
+    ck_assert_int_eq(t->device, DEV_CPU);
+    s->shapes[s->n] = t->shape;
     snprintf(s->names[s->n++], sizeof s->names[0], "%s", name);
     return PEFTC_OK;
 }
@@ -138,6 +139,9 @@ START_TEST(export_uses_peft_names) {
     ck_assert_int_eq(s.n, 2);
     ck_assert_str_eq(s.names[0], "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight");
     ck_assert_str_eq(s.names[1], "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight");
+    int kv = cfg.kv_heads * (cfg.hidden / cfg.heads);
+    ck_assert(shape_equal(&s.shapes[0], &(Shape){2, {4, cfg.hidden}})); /* PEFT: lora_A (r, in) */
+    ck_assert(shape_equal(&s.shapes[1], &(Shape){2, {kv, 4}}));         /* PEFT: lora_B (out, r) */
     llama_free(&m);
     arena_free(&a);
 }

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/optim.h"
 #include "core/schedule.h"
@@ -13,9 +14,8 @@ static void two_group_arena(Arena *a, int *h0, int *h1) {
     arena_init(a, backend_cpu());
     ck_assert_int_eq(arena_group(a, "lora", 1e-2, 0.1, &g0), PEFTC_OK);
     ck_assert_int_eq(arena_group(a, "base", 1e-3, 0.1, &g1), PEFTC_OK);
-    int64_t s0[1] = {3}, s1[2] = {2, 2};
-    ck_assert_int_eq(arena_register(a, "x", 1, s0, g0, 1, h0), PEFTC_OK);
-    ck_assert_int_eq(arena_register(a, "y", 2, s1, g1, 0, h1), PEFTC_OK);
+    ck_assert_int_eq(arena_register(a, "x", shape1(3), g0, 1, h0), PEFTC_OK);
+    ck_assert_int_eq(arena_register(a, "y", shape2(2, 2), g1, 0, h1), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
 }
 
@@ -93,12 +93,18 @@ START_TEST(arena_rejects_misuse) {
     int g, h;
     arena_init(&a, backend_cpu());
     ck_assert_int_eq(arena_group(&a, "lora", 1, 0, &g), PEFTC_OK);
-    int64_t sh[1] = {5};
-    ck_assert_int_eq(arena_register(&a, "w", 1, sh, g, 1, &h), PEFTC_OK);
-    ck_assert_int_eq(arena_register(&a, "w", 1, sh, g, 1, &h), PEFTC_EINVAL);
-    ck_assert_int_eq(arena_register(&a, "u", 1, sh, 7, 1, &h), PEFTC_EINVAL);
+    ck_assert_int_eq(arena_register(&a, "w", shape1(5), g, 1, &h), PEFTC_OK);
+    ck_assert_int_eq(arena_register(&a, "w", shape1(5), g, 1, &h), PEFTC_EINVAL);
+    ck_assert_int_eq(arena_register(&a, "u", shape1(5), 7, 1, &h), PEFTC_EINVAL);
+    ck_assert_int_eq(arena_register(&a, "bad", shape2(3, 0), g, 1, &h), PEFTC_EINVAL);
+    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "'bad'"));
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_int_eq(arena_register(&a, "z", 1, sh, g, 1, &h), PEFTC_ESTATE);
+    ck_assert_int_eq(arena_register(&a, "z", shape1(5), g, 1, &h), PEFTC_ESTATE);
+    Tensor t = arena_param_tensor(&a, 0);
+    ck_assert_int_eq(t.dtype, DT_REAL);
+    ck_assert_uint_eq(tensor_bytes(&t), 5 * sizeof(real_t));
+    char buf[32];
+    ck_assert_str_eq(shape_str(&(Shape){2, {576, 1536}}, buf, sizeof buf), "(576, 1536)");
     ck_assert_int_eq(arena_find(&a, "w"), 0);
     ck_assert_int_eq(arena_find(&a, "nope"), -1);
     arena_free(&a);

@@ -137,6 +137,7 @@ static void cpu_copy(real_t *dst, const real_t *src, size_t n) {
 
 static const Backend cpu_backend = {
     .name = "cpu",
+    .device = DEV_CPU,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
