@@ -1,18 +1,9 @@
 #include "method.h"
 
-#include <string.h>
-
 #include "adapter.h"
 #include "full.h"
 
-PeftcStatus method_parse(const char *s, MethodKind *out) {
-    if (strcmp(s, "lora") == 0) *out = METHOD_LORA;
-    else if (strcmp(s, "full") == 0) *out = METHOD_FULL;
-    else return PEFTC_ERR(PEFTC_EINVAL, "method.name: unknown method '%s' (expected lora or full)", s);
-    return PEFTC_OK;
-}
-
-const char *method_name(MethodKind k) { return k == METHOD_FULL ? "full" : "lora"; }
+const char *const method_names[] = {[METHOD_LORA] = "lora", [METHOD_FULL] = "full", NULL};
 
 static PeftcStatus attach_lora(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
     int group;

@@ -19,8 +19,8 @@ typedef struct {
     double weight_decay;
 } MethodConfig;
 
-PeftcStatus method_parse(const char *s, MethodKind *out);
-const char *method_name(MethodKind k);
+/* Names indexed by MethodKind, NULL-terminated: what configurations spell. */
+extern const char *const method_names[];
 
 PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc);
 PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed);

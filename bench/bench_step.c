@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     double t0 = now();
     if (session_open(&s, &cfg, comm) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
     printf("bench_step: %s, %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), setup %.1f s\n",
-           cfg.method, (long long)llama_param_count(&cfg.model), s.arena.numel, cfg.train.micro_batch, cfg.train.seq_len,
+           method_names[cfg.method], (long long)llama_param_count(&cfg.model), s.arena.numel, cfg.train.micro_batch, cfg.train.seq_len,
            comm_size(comm), omp_get_max_threads(), now() - t0);
     double total_s = 0, total_tok = 0, fpt = useful_flops_per_token(&s);
     for (int64_t i = 0; i < cfg.train.steps; i++) {

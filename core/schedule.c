@@ -1,24 +1,10 @@
 #include "schedule.h"
 
 #include <math.h>
-#include <string.h>
+#include <stddef.h>
 
-PeftcStatus sched_parse(const char *s, SchedType *out) {
-    if (strcmp(s, "cosine") == 0) *out = SCHED_COSINE;
-    else if (strcmp(s, "linear") == 0) *out = SCHED_LINEAR;
-    else if (strcmp(s, "constant") == 0) *out = SCHED_CONSTANT;
-    else return PEFTC_ERR(PEFTC_EINVAL, "sched.type: unknown schedule '%s' (expected cosine, linear or constant)", s);
-    return PEFTC_OK;
-}
-
-const char *sched_name(SchedType t) {
-    switch (t) {
-    case SCHED_COSINE: return "cosine";
-    case SCHED_LINEAR: return "linear";
-    case SCHED_CONSTANT: return "constant";
-    }
-    return "?";
-}
+const char *const sched_names[] = {[SCHED_COSINE] = "cosine", [SCHED_LINEAR] = "linear",
+                                   [SCHED_CONSTANT] = "constant", NULL};
 
 double sched_factor(const Schedule *s, int64_t step) {
     /* Warm-up counts from 1 so the very first update already moves (as HF's schedulers do at step 1). */

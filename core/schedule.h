@@ -5,8 +5,6 @@
 
 #include <stdint.h>
 
-#include "status.h"
-
 typedef enum { SCHED_COSINE = 0, SCHED_LINEAR = 1, SCHED_CONSTANT = 2 } SchedType;
 
 typedef struct {
@@ -16,8 +14,8 @@ typedef struct {
     double min_ratio;  /* final lr as a fraction of peak (cosine, linear) */
 } Schedule;
 
-PeftcStatus sched_parse(const char *s, SchedType *out);
-const char *sched_name(SchedType t);
+/* Names indexed by SchedType, NULL-terminated: what configurations spell. */
+extern const char *const sched_names[];
 /* Factor for 0-based optimizer step `step` (the update that produces step+1). */
 double sched_factor(const Schedule *s, int64_t step);
 

@@ -23,15 +23,7 @@ typedef struct {
     SynConfig cfg;
 } SynDataset;
 
-static const char *const task_names[] = {"copy", "reverse", "add"};
-
-PeftcStatus syn_task_parse(const char *s, SynTask *out) {
-    for (int t = 0; s && t < 3; t++)
-        if (strcmp(s, task_names[t]) == 0) return *out = (SynTask)t, PEFTC_OK;
-    return PEFTC_ERR(PEFTC_EINVAL, "data.task must be one of copy, reverse, add; got '%s'", s ? s : "(null)");
-}
-
-const char *syn_task_name(SynTask t) { return (unsigned)t < 3 ? task_names[t] : "unknown"; }
+const char *const syn_task_names[] = {[SYN_COPY] = "copy", [SYN_REVERSE] = "reverse", [SYN_ADD] = "add", NULL};
 
 int syn_max_len(const SynConfig *cfg) {
     int d = cfg->max_digits;
@@ -92,7 +84,7 @@ static PeftcStatus find_prompt(const SynConfig *cfg, Split split, int64_t id, Pr
     return PEFTC_ERR(PEFTC_EINVAL,
                      "no data.task=%s problem with %d..%d digits (data.min_digits..data.max_digits) falls in the %s "
                      "split at data.eval_percent=%d after %d draws: widen the digit range",
-                     syn_task_name(cfg->task), cfg->min_digits, cfg->max_digits, split == SPLIT_EVAL ? "eval" : "train",
+                     syn_task_names[cfg->task], cfg->min_digits, cfg->max_digits, split == SPLIT_EVAL ? "eval" : "train",
                      cfg->eval_percent, (int)SYN_MAX_ATTEMPTS);
 }
 
@@ -154,7 +146,7 @@ static PeftcStatus syn_get(const Dataset *ds, Split split, int64_t id, int32_t *
         return PEFTC_ERR(PEFTC_EINVAL,
                          "train.seq_len=%d is too short: %s example %lld (data.task=%s) needs %d tokens, and the "
                          "longest for data.max_digits=%d needs %d",
-                         T, split == SPLIT_EVAL ? "eval" : "train", (long long)id, syn_task_name(cfg->task), len,
+                         T, split == SPLIT_EVAL ? "eval" : "train", (long long)id, syn_task_names[cfg->task], len,
                          cfg->max_digits, syn_max_len(cfg));
     tokens[0] = SYN_BOS;
     replay_prompt(&p, cfg->task == SYN_ADD, tokens + 1);
@@ -177,7 +169,7 @@ static void syn_free(Dataset *ds) { free(ds); /* the SynDataset block holds the 
 
 static PeftcStatus check_config(const SynConfig *cfg) {
     if ((unsigned)cfg->task > SYN_ADD)
-        return PEFTC_ERR(PEFTC_EINVAL, "data.task must be one of copy, reverse, add; got %d", (int)cfg->task);
+        return PEFTC_ERR(PEFTC_EINVAL, "data.task: no task number %d", (int)cfg->task);
     if (cfg->min_digits < 1) return PEFTC_ERR(PEFTC_EINVAL, "data.min_digits must be >= 1, got %d", cfg->min_digits);
     if (cfg->max_digits < cfg->min_digits || cfg->max_digits > SYN_DIGITS_CAP)
         return PEFTC_ERR(PEFTC_EINVAL, "data.max_digits must be in [data.min_digits=%d, %d], got %d", cfg->min_digits,

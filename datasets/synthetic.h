@@ -24,9 +24,8 @@ typedef struct {
     int eval_percent; /* share of problems (by content hash) that belong to the held-out split, 1..50 */
 } SynConfig;
 
-/* Parses "copy", "reverse" or "add". */
-PeftcStatus syn_task_parse(const char *s, SynTask *out);
-const char *syn_task_name(SynTask t);
+/* Names indexed by SynTask, NULL-terminated: what configurations spell. */
+extern const char *const syn_task_names[];
 
 /* Longest sequence the config can produce (so the caller can check seq_len). */
 int syn_max_len(const SynConfig *cfg);

@@ -100,7 +100,7 @@ static void on_eval(void *user, const EvalStats *s) {
 
 static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
-    printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", c->method, world,
+    printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", method_names[c->method], world,
            omp_get_max_threads(), (long long)llama_param_count(&c->model), s->arena.numel,
            s->arena.n_groups ? s->arena.groups[0].name : "-");
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",

@@ -108,7 +108,7 @@ static PeftcStatus finish_data(RunConfig *c) {
 }
 
 static PeftcStatus finish_lora(RunConfig *c) {
-    if (strcmp(c->method, "lora") != 0) return PEFTC_OK;
+    if (c->method != METHOD_LORA) return PEFTC_OK;
     PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
     if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
     char why[512];

@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#include "../adapters/lora.h"
+#include "../adapters/method.h"
 #include "../core/llama.h"
 #include "../core/trainer.h"
 #include "../datasets/synthetic.h"
@@ -18,7 +18,7 @@ typedef struct {
     double init_std;        /* model.init_std */
     uint64_t model_seed;    /* model.seed */
     /* method.* */
-    char method[16];        /* method.name: "lora" or "full" */
+    MethodKind method;      /* method.name */
     /* lora.* */
     LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
     char lora_targets[128]; /* lora.targets */

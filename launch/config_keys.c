@@ -12,21 +12,16 @@
 #define IN(a, b) {'[', ']', (a), (b)}      /* [a, b] */
 #define IN_HO(a, b) {'[', ')', (a), (b)}   /* [a, b) */
 
-#define INT(n, f, d, r, h) {n, KEY_INT, FIELD(f), d, r, NULL, NULL, 0, h}
-#define FLT(n, f, d, r, h) {n, KEY_FLOAT, FIELD(f), d, r, NULL, NULL, 0, h}
-#define BOOL(n, f, d, h) {n, KEY_BOOL, FIELD(f), d, NO_RANGE, NULL, NULL, 0, h}
-#define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, NO_RANGE, NULL, NULL, fl, h}
-#define ENUM(n, f, d, vals, codes, h) {n, KEY_ENUM, FIELD(f), d, NO_RANGE, vals, codes, 0, h}
+#define INT(n, f, d, r, h) {n, KEY_INT, FIELD(f), d, r, NULL, 0, h}
+#define FLT(n, f, d, r, h) {n, KEY_FLOAT, FIELD(f), d, r, NULL, 0, h}
+#define BOOL(n, f, d, h) {n, KEY_BOOL, FIELD(f), d, NO_RANGE, NULL, 0, h}
+#define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, NO_RANGE, NULL, fl, h}
+#define ENUM(n, f, d, names, h) {n, KEY_ENUM, FIELD(f), d, NO_RANGE, names, 0, h}
 
-/* Enum keys stored as C enums are written through an int. */
+/* Enum keys are C enums whose values index their names, written through an int. */
+_Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized");
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
 _Static_assert(sizeof(SynTask) == sizeof(int), "SynTask must be int-sized");
-
-static const char *const METHODS[] = {"lora", "full", NULL};
-static const char *const SCHEDS[] = {"cosine", "linear", "constant", NULL};
-static const int SCHED_CODES[] = {SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT};
-static const char *const TASKS[] = {"copy", "reverse", "add", NULL};
-static const int TASK_CODES[] = {SYN_COPY, SYN_REVERSE, SYN_ADD};
 
 static const ConfigSection SECTIONS[] = {
     {"model", "the LLaMA-shaped base model (random init)"},
@@ -54,7 +49,7 @@ static const ConfigKey KEYS[] = {
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 
-    ENUM("method.name", method, "lora", METHODS, NULL, "lora: adapters only; full: every base tensor"),
+    ENUM("method.name", method, "lora", method_names, "lora: adapters only; full: every base tensor"),
 
     INT("lora.r", lora.r, "8", IN(1, 4096), "adapter rank"),
     FLT("lora.alpha", lora.alpha, "16", GT(0), "scale numerator: alpha/r (alpha/sqrt(r) with rslora)"),
@@ -80,11 +75,11 @@ static const ConfigKey KEYS[] = {
     FLT("optim.eps", train.adamw.eps, "1e-8", GT(0), "denominator epsilon"),
     FLT("optim.grad_clip", train.adamw.grad_clip, "1.0", GE(0), "max global gradient norm; 0 disables"),
 
-    ENUM("sched.type", train.sched.type, "cosine", SCHEDS, SCHED_CODES, "decay after warm-up"),
+    ENUM("sched.type", train.sched.type, "cosine", sched_names, "decay after warm-up"),
     INT("sched.warmup", train.sched.warmup, "20", GE(0), "steps of linear warm-up; <= train.steps"),
     FLT("sched.min_lr_ratio", train.sched.min_ratio, "0.1", IN(0, 1), "final lr as a fraction of peak"),
 
-    ENUM("data.task", data.task, "reverse", TASKS, TASK_CODES, "what the model learns to answer"),
+    ENUM("data.task", data.task, "reverse", syn_task_names, "what the model learns to answer"),
     INT("data.min_digits", data.min_digits, "3", IN(1, 64), "fewest digits per operand"),
     INT("data.max_digits", data.max_digits, "8", IN(1, 64), "most digits per operand"),
     INT("data.seed", data.seed, "7", GE(0), "seed of the problems"),

@@ -26,8 +26,8 @@ typedef struct {
     size_t offset, size;        /* where the value lives in RunConfig, and its size in bytes */
     const char *def;            /* default, as the text a user would write */
     KeyRange range;             /* KEY_INT / KEY_FLOAT only */
-    const char *const *values;  /* KEY_ENUM: allowed names, NULL-terminated */
-    const int *codes;           /* KEY_ENUM: stored int for each name; NULL stores the name itself */
+    const char *const *values;  /* KEY_ENUM: names indexed by the stored (int-sized) enum value,
+                                   NULL-terminated; the owning module's table */
     unsigned flags;             /* KEYF_* */
     const char *help;
 } ConfigKey;

@@ -124,10 +124,7 @@ static PeftcStatus set_bool(const ConfigKey *k, RunConfig *c, const char *text, 
 static PeftcStatus set_enum(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
     for (int i = 0; k->values[i]; i++) {
         if (strcasecmp(text, k->values[i]) != 0) continue;
-        if (k->codes)
-            memcpy(field(c, k), &k->codes[i], sizeof(int));
-        else
-            snprintf(field(c, k), k->size, "%s", k->values[i]); /* canonical spelling */
+        memcpy(field(c, k), &i, sizeof i);
         return PEFTC_OK;
     }
     return type_error(k, text, where, "");
@@ -155,14 +152,10 @@ PeftcStatus config_key_set(const ConfigKey *k, RunConfig *c, const char *text, c
 }
 
 static void format_enum(const ConfigKey *k, const RunConfig *c, char *buf, size_t n) {
-    if (!k->codes) {
-        snprintf(buf, n, "%s", (const char *)cfield(c, k));
-        return;
-    }
     int code;
     memcpy(&code, cfield(c, k), sizeof code);
     for (int i = 0; k->values[i]; i++)
-        if (k->codes[i] == code) {
+        if (i == code) {
             snprintf(buf, n, "%s", k->values[i]);
             return;
         }

@@ -2,19 +2,17 @@
 
 #include <string.h>
 
-static PeftcStatus method_config(const RunConfig *c, MethodConfig *mc) {
-    memset(mc, 0, sizeof *mc);
-    PEFTC_TRY(method_parse(c->method, &mc->kind));
-    mc->lora = c->lora;
-    mc->lr = (mc->kind == METHOD_LORA && c->lora_lr > 0) ? c->lora_lr : c->lr;
-    mc->weight_decay = c->weight_decay;
-    return PEFTC_OK;
+static MethodConfig method_config(const RunConfig *c) {
+    return (MethodConfig){.kind = c->method,
+                          .lora = c->lora,
+                          .lr = (c->method == METHOD_LORA && c->lora_lr > 0) ? c->lora_lr : c->lr,
+                          .weight_decay = c->weight_decay};
 }
 
 static PeftcStatus open_parts(Session *s) {
     const RunConfig *c = &s->cfg;
     const Backend *be = backend_cpu();
-    PEFTC_TRY(method_config(c, &s->method));
+    s->method = method_config(c);
     PEFTC_TRY(syn_dataset_create(&s->data, &c->data));
     if (s->data->vocab_needed > c->model.vocab)
         return PEFTC_ERR(PEFTC_EINVAL, "model.vocab (%d) is smaller than the %d token ids data.task needs",

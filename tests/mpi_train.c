@@ -34,7 +34,9 @@ static void on_eval(void *u, const EvalStats *s) {
 static RunConfig small_config(const char *method, int micro_batch, int accum) {
     RunConfig c;
     config_defaults(&c);
-    snprintf(c.method, sizeof c.method, "%s", method);
+    char kv[32];
+    snprintf(kv, sizeof kv, "method.name=%s", method);
+    ck_assert_int_eq(config_apply_override(&c, kv), PEFTC_OK);
     c.model.hidden = 32;
     c.model.intermediate = 48;
     c.model.layers = 2;

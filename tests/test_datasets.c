@@ -362,13 +362,9 @@ START_TEST(synthetic_errors) {
     ck_assert_int_eq(ds->get(ds, SPLIT_TRAIN, 17, ex.tok, ex.tgt, need), PEFTC_OK);
     ds->free(ds);
 
-    SynTask t;
-    ck_assert_int_eq(syn_task_parse("reverse", &t), PEFTC_OK);
-    ck_assert_int_eq(t, SYN_REVERSE);
-    ck_assert_str_eq(syn_task_name(SYN_ADD), "add");
-    ck_assert_int_eq(syn_task_parse("sort", &t), PEFTC_EINVAL);
-    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "data.task"));
-    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "copy, reverse, add"));
+    ck_assert_str_eq(syn_task_names[SYN_REVERSE], "reverse");
+    ck_assert_str_eq(syn_task_names[SYN_ADD], "add");
+    ck_assert_ptr_null(syn_task_names[SYN_ADD + 1]);
 
     SynConfig bad = {.task = SYN_COPY, .min_digits = 0, .max_digits = 3, .eval_percent = 10};
     ck_assert_int_eq(syn_dataset_create(&ds, &bad), PEFTC_EINVAL);
