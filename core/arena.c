@@ -93,10 +93,6 @@ Tensor arena_param_tensor(const Arena *a, int handle) {
     return (Tensor){arena_param(a, handle), DT_REAL, a->be->device, a->entries[handle].shape};
 }
 
-Tensor arena_grad_tensor(const Arena *a, int handle) {
-    return (Tensor){arena_grad(a, handle), DT_REAL, a->be->device, a->entries[handle].shape};
-}
-
 int arena_find(const Arena *a, const char *name) {
     for (int i = 0; i < a->n_entries; i++)
         if (strcmp(a->entries[i].name, name) == 0) return i;

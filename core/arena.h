@@ -63,9 +63,8 @@ PeftcStatus arena_finalize(Arena *a);
 
 real_t *arena_param(const Arena *a, int handle);
 real_t *arena_grad(const Arena *a, int handle);
-/* The parameter / gradient of an entry as a tensor description. */
+/* The parameter of an entry as a tensor description. */
 Tensor arena_param_tensor(const Arena *a, int handle);
-Tensor arena_grad_tensor(const Arena *a, int handle);
 /* Entry index of `name`, or -1. */
 int arena_find(const Arena *a, const char *name);
 

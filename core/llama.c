@@ -122,16 +122,6 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     return PEFTC_OK;
 }
 
-const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name) {
-    for (int i = 0; i < m->n_refs; i++)
-        if (strcmp(m->refs[i].name, name) == 0) return &m->refs[i];
-    return NULL;
-}
-
-Tensor llama_ref_tensor(const LlamaModel *m, const LlamaParamRef *r) {
-    return (Tensor){*r->data, DT_REAL, m->be->device, r->shape};
-}
-
 int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
 
 Linear *llama_linear(LlamaModel *m, int i) {

@@ -106,10 +106,6 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                     real_t loss_scale);
 
-/* The base tensors by name. */
-const LlamaParamRef *llama_find_ref(const LlamaModel *m, const char *name);
-/* A base tensor's current value as a tensor description. */
-Tensor llama_ref_tensor(const LlamaModel *m, const LlamaParamRef *r);
 
 /* Every linear layer of the model in order (layer-major, q k v o gate up down). */
 int llama_linear_count(const LlamaModel *m);

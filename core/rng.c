@@ -22,8 +22,6 @@ uint64_t rng_u64(uint64_t key, uint64_t i) { return rng_mix64(rng_mix64(key ^ rn
 
 double rng_uniform(uint64_t key, uint64_t i) { return (double)(rng_u64(key, i) >> 11) * 0x1.0p-53; }
 
-float rng_uniformf(uint64_t key, uint64_t i) { return (float)(rng_u64(key, i) >> 40) * 0x1.0p-24f; }
-
 double rng_normal(uint64_t key, uint64_t i) {
     double u1 = rng_uniform(key, 2 * i), u2 = rng_uniform(key, 2 * i + 1);
     if (u1 < 1e-300) u1 = 1e-300;
@@ -31,8 +29,6 @@ double rng_normal(uint64_t key, uint64_t i) {
 }
 
 uint64_t rng_next_u64(Rng *r) { return rng_u64(r->key, r->counter++); }
-
-double rng_next_uniform(Rng *r) { return (double)(rng_next_u64(r) >> 11) * 0x1.0p-53; }
 
 uint64_t rng_next_below(Rng *r, uint64_t n) {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n; /* reject the short tail to avoid bias */

@@ -25,9 +25,8 @@ uint64_t rng_u64(uint64_t key, uint64_t i);
  * rng_key() so that neighbouring streams do not overlap in a predictable way. */
 static inline uint64_t rng_stream_u64(uint64_t key, uint64_t i) { return rng_mix64(key + i * 0x9E3779B97F4A7C15ull); }
 
-/* Uniform in [0, 1) with 53 random bits (double) / 24 random bits (float). */
+/* Uniform in [0, 1) with 53 random bits. */
 double rng_uniform(uint64_t key, uint64_t i);
-float rng_uniformf(uint64_t key, uint64_t i);
 
 /* Standard normal via Box-Muller on draws 2i and 2i+1. */
 double rng_normal(uint64_t key, uint64_t i);
@@ -41,7 +40,6 @@ typedef struct {
 
 static inline Rng rng_make(uint64_t key) { return (Rng){key, 0}; }
 uint64_t rng_next_u64(Rng *r);
-double rng_next_uniform(Rng *r);
 /* Uniform integer in [0, n), n >= 1, without modulo bias. */
 uint64_t rng_next_below(Rng *r, uint64_t n);
 

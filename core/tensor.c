@@ -32,11 +32,6 @@ PeftcStatus shape_check(const Shape *s, const char *what) {
     return PEFTC_OK;
 }
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[DT_COUNT] = {[DT_F32] = {"F32", 4}, [DT_F64] = {"F64", 8}, [DT_F16] = {"F16", 2},
-                      [DT_BF16] = {"BF16", 2}, [DT_I32] = {"I32", 4}};
+static const size_t dtype_sizes[DT_COUNT] = {[DT_F32] = 4, [DT_F64] = 8, [DT_F16] = 2, [DT_BF16] = 2, [DT_I32] = 4};
 
-size_t dtype_size(DType t) { return (unsigned)t < DT_COUNT ? dtypes[t].size : 0; }
-const char *dtype_name(DType t) { return (unsigned)t < DT_COUNT ? dtypes[t].name : "?"; }
+size_t dtype_size(DType t) { return (unsigned)t < DT_COUNT ? dtype_sizes[t] : 0; }

@@ -47,7 +47,6 @@ char *shape_str(const Shape *s, char *buf, size_t n);
 PeftcStatus shape_check(const Shape *s, const char *what);
 
 size_t dtype_size(DType t);
-const char *dtype_name(DType t);
 
 static inline size_t tensor_bytes(const Tensor *t) { return (size_t)shape_numel(&t->shape) * dtype_size(t->dtype); }
 

@@ -14,9 +14,6 @@ static PeftcStatus open_parts(Session *s) {
     const Backend *be = backend_cpu();
     s->method = method_config(c);
     PEFTC_TRY(syn_dataset_create(&s->data, &c->data));
-    if (s->data->vocab_needed > c->model.vocab)
-        return PEFTC_ERR(PEFTC_EINVAL, "model.vocab (%d) is smaller than the %d token ids data.task needs",
-                         c->model.vocab, s->data->vocab_needed);
     PEFTC_TRY(llama_create(&s->model, be, &c->model, c->model_seed, c->init_std));
     arena_init(&s->arena, be);
     PEFTC_TRY(method_attach(&s->model, &s->arena, &s->method));
