@@ -105,10 +105,14 @@ const ConfigKey *config_key_find(const char *name) {
     return NULL;
 }
 
+int config_key_in_section(const ConfigKey *k, const char *section) {
+    size_t len = strlen(section);
+    return strncmp(k->name, section, len) == 0 && k->name[len] == '.';
+}
+
 int config_key_is_section(const char *prefix) {
-    size_t len = strlen(prefix);
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (strncmp(KEYS[i].name, prefix, len) == 0 && KEYS[i].name[len] == '.') return 1;
+        if (config_key_in_section(&KEYS[i], prefix)) return 1;
     return 0;
 }
 

@@ -43,6 +43,8 @@ const ConfigSection *config_sections(int *n);
 
 /* The key with exactly this dotted name, or NULL. */
 const ConfigKey *config_key_find(const char *name);
+/* 1 if key k's name is "section.<leaf>". */
+int config_key_in_section(const ConfigKey *k, const char *section);
 /* 1 if some key lives under "prefix." (prefix names a section). */
 int config_key_is_section(const char *prefix);
 /* The last component of a key's name. */

@@ -32,11 +32,6 @@ static int write_key(FILE *f, const ConfigKey *k, const RunConfig *c) {
     return bad | (fputc('\n', f) == EOF);
 }
 
-static int in_section(const ConfigKey *k, const char *section) {
-    size_t len = strlen(section);
-    return strncmp(k->name, section, len) == 0 && k->name[len] == '.';
-}
-
 PeftcStatus config_write_yaml(const RunConfig *c, FILE *f) {
     int nk, ns;
     const ConfigKey *keys = config_keys(&nk);
@@ -45,7 +40,7 @@ PeftcStatus config_write_yaml(const RunConfig *c, FILE *f) {
     for (int s = 0; s < ns; s++) {
         bad |= fprintf(f, "%s:\n", secs[s].name) < 0;
         for (int i = 0; i < nk; i++)
-            if (in_section(&keys[i], secs[s].name)) bad |= write_key(f, &keys[i], c);
+            if (config_key_in_section(&keys[i], secs[s].name)) bad |= write_key(f, &keys[i], c);
     }
     if (bad || fflush(f) != 0 || ferror(f))
         return PEFTC_ERR(PEFTC_EIO, "writing the configuration failed");
@@ -82,7 +77,7 @@ void config_print_help(FILE *f) {
     for (int s = 0; s < ns; s++) {
         fprintf(f, "\n%s: %s\n", secs[s].name, secs[s].help);
         for (int i = 0; i < nk; i++) {
-            if (!in_section(&keys[i], secs[s].name)) continue;
+            if (!config_key_in_section(&keys[i], secs[s].name)) continue;
             config_key_type_label(&keys[i], type, sizeof type);
             fprintf(f, "  %-*s  %-*s  %-*s  %s\n", w.name, keys[i].name, w.type, type, w.def, keys[i].def,
                     keys[i].help);
