@@ -10,7 +10,7 @@
 #include <assert.h>
 #include <omp.h>
 #include <stdlib.h>
-#include <tgmath.h> /* exp on real_t picks expf in the float build */
+#include <math.h>
 
 #include "core/cpu/cpu_ops.h"
 
@@ -26,15 +26,7 @@ static int attn_parallel(int B, int T, int units, int HD) {
 /* Softmax of one causal row in place: probabilities over s <= t, zeros for s > t. */
 static void softmax_causal_row(real_t *row, int t, int T) {
     /* row (T): scaled scores in [0,t] on entry */
-    real_t mx = row[0];
-    for (int s = 1; s <= t; s++) mx = row[s] > mx ? row[s] : mx;
-    double sum = 0.0;
-    for (int s = 0; s <= t; s++) {
-        row[s] = exp(row[s] - mx);
-        sum += row[s];
-    }
-    real_t inv = (real_t)(1.0 / sum);
-    for (int s = 0; s <= t; s++) row[s] *= inv;
+    cpu_softmax(row, row, t + 1);
     for (int s = t + 1; s < T; s++) row[s] = 0;
 }
 

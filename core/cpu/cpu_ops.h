@@ -32,6 +32,8 @@ void cpu_gemm(int transA, int transB, int M, int N, int K, real_t alpha, const r
  * (one level of parallelism, no oversubscription). Returns the previous BLAS thread count to restore. */
 int cpu_blas_single_begin(void);
 void cpu_blas_single_end(int saved);
+/* Softmax of x(n) into p(n) (p may be x); returns log(sum(exp(x))), the log of the normaliser. */
+double cpu_softmax(real_t *p, const real_t *x, int n);
 /* malloc for op scratch; the ops return void, so running out of memory here aborts with a message. */
 void *cpu_scratch(size_t bytes);
 

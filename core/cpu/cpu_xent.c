@@ -1,10 +1,6 @@
-/* Softmax cross-entropy over the vocabulary with an ignore index.
- *
- * Max-subtracted so large logits cannot overflow; sums in double because a 50k-entry row of float
- * exponentials would otherwise lose the small terms. */
+/* Softmax cross-entropy over the vocabulary with an ignore index. */
 #include <assert.h>
 #include <stdlib.h>
-#include <tgmath.h> /* exp on real_t picks expf in the float build: there are B*T*V of them */
 
 #include "core/cpu/cpu_ops.h"
 
@@ -13,16 +9,8 @@ static double xent_row(real_t *p, const real_t *x, int32_t tgt, int V) {
     /* p, x (V) */
     assert(tgt == PEFTC_IGNORE_INDEX || (tgt >= 0 && tgt < V));
     double xt = tgt == PEFTC_IGNORE_INDEX ? 0.0 : (double)x[tgt]; /* read before p overwrites x */
-    real_t mx = x[0];
-    for (int i = 1; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) {
-        p[i] = exp(x[i] - mx);
-        sum += (double)p[i];
-    }
-    real_t inv = (real_t)(1.0 / sum);
-    for (int i = 0; i < V; i++) p[i] *= inv;
-    return tgt == PEFTC_IGNORE_INDEX ? 0.0 : log(sum) + (double)mx - xt;
+    double lse = cpu_softmax(p, x, V);
+    return tgt == PEFTC_IGNORE_INDEX ? 0.0 : lse - xt;
 }
 
 double cpu_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
