@@ -30,13 +30,6 @@ PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uin
         Linear *l = llama_linear(m, i);
         if (l->adapter) PEFTC_TRY(l->adapter->ops->init(l->adapter, arena, l, seed));
     }
-    /* Activation buffers may already be sized: size the new adapters to match. */
-    if (m->acts.B) {
-        for (int i = 0; i < llama_linear_count(m); i++) {
-            Linear *l = llama_linear(m, i);
-            if (l->adapter) PEFTC_TRY(l->adapter->ops->reserve(l->adapter, m->acts.B * m->acts.T));
-        }
-    }
     return PEFTC_OK;
 }
 

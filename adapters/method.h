@@ -2,7 +2,8 @@
  * tensor trainable (full fine-tuning), registering the trainable tensors in the arena.
  *
  * Use: method_attach() (registers), arena_finalize(), method_init() (initial values, and for full
- * fine-tuning moves the base weights into the arena), train, method_detach(). */
+ * fine-tuning moves the base weights into the arena), llama_reserve() (sizes adapters too), train,
+ * method_detach(). */
 #ifndef PEFTC_METHOD_H
 #define PEFTC_METHOD_H
 

@@ -91,8 +91,10 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
                          double init_std);
 void llama_free(LlamaModel *m);
 
-/* Sizes activation memory for (B, T) once; later calls with the same sizes do nothing. */
-PeftcStatus llama_reserve(LlamaModel *m, int B, int T, int adapter_scratch_cols);
+/* Sizes activation memory for (B, T), and the saved activations of every attached adapter. The model's
+ * own buffers are reallocated only when (B, T) changes, so calling again after attaching adapters
+ * costs nothing but the adapters' buffers. */
+PeftcStatus llama_reserve(LlamaModel *m, int B, int T);
 
 /* Forward pass. tokens (B,T); targets (B,T) or NULL; row_keys (B*T) or NULL when not training.
  * With targets, returns the summed token loss in *loss_sum and the count of valid targets in *n_valid

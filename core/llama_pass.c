@@ -50,17 +50,20 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     return PEFTC_OK;
 }
 
-PeftcStatus llama_reserve(LlamaModel *m, int B, int T, int cols) {
-    const LlamaConfig *c = &m->cfg;
-    if (m->acts.B == B && m->acts.T == T) return PEFTC_OK;
-    if (cols <= 0) {
-        int QD = c->heads * c->head_dim;
-        cols = c->hidden > c->intermediate ? c->hidden : c->intermediate;
-        if (QD > cols) cols = QD;
+/* Adapter scratch holds one row of any linear layer's input: the widest of C, I and NH*HD. */
+static int scratch_cols(const LlamaConfig *c) {
+    int QD = c->heads * c->head_dim, cols = c->hidden > c->intermediate ? c->hidden : c->intermediate;
+    return QD > cols ? QD : cols;
+}
+
+PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
+    if (m->acts.B != B || m->acts.T != T) {
+        m->be->free(m->acts.resid);
+        memset(&m->acts, 0, sizeof m->acts);
+        PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
     }
-    m->be->free(m->acts.resid);
-    memset(&m->acts, 0, sizeof m->acts);
-    PEFTC_TRY(acts_alloc(m, B, T, cols));
+    /* Adapter reserve is a no-op when already large enough, so adapters attached after an earlier
+     * call are covered and the rest cost nothing. */
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (l->adapter) PEFTC_TRY(l->adapter->ops->reserve(l->adapter, B * T));

@@ -34,7 +34,7 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, 
         trainer_free(t);
         return PEFTC_ERR(PEFTC_ENOMEM, "trainer: out of memory for batch buffers");
     }
-    PEFTC_TRY(llama_reserve(model, B, T, 0));
+    PEFTC_TRY(llama_reserve(model, B, T));
     t->start_time = now_seconds();
     return PEFTC_OK;
 }

@@ -109,7 +109,7 @@ static void check_case(const char *name) {
     ck_assert_int_eq(method_attach(&m, &a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
     ck_assert_int_eq(method_init(&m, &a, &mc, 1), PEFTC_OK);
-    ck_assert_int_eq(llama_reserve(&m, B, T, 0), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
     /* Every base tensor comes from the fixture, by its HF name. */
     for (int i = 0; i < m.n_refs; i++) {
         const LlamaParamRef *r = &m.refs[i];

@@ -42,7 +42,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     ck_assert_int_eq(method_attach(&f->model, &f->arena, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&f->arena), PEFTC_OK);
     ck_assert_int_eq(method_init(&f->model, &f->arena, &mc, 3), PEFTC_OK);
-    ck_assert_int_eq(llama_reserve(&f->model, B, T, 0), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
     for (int i = 0; i < B * T; i++) {
         f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)cfg.vocab);
         f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)cfg.vocab);

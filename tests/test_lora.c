@@ -7,6 +7,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/method.h"
+#include "core/optim.h"
 #include "core/rng.h"
 #include "tests/testutil.h"
 
@@ -21,7 +22,7 @@ static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc) {
     ck_assert_int_eq(method_attach(m, a, mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
     ck_assert_int_eq(method_init(m, a, mc, 5), PEFTC_OK);
-    ck_assert_int_eq(llama_reserve(m, B, T, 0), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
 }
 
 static MethodConfig lora_mc(unsigned targets) {
@@ -147,6 +148,35 @@ START_TEST(export_uses_peft_names) {
 }
 END_TEST
 
+/* Activations sized before the adapters exist: a second llama_reserve with the same (B, T) must
+ * still size the new adapters' buffers (a forward would otherwise write through NULL). */
+START_TEST(adapters_attached_after_reserve_are_sized) {
+    LlamaModel m;
+    Arena a;
+    MethodConfig mc = lora_mc(LORA_T_ALL);
+    ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
+    real_t *acts = m.acts.resid;
+    arena_init(&a, backend_cpu());
+    ck_assert_int_eq(method_attach(&m, &a, &mc), PEFTC_OK);
+    ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m, &a, &mc, 5), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
+    ck_assert_ptr_eq(m.acts.resid, acts); /* same shape: the model's buffers were kept */
+    int32_t tok[B * T], tgt[B * T];
+    uint64_t keys[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = i % cfg.vocab, tgt[i] = (i + 1) % cfg.vocab, keys[i] = (uint64_t)i;
+    double loss;
+    int64_t nv;
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, B, T, &loss, &nv), PEFTC_OK);
+    llama_backward(&m, tok, tgt, keys, 1);
+    ck_assert(isfinite(loss) && nv == B * T);
+    ck_assert(optim_grad_norm(&a) > 0);
+    llama_free(&m);
+    arena_free(&a);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lora");
     TCase *tc = tcase_create("lora");
@@ -154,6 +184,7 @@ int main(void) {
     tcase_add_test(tc, init_follows_peft);
     tcase_add_test(tc, scaling_and_targets);
     tcase_add_test(tc, export_uses_peft_names);
+    tcase_add_test(tc, adapters_attached_after_reserve_are_sized);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
