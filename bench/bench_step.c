@@ -4,15 +4,9 @@
 #include <omp.h>
 #include <stdio.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "launch/session.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const char *smollm2_shape[] = {
     "model.hidden=576", "model.intermediate=1536", "model.layers=30", "model.heads=9", "model.kv_heads=3",
@@ -45,11 +39,11 @@ int main(int argc, char **argv) {
     if (config_finish(&cfg) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 2;
     backend_cpu_set_threads(cfg.threads);
     static Session s;
-    double t0 = now();
+    double t0 = clock_seconds();
     if (session_open(&s, &cfg, comm) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
     printf("bench_step: %s, %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), setup %.1f s\n",
            method_names[cfg.method], (long long)llama_param_count(&cfg.model), s.arena.numel, cfg.train.micro_batch, cfg.train.seq_len,
-           comm_size(comm), omp_get_max_threads(), now() - t0);
+           comm_size(comm), omp_get_max_threads(), clock_seconds() - t0);
     double total_s = 0, total_tok = 0, fpt = useful_flops_per_token(&s);
     for (int64_t i = 0; i < cfg.train.steps; i++) {
         StepStats st;

@@ -2,15 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "rng.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
                          Dataset *data) {
@@ -35,7 +29,7 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, 
         return PEFTC_ERR(PEFTC_ENOMEM, "trainer: out of memory for batch buffers");
     }
     PEFTC_TRY(llama_reserve(model, B, T));
-    t->start_time = now_seconds();
+    t->start_time = clock_seconds();
     return PEFTC_OK;
 }
 
@@ -92,7 +86,7 @@ static PeftcStatus accumulate(Trainer *t, double *loss_sum, double *n_tokens) {
 }
 
 PeftcStatus trainer_step(Trainer *t, StepStats *out) {
-    double t0 = now_seconds();
+    double t0 = clock_seconds();
     Arena *a = t->arena;
     int B = t->cfg.micro_batch, T = t->cfg.seq_len;
     uint64_t bytes0 = comm_bytes_reduced(t->comm);
@@ -118,7 +112,7 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     sampler_advance(&t->train_sampler);
     t->step++;
 
-    double t1 = now_seconds();
+    double t1 = clock_seconds();
     out->step = t->step;
     out->total = t->cfg.steps;
     out->loss = a->grads[a->numel] / total_tokens;

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "comm/comm.h"
+#include "core/clock.h"
 #include "core/real.h"
 #include "core/status.h"
 
@@ -109,20 +109,14 @@ START_TEST(bcast_bytes) {
 }
 END_TEST
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The barrier holds everyone until the last rank (which sleeps first) arrives. */
 START_TEST(barrier_waits) {
     int r = comm_rank(g_world), size = comm_size(g_world);
     PeftcStatus st = comm_barrier(g_world);
-    double t0 = now_s();
+    double t0 = clock_seconds();
     if (r == size - 1) nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
     PeftcStatus st2 = comm_barrier(g_world);
-    double waited = now_s() - t0;
+    double waited = clock_seconds() - t0;
     ck_assert_msg(st == PEFTC_OK && st2 == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_msg(waited > 0.15, "rank %d left the barrier after %.3f s", r, waited);
 }
@@ -280,13 +274,13 @@ static void report(SRunner *sr, int rank, int size) {
 }
 
 int main(int argc, char **argv) {
-    double t0 = now_s();
+    double t0 = clock_seconds();
     if (comm_init(&g_world, &argc, &argv) != PEFTC_OK) {
         fprintf(stderr, "comm_init: %s\n", peftc_err_msg());
         return EXIT_FAILURE;
     }
     int rank = comm_rank(g_world), size = comm_size(g_world);
-    if (rank == 0) printf("comm_init: %d rank(s) in %.2f s\n", size, now_s() - t0);
+    if (rank == 0) printf("comm_init: %d rank(s) in %.2f s\n", size, clock_seconds() - t0);
     SRunner *sr = srunner_create(comm_suite());
     srunner_set_fork_status(sr, CK_NOFORK); /* forking under MPI is unsupported */
     srunner_run_all(sr, CK_SILENT);
