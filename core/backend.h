@@ -80,6 +80,13 @@ struct Backend {
                           const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
                           int HD);
 
+    /* ---- attention of new queries over a KV cache ----
+     * q (B,NH,HD) one new query per row; kc, vc (B,S,NKV*HD) cached keys (after RoPE) and values; row b
+     * attends to positions [0, len[b]) (the new token's key is already stored at len[b]-1; len[b] <= S,
+     * len[b] == 0 gives a zero output). len is host memory. out (B,NH,HD) = softmax(q k^T / sqrt(HD)) v. */
+    void (*attention_decode)(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len,
+                             int B, int S, int NH, int NKV, int HD);
+
     /* ---- SwiGLU ---- out(n) = silu(gate) * up;  dgate, dup (n) accumulate. */
     void (*swiglu_fwd)(real_t *out, const real_t *gate, const real_t *up, size_t n);
     void (*swiglu_bwd)(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,

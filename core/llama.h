@@ -77,8 +77,8 @@ typedef struct {
     real_t *base_mem;  /* one allocation holding every frozen base tensor */
     real_t *wte;       /* (V, C) */
     real_t *dwte;      /* (V, C) or NULL */
-    real_t *lm_head;   /* (V, C); == wte when tied */
-    real_t *dlm_head;  /* (V, C) or NULL; == dwte when tied */
+    real_t *lm_head;   /* (V, C); NULL when tied: the head then reads wte */
+    real_t *dlm_head;  /* (V, C) or NULL; NULL when tied (dwte takes the gradient) */
     real_t *lnf_w, *dlnf_w; /* (C) */
     LlamaLayer *layers; /* (L) */
     LlamaParamRef *refs; int n_refs;
@@ -86,7 +86,8 @@ typedef struct {
 } LlamaModel;
 
 /* Allocates a model with base weights drawn from N(0, init_std) (norms at 1, biases at 0), keyed by
- * seed and tensor name so the draw does not depend on allocation order. */
+ * seed and tensor name so the draw does not depend on allocation order. init_std < 0 leaves every
+ * tensor zero, for loaders that fill them (model_load.h). */
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
                          double init_std);
 void llama_free(LlamaModel *m);

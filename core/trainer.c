@@ -130,7 +130,8 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
  * end stay empty. sums = {loss sum, token count}. */
 static PeftcStatus eval_local(Trainer *t, double *sums) {
     int B = t->cfg.micro_batch, T = t->cfg.seq_len, world = comm_size(t->comm), rank = comm_rank(t->comm);
-    int64_t total = (int64_t)t->cfg.eval_batches * B;
+    int64_t total = (int64_t)t->cfg.eval_batches * B, avail = t->data->size(t->data, SPLIT_EVAL);
+    if (avail >= 0 && total > avail) total = avail; /* a small held-out file is used whole */
     int64_t mine = total > rank ? (total - rank + world - 1) / world : 0;
     for (int64_t r = 0; r * B < mine; r++) {
         for (int b = 0; b < B; b++) {

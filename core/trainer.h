@@ -21,8 +21,9 @@ typedef struct {
     int seq_len;       /* T */
     uint64_t seed;
     int64_t eval_every; /* steps between evaluations; 0 = only at start and end */
-    int eval_batches;  /* held-out micro-batches: eval_batches * micro_batch sequences in all, split
-                          across ranks, so the eval loss does not depend on the world size */
+    int eval_batches;  /* held-out micro-batches: eval_batches * micro_batch sequences in all (fewer when
+                          the held-out split is smaller), split across ranks, so the eval loss does
+                          not depend on the world size */
     AdamWConfig adamw;
     Schedule sched;
 } TrainConfig;

@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../adapters/peft_io.h"
+#include "../core/fsutil.h"
 #include "commands.h"
+#include "evaluate.h"
 #include "metrics.h"
 #include "progress.h"
 #include "session.h"
@@ -35,9 +38,7 @@ static PeftcStatus apply_flag(RunConfig *c, int argc, char **argv, int i, int *u
     return config_apply_override(c, kv);
 }
 
-/* Builds the configuration from the arguments: an optional YAML file first, then settings as
- * key=value, --key=value or --key value, applied in order. Prints nothing. */
-static PeftcStatus parse_args(RunConfig *c, int argc, char **argv) {
+PeftcStatus run_config_from_args(RunConfig *c, int argc, char **argv) {
     config_defaults(c);
     int i = 0;
     if (argc > 0 && !strchr(argv[0], '=') && strncmp(argv[0], "--", 2) != 0) PEFTC_TRY(config_load_yaml(c, argv[i++]));
@@ -47,21 +48,8 @@ static PeftcStatus parse_args(RunConfig *c, int argc, char **argv) {
         else PEFTC_TRY(config_apply_override(c, argv[i]));
         i += used;
     }
-    return config_finish(c);
-}
-
-static PeftcStatus mkdir_p(const char *path) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        char c = *p;
-        if (c != '/' && c != '\0') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return PEFTC_ERR(PEFTC_EIO, "output.dir: cannot create '%s': %s", buf, strerror(errno));
-        if (c == '\0') return PEFTC_OK;
-        *p = c;
-    }
+    PEFTC_TRY(config_finish(c));
+    return session_resolve_model(c);
 }
 
 static PeftcStatus write_resolved_config(const RunConfig *c) {
@@ -100,6 +88,14 @@ static void on_eval(void *user, const EvalStats *s) {
 
 static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
+    if (c->model_path[0])
+        printf("peftc: model %s (%s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path, s->info.name,
+               c->model.layers, c->model.hidden, c->model.vocab, chat_format_names[s->chat.format]);
+    if (s->tok && s->data_stats.examples[0])
+        printf("peftc: data %s: %lld train / %lld held-out examples, %lld train tokens, %lld dropped as too long%s\n",
+               c->sft.path[0] ? c->sft.path : data_task_names[c->task], (long long)s->data_stats.examples[0],
+               (long long)s->data_stats.examples[1], (long long)s->data_stats.tokens,
+               (long long)s->data_stats.dropped, s->data_stats.from_cache ? " (tokenized cache)" : "");
     printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", method_names[c->method], world,
            omp_get_max_threads(), (long long)llama_param_count(&c->model), s->arena.numel,
            s->arena.n_groups ? s->arena.groups[0].name : "-");
@@ -117,6 +113,20 @@ static int redraw_in_place(void) {
     return isatty(fileno(stdout)) && !(term && strcmp(term, "dumb") == 0);
 }
 
+/* Rank 0 writes the adapter in PEFT format; the others wait for its verdict. */
+static PeftcStatus save_adapter(Session *s, Comm *comm) {
+    if (!s->cfg.save_adapter || s->cfg.method != METHOD_LORA) return PEFTC_OK;
+    PeftcStatus st = PEFTC_OK;
+    if (comm_rank(comm) == 0) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/adapter", s->cfg.out_dir);
+        const char *base = s->cfg.model_path[0] ? s->cfg.model_path : "random";
+        st = peft_save(&s->model, &s->cfg.lora, base, dir);
+        if (st == PEFTC_OK) printf("peftc: adapter saved to %s (PEFT format)\n", dir);
+    }
+    return comm_agree(comm, st);
+}
+
 /* Rank 0 reports; every rank trains. */
 static PeftcStatus run(Session *s, Comm *comm) {
     Reporter rep = {0};
@@ -131,19 +141,28 @@ static PeftcStatus run(Session *s, Comm *comm) {
         if (st == PEFTC_OK) print_banner(s, comm_size(comm));
     }
     st = comm_agree(comm, st);
+    double em0 = 0, em1 = 0;
+    int em = em_enabled(s);
+    if (st == PEFTC_OK && em) st = em_report(s, comm, "before training", &em0);
     if (st == PEFTC_OK) st = trainer_run(&s->trainer, root ? &hooks : NULL);
+    if (root) progress_finish(rep.progress);
+    if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);
+    if (st == PEFTC_OK) st = save_adapter(s, comm);
     if (root) {
-        progress_finish(rep.progress);
         PeftcStatus mst = metrics_close(rep.metrics);
         if (st == PEFTC_OK) st = rep.metrics_status != PEFTC_OK ? rep.metrics_status : mst;
-        if (st == PEFTC_OK)
-            printf("peftc: done: held-out loss %.4f -> %.4f, %.0f tokens/s, metrics in %s/metrics.csv\n", rep.first_eval,
-                   rep.last_eval, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0, s->cfg.out_dir);
+        if (st == PEFTC_OK) {
+            char emtxt[96] = "";
+            if (em) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%% -> %.1f%%", 100 * em0, 100 * em1);
+            printf("peftc: done: held-out loss %.4f -> %.4f%s, %.0f tokens/s, metrics in %s/metrics.csv\n",
+                   rep.first_eval, rep.last_eval, emtxt, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0,
+                   s->cfg.out_dir);
+        }
     }
     return st;
 }
 
-static void report(PeftcStatus st, const Comm *comm, int is_config) {
+void report_error(PeftcStatus st, const Comm *comm, int is_config) {
     if (st == PEFTC_OK) return;
     /* Configuration errors are the same on every rank: say them once. */
     if (is_config && comm_rank(comm) != 0) return;
@@ -164,7 +183,7 @@ static int auto_threads(const Comm *comm) {
     return n < 1 ? 1 : n;
 }
 
-static void set_threads(const RunConfig *c, const Comm *comm) {
+void set_rank_threads(const RunConfig *c, const Comm *comm) {
     backend_cpu_set_threads(c->threads > 0 ? c->threads : auto_threads(comm));
 }
 
@@ -180,15 +199,15 @@ int cmd_train(int argc, char **argv) {
         return EXIT_RUNTIME;
     }
     static RunConfig cfg;
-    PeftcStatus st = comm_agree(comm, parse_args(&cfg, argc, argv));
+    PeftcStatus st = comm_agree(comm, run_config_from_args(&cfg, argc, argv));
     if (st != PEFTC_OK) {
-        report(st, comm, 1);
+        report_error(st, comm, 1);
         comm_free(comm);
         return EXIT_USAGE;
     }
-    set_threads(&cfg, comm);
+    set_rank_threads(&cfg, comm);
     if (comm_rank(comm) == 0) {
-        st = mkdir_p(cfg.out_dir);
+        st = fs_mkdir_p(cfg.out_dir);
         if (st == PEFTC_OK) st = write_resolved_config(&cfg);
         if (st == PEFTC_OK) {
             printf("# resolved configuration (also in %s/config.yaml)\n", cfg.out_dir);
@@ -204,7 +223,7 @@ int cmd_train(int argc, char **argv) {
         if (st == PEFTC_OK) st = run(&session, comm);
         if (local == PEFTC_OK) session_close(&session);
     }
-    report(st, comm, 0);
+    report_error(st, comm, 0);
     comm_free(comm);
     return st == PEFTC_OK ? 0 : EXIT_RUNTIME;
 }

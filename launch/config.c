@@ -6,6 +6,10 @@
 
 #include "config_keys.h"
 
+const char *const data_task_names[] = {"arith", "records", "sql", "copy", "reverse", "add", NULL};
+
+int data_task_is_synthetic(DataTask t) { return t >= DATA_COPY; }
+
 void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
     int n;
@@ -75,7 +79,7 @@ static PeftcStatus finish_model(RunConfig *c) {
                          m->head_dim, derived ? " = model.hidden / model.heads" : "");
     if (m->heads % m->kv_heads != 0)
         return PEFTC_ERR(PEFTC_EINVAL, "model.kv_heads (%d) must divide model.heads (%d)", m->kv_heads, m->heads);
-    if (m->vocab < SYN_VOCAB)
+    if (!c->model_path[0] && m->vocab < SYN_VOCAB)
         return PEFTC_ERR(PEFTC_EINVAL, "model.vocab (%d) must be >= %d, the token count of data.task", m->vocab,
                          SYN_VOCAB);
     return PEFTC_OK;
@@ -90,8 +94,29 @@ static PeftcStatus finish_train(RunConfig *c) {
     return PEFTC_OK;
 }
 
+/* Text data (a file or a text task) needs the tokenizer of a pretrained model. */
+static PeftcStatus finish_text_data(RunConfig *c) {
+    SftConfig *s = &c->sft;
+    if (!c->model_path[0]) {
+        if (s->path[0])
+            return PEFTC_ERR(PEFTC_EINVAL, "data.path needs a tokenizer: set model.path to a GGUF file or HF folder");
+        return PEFTC_ERR(PEFTC_EINVAL,
+                         "data.task=%s is text and needs a tokenizer: set model.path, or use a digit task "
+                         "(copy, reverse, add) with the random model",
+                         data_task_names[c->task]);
+    }
+    s->task = (TaskKind)c->task;
+    s->seed = c->data.seed;
+    s->eval_percent = c->data.eval_percent;
+    s->seq_len = c->train.seq_len;
+    return PEFTC_OK;
+}
+
 static PeftcStatus finish_data(RunConfig *c) {
-    const SynConfig *d = &c->data;
+    if (c->sft.path[0] || !data_task_is_synthetic(c->task)) return finish_text_data(c);
+    if (c->sft.eval_path[0]) return PEFTC_ERR(PEFTC_EINVAL, "data.eval_path is set but data.path is not");
+    SynConfig *d = &c->data;
+    d->task = (SynTask)(c->task - DATA_COPY);
     if (d->min_digits > d->max_digits)
         return PEFTC_ERR(PEFTC_EINVAL, "data.min_digits (%d) must be <= data.max_digits (%d)", d->min_digits,
                          d->max_digits);

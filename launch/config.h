@@ -10,11 +10,23 @@
 #include "../adapters/method.h"
 #include "../core/llama.h"
 #include "../core/trainer.h"
+#include "../datasets/sft.h"
 #include "../datasets/synthetic.h"
+
+/* data.task: the built-in instruction tasks (text, need a pretrained model and its tokenizer) and the
+ * digit-token tasks (any model, vocab >= SYN_VOCAB). */
+typedef enum {
+    DATA_ARITH = 0, DATA_RECORDS, DATA_SQL, /* in TaskKind order */
+    DATA_COPY, DATA_REVERSE, DATA_ADD,      /* in SynTask order */
+} DataTask;
+extern const char *const data_task_names[]; /* indexed by DataTask, NULL-terminated */
+/* 1 for the digit-token tasks. */
+int data_task_is_synthetic(DataTask t);
 
 typedef struct {
     /* model.* */
-    LlamaConfig model;
+    char model_path[512];   /* model.path: GGUF file or HF folder; "" = random LLaMA-shaped model */
+    LlamaConfig model;      /* read from model.path when set */
     double init_std;        /* model.init_std */
     uint64_t model_seed;    /* model.seed */
     /* method.* */
@@ -23,19 +35,27 @@ typedef struct {
     LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
     char lora_targets[128]; /* lora.targets */
     double lora_lr;         /* lora.lr: 0 means optim.lr */
+    char lora_init_from[512]; /* lora.init_from: PEFT adapter folder to start from; "" = fresh init */
     /* train.*, optim.*, sched.* */
     TrainConfig train;      /* adamw and sched live inside */
     double lr;              /* optim.lr */
     double weight_decay;    /* optim.weight_decay */
     /* data.* */
-    SynConfig data;
+    DataTask task;          /* data.task (used when data.path is "") */
+    SynConfig data;         /* the digit tasks; task derived from `task` */
+    SftConfig sft;          /* files and built-in instruction tasks; seq_len = train.seq_len */
+    /* eval.* */
+    int em_examples;        /* eval.examples: held-out answers generated for exact match; 0 = off */
+    int max_new_tokens;     /* eval.max_new_tokens */
     /* output.* */
     char out_dir[512];      /* output.dir */
+    int save_adapter;       /* output.save_adapter: write <dir>/adapter (PEFT format) at the end */
     int64_t log_every;      /* output.log_every */
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
 } RunConfig;
 
-/* Built-in defaults: a small LLaMA-shaped model learning the synthetic task with LoRA. */
+/* Built-in defaults: LoRA on SmolLM2-135M-Instruct (models/, fetched by tools/fetch-model.sh) learning
+ * the built-in arithmetic word problems. */
 void config_defaults(RunConfig *c);
 
 /* Applies a YAML file (nested mappings; sequences of scalars are joined with commas). Unknown keys,

@@ -21,21 +21,24 @@
 /* Enum keys are C enums whose values index their names, written through an int. */
 _Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized");
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
-_Static_assert(sizeof(SynTask) == sizeof(int), "SynTask must be int-sized");
+_Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 
 static const ConfigSection SECTIONS[] = {
-    {"model", "the LLaMA-shaped base model (random init)"},
+    {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
     {"method", "which parameters train"},
     {"lora", "LoRA adapters (method.name=lora)"},
     {"train", "the training loop"},
     {"optim", "AdamW and gradient clipping"},
     {"sched", "learning-rate schedule"},
-    {"data", "the synthetic task"},
+    {"data", "training and held-out data"},
+    {"eval", "generation-based evaluation"},
     {"output", "where results go"},
 };
 
 static const ConfigKey KEYS[] = {
-    INT("model.hidden", model.hidden, "128", GE(1), "hidden size"),
+    STR("model.path", model_path, "models/SmolLM2-135M-Instruct.Q4_1.gguf", KEYF_OPTIONAL,
+        "GGUF file or HF folder (config.json + safetensors); \"\" = random model shaped by the keys below"),
+    INT("model.hidden", model.hidden, "128", GE(1), "hidden size (random model only)"),
     INT("model.intermediate", model.intermediate, "352", GE(1), "SwiGLU MLP width"),
     INT("model.layers", model.layers, "4", GE(1), "decoder layers"),
     INT("model.heads", model.heads, "4", GE(1), "attention (query) heads"),
@@ -58,17 +61,19 @@ static const ConfigKey KEYS[] = {
     STR("lora.targets", lora_targets, "all-linear", KEYF_LIST,
         "all-linear or a list of q,k,v,o,gate,up,down"),
     FLT("lora.lr", lora_lr, "0", GE(0), "adapter learning rate; 0 = optim.lr"),
+    STR("lora.init_from", lora_init_from, "", KEYF_OPTIONAL,
+        "PEFT adapter folder to start from (its r, alpha, targets and rslora replace the lora.* keys)"),
 
-    INT("train.steps", train.steps, "500", GE(1), "optimizer steps"),
-    INT("train.micro_batch", train.micro_batch, "8", GE(1), "sequences per micro-batch per rank"),
+    INT("train.steps", train.steps, "40", GE(1), "optimizer steps"),
+    INT("train.micro_batch", train.micro_batch, "4", GE(1), "sequences per micro-batch per rank"),
     INT("train.accum", train.accum, "1", GE(1), "micro-batches per step per rank"),
-    INT("train.seq_len", train.seq_len, "32", GE(2), "tokens per sequence"),
+    INT("train.seq_len", train.seq_len, "96", GE(2), "tokens per sequence (longer examples are truncated)"),
     INT("train.seed", train.seed, "42", GE(0), "seed of sampling and dropout"),
-    INT("train.eval_every", train.eval_every, "50", GE(0), "steps between evaluations; 0 = start and end"),
-    INT("train.eval_batches", train.eval_batches, "8", GE(1), "held-out micro-batches per evaluation, split across ranks"),
+    INT("train.eval_every", train.eval_every, "20", GE(0), "steps between held-out loss evaluations; 0 = start and end"),
+    INT("train.eval_batches", train.eval_batches, "4", GE(1), "held-out micro-batches per evaluation, split across ranks"),
     INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
 
-    FLT("optim.lr", lr, "3e-3", GT(0), "peak learning rate"),
+    FLT("optim.lr", lr, "1e-3", GT(0), "peak learning rate"),
     FLT("optim.weight_decay", weight_decay, "0", GE(0), "decoupled weight decay (matrices only)"),
     FLT("optim.beta1", train.adamw.beta1, "0.9", IN_HO(0, 1), "first-moment decay"),
     FLT("optim.beta2", train.adamw.beta2, "0.999", IN_HO(0, 1), "second-moment decay"),
@@ -76,16 +81,29 @@ static const ConfigKey KEYS[] = {
     FLT("optim.grad_clip", train.adamw.grad_clip, "1.0", GE(0), "max global gradient norm; 0 disables"),
 
     ENUM("sched.type", train.sched.type, "cosine", sched_names, "decay after warm-up"),
-    INT("sched.warmup", train.sched.warmup, "20", GE(0), "steps of linear warm-up; <= train.steps"),
+    INT("sched.warmup", train.sched.warmup, "5", GE(0), "steps of linear warm-up; <= train.steps"),
     FLT("sched.min_lr_ratio", train.sched.min_ratio, "0.1", IN(0, 1), "final lr as a fraction of peak"),
 
-    ENUM("data.task", data.task, "reverse", syn_task_names, "what the model learns to answer"),
-    INT("data.min_digits", data.min_digits, "3", IN(1, 64), "fewest digits per operand"),
-    INT("data.max_digits", data.max_digits, "8", IN(1, 64), "most digits per operand"),
+    STR("data.path", sft.path, "", KEYF_OPTIONAL,
+        "JSONL (prompt/completion, instruction/input/output, messages, text) or .txt file; \"\" = data.task"),
+    STR("data.eval_path", sft.eval_path, "", KEYF_OPTIONAL, "held-out file; \"\" = the last data.eval_percent of data.path"),
+    ENUM("data.task", task, "records", data_task_names,
+         "built-in task: arith|records|sql (text; need model.path) or copy|reverse|add (digit tokens)"),
+    INT("data.train_examples", sft.train_examples, "5000", GE(1), "train problems of a text task"),
+    INT("data.eval_examples", sft.eval_examples, "256", GE(1), "held-out problems of a text task"),
+    BOOL("data.skip_bad_lines", sft.skip_bad_lines, "false", "report and skip bad JSONL lines instead of stopping"),
+    STR("data.cache_dir", sft.cache_dir, "runs/.cache", KEYF_OPTIONAL, "tokenized-data cache; \"\" = none"),
+    INT("data.min_digits", data.min_digits, "3", IN(1, 64), "fewest digits per operand (digit tasks)"),
+    INT("data.max_digits", data.max_digits, "8", IN(1, 64), "most digits per operand (digit tasks)"),
     INT("data.seed", data.seed, "7", GE(0), "seed of the problems"),
-    INT("data.eval_percent", data.eval_percent, "10", IN(1, 50), "share of problems held out, percent"),
+    INT("data.eval_percent", data.eval_percent, "10", IN(1, 50), "share held out, percent (digit tasks, files)"),
 
-    STR("output.dir", out_dir, "runs/default", 0, "run directory (resolved config, metrics CSV)"),
+    INT("eval.examples", em_examples, "64", GE(0),
+        "held-out prompts answered by greedy generation for exact-match accuracy at start and end; 0 = off"),
+    INT("eval.max_new_tokens", max_new_tokens, "32", IN(1, 4096), "longest generated answer"),
+
+    STR("output.dir", out_dir, "runs/default", 0, "run directory (resolved config, metrics CSV, adapter)"),
+    BOOL("output.save_adapter", save_adapter, "true", "write the trained adapter to <dir>/adapter in PEFT format"),
     INT("output.log_every", log_every, "10", GE(1), "steps between progress lines (non-TTY)"),
 };
 

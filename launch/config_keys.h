@@ -18,7 +18,10 @@ typedef struct {
     double lo, hi;
 } KeyRange;
 
-enum { KEYF_LIST = 1 }; /* a YAML sequence of scalars is accepted and joined with commas */
+enum {
+    KEYF_LIST = 1,     /* a YAML sequence of scalars is accepted and joined with commas */
+    KEYF_OPTIONAL = 2, /* a string that may be empty ("" = not set) */
+};
 
 typedef struct {
     const char *name;           /* "section.leaf" */

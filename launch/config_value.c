@@ -132,7 +132,7 @@ static PeftcStatus set_enum(const ConfigKey *k, RunConfig *c, const char *text, 
 
 static PeftcStatus set_string(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
     size_t len = strlen(text);
-    if (len == 0) return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' must not be empty", where, k->name);
+    if (len == 0 && !(k->flags & KEYF_OPTIONAL)) return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' must not be empty", where, k->name);
     if (len >= k->size)
         return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' is too long: %zu bytes, at most %zu", where, k->name, len,
                          k->size - 1);

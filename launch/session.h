@@ -1,23 +1,39 @@
-/* Everything one training run holds, assembled from a RunConfig: the model, the trainable set, the
- * data and the trainer. Used by `peftc train` and by the end-to-end tests. */
+/* Everything one run holds, assembled from a RunConfig: the model (pretrained or random), its
+ * tokenizer and chat format, the trainable set, the data and the trainer. Used by every command and by
+ * the end-to-end tests. */
 #ifndef PEFTC_SESSION_H
 #define PEFTC_SESSION_H
 
 #include "../adapters/method.h"
+#include "../core/model_load.h"
+#include "../datasets/chat.h"
 #include "config.h"
 
 typedef struct {
     RunConfig cfg;
     MethodConfig method;
     LlamaModel model;
+    ModelInfo info;          /* of model.path (zero for a random model) */
+    Tokenizer *tok;          /* NULL for a random model */
+    ChatTemplate chat;
+    char chat_system[1024];  /* the template's default system prompt */
     Arena arena;
     Dataset *data;
+    SftStats data_stats;     /* for text data */
     Trainer trainer;
     Comm *comm; /* borrowed */
 } Session;
 
-/* cfg must have been through config_finish(). On failure everything built so far is released. */
+/* cfg must have been through config_finish(). Loads the model (cfg.model is replaced by the file's
+ * hyperparameters), attaches the method (from lora.init_from when set), builds the data and the
+ * trainer. On failure everything built so far is released. */
 PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm);
+/* The model, tokenizer and method only: for generation, export and merge. */
+PeftcStatus session_open_model(Session *s, const RunConfig *cfg);
 void session_close(Session *s);
+
+/* Reads model.path's hyperparameters into c->model (cheap; no weights), so the resolved configuration
+ * shows the real shape. No-op for a random model. */
+PeftcStatus session_resolve_model(RunConfig *c);
 
 #endif

@@ -66,7 +66,7 @@ expect_error "value out of range" "lora.dropout" lora.dropout=1.5
 expect_error "rank out of range" "lora.r" lora.r=0
 expect_error "override without =" "lora.alpha" train.steps=5 lora.alpha
 expect_error "cross-field check" "model.kv_heads|model.heads" model.kv_heads=3
-expect_error "sequence too short for the task" "train.seq_len" train.seq_len=8
+expect_error "sequence too short for the task" "train.seq_len" model.path= data.task=reverse train.seq_len=8
 expect_error "flag form is checked like key=value" "lora.rank|lora.r'" --lora.rank 4
 expect_error "flag without a value" "--lora.r" --lora.r
 expect_error "flag=value form is checked" "lora.dropout" --lora.dropout=2

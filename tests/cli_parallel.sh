@@ -7,7 +7,7 @@ set -uo pipefail
 peftc=$1
 . "$(dirname "$0")/lib_cli.sh"
 
-common="model.hidden=32 model.intermediate=64 model.layers=2 train.steps=16 train.micro_batch=4
+common="model.path= data.task=reverse model.hidden=32 model.intermediate=64 model.layers=2 train.steps=16 train.micro_batch=4
         train.seq_len=24 data.max_digits=6 sched.warmup=2 train.eval_every=8 train.eval_batches=4
         output.log_every=4 optim.lr=1e-2"
 OMP_NUM_THREADS=1 "$mpiexec" -n 2 --oversubscribe "$peftc" train $common output.dir="$dir/np2" >"$dir/np2.log" 2>&1

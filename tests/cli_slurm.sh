@@ -14,7 +14,7 @@ while [[ \$1 == --* ]]; do shift; done   # srun's own options
 exec "$mpiexec" -n "\$SLURM_NTASKS" --oversubscribe "\$@"
 STUB
 chmod +x "$dir/bin/srun"
-printf 'train:\n  steps: 4\n  micro_batch: 2\nsched:\n  warmup: 1\n' >"$dir/job.yaml"
+printf 'model:\n  path: ""\ntrain:\n  steps: 4\n  micro_batch: 2\n  seq_len: 32\nsched:\n  warmup: 1\ndata:\n  task: reverse\n' >"$dir/job.yaml"
 
 (cd "$dir" && SLURM_SUBMIT_DIR="$dir" SLURM_NTASKS=2 SLURM_JOB_ID=42 SLURM_JOB_NAME=peftc SLURM_CPUS_PER_TASK=1 \
   PEFTC_BIN="$peftc" PATH="$dir/bin:$PATH" bash "$here/cluster/train.sbatch" job.yaml train.eval_batches=2 \
@@ -24,7 +24,7 @@ check "ran on 2 ranks" "grep -q 'on 2 rank(s)' '$dir/job.log'"
 check "YAML and overrides reached peftc" "grep -q 'steps: 4' '$dir/runs/peftc-42/config.yaml' && grep -q 'eval_batches: 2' '$dir/runs/peftc-42/config.yaml'"
 check "metrics in runs/<name>-<id>" "[ \$(grep -c '^train,' '$dir/runs/peftc-42/metrics.csv') -eq 4 ]"
 
-SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 "$peftc" train output.dir="$dir/lone" >"$dir/lone.log" 2>&1
+SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_PROCID=0 "$peftc" train model.path= data.task=reverse output.dir="$dir/lone" >"$dir/lone.log" 2>&1
 check "a lone rank in a 2-task step is refused" "[ $? -ne 0 ] && grep -q 'SLURM_NTASKS' '$dir/lone.log'"
 
 finish job.log lone.log

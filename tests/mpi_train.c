@@ -37,6 +37,8 @@ static RunConfig small_config(const char *method, int micro_batch, int accum) {
     char kv[32];
     snprintf(kv, sizeof kv, "method.name=%s", method);
     ck_assert_int_eq(config_apply_override(&c, kv), PEFTC_OK);
+    ck_assert_int_eq(config_apply_override(&c, "model.path="), PEFTC_OK);
+    ck_assert_int_eq(config_apply_override(&c, "data.task=reverse"), PEFTC_OK);
     c.model.hidden = 32;
     c.model.intermediate = 48;
     c.model.layers = 2;

@@ -51,16 +51,19 @@ START_TEST(defaults_pass_finish) {
     ck_assert_int_eq(c.model.head_dim, 32);
     ck_assert_int_eq(c.model.tie_embeddings, 1);
     ck_assert(c.model.rms_eps == 1e-5);
-    ck_assert(c.lr == 3e-3);
+    ck_assert(c.lr == 1e-3);
+    ck_assert_str_eq(c.model_path, "models/SmolLM2-135M-Instruct.Q4_1.gguf");
     ck_assert(c.train.adamw.beta2 == 0.999);
     ck_assert_int_eq(c.method, METHOD_LORA);
     ck_assert_int_eq(c.lora.r, 8);
     ck_assert_uint_eq(c.lora.targets, LORA_T_ALL);
-    ck_assert_int_eq(c.train.steps, 500);
-    ck_assert_int_eq(c.train.sched.total, 500);
+    ck_assert_int_eq(c.train.steps, 40);
+    ck_assert_int_eq(c.train.sched.total, 40);
     ck_assert_int_eq(c.train.sched.type, SCHED_COSINE);
     ck_assert(c.train.sched.min_ratio == 0.1);
-    ck_assert_int_eq(c.data.task, SYN_REVERSE);
+    ck_assert_int_eq(c.task, DATA_RECORDS);
+    ck_assert_int_eq(c.sft.task, TASK_RECORDS);
+    ck_assert_int_eq(c.sft.seq_len, 96);
     ck_assert_uint_eq(c.model_seed, 1234);
     ck_assert_str_eq(c.out_dir, "runs/default");
     ck_assert_int_eq(c.log_every, 10);
@@ -89,14 +92,14 @@ START_TEST(table_is_consistent) {
     override_ok(&c, "sched.type=linear");
     ck_assert_int_eq(c.train.sched.type, SCHED_LINEAR);
     override_ok(&c, "data.task=reverse");
-    ck_assert_int_eq(c.data.task, SYN_REVERSE);
+    ck_assert_int_eq(c.task, DATA_REVERSE);
     override_ok(&c, "method.name=full");
     ck_assert_int_eq(c.method, METHOD_FULL);
     override_fails(&c, "sched.type=step");
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "cosine, linear, constant"));
     override_fails(&c, "data.task=sort");
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "data.task"));
-    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "copy, reverse, add"));
+    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "arith, records, sql, copy, reverse, add"));
 }
 END_TEST
 
@@ -136,7 +139,7 @@ START_TEST(yaml_sets_nested_keys) {
     ck_assert(c.lr == 1e-4);
     ck_assert(c.train.adamw.beta1 == 0.8);
     ck_assert_int_eq(c.train.sched.type, SCHED_LINEAR);
-    ck_assert_int_eq(c.data.task, SYN_ADD);
+    ck_assert_int_eq(c.task, DATA_ADD);
     ck_assert_str_eq(c.out_dir, "runs/a: b #1");
     ck_assert_int_eq(c.lora.r, 8); /* untouched keys keep their defaults */
     ck_assert_msg(config_finish(&c) == PEFTC_OK, "%s", peftc_err_msg());
@@ -371,7 +374,7 @@ START_TEST(cross_field_checks) {
     ck_assert_str_eq(peftc_err_msg(), "model.kv_heads (3) must divide model.heads (4)");
 
     c = defaults();
-    finish_fails(&c, (const char *const[]){"seq_len=16", NULL});
+    finish_fails(&c, (const char *const[]){"seq_len=16", "data.task=reverse", NULL});
     ck_msg_has("train.seq_len (16)");
     ck_msg_has("data.task=reverse");
     ck_msg_has("data.max_digits=8");
@@ -387,13 +390,22 @@ START_TEST(cross_field_checks) {
     finish_fails(&c, (const char *const[]){"head_dim=5", NULL});
     ck_msg_has("model.head_dim (5) must be even");
     c = defaults();
-    finish_fails(&c, (const char *const[]){"steps=10", NULL});
-    ck_msg_has("sched.warmup (20) must be <= train.steps (10)");
+    finish_fails(&c, (const char *const[]){"steps=3", NULL});
+    ck_msg_has("sched.warmup (5) must be <= train.steps (3)");
     c = defaults();
-    finish_fails(&c, (const char *const[]){"min_digits=9", NULL});
+    finish_fails(&c, (const char *const[]){"min_digits=9", "data.task=copy", NULL});
     ck_msg_has("data.min_digits (9) must be <= data.max_digits (8)");
     c = defaults();
-    finish_fails(&c, (const char *const[]){"vocab=14", NULL});
+    finish_fails(&c, (const char *const[]){"model.path=", NULL});
+    ck_msg_has("data.task=records is text and needs a tokenizer: set model.path");
+    c = defaults();
+    finish_fails(&c, (const char *const[]){"model.path=", "data.path=x.jsonl", NULL});
+    ck_msg_has("data.path needs a tokenizer");
+    c = defaults();
+    finish_fails(&c, (const char *const[]){"data.task=add", "data.eval_path=e.jsonl", NULL});
+    ck_msg_has("data.eval_path is set but data.path is not");
+    c = defaults();
+    finish_fails(&c, (const char *const[]){"vocab=14", "model.path=", "data.task=add", NULL});
     ck_msg_has("model.vocab (14) must be >= 15");
     c = defaults();
     finish_fails(&c, (const char *const[]){"targets=q,x", NULL});
@@ -450,7 +462,7 @@ START_TEST(write_yaml_round_trips) {
     snprintf(c.lora_targets, sizeof c.lora_targets, "q,v,gate");
     snprintf(c.out_dir, sizeof c.out_dir, "runs/\"odd\": #dir\\ with\ttab and \xc3\xa9");
     c.train.sched.type = SCHED_LINEAR;
-    c.data.task = SYN_COPY;
+    c.task = DATA_COPY;
     round_trip(&c, "rt_odd.yaml");
 
     c = defaults();

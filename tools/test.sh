@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what is missing, builds, runs every CTest suite (CPU, MPI at
-# 1/2/3 ranks, command line), then rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs
+# Runs the whole test suite: installs what is missing, fetches the default model (the tests on the real
+# model skip without it), builds, runs every CTest suite (CPU, MPI at 1/2/3 ranks, command line), then
+# rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs
 # them all again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/install-deps.sh
+./tools/fetch-model.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 echo "== build (Release)"

@@ -64,6 +64,10 @@ void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, c
                        const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
                        int HD);
 
+/* ---- cpu_decode.c ---- */
+void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
+                          int S, int NH, int NKV, int HD);
+
 /* ---- cpu_swiglu.c ---- */
 void cpu_swiglu_fwd(real_t *out, const real_t *gate, const real_t *up, size_t n);
 void cpu_swiglu_bwd(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,

@@ -1,0 +1,107 @@
+/* peftc export and peftc merge: what happens to a trained PEFT adapter afterwards.
+ *   export: rewrite it as a PEFT folder (normalised names and config) or a llama.cpp GGUF LoRA file;
+ *   merge:  fold it into the base model and write an HF folder (config.json + model.safetensors). */
+#include <stdio.h>
+#include <string.h>
+
+#include "../adapters/peft_io.h"
+#include "../core/safetensors.h"
+#include "commands.h"
+#include "flags.h"
+#include "session.h"
+
+typedef struct {
+    char model[512], adapter[512], out[512], format[16], dtype[16];
+} AdapterArgs;
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+/* The base model with the adapter attached and loaded. */
+static PeftcStatus open_adapted(Session *s, const AdapterArgs *a) {
+    static RunConfig cfg;
+    config_defaults(&cfg);
+    if (a->model[0]) snprintf(cfg.model_path, sizeof cfg.model_path, "%s", a->model);
+    snprintf(cfg.lora_init_from, sizeof cfg.lora_init_from, "%s", a->adapter);
+    PEFTC_TRY(session_resolve_model(&cfg));
+    return session_open_model(s, &cfg);
+}
+
+static int finish(PeftcStatus st, int usage) {
+    if (st == PEFTC_OK) return 0;
+    fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
+    return usage ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
+static PeftcStatus parse(const Flag *f, int n, int argc, char **argv, const AdapterArgs *a) {
+    PEFTC_TRY(flags_parse(f, n, argc, argv));
+    if (!a->adapter[0]) return PEFTC_ERR(PEFTC_EINVAL, "--adapter (a PEFT folder) is required");
+    if (!a->out[0]) return PEFTC_ERR(PEFTC_EINVAL, "--out is required");
+    return PEFTC_OK;
+}
+
+int cmd_export(int argc, char **argv) {
+    AdapterArgs a = {.format = "peft"};
+    Flag f[] = {
+        {"adapter", FLAG_STR, a.adapter, sizeof a.adapter, "PEFT adapter folder (e.g. runs/default/adapter)"},
+        {"out", FLAG_STR, a.out, sizeof a.out, "output folder (peft) or file (gguf)"},
+        {"format", FLAG_STR, a.format, sizeof a.format, "peft (HF PEFT, vLLM) or gguf (llama.cpp); default peft"},
+        {"model", FLAG_STR, a.model, sizeof a.model, "the base model the adapter belongs to (default: bundled SmolLM2)"},
+    };
+    int n = (int)(sizeof f / sizeof f[0]);
+    if (wants_help(argc, argv)) {
+        printf("usage: peftc export --adapter DIR --out PATH [--format peft|gguf] [--model PATH]\n\n");
+        flags_usage(f, n, stdout);
+        return 0;
+    }
+    PeftcStatus st = parse(f, n, argc, argv, &a);
+    if (st == PEFTC_OK && strcmp(a.format, "peft") && strcmp(a.format, "gguf"))
+        st = PEFTC_ERR(PEFTC_EINVAL, "--format: expected peft or gguf, got '%s'", a.format);
+    if (st != PEFTC_OK) return finish(st, 1);
+    static Session s;
+    st = open_adapted(&s, &a);
+    if (st != PEFTC_OK) return finish(st, 0);
+    if (!strcmp(a.format, "gguf")) st = peft_save_gguf(&s.model, &s.cfg.lora, a.out);
+    else st = peft_save(&s.model, &s.cfg.lora, s.cfg.model_path, a.out);
+    if (st == PEFTC_OK) printf("peftc: wrote %s adapter %s\n", a.format, a.out);
+    session_close(&s);
+    return finish(st, 0);
+}
+
+static PeftcStatus parse_dtype(const char *name, int *out) {
+    if (!strcmp(name, "f32")) *out = ST_F32;
+    else if (!strcmp(name, "f16")) *out = ST_F16;
+    else if (!strcmp(name, "bf16")) *out = ST_BF16;
+    else return PEFTC_ERR(PEFTC_EINVAL, "--dtype: expected f32, f16 or bf16, got '%s'", name);
+    return PEFTC_OK;
+}
+
+int cmd_merge(int argc, char **argv) {
+    AdapterArgs a = {.dtype = "f32"};
+    Flag f[] = {
+        {"model", FLAG_STR, a.model, sizeof a.model, "base model: GGUF file or HF folder (default: bundled SmolLM2)"},
+        {"adapter", FLAG_STR, a.adapter, sizeof a.adapter, "PEFT adapter folder to fold in"},
+        {"out", FLAG_STR, a.out, sizeof a.out, "output HF folder (config.json + model.safetensors)"},
+        {"dtype", FLAG_STR, a.dtype, sizeof a.dtype, "f32 (default), f16 or bf16"},
+    };
+    int n = (int)(sizeof f / sizeof f[0]), dtype = ST_F32;
+    if (wants_help(argc, argv)) {
+        printf("usage: peftc merge --adapter DIR --out DIR [--model PATH] [--dtype f32|f16|bf16]\n\n");
+        flags_usage(f, n, stdout);
+        return 0;
+    }
+    PeftcStatus st = parse(f, n, argc, argv, &a);
+    if (st == PEFTC_OK) st = parse_dtype(a.dtype, &dtype);
+    if (st != PEFTC_OK) return finish(st, 1);
+    static Session s;
+    st = open_adapted(&s, &a);
+    if (st != PEFTC_OK) return finish(st, 0);
+    method_merge(&s.model);
+    st = model_save_hf(&s.model, a.out, dtype);
+    if (st == PEFTC_OK) printf("peftc: wrote merged model %s (%s)\n", a.out, a.dtype);
+    session_close(&s);
+    return finish(st, 0);
+}
