@@ -9,7 +9,7 @@
 #include "launch/session.h"
 
 static const char *smollm2_shape[] = {
-    "model.hidden=576", "model.intermediate=1536", "model.layers=30", "model.heads=9", "model.kv_heads=3",
+    "model.path=", "data.task=reverse", "model.hidden=576", "model.intermediate=1536", "model.layers=30", "model.heads=9", "model.kv_heads=3",
     "model.vocab=49152", "model.rope_theta=100000", "model.init_std=0.02", "train.seq_len=256",
     "train.micro_batch=4", "data.max_digits=64", "train.steps=4", "sched.warmup=1", "train.eval_batches=1",
 };

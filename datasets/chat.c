@@ -68,14 +68,19 @@ typedef struct {
     int32_t **ids;
     uint8_t **mask;
     size_t *n, *cap;
+    size_t mask_cap; /* what *mask holds: grown only when *cap outgrows it, so appending stays linear */
 } Seq;
 
 /* Keeps the mask as large as the id array (both have capacity *cap). */
 static PeftcStatus mask_follow(Seq *q, size_t from, int train) {
-    uint8_t *m = realloc(*q->mask, *q->cap ? *q->cap : 1);
-    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "chat: out of memory for %zu mask entries", *q->cap);
-    *q->mask = m;
-    memset(m + from, train, *q->n - from);
+    if (!*q->mask || q->mask_cap < *q->cap) {
+        size_t cap = *q->cap ? *q->cap : 1;
+        uint8_t *m = realloc(*q->mask, cap);
+        if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "chat: out of memory for %zu mask entries", cap);
+        *q->mask = m;
+        q->mask_cap = cap;
+    }
+    memset(*q->mask + from, train, *q->n - from);
     return PEFTC_OK;
 }
 
@@ -170,7 +175,8 @@ static PeftcStatus check_tokens(const ChatTemplate *ct, const Tokenizer *tok) {
 PeftcStatus chat_encode(const ChatTemplate *ct, const Tokenizer *tok, const ChatMessage *msgs, int n_msgs,
                         int add_generation_prompt, int32_t **ids, uint8_t **mask, size_t *n, size_t *cap) {
     PEFTC_TRY(check_tokens(ct, tok));
-    Seq q = {tok, ids, mask, n, cap};
+    /* The caller's mask, if any, is as large as its ids: chat.h's contract for the pair. */
+    Seq q = {tok, ids, mask, n, cap, *mask ? *cap : 0};
     ChatFormat f = ct->format;
     if (f == CHAT_LLAMA3) PEFTC_TRY(seg(&q, "<|begin_of_text|>", 1, 0));
     if (f == CHAT_PLAIN && tok_add_bos(tok) && tok_bos(tok) >= 0) PEFTC_TRY(one(&q, tok_bos(tok), 0));

@@ -29,21 +29,12 @@ int cmd_eval(int argc, char **argv) {
             return 0;
         }
     Comm *comm;
-    if (comm_init(&comm, NULL, NULL) != PEFTC_OK) {
-        fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
-        return EXIT_RUNTIME;
-    }
     static RunConfig cfg;
-    PeftcStatus st = comm_agree(comm, run_config_from_args(&cfg, argc, argv));
-    if (st != PEFTC_OK) {
-        report_error(st, comm, 1);
-        comm_free(comm);
-        return EXIT_USAGE;
-    }
-    set_rank_threads(&cfg, comm);
+    int rc = run_start(argc, argv, &cfg, &comm);
+    if (rc) return rc;
     static Session s;
     PeftcStatus local = session_open(&s, &cfg, comm);
-    st = comm_agree(comm, local);
+    PeftcStatus st = comm_agree(comm, local);
     if (st == PEFTC_OK) st = evaluate(&s, comm);
     if (local == PEFTC_OK) session_close(&s);
     report_error(st, comm, 0);

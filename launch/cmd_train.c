@@ -187,6 +187,21 @@ void set_rank_threads(const RunConfig *c, const Comm *comm) {
     backend_cpu_set_threads(c->threads > 0 ? c->threads : auto_threads(comm));
 }
 
+int run_start(int argc, char **argv, RunConfig *cfg, Comm **comm) {
+    if (comm_init(comm, NULL, NULL) != PEFTC_OK) {
+        fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
+        return EXIT_RUNTIME;
+    }
+    PeftcStatus st = comm_agree(*comm, run_config_from_args(cfg, argc, argv));
+    if (st != PEFTC_OK) {
+        report_error(st, *comm, 1);
+        comm_free(*comm);
+        return EXIT_USAGE;
+    }
+    set_rank_threads(cfg, *comm);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -194,18 +209,10 @@ int cmd_train(int argc, char **argv) {
             return 0;
         }
     Comm *comm;
-    if (comm_init(&comm, NULL, NULL) != PEFTC_OK) {
-        fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
-        return EXIT_RUNTIME;
-    }
     static RunConfig cfg;
-    PeftcStatus st = comm_agree(comm, run_config_from_args(&cfg, argc, argv));
-    if (st != PEFTC_OK) {
-        report_error(st, comm, 1);
-        comm_free(comm);
-        return EXIT_USAGE;
-    }
-    set_rank_threads(&cfg, comm);
+    int rc = run_start(argc, argv, &cfg, &comm);
+    if (rc) return rc;
+    PeftcStatus st = PEFTC_OK;
     if (comm_rank(comm) == 0) {
         st = fs_mkdir_p(cfg.out_dir);
         if (st == PEFTC_OK) st = write_resolved_config(&cfg);

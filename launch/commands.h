@@ -25,6 +25,9 @@ void generate_usage(FILE *f);
 PeftcStatus run_config_from_args(RunConfig *c, int argc, char **argv);
 /* Prints a failure once: configuration errors by rank 0 only, runtime errors by each failing rank. */
 void report_error(PeftcStatus st, const Comm *comm, int is_config);
+/* The start of train and eval: the communicator, the configuration and the threads. Returns 0, or the
+ * exit code after reporting the error (the communicator is then already freed). */
+int run_start(int argc, char **argv, RunConfig *cfg, Comm **comm);
 /* Threads per rank from train.threads, OMP_NUM_THREADS, the CPU affinity or the node's cores. */
 void set_rank_threads(const RunConfig *c, const Comm *comm);
 

@@ -15,21 +15,15 @@
 #include "datasets/chat.h"
 #include "datasets/pretok.h"
 #include "datasets/tokenizer.h"
+#include "tests/fixture.h"
 #include "tests/testutil.h"
 
 #define TOKDIR PEFTC_FIXTURE_DIR "/tokenizer"
 
 static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
+    size_t n;
+    char *buf = fx_slurp(path, &n);
+    if (len) *len = n;
     return buf;
 }
 
