@@ -35,7 +35,7 @@ typedef struct {
 
 /* Picks a token from logits (V): greedy (argmax, lowest id on ties) when temperature == 0, else
  * softmax(logits / T) restricted to top-k, then to the smallest set with mass >= top_p, sampled with
- * the uniform draw keyed by (seed, row, step). */
+ * the uniform draw keyed by (seed, row, step). Returns -1 only when it cannot allocate its sort buffer. */
 int gen_sample(const SamplerConfig *sc, const real_t *logits, int V, uint64_t row, uint64_t step);
 
 /* Batch generation: each of the B prompts (ids[b], n[b]) is prefilled, then decoded until a stop id or

@@ -15,8 +15,8 @@ typedef struct {
     char arch[32];       /* "llama" */
     char name[128];      /* general.name or the folder's name */
     int64_t context_length; /* max positions the model was trained for (0 if unknown) */
-    uint64_t content_hash;  /* hash of the file bytes that define the weights (header + tensor data sizes),
-                               stable across copies of the same file */
+    uint64_t content_hash;  /* stable across copies of the same weights: GGUF: the header plus samples of
+                               every tensor's data; HF: each weight file's header and size */
 } ModelInfo;
 
 /* Reads only the hyperparameters (cheap): GGUF metadata or config.json. */
