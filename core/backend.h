@@ -10,6 +10,8 @@
  *    write, so gradients are zeroed once per step and accumulation and residual fan-in come free.
  *    A NULL gradient pointer means "not needed" and is skipped. Two documented exceptions transform
  *    in place instead: rope_bwd, and xent_bwd when dlogits aliases probs.
+ *  - Index arrays (tokens, targets, row keys, cache lengths) are HOST memory: they are small and made
+ *    by the host; a device backend copies them itself. Scalars returned (loss sums, norms) are host.
  *  - A backend is driven by one host thread at a time (the CPU one changes OpenBLAS's thread count
  *    inside attention); it parallelises internally.
  */
@@ -33,6 +35,9 @@ struct Backend {
     void (*free)(void *p);
     void (*zero)(real_t *x, size_t n);
     void (*copy)(real_t *dst, const real_t *src, size_t n);
+    /* Between host memory and backend memory (plain memcpy on the CPU). */
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
 
     /* ---- BLAS-like ----
      * C(M,N) = alpha * op(A) * op(B) + beta * C, op(A) is (M,K), op(B) is (K,N).
@@ -72,7 +77,10 @@ struct Backend {
     /* ---- causal grouped-query attention ----
      * q (B,T,NH,HD), k and v (B,T,NKV,HD), NH % NKV == 0 (head h reads kv head h / (NH/NKV)).
      * out (B,T,NH,HD) = softmax(q k^T / sqrt(HD) + causal mask) v.
-     * att (B,NH,T,T) receives the softmax probabilities (upper triangle zero) for the backward. */
+     * att (attention_saved(B,T,NH) elements) receives what the backward needs: the CPU keeps the
+     * softmax probabilities (B,NH,T,T); a fused kernel keeps one log-sum-exp per row (B,NH,T) and
+     * recomputes the rest. */
+    size_t (*attention_saved)(int B, int T, int NH);
     void (*attention_fwd)(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v,
                           int B, int T, int NH, int NKV, int HD);
     /* dq (B,T,NH,HD), dk and dv (B,T,NKV,HD) accumulate. */
@@ -112,6 +120,12 @@ struct Backend {
                         real_t p);
     /* dinp(R,C) += dout * mask / (1-p) */
     void (*dropout_bwd)(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p);
+
+    /* ---- AdamW on one span of the arena (PyTorch semantics) ----
+     * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p = p (1 - lr wd) - lr/bc1 * m / (sqrt(v/bc2) + eps).
+     * p, g, m, v (n); bc1 = 1 - b1^step, bc2 = 1 - b2^step. */
+    void (*adamw)(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double b1,
+                  double b2, double eps, double bc1, double bc2);
 };
 
 /* The CPU backend (OpenBLAS + OpenMP). Never NULL. */

@@ -52,7 +52,7 @@ typedef struct {
     real_t *rstd1;   /* (L, BT) */
     real_t *q;       /* (L, BT, NH*HD) after RoPE */
     real_t *k, *v;   /* (L, BT, NKV*HD) k after RoPE */
-    real_t *att;     /* (L, B, NH, T, T) softmax probabilities */
+    real_t *att;     /* (L, attention_saved(B,T,NH)) what each layer's attention backward needs */
     real_t *atty;    /* (L, BT, NH*HD) attention output before o_proj */
     real_t *resid2;  /* (L, BT, C) residual after attention */
     real_t *ln2;     /* (L, BT, C) */

@@ -21,7 +21,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, L * BT * C * R},
         {(void **)&a->rstd1, L * BT * R},           {(void **)&a->q, L * BT * QD * R},
         {(void **)&a->k, L * BT * KVD * R},         {(void **)&a->v, L * BT * KVD * R},
-        {(void **)&a->att, L * B * (size_t)c->heads * T * T * R},
+        {(void **)&a->att, L * m->be->attention_saved(B, T, c->heads) * R},
         {(void **)&a->atty, L * BT * QD * R},       {(void **)&a->resid2, L * BT * C * R},
         {(void **)&a->ln2, L * BT * C * R},         {(void **)&a->rstd2, L * BT * R},
         {(void **)&a->gate, L * BT * I * R},        {(void **)&a->up, L * BT * I * R},
@@ -86,7 +86,7 @@ typedef struct {
     real_t *rstd1, *rstd2; /* (BT) */
     real_t *q;            /* (B,T,NH,HD) after RoPE */
     real_t *k, *v;        /* (B,T,NKV,HD), k after RoPE */
-    real_t *att;          /* (B,NH,T,T) */
+    real_t *att;          /* (attention_saved(B,T,NH)) */
     real_t *atty;         /* (BT,NH*HD) */
     real_t *r2;           /* (BT,C) residual after attention */
     real_t *gate, *up, *act; /* (BT,I) */
@@ -102,7 +102,7 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
         .x = a->resid + L * BT * C,       .ln1 = a->ln1 + L * BT * C,   .ln2 = a->ln2 + L * BT * C,
         .rstd1 = a->rstd1 + L * BT,       .rstd2 = a->rstd2 + L * BT,   .q = a->q + L * BT * QD,
         .k = a->k + L * BT * KVD,         .v = a->v + L * BT * KVD,
-        .att = a->att + L * a->B * (size_t)c->heads * a->T * a->T,
+        .att = a->att + L * m->be->attention_saved(a->B, a->T, c->heads),
         .atty = a->atty + L * BT * QD,    .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
         .up = a->up + L * BT * I,         .act = a->act + L * BT * I,   .out = a->resid + (L + 1) * BT * C,
     };

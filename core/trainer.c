@@ -94,15 +94,15 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     double loss_sum = 0, n_tokens = 0;
     PeftcStatus local = accumulate(t, &loss_sum, &n_tokens);
     /* A failing rank still joins the one reduce of the step, flagging itself, so no rank hangs. */
-    a->grads[a->numel] = (real_t)loss_sum;
-    a->grads[a->numel + 1] = (real_t)n_tokens;
-    a->grads[a->numel + 2] = local != PEFTC_OK;
+    real_t trailer[ARENA_TRAILER] = {(real_t)loss_sum, (real_t)n_tokens, local != PEFTC_OK};
+    a->be->upload(a->grads + a->numel, trailer, sizeof trailer);
     PEFTC_TRY(comm_allreduce(t->comm, a->grads, a->numel + ARENA_TRAILER, COMM_SUM));
+    a->be->download(trailer, a->grads + a->numel, sizeof trailer);
     if (local != PEFTC_OK) return local;
-    if (a->grads[a->numel + 2] > 0)
+    if (trailer[2] > 0)
         return PEFTC_ERR(PEFTC_ECOMM, "trainer: %g other rank(s) failed at step %lld (their messages say why)",
-                         (double)a->grads[a->numel + 2], (long long)t->step);
-    double total_tokens = a->grads[a->numel + 1];
+                         (double)trailer[2], (long long)t->step);
+    double total_tokens = trailer[1];
     if (total_tokens < 1)
         return PEFTC_ERR(PEFTC_EINVAL, "trainer: step %lld's global batch has no target tokens", (long long)t->step);
     a->be->scale(a->grads, (real_t)(1.0 / total_tokens), a->numel);
@@ -115,7 +115,7 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     double t1 = clock_seconds();
     out->step = t->step;
     out->total = t->cfg.steps;
-    out->loss = a->grads[a->numel] / total_tokens;
+    out->loss = trailer[0] / total_tokens;
     out->lr = factor * (a->n_groups ? a->groups[0].lr : 0);
     out->grad_norm = norm;
     out->tokens = total_tokens;

@@ -135,3 +135,5 @@ void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, c
     }
     if (par) cpu_blas_single_end(saved);
 }
+
+size_t cpu_attention_saved(int B, int T, int NH) { return (size_t)B * NH * T * T; }

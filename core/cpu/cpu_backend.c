@@ -135,6 +135,10 @@ static void cpu_zero(real_t *x, size_t n) {
     }
 }
 
+static void cpu_move(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+
 static void cpu_copy(real_t *dst, const real_t *src, size_t n) {
     /* dst (n), src (n); must not overlap. */
     if (dst == src) return;
@@ -155,6 +159,8 @@ static const Backend cpu_backend = {
     .free = cpu_free,
     .zero = cpu_zero,
     .copy = cpu_copy,
+    .upload = cpu_move,
+    .download = cpu_move,
     .matmul = cpu_matmul,
     .axpy = cpu_axpy,
     .scale = cpu_scale,
@@ -167,6 +173,7 @@ static const Backend cpu_backend = {
     .rmsnorm_bwd = cpu_rmsnorm_bwd,
     .rope_fwd = cpu_rope_fwd,
     .rope_bwd = cpu_rope_bwd,
+    .attention_saved = cpu_attention_saved,
     .attention_fwd = cpu_attention_fwd,
     .attention_bwd = cpu_attention_bwd,
     .attention_decode = cpu_attention_decode,
@@ -176,6 +183,7 @@ static const Backend cpu_backend = {
     .xent_bwd = cpu_xent_bwd,
     .dropout_fwd = cpu_dropout_fwd,
     .dropout_bwd = cpu_dropout_bwd,
+    .adamw = cpu_adamw,
 };
 
 const Backend *backend_cpu(void) { return &cpu_backend; }

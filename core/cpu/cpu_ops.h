@@ -64,6 +64,13 @@ void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, c
                        const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
                        int HD);
 
+/* ---- cpu_adamw.c ---- */
+void cpu_adamw(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double beta1,
+               double beta2, double eps, double bc1, double bc2);
+
+/* ---- cpu_attention.c ---- saved state: the probabilities */
+size_t cpu_attention_saved(int B, int T, int NH);
+
 /* ---- cpu_decode.c ---- */
 void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
                           int S, int NH, int NKV, int HD);
