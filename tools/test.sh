@@ -15,7 +15,7 @@ echo "== tests (Release)"
 (cd build && ctest --output-on-failure --timeout 900)
 
 echo "== build (ASan + UBSan)"
-./tools/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DPEFTC_SANITIZE=ON
+./tools/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DPEFTC_SANITIZE=ON -DPEFTC_WITH_CUDA=OFF
 echo "== tests (ASan + UBSan)"
 # Open MPI keeps some allocations until exit: tests/lsan.supp names its libraries. Keeping its
 # components loaded and unwinding fully (MPI has no frame pointers) lets those names match, so every
