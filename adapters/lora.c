@@ -86,7 +86,10 @@ static PeftcStatus lora_init(Adapter *a, const Arena *arena, const Linear *base,
     double bound = 1.0 / sqrt((double)a->in);
     uint64_t key = rng_key_str(seed, arena->entries[L->hA].name);
     size_t n = (size_t)L->cfg.r * (size_t)a->in;
-    for (size_t i = 0; i < n; i++) L->A[i] = (real_t)(bound * (2.0 * rng_uniform(key, i) - 1.0));
+    real_t *A = backend_host_begin(a->be, L->A, n);
+    if (!A) return PEFTC_ERR(PEFTC_ENOMEM, "lora: no host memory to initialise %s", a->name);
+    for (size_t i = 0; i < n; i++) A[i] = (real_t)(bound * (2.0 * rng_uniform(key, i) - 1.0));
+    backend_host_done(a->be, L->A, A, n);
     a->be->zero(L->B, (size_t)a->out * (size_t)L->cfg.r);
     return PEFTC_OK;
 }

@@ -102,21 +102,31 @@ typedef struct {
     StWriter *w;
     const char *path;
     int r;
+    const Backend *be; /* where the adapters' tensors live */
 } StSink;
 
 static PeftcStatus st_sink(void *user, const char *name, const Tensor *t) {
     StSink *s = user;
-    if (t->device != DEV_CPU || t->dtype != DT_REAL)
-        return PEFTC_ERR(PEFTC_EINVAL, "%s: tensor '%s' is not in host memory as %s", s->path, name, PEFTC_REAL_NAME);
+    if (t->dtype != DT_REAL || t->device != s->be->device)
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: tensor '%s' is not %s on the %s backend", s->path, name, PEFTC_REAL_NAME,
+                         s->be->name);
     int is_a = strstr(name, ".lora_A.") != NULL;
     if (t->shape.ndim != 2 || t->shape.dim[is_a ? 0 : 1] != s->r)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: tensor '%s' has rank %lld but lora.r is %d", s->path, name,
                          (long long)t->shape.dim[is_a ? 0 : 1], s->r);
-    return st_writer_add(s->w, name, ST_F32, &t->shape, t->data);
+    if (t->device == DEV_CPU) return st_writer_add(s->w, name, ST_F32, &t->shape, t->data);
+    size_t bytes = tensor_bytes(t);
+    real_t *host = malloc(bytes);
+    if (!host) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory to copy tensor '%s'", s->path, name);
+    s->be->download(host, t->data, bytes);
+    PeftcStatus st = s->be->status();
+    if (st == PEFTC_OK) st = st_writer_add(s->w, name, ST_F32, &t->shape, host);
+    free(host);
+    return st;
 }
 
 static PeftcStatus save_tensors(const LlamaModel *m, int r, const char *path) {
-    StSink s = {st_writer_new(), path, r};
+    StSink s = {st_writer_new(), path, r, m->be};
     if (!s.w) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for the safetensors writer", path);
     PeftcStatus st = st_writer_meta(s.w, "format", "pt");
     for (int i = 0; i < m->cfg.layers && st == PEFTC_OK; i++) {
@@ -410,7 +420,13 @@ static PeftcStatus load_tensor(const LlamaModel *m, Arena *arena, const StFile *
     if (h < 0)
         return PEFTC_ERR(PEFTC_ESTATE, "%s: tensor '%s': the arena has no entry %s (adapters attached to another "
                                        "arena?)", f->file.path, t->name, entry);
-    return st_read_real(f, t, &arena->entries[h].shape, arena_param(arena, h));
+    size_t n = arena->entries[h].numel;
+    real_t *dst = arena_param(arena, h), *host = backend_host_begin(arena->be, dst, n);
+    if (!host) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory to read tensor '%s'", f->file.path, t->name);
+    PeftcStatus st = st_read_real(f, t, &arena->entries[h].shape, host);
+    if (st == PEFTC_OK) backend_host_done(arena->be, dst, host, n);
+    else if (host != dst) free(host);
+    return st;
 }
 
 static PeftcStatus check_complete(const LlamaModel *m, const char *path, const unsigned char *seen) {

@@ -7,6 +7,9 @@
 
 #include "core/clock.h"
 #include "launch/session.h"
+#ifdef PEFTC_WITH_CUDA
+#include "core/cuda/cuda_backend.h"
+#endif
 
 static const char *smollm2_shape[] = {
     "model.path=", "data.task=reverse", "model.hidden=576", "model.intermediate=1536", "model.layers=30", "model.heads=9", "model.kv_heads=3",
@@ -62,6 +65,9 @@ int main(int argc, char **argv) {
         printf("bench_step: %.1f tokens/s, %.0f ms/step (mean of steps 2..%lld), %.1f useful GFLOP/s, peak RSS %.2f GiB\n",
                total_tok / total_s, 1e3 * total_s / (double)(cfg.train.steps - 1), (long long)cfg.train.steps,
                total_tok / total_s * fpt / 1e9, ru.ru_maxrss / 1048576.0);
+#ifdef PEFTC_WITH_CUDA
+    if (cfg.device == DEV_CUDA) printf("bench_step: peak GPU memory %.2f GiB\n", cuda_mem_peak() / 1073741824.0);
+#endif
     session_close(&s);
     comm_free(comm);
     return 0;

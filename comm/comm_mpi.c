@@ -6,6 +6,8 @@
 #include <mpi.h>
 #include <stdlib.h>
 
+#include "comm_device.h"
+
 /* Largest single message. Counts are int in MPI; staying well under 2 GiB per call also sidesteps
  * transports that mishandle messages near the int limit. Overridable so tests can force chunking. */
 #ifndef PEFTC_COMM_CHUNK_BYTES
@@ -23,6 +25,7 @@ struct Comm {
     int rank, size;
     int local_rank, local_size;
     uint64_t bytes_reduced;
+    CommDevice *device; /* set by comm_use_device: comm_allreduce then reduces device memory */
 };
 
 /* MPI may be initialised and finalised once per process: we finalise only if we initialised it, and
@@ -135,6 +138,7 @@ PeftcStatus comm_init_self(Comm **out) { return comm_init_on(out, NULL, NULL, MP
 
 void comm_free(Comm *c) {
     if (!c) return;
+    if (c->device) c->device->destroy(c->device);
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Comm_free(&c->comm);
@@ -148,6 +152,17 @@ int comm_size(const Comm *c) { return c->size; }
 int comm_local_rank(const Comm *c) { return c->local_rank; }
 int comm_local_size(const Comm *c) { return c->local_size; }
 uint64_t comm_bytes_reduced(const Comm *c) { return c->bytes_reduced; }
+CommDevice **comm_device_slot(Comm *c) { return &c->device; }
+
+#ifndef PEFTC_WITH_CUDA
+/* comm_nccl.c provides the real one in CUDA builds. */
+PeftcStatus comm_use_device(Comm *c, int device_local_rank, void *cuda_stream) {
+    (void)c;
+    (void)cuda_stream;
+    return PEFTC_ERR(PEFTC_EINVAL, "comm_use_device(local rank %d): this build has no CUDA backend (rebuild with "
+                                   "nvcc available and PEFTC_WITH_CUDA=ON or AUTO)", device_local_rank);
+}
+#endif
 
 static PeftcStatus check_args(const Comm *c, const void *buf, size_t n, const char *what) {
     if (!c) return PEFTC_ERR(PEFTC_EINVAL, "%s: comm must not be NULL", what);
@@ -180,6 +195,11 @@ static PeftcStatus reduce_chunks(Comm *c, void *buf, size_t n, size_t elem, MPI_
 
 PeftcStatus comm_allreduce(Comm *c, real_t *buf, size_t n, CommOp op) {
     PEFTC_TRY(check_args(c, buf, n, "comm_allreduce"));
+    if (c->device) {
+        PEFTC_TRY(c->device->allreduce(c->device, buf, n, op));
+        c->bytes_reduced += (uint64_t)n * sizeof *buf;
+        return PEFTC_OK;
+    }
     PEFTC_TRY(reduce_chunks(c, buf, n, sizeof *buf, PEFTC_MPI_REAL, op));
     /* Division, not a reciprocal multiply: the mean of integer-valued data stays exact. */
     if (op == COMM_MEAN && c->size > 1)

@@ -4,8 +4,11 @@
 
 #include <stdlib.h>
 
+#include "comm_device.h"
+
 struct Comm {
     uint64_t bytes_reduced;
+    CommDevice *device; /* set by comm_use_device: comm_allreduce then reduces device memory */
 };
 
 /* Without MPI, `srun -n N` would start N lone copies of the same run; refuse rather than train N times. */
@@ -35,7 +38,22 @@ PeftcStatus comm_init(Comm **out, int *argc, char ***argv) {
 
 PeftcStatus comm_init_self(Comm **out) { return comm_new(out); }
 
-void comm_free(Comm *c) { free(c); }
+void comm_free(Comm *c) {
+    if (c && c->device) c->device->destroy(c->device);
+    free(c);
+}
+
+CommDevice **comm_device_slot(Comm *c) { return &c->device; }
+
+#ifndef PEFTC_WITH_CUDA
+/* comm_nccl.c provides the real one in CUDA builds. */
+PeftcStatus comm_use_device(Comm *c, int device_local_rank, void *cuda_stream) {
+    (void)c;
+    (void)cuda_stream;
+    return PEFTC_ERR(PEFTC_EINVAL, "comm_use_device(local rank %d): this build has no CUDA backend (rebuild with "
+                                   "nvcc available and PEFTC_WITH_CUDA=ON or AUTO)", device_local_rank);
+}
+#endif
 
 int comm_rank(const Comm *c) { return (void)c, 0; }
 int comm_size(const Comm *c) { return (void)c, 1; }
@@ -54,6 +72,7 @@ static PeftcStatus check_op(const Comm *c, const void *buf, size_t n, CommOp op,
 /* Sum, mean (divide by 1) and max over one rank all leave the buffer as it is. */
 PeftcStatus comm_allreduce(Comm *c, real_t *buf, size_t n, CommOp op) {
     PEFTC_TRY(check_op(c, buf, n, op, "comm_allreduce"));
+    if (c->device) PEFTC_TRY(c->device->allreduce(c->device, buf, n, op));
     c->bytes_reduced += (uint64_t)n * sizeof *buf;
     return PEFTC_OK;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "real.h"
+#include "status.h"
 #include "tensor.h"
 
 typedef struct Backend Backend;
@@ -29,6 +30,9 @@ typedef struct Backend Backend;
 struct Backend {
     const char *name;
     Device device; /* where alloc() places memory */
+    /* OK, or the first failure of an op since the last call (ops return nothing; a device backend
+     * records launch and library errors). Waits for queued work. */
+    PeftcStatus (*status)(void);
 
     /* ---- memory ---- */
     void *(*alloc)(size_t bytes); /* zero-filled; NULL on failure */
@@ -128,11 +132,20 @@ struct Backend {
                   double b2, double eps, double bc1, double bc2);
 };
 
+/* Host memory in which to write the n values of backend tensor dst: dst itself on the CPU, a temporary
+ * elsewhere (NULL if it cannot be allocated). backend_host_done() uploads the temporary and frees it.
+ * For initialisers and tables that are computed on the host once. */
+real_t *backend_host_begin(const Backend *be, real_t *dst, size_t n);
+void backend_host_done(const Backend *be, real_t *dst, real_t *host, size_t n);
+
 /* The CPU backend (OpenBLAS + OpenMP). Never NULL. */
 const Backend *backend_cpu(void);
 
 /* Fills cos, sin (T, HD/2) for RoPE with base theta (computed in double, stored as real_t). */
 void rope_tables(real_t *cos, real_t *sin, int T, int HD, double theta);
+
+/* rope_tables() into backend memory. */
+PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int HD, double theta);
 
 /* Sets the number of threads the CPU backend uses (OpenMP and OpenBLAS); n <= 0 means all cores. */
 void backend_cpu_set_threads(int n);

@@ -120,8 +120,9 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
         kv_free(c);
         return st;
     }
-    rope_tables(w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
-    return PEFTC_OK;
+    st = backend_rope_tables(m->be, w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
+    if (st != PEFTC_OK) kv_free(c);
+    return st;
 }
 
 void kv_free(KvCache *c) {
@@ -245,7 +246,7 @@ PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens,
         prefill_chunk(m, c, b, tokens + done, chunk);
     }
     lm_head(m, w, w->x + (size_t)(chunk - 1) * w->C, 1); /* only the last position is asked for */
-    m->be->copy(logits, w->logits, (size_t)w->V);
+    m->be->download(logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
     return PEFTC_OK;
 }
 
@@ -314,7 +315,7 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
     }
     lm_head(m, w, w->x, Ra);
     for (int i = 0; i < Ra; i++) {
-        be->copy(logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V);
+        be->download(logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V * sizeof(real_t));
         c->len[w->rows[i]]++;
     }
     return PEFTC_OK;

@@ -20,10 +20,10 @@ void kv_free(KvCache *c);
 void kv_reset_row(KvCache *c, int b);
 
 /* Runs the n prompt tokens of row b (appended after what the row holds) and writes the logits of the
- * last one into logits (V). EINVAL when the row would exceed S. */
+ * last one into logits (V, host memory). EINVAL when the row would exceed S. */
 PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens, int n, real_t *logits);
 /* One token for each row with active[b] != 0 (active may be NULL = all): appends tokens[b] at
- * position len[b] and writes that row's next-token logits into logits (B, V). */
+ * position len[b] and writes that row's next-token logits into logits (B, V, host memory). */
 PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const uint8_t *active, real_t *logits);
 
 typedef struct {

@@ -82,15 +82,18 @@ static void build_refs(LlamaModel *m) {
 }
 
 /* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */
-static void init_ref(const LlamaParamRef *r, uint64_t seed, double std) {
+static PeftcStatus init_ref(const Backend *be, const LlamaParamRef *r, uint64_t seed, double std) {
+    if (std < 0) return PEFTC_OK; /* a loader fills every tensor next (be->alloc zero-fills) */
     size_t n = (size_t)shape_numel(&r->shape);
-    real_t *p = *r->data;
-    if (std < 0) return; /* a loader fills every tensor next (be->alloc zero-fills) */
+    real_t *p = backend_host_begin(be, *r->data, n);
+    if (!p) return PEFTC_ERR(PEFTC_ENOMEM, "model: no host memory to initialise %s", r->name);
     int is_norm = strstr(r->name, "norm.weight") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
     uint64_t key = rng_key_str(seed, r->name);
     /* Each value depends only on (key, i), so threads cannot change the draw. */
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) p[i] = is_norm ? 1 : is_bias ? 0 : (real_t)(std * rng_normal(key, i));
+    backend_host_done(be, *r->data, p, n);
+    return PEFTC_OK;
 }
 
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
@@ -118,9 +121,29 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     for (int i = 0; i < m->n_refs; i++) {
         *m->refs[i].data = m->base_mem + off;
         off += (size_t)shape_numel(&m->refs[i].shape);
-        init_ref(&m->refs[i], seed, init_std);
+    }
+    for (int i = 0; i < m->n_refs; i++) {
+        PeftcStatus st = init_ref(be, &m->refs[i], seed, init_std);
+        if (st != PEFTC_OK) {
+            llama_free(m);
+            return st;
+        }
     }
     return PEFTC_OK;
+}
+
+PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
+    if (src->be->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: weights can be copied from host memory only, not from %s", src->be->name);
+    if (dst->n_refs != src->n_refs)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: copying weights between models of different shapes");
+    for (int i = 0; i < src->n_refs; i++) {
+        const LlamaParamRef *s = &src->refs[i], *d = &dst->refs[i];
+        if (strcmp(s->name, d->name) != 0 || !shape_equal(&s->shape, &d->shape))
+            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s has no counterpart %s", s->name, d->name);
+        dst->be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
+    }
+    return dst->be->status();
 }
 
 int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
@@ -139,6 +162,7 @@ void llama_free(LlamaModel *m) {
     if (m->be) {
         m->be->free(m->base_mem);
         m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+        free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
     free(m->layers);
     free(m->refs);

@@ -67,7 +67,8 @@ typedef struct {
     real_t *dx;      /* (BT, max(C, NH*HD)) */
     real_t *dq, *dk, *dv; /* (BT, NH*HD), (BT, NKV*HD) x2 */
     real_t *dgate, *dup, *dact; /* (BT, I) */
-    real_t *scratch; uint8_t *mask_scratch; uint64_t *key_scratch; int scratch_cols;
+    real_t *scratch; uint8_t *mask_scratch; int scratch_cols;
+    uint64_t *key_scratch; /* (BT) host memory: row keys are index arrays */
     real_t *rope_cos, *rope_sin; /* (T, HD/2) */
 } LlamaActs;
 
@@ -91,6 +92,11 @@ typedef struct {
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
                          double init_std);
 void llama_free(LlamaModel *m);
+
+/* Copies every base tensor of src, whose weights are in host memory (the CPU backend), into dst, a
+ * model of the same configuration on any backend. How a pretrained model reaches a device: loaders
+ * read into host memory, then one upload per tensor. */
+PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src);
 
 /* Sizes activation memory for (B, T), and the saved activations of every attached adapter. The model's
  * own buffers are reallocated only when (B, T) changes, so calling again after attaching adapters

@@ -1,4 +1,5 @@
 /* LLaMA forward and backward passes and the activation memory they use. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "../adapters/adapter.h"
@@ -33,12 +34,18 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         {(void **)&a->dup, BT * I * R},             {(void **)&a->dact, BT * I * R},
         {(void **)&a->scratch, BT * cols * R},      {(void **)&a->rope_cos, (size_t)T * c->head_dim / 2 * R},
         {(void **)&a->rope_sin, (size_t)T * c->head_dim / 2 * R},
-        {(void **)&a->key_scratch, BT * sizeof(uint64_t)}, {(void **)&a->mask_scratch, BT * cols},
+        {(void **)&a->mask_scratch, BT * cols},
     };
     size_t n = sizeof plan / sizeof plan[0], total = 0;
     for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
     char *block = m->be->alloc(total);
     if (!block) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of activations for B=%d T=%d", total, B, T);
+    /* Row keys are an index array, host memory on every backend (backend.h). */
+    a->key_scratch = malloc(BT * sizeof(uint64_t));
+    if (!a->key_scratch) {
+        m->be->free(block);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys", BT);
+    }
     for (size_t i = 0, off = 0; i < n; i++) {
         *plan[i].ptr = block + off;
         off += (plan[i].bytes + 63) & ~(size_t)63;
@@ -46,8 +53,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     a->B = B;
     a->T = T;
     a->scratch_cols = cols;
-    rope_tables(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta);
-    return PEFTC_OK;
+    return backend_rope_tables(m->be, a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta);
 }
 
 /* Adapter scratch holds one row of any linear layer's input: the widest of C, I and NH*HD. */
@@ -59,6 +65,7 @@ static int scratch_cols(const LlamaConfig *c) {
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
     if (m->acts.B != B || m->acts.T != T) {
         m->be->free(m->acts.resid);
+        free(m->acts.key_scratch);
         memset(&m->acts, 0, sizeof m->acts);
         PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
     }

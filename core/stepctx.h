@@ -13,7 +13,7 @@ typedef struct {
     /* Shared scratch owned by the model, valid for the duration of one op call (not across calls). */
     real_t *scratch;           /* (R * scratch_cols) */
     uint8_t *mask_scratch;     /* (R * scratch_cols) */
-    uint64_t *key_scratch;     /* (R) */
+    uint64_t *key_scratch;     /* (R) host memory: row keys are index arrays (backend.h) */
     int scratch_cols;
 } StepCtx;
 

@@ -93,6 +93,7 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     a->be->zero(a->grads, a->numel + ARENA_TRAILER);
     double loss_sum = 0, n_tokens = 0;
     PeftcStatus local = accumulate(t, &loss_sum, &n_tokens);
+    if (local == PEFTC_OK) local = a->be->status();
     /* A failing rank still joins the one reduce of the step, flagging itself, so no rank hangs. */
     real_t trailer[ARENA_TRAILER] = {(real_t)loss_sum, (real_t)n_tokens, local != PEFTC_OK};
     a->be->upload(a->grads + a->numel, trailer, sizeof trailer);

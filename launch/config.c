@@ -8,6 +8,8 @@
 
 const char *const data_task_names[] = {"arith", "records", "sql", "copy", "reverse", "add", NULL};
 
+const char *const device_names[] = {"cpu", "cuda", NULL};
+
 int data_task_is_synthetic(DataTask t) { return t >= DATA_COPY; }
 
 void config_defaults(RunConfig *c) {
@@ -141,7 +143,22 @@ static PeftcStatus finish_lora(RunConfig *c) {
     return PEFTC_ERR(st, "lora.targets: %s", why);
 }
 
+/* What the CUDA path cannot do yet is refused before anything starts. */
+static PeftcStatus finish_device(const RunConfig *c) {
+    if (c->device != DEV_CUDA) return PEFTC_OK;
+#ifndef PEFTC_WITH_CUDA
+    return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: this build has no CUDA backend (nvcc was not found when it "
+                                   "was configured)");
+#else
+    if (c->em_examples > 0)
+        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: generation (eval.examples) runs on the CPU backend only "
+                                       "for now; set eval.examples=0");
+    return PEFTC_OK;
+#endif
+}
+
 PeftcStatus config_finish(RunConfig *c) {
+    PEFTC_TRY(finish_device(c));
     PEFTC_TRY(finish_model(c));
     PEFTC_TRY(finish_train(c));
     PEFTC_TRY(finish_data(c));

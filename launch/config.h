@@ -20,6 +20,7 @@ typedef enum {
     DATA_COPY, DATA_REVERSE, DATA_ADD,      /* in SynTask order */
 } DataTask;
 extern const char *const data_task_names[]; /* indexed by DataTask, NULL-terminated */
+extern const char *const device_names[];    /* indexed by Device, NULL-terminated */
 /* 1 for the digit-token tasks. */
 int data_task_is_synthetic(DataTask t);
 
@@ -52,6 +53,7 @@ typedef struct {
     int save_adapter;       /* output.save_adapter: write <dir>/adapter (PEFT format) at the end */
     int64_t log_every;      /* output.log_every */
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
+    Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */
 } RunConfig;
 
 /* Built-in defaults: LoRA on SmolLM2-135M-Instruct (models/, fetched by tools/fetch-model.sh) learning

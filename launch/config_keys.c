@@ -22,6 +22,7 @@
 _Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized");
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
 _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
+_Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
 
 static const ConfigSection SECTIONS[] = {
     {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
@@ -72,6 +73,7 @@ static const ConfigKey KEYS[] = {
     INT("train.eval_every", train.eval_every, "20", GE(0), "steps between held-out loss evaluations; 0 = start and end"),
     INT("train.eval_batches", train.eval_batches, "4", GE(1), "held-out micro-batches per evaluation, split across ranks"),
     INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
+    ENUM("train.device", device, "cpu", device_names, "cpu, or cuda: one GPU per rank, chosen by local rank"),
 
     FLT("optim.lr", lr, "1e-3", GT(0), "peak learning rate"),
     FLT("optim.weight_decay", weight_decay, "0", GE(0), "decoupled weight decay (matrices only)"),

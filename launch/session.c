@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 
 #include "../adapters/peft_io.h"
+#ifdef PEFTC_WITH_CUDA
+#include "../core/cuda/cuda_backend.h"
+#endif
 
 static MethodConfig method_config(const RunConfig *c) {
     return (MethodConfig){.kind = c->method,
@@ -27,13 +30,45 @@ static int has_tokenizer(const char *model_path) {
     return stat(path, &st) == 0;
 }
 
-static PeftcStatus open_base(Session *s) {
+/* The backend of train.device; a GPU is chosen by the rank's place on its node. */
+static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **be) {
+    if (c->device == DEV_CPU) {
+        *be = backend_cpu();
+        return PEFTC_OK;
+    }
+#ifdef PEFTC_WITH_CUDA
+    return backend_cuda_open(be, comm ? comm_local_rank(comm) : 0);
+#else
+    (void)comm;
+    return PEFTC_ERR(PEFTC_EINVAL, "train.device=%s: this build has no such backend", device_names[c->device]);
+#endif
+}
+
+/* The weights in host memory: the file's, or a seeded random model. */
+static PeftcStatus load_weights(Session *s, LlamaModel *m) {
     RunConfig *c = &s->cfg;
-    const Backend *be = backend_cpu();
-    if (!c->model_path[0]) return llama_create(&s->model, be, &c->model, c->model_seed, c->init_std);
-    PEFTC_TRY(model_load(&s->model, be, c->model_path, &s->info));
-    c->model = s->model.cfg;
-    if (!has_tokenizer(c->model_path)) return PEFTC_OK; /* weights only: fine for export and merge */
+    if (!c->model_path[0]) return llama_create(m, backend_cpu(), &c->model, c->model_seed, c->init_std);
+    PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, &s->info));
+    c->model = m->cfg;
+    return PEFTC_OK;
+}
+
+static PeftcStatus open_base(Session *s, Comm *comm) {
+    RunConfig *c = &s->cfg;
+    const Backend *be = NULL;
+    PEFTC_TRY(open_backend(c, comm, &be));
+    if (be->device == DEV_CPU) {
+        PEFTC_TRY(load_weights(s, &s->model));
+    } else {
+        /* Loaders write host memory: load there, then one upload per tensor. */
+        LlamaModel host;
+        PEFTC_TRY(load_weights(s, &host));
+        PeftcStatus st = llama_create(&s->model, be, &c->model, 0, -1.0);
+        if (st == PEFTC_OK) st = llama_copy_weights(&s->model, &host);
+        llama_free(&host);
+        PEFTC_TRY(st);
+    }
+    if (!c->model_path[0] || !has_tokenizer(c->model_path)) return PEFTC_OK; /* weights only: fine for export and merge */
     PEFTC_TRY(tok_load(&s->tok, c->model_path));
     const char *tmpl = tok_chat_template(s->tok);
     s->chat.format = chat_detect(tmpl);
@@ -71,19 +106,38 @@ static PeftcStatus open_data(Session *s) {
     return sft_dataset_create(&s->data, &c->sft, s->tok, &s->chat, &s->data_stats);
 }
 
-PeftcStatus session_open_model(Session *s, const RunConfig *cfg) {
+static PeftcStatus open_model(Session *s, const RunConfig *cfg, Comm *comm) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
-    PeftcStatus st = open_base(s);
+    s->comm = comm;
+    PeftcStatus st = open_base(s, comm);
     if (st == PEFTC_OK) st = open_method(s);
     if (st != PEFTC_OK) session_close(s);
     return st;
 }
 
+PeftcStatus session_open_model(Session *s, const RunConfig *cfg) { return open_model(s, cfg, NULL); }
+
+/* On a GPU the step's all-reduce runs on device memory through NCCL, queued behind the kernels. A
+ * communicator that an earlier session already moved to the device (ESTATE) stays as it is. */
+static PeftcStatus reduce_on_device(Session *s) {
+    if (s->cfg.device == DEV_CPU) return PEFTC_OK;
+#ifdef PEFTC_WITH_CUDA
+    PeftcStatus st = comm_use_device(s->comm, comm_local_rank(s->comm), backend_cuda_stream());
+    if (st == PEFTC_ESTATE) {
+        peftc_err_clear();
+        return PEFTC_OK;
+    }
+    return st;
+#else
+    return PEFTC_ERR(PEFTC_EINVAL, "train.device=%s: this build has no such backend", device_names[s->cfg.device]);
+#endif
+}
+
 PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
-    PEFTC_TRY(session_open_model(s, cfg));
-    s->comm = comm;
-    PeftcStatus st = open_data(s);
+    PEFTC_TRY(open_model(s, cfg, comm));
+    PeftcStatus st = reduce_on_device(s);
+    if (st == PEFTC_OK) st = open_data(s);
     if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, &s->model, &s->arena, comm, s->data);
     if (st != PEFTC_OK) session_close(s);
     return st;

@@ -152,9 +152,13 @@ static void cpu_copy(real_t *dst, const real_t *src, size_t n) {
 
 /* ---- the vtable ---- */
 
+/* CPU ops cannot fail after allocation (scratch exhaustion aborts with a message). */
+static PeftcStatus cpu_status(void) { return PEFTC_OK; }
+
 static const Backend cpu_backend = {
     .name = "cpu",
     .device = DEV_CPU,
+    .status = cpu_status,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,

@@ -26,6 +26,9 @@ void backend_cuda_close(void);
 /* OK, or the first CUDA/cuBLAS failure since the last call (then cleared). Synchronises the stream. */
 PeftcStatus backend_cuda_status(void);
 
+/* The backend's stream (a cudaStream_t), for NCCL to queue its all-reduce behind the kernels. */
+void *backend_cuda_stream(void);
+
 /* Bytes of device memory allocated now and at the peak (for benchmarks). */
 size_t cuda_mem_in_use(void);
 size_t cuda_mem_peak(void);

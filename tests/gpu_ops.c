@@ -1,0 +1,519 @@
+/* The CUDA backend against the CPU reference, op by op: the same random inputs go through both
+ * backends and the outputs and accumulated gradients are compared with a tolerance chosen per op.
+ *
+ * Errors are measured as max |gpu - cpu| over the largest CPU value (outputs) or over the largest
+ * CPU increment (gradients, which start at random non-zero values on both sides, so an op that
+ * overwrites instead of accumulating misses by the starting values and fails). Needs a GPU: without
+ * one it prints "SKIP: no GPU" and exits 0. */
+#ifndef PEFTC_WITH_CUDA
+#error "gpu_ops.c tests the CUDA backend; tests/CMakeLists.txt builds it only when PEFTC_CUDA is ON"
+#endif
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/cuda/cuda_backend.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "tests/testutil.h"
+
+static const Backend *g_cpu, *g_gpu;
+/* PEFTC_CUDA_TF32=1 lets cuBLAS round matmul inputs to 10-bit mantissas (TF32 eps 2^-11 = 4.9e-4). */
+static int g_tf32;
+
+/* Matmul: FP32 compute differs from OpenBLAS only in summation order, ~K*eps/sqrt(K) of the largest
+ * entry for random data; TF32 inputs carry 4.9e-4 relative error each, which random signs average. */
+static double matmul_tol(void) { return g_tf32 ? 2e-3 : 1e-5; }
+/* Attention: our own fp32 kernels (no cuBLAS, so TF32 never applies); online softmax, a different
+ * expf and another summation order change rounding only. */
+#define ATTN_TOL 1e-4
+
+/* One operand on both backends. */
+typedef struct {
+    size_t n;
+    real_t *ref;  /* (n) host: the CPU backend's operand */
+    real_t *init; /* (n) host: the starting values, to measure what an accumulating op added */
+    real_t *dev;  /* (n) device: the CUDA backend's operand */
+} Pair;
+
+enum { OUT = 0, ACC = 1 }; /* compare against the largest value / the largest increment */
+
+static void gpu_ok(const char *op) {
+    PeftcStatus st = backend_cuda_status();
+    ck_assert_msg(st == PEFTC_OK, "%s: CUDA backend reported %s: %s", op, peftc_status_name(st), peftc_err_msg());
+}
+
+/* Uniform values in [lo, hi) from stream `key`, the same on both sides. */
+static Pair pair_new(size_t n, uint64_t key, double lo, double hi) {
+    Pair p = {n, malloc(n * sizeof(real_t)), malloc(n * sizeof(real_t)), g_gpu->alloc(n * sizeof(real_t))};
+    ck_assert_msg(p.ref && p.init && p.dev, "out of memory for a pair of %zu values", n);
+    tu_fill_uniform(p.ref, n, key, lo, hi);
+    memcpy(p.init, p.ref, n * sizeof(real_t));
+    g_gpu->upload(p.dev, p.ref, n * sizeof(real_t));
+    gpu_ok("upload");
+    return p;
+}
+
+/* Makes the device copy equal the CPU's current values (e.g. a CPU result fed to both backwards). */
+static void pair_push(Pair *p) {
+    memcpy(p->init, p->ref, p->n * sizeof(real_t));
+    g_gpu->upload(p->dev, p->ref, p->n * sizeof(real_t));
+    gpu_ok("upload");
+}
+
+static void pair_free(Pair *p) {
+    free(p->ref);
+    free(p->init);
+    g_gpu->free(p->dev);
+}
+
+/* max |gpu - cpu| / scale, infinite on a NaN; a zero scale demands equality. */
+static double pair_err(const Pair *p, int mode) {
+    real_t *got = malloc(p->n * sizeof *got);
+    ck_assert_ptr_nonnull(got);
+    g_gpu->download(got, p->dev, p->n * sizeof *got);
+    gpu_ok("download");
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        double base = mode == ACC ? (double)p->init[i] : 0.0;
+        double d = fabs((double)got[i] - (double)p->ref[i]);
+        if (isnan(d)) diff = INFINITY;
+        diff = fmax(diff, d);
+        scale = fmax(scale, fabs((double)p->ref[i] - base));
+    }
+    free(got);
+    if (scale == 0) return diff == 0 ? 0 : INFINITY;
+    return diff / scale;
+}
+
+static void expect_close(const Pair *p, int mode, double tol, const char *what) {
+    double err = pair_err(p, mode);
+    printf("  %-34s rel err %.2e (tol %.0e)\n", what, err, tol);
+    ck_assert_msg(err <= tol, "%s: CUDA differs from CPU by %.3g of the largest %s (tolerance %.1g)", what, err,
+                  mode == ACC ? "increment" : "value", tol);
+}
+
+static void expect_rel(double gpu, double cpu, double tol, const char *what) {
+    double err = fabs(gpu - cpu) / fmax(fabs(cpu), 1e-30);
+    printf("  %-34s rel err %.2e (tol %.0e)\n", what, err, tol);
+    ck_assert_msg(err <= tol, "%s: CUDA %.9g, CPU %.9g (relative error %.3g, tolerance %.1g)", what, gpu, cpu, err,
+                  tol);
+}
+
+/* ---- BLAS-like ---- */
+
+static void matmul_case(int M, int N, int K, int ta, int tb, real_t alpha, real_t beta) {
+    Pair A = pair_new((size_t)M * K, 1, -1, 1), B = pair_new((size_t)K * N, 2, -1, 1);
+    Pair C = pair_new((size_t)M * N, 3, -1, 1); /* beta = 0 must ignore these, beta = 1 keep them */
+    g_cpu->matmul(C.ref, A.ref, B.ref, M, N, K, ta, tb, alpha, beta);
+    g_gpu->matmul(C.dev, A.dev, B.dev, M, N, K, ta, tb, alpha, beta);
+    gpu_ok("matmul");
+    char what[96];
+    snprintf(what, sizeof what, "matmul %dx%dx%d t%d%d beta %g", M, N, K, ta, tb, (double)beta);
+    expect_close(&C, beta != 0 ? ACC : OUT, matmul_tol(), what);
+    pair_free(&A);
+    pair_free(&B);
+    pair_free(&C);
+}
+
+/* _i picks transA, transB. M = 1 is the shape of a decode step; N = 1 a matrix-vector product. */
+START_TEST(matmul_all_transposes) {
+    int ta = _i & 1, tb = _i >> 1;
+    const int shapes[][3] = {{37, 29, 53}, {1, 29, 53}, {64, 1, 130}, {130, 70, 300}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        matmul_case(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, 1, 0);
+        matmul_case(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (real_t)0.5, 1);
+    }
+}
+END_TEST
+
+/* Elementwise products and sums round once per element, so the sides agree to a few ulps (FMA). */
+START_TEST(axpy_scale_sumsq) {
+    const size_t n = 100003;
+    Pair x = pair_new(n, 10, -1, 1), y = pair_new(n, 11, -1, 1);
+    g_cpu->axpy(y.ref, x.ref, (real_t)-0.75, n);
+    g_gpu->axpy(y.dev, x.dev, (real_t)-0.75, n);
+    gpu_ok("axpy");
+    expect_close(&y, ACC, 1e-6, "axpy");
+    g_cpu->scale(x.ref, (real_t)1.7, n);
+    g_gpu->scale(x.dev, (real_t)1.7, n);
+    gpu_ok("scale");
+    expect_close(&x, OUT, 1e-6, "scale");
+    /* A reduction over 1e5 squares: summation order only, the CPU's in double. */
+    double cpu = g_cpu->sumsq(y.ref, n), gpu = g_gpu->sumsq(y.dev, n);
+    gpu_ok("sumsq");
+    expect_rel(gpu, cpu, 1e-5, "sumsq");
+    pair_free(&x);
+    pair_free(&y);
+}
+END_TEST
+
+/* ---- bias, embedding, RMSNorm ---- */
+
+START_TEST(bias_fwd_bwd) {
+    enum { BT = 33, OC = 70 };
+    Pair out = pair_new(BT * OC, 20, -1, 1), b = pair_new(OC, 21, -1, 1);
+    Pair dout = pair_new(BT * OC, 22, -1, 1), db = pair_new(OC, 23, -1, 1);
+    g_cpu->bias_fwd(out.ref, b.ref, BT, OC);
+    g_gpu->bias_fwd(out.dev, b.dev, BT, OC);
+    gpu_ok("bias_fwd");
+    expect_close(&out, ACC, 1e-6, "bias_fwd (+=)"); /* one add per element */
+    g_cpu->bias_bwd(db.ref, dout.ref, BT, OC);
+    g_gpu->bias_bwd(db.dev, dout.dev, BT, OC);
+    gpu_ok("bias_bwd");
+    expect_close(&db, ACC, 1e-5, "bias_bwd"); /* a sum over 33 rows: order only */
+    pair_free(&out);
+    pair_free(&b);
+    pair_free(&dout);
+    pair_free(&db);
+}
+END_TEST
+
+START_TEST(embedding_fwd_bwd) {
+    enum { V = 50, C = 70, BT = 64 };
+    int32_t tok[BT];
+    for (int i = 0; i < BT; i++) tok[i] = (int32_t)(rng_u64(30, (uint64_t)i) % V);
+    tok[1] = tok[0]; /* 64 draws from 50 repeat anyway; these make sure one row gets three */
+    tok[BT - 1] = tok[0];
+    Pair wte = pair_new((size_t)V * C, 31, -1, 1), out = pair_new((size_t)BT * C, 32, -1, 1);
+    g_cpu->embedding_fwd(out.ref, tok, wte.ref, BT, C);
+    g_gpu->embedding_fwd(out.dev, tok, wte.dev, BT, C);
+    gpu_ok("embedding_fwd");
+    expect_close(&out, OUT, 0, "embedding_fwd"); /* a gather: bit-exact */
+    Pair dout = pair_new((size_t)BT * C, 33, -1, 1), dwte = pair_new((size_t)V * C, 34, -1, 1);
+    g_cpu->embedding_bwd(dwte.ref, dout.ref, tok, BT, C);
+    g_gpu->embedding_bwd(dwte.dev, dout.dev, tok, BT, C);
+    gpu_ok("embedding_bwd");
+    expect_close(&dwte, ACC, 1e-5, "embedding_bwd (repeated tokens)"); /* atomics reorder the adds */
+    pair_free(&wte);
+    pair_free(&out);
+    pair_free(&dout);
+    pair_free(&dwte);
+}
+END_TEST
+
+/* Per-row sums of C squares or products: summation order and rsqrt rounding, ~1e-6. */
+START_TEST(rmsnorm_fwd_bwd) {
+    enum { BT = 33, C = 200 };
+    Pair inp = pair_new(BT * C, 40, -2, 2), w = pair_new(C, 41, 0.5, 1.5);
+    Pair out = pair_new(BT * C, 42, -1, 1), rstd = pair_new(BT, 43, -1, 1);
+    g_cpu->rmsnorm_fwd(out.ref, rstd.ref, inp.ref, w.ref, BT, C, (real_t)1e-5);
+    g_gpu->rmsnorm_fwd(out.dev, rstd.dev, inp.dev, w.dev, BT, C, (real_t)1e-5);
+    gpu_ok("rmsnorm_fwd");
+    expect_close(&out, OUT, 1e-5, "rmsnorm_fwd out");
+    expect_close(&rstd, OUT, 1e-5, "rmsnorm_fwd rstd");
+    pair_push(&rstd); /* both backwards read the same rstd */
+    Pair dout = pair_new(BT * C, 44, -1, 1), dinp = pair_new(BT * C, 45, -1, 1), dw = pair_new(C, 46, -1, 1);
+    /* Frozen norms pass dw = NULL; a NULL dinp is legal too. Each gradient ends up added twice. */
+    g_cpu->rmsnorm_bwd(dinp.ref, NULL, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_cpu->rmsnorm_bwd(NULL, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_cpu->rmsnorm_bwd(dinp.ref, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_gpu->rmsnorm_bwd(dinp.dev, NULL, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    g_gpu->rmsnorm_bwd(NULL, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    g_gpu->rmsnorm_bwd(dinp.dev, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    gpu_ok("rmsnorm_bwd");
+    expect_close(&dinp, ACC, 1e-5, "rmsnorm_bwd dinp");
+    expect_close(&dw, ACC, 1e-5, "rmsnorm_bwd dw");
+    Pair *all[] = {&inp, &w, &out, &rstd, &dout, &dinp, &dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* ---- RoPE ---- */
+
+/* _i picks HD = 64 or 32. Two products and a sum per element from the same tables: a few ulps. */
+START_TEST(rope_fwd_bwd) {
+    const int B = 2, T = 37, NH = 4, HD = _i ? 32 : 64;
+    size_t nt = (size_t)T * (HD / 2), nx = (size_t)B * T * NH * HD;
+    Pair cs = pair_new(nt, 0, 0, 0), sn = pair_new(nt, 0, 0, 0);
+    rope_tables(cs.ref, sn.ref, T, HD, 10000.0);
+    pair_push(&cs);
+    pair_push(&sn);
+    Pair x = pair_new(nx, 50, -1, 1), dx = pair_new(nx, 51, -1, 1);
+    g_cpu->rope_fwd(x.ref, cs.ref, sn.ref, B, T, NH, HD);
+    g_gpu->rope_fwd(x.dev, cs.dev, sn.dev, B, T, NH, HD);
+    gpu_ok("rope_fwd");
+    expect_close(&x, OUT, 1e-6, HD == 64 ? "rope_fwd HD 64" : "rope_fwd HD 32");
+    g_cpu->rope_bwd(dx.ref, cs.ref, sn.ref, B, T, NH, HD);
+    g_gpu->rope_bwd(dx.dev, cs.dev, sn.dev, B, T, NH, HD);
+    gpu_ok("rope_bwd");
+    expect_close(&dx, OUT, 1e-6, HD == 64 ? "rope_bwd HD 64 (in place)" : "rope_bwd HD 32 (in place)");
+    pair_free(&cs);
+    pair_free(&sn);
+    pair_free(&x);
+    pair_free(&dx);
+}
+END_TEST
+
+/* ---- attention ---- */
+
+/* _i picks T in {1, 7, 64, 200} and HD in {64, 32}; GQA with 4 query heads on 2 kv heads. Each
+ * backend keeps its own saved state (CPU: probabilities, CUDA: one log-sum-exp per row), so only the
+ * outputs and gradients are compared. */
+START_TEST(attention_fwd_bwd) {
+    const int Ts[] = {1, 7, 64, 200};
+    const int B = 2, NH = 4, NKV = 2, T = Ts[_i % 4], HD = (_i / 4) ? 32 : 64;
+    size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
+    /* Scores with standard deviation ~1.3: peaked enough that a missing max-subtraction or mask shows. */
+    Pair q = pair_new(nq, 60, -2, 2), k = pair_new(nkv, 61, -2, 2), v = pair_new(nkv, 62, -1, 1);
+    Pair out = pair_new(nq, 63, -1, 1);
+    real_t *att_cpu = malloc(g_cpu->attention_saved(B, T, NH) * sizeof(real_t));
+    real_t *att_gpu = g_gpu->alloc(g_gpu->attention_saved(B, T, NH) * sizeof(real_t));
+    ck_assert(att_cpu && att_gpu);
+    g_cpu->attention_fwd(out.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
+    g_gpu->attention_fwd(out.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    gpu_ok("attention_fwd");
+    char what[64];
+    snprintf(what, sizeof what, "attention_fwd T %d HD %d", T, HD);
+    expect_close(&out, OUT, ATTN_TOL, what);
+    Pair dout = pair_new(nq, 64, -1, 1);
+    Pair dq = pair_new(nq, 65, -1, 1), dk = pair_new(nkv, 66, -1, 1), dv = pair_new(nkv, 67, -1, 1);
+    g_cpu->attention_bwd(dq.ref, dk.ref, dv.ref, dout.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
+    g_gpu->attention_bwd(dq.dev, dk.dev, dv.dev, dout.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    gpu_ok("attention_bwd");
+    snprintf(what, sizeof what, "attention_bwd dq T %d HD %d", T, HD);
+    expect_close(&dq, ACC, ATTN_TOL, what);
+    snprintf(what, sizeof what, "attention_bwd dk T %d HD %d", T, HD);
+    expect_close(&dk, ACC, ATTN_TOL, what);
+    snprintf(what, sizeof what, "attention_bwd dv T %d HD %d", T, HD);
+    expect_close(&dv, ACC, ATTN_TOL, what);
+    free(att_cpu);
+    g_gpu->free(att_gpu);
+    Pair *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* _i picks HD 64 or 32. Rows with an empty cache, one entry, part of it and all of it. */
+START_TEST(attention_decode_cache) {
+    enum { B = 4, S = 40, NH = 4, NKV = 2 };
+    const int HD = _i ? 32 : 64;
+    const int len[B] = {0, 1, 17, S};
+    Pair q = pair_new((size_t)B * NH * HD, 70, -2, 2);
+    Pair kc = pair_new((size_t)B * S * NKV * HD, 71, -2, 2), vc = pair_new((size_t)B * S * NKV * HD, 72, -1, 1);
+    Pair out = pair_new((size_t)B * NH * HD, 73, -1, 1); /* row 0 must be overwritten with zeros */
+    g_cpu->attention_decode(out.ref, q.ref, kc.ref, vc.ref, len, B, S, NH, NKV, HD);
+    g_gpu->attention_decode(out.dev, q.dev, kc.dev, vc.dev, len, B, S, NH, NKV, HD);
+    gpu_ok("attention_decode");
+    expect_close(&out, OUT, ATTN_TOL, HD == 64 ? "attention_decode HD 64" : "attention_decode HD 32");
+    pair_free(&q);
+    pair_free(&kc);
+    pair_free(&vc);
+    pair_free(&out);
+}
+END_TEST
+
+/* ---- SwiGLU ---- */
+
+/* One exp and a few products per element; the GPU's expf is within 2 ulp of glibc's. */
+START_TEST(swiglu_fwd_bwd) {
+    const size_t n = 10007;
+    Pair gate = pair_new(n, 80, -8, 8), up = pair_new(n, 81, -2, 2), out = pair_new(n, 82, -1, 1);
+    g_cpu->swiglu_fwd(out.ref, gate.ref, up.ref, n);
+    g_gpu->swiglu_fwd(out.dev, gate.dev, up.dev, n);
+    gpu_ok("swiglu_fwd");
+    expect_close(&out, OUT, 1e-5, "swiglu_fwd");
+    Pair dout = pair_new(n, 83, -1, 1), dgate = pair_new(n, 84, -1, 1), dup = pair_new(n, 85, -1, 1);
+    g_cpu->swiglu_bwd(dgate.ref, dup.ref, dout.ref, gate.ref, up.ref, n);
+    g_gpu->swiglu_bwd(dgate.dev, dup.dev, dout.dev, gate.dev, up.dev, n);
+    gpu_ok("swiglu_bwd");
+    expect_close(&dgate, ACC, 1e-5, "swiglu_bwd dgate");
+    expect_close(&dup, ACC, 1e-5, "swiglu_bwd dup");
+    Pair *all[] = {&gate, &up, &out, &dout, &dgate, &dup};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* ---- cross-entropy ---- */
+
+enum { XBT = 24, XV = 1001 };
+
+/* Every fifth row ignored (prompt tokens). */
+static void xent_targets(int32_t *tgt) {
+    for (int r = 0; r < XBT; r++)
+        tgt[r] = r % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(90, (uint64_t)r) % XV);
+}
+
+/* Softmax rows and the loss: max, exp, sum and log per row, summation order only (1e-5). */
+START_TEST(xent_fwd_rows) {
+    int32_t tgt[XBT];
+    xent_targets(tgt);
+    Pair logits = pair_new((size_t)XBT * XV, 91, -4, 4), probs = pair_new((size_t)XBT * XV, 92, -1, 1);
+    int64_t nv_cpu = -1, nv_gpu = -1;
+    double l_cpu = g_cpu->xent_fwd(probs.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
+    double l_gpu = g_gpu->xent_fwd(probs.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
+    gpu_ok("xent_fwd");
+    ck_assert_int_eq(nv_gpu, nv_cpu);
+    ck_assert_int_eq(nv_cpu, XBT - 5);
+    expect_rel(l_gpu, l_cpu, 1e-5, "xent_fwd loss");
+    expect_close(&probs, OUT, 1e-5, "xent_fwd probs");
+    /* In place: probs aliases logits. */
+    l_cpu = g_cpu->xent_fwd(logits.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
+    l_gpu = g_gpu->xent_fwd(logits.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
+    gpu_ok("xent_fwd (in place)");
+    ck_assert_int_eq(nv_gpu, nv_cpu);
+    expect_rel(l_gpu, l_cpu, 1e-5, "xent_fwd loss (in place)");
+    expect_close(&logits, OUT, 1e-5, "xent_fwd probs (in place)");
+    /* No valid row: no loss, no count. */
+    int32_t none[XBT];
+    for (int r = 0; r < XBT; r++) none[r] = PEFTC_IGNORE_INDEX;
+    l_gpu = g_gpu->xent_fwd(probs.dev, probs.dev, none, XBT, XV, &nv_gpu);
+    gpu_ok("xent_fwd (all ignored)");
+    ck_assert_int_eq(nv_gpu, 0);
+    ck_assert_msg(l_gpu == 0, "xent_fwd with every target ignored returned loss %g, expected 0", l_gpu);
+    pair_free(&logits);
+    pair_free(&probs);
+}
+END_TEST
+
+/* One multiply-add per element: a few ulps (1e-5 leaves room for a reordered scale). */
+START_TEST(xent_bwd_rows) {
+    int32_t tgt[XBT];
+    xent_targets(tgt);
+    Pair probs = pair_new((size_t)XBT * XV, 93, -4, 4);
+    int64_t nv = 0;
+    g_cpu->xent_fwd(probs.ref, probs.ref, tgt, XBT, XV, &nv);
+    pair_push(&probs); /* both backwards read the CPU's probabilities */
+    real_t scale = (real_t)(1.0 / (double)nv);
+    Pair dl = pair_new((size_t)XBT * XV, 94, -1, 1);
+    g_cpu->xent_bwd(dl.ref, probs.ref, tgt, XBT, XV, scale);
+    g_gpu->xent_bwd(dl.dev, probs.dev, tgt, XBT, XV, scale);
+    gpu_ok("xent_bwd");
+    expect_close(&dl, ACC, 1e-5, "xent_bwd (+=)");
+    /* Aliased: dlogits overwrites probs, ignored rows become zero. */
+    g_cpu->xent_bwd(probs.ref, probs.ref, tgt, XBT, XV, scale);
+    g_gpu->xent_bwd(probs.dev, probs.dev, tgt, XBT, XV, scale);
+    gpu_ok("xent_bwd (in place)");
+    expect_close(&probs, OUT, 1e-5, "xent_bwd (in place)");
+    real_t *got = malloc(probs.n * sizeof *got);
+    ck_assert_ptr_nonnull(got);
+    g_gpu->download(got, probs.dev, probs.n * sizeof *got);
+    gpu_ok("download");
+    int dirty = -1; /* first ignored row with a non-zero entry */
+    for (int r = 0; r < XBT && dirty < 0; r++)
+        for (int i = 0; tgt[r] == PEFTC_IGNORE_INDEX && i < XV; i++)
+            if (got[(size_t)r * XV + i] != 0) dirty = r;
+    ck_assert_msg(dirty < 0, "xent_bwd in place: ignored row %d was not cleared to zero", dirty);
+    free(got);
+    pair_free(&probs);
+    pair_free(&dl);
+}
+END_TEST
+
+/* ---- dropout ---- */
+
+/* _i picks (p, C): p = 0 copies; odd C splits a 64-bit draw across the row end. Masks come from the
+ * same counter RNG on both sides, so they must match bit for bit; values are one multiply apart. */
+START_TEST(dropout_fwd_bwd) {
+    const real_t ps[] = {0, (real_t)0.1, (real_t)0.5};
+    const int Cs[] = {37, 64};
+    const int R = 33, C = Cs[_i % 2];
+    const real_t p = ps[_i / 2];
+    size_t n = (size_t)R * C;
+    uint64_t keys[33];
+    for (int r = 0; r < R; r++) keys[r] = rng_key(100, (uint64_t)r);
+    Pair inp = pair_new(n, 101, -1, 1), out = pair_new(n, 102, -1, 1);
+    uint8_t *mask_cpu = malloc(n), *mask_got = malloc(n), *mask_dev = g_gpu->alloc(n);
+    ck_assert(mask_cpu && mask_got && mask_dev);
+    g_cpu->dropout_fwd(out.ref, mask_cpu, inp.ref, keys, R, C, p);
+    g_gpu->dropout_fwd(out.dev, mask_dev, inp.dev, keys, R, C, p);
+    gpu_ok("dropout_fwd");
+    g_gpu->download(mask_got, mask_dev, n);
+    gpu_ok("download");
+    size_t kept = 0, first_diff = n;
+    for (size_t i = 0; i < n; i++) {
+        if (mask_got[i] != mask_cpu[i] && first_diff == n) first_diff = i;
+        kept += mask_cpu[i];
+    }
+    ck_assert_msg(first_diff == n, "dropout p %g C %d: masks differ first at row %zu column %zu", (double)p, C,
+                  first_diff / (size_t)C, first_diff % (size_t)C);
+    /* The comparison proves nothing if the masks are trivial: the kept share must match p. */
+    double share = (double)kept / (double)n;
+    ck_assert_msg(fabs(share - (1 - (double)p)) < 0.06, "dropout p %g kept %.3f of elements", (double)p, share);
+    expect_close(&out, OUT, 1e-6, "dropout_fwd");
+    Pair dout = pair_new(n, 103, -1, 1), dinp = pair_new(n, 104, -1, 1);
+    g_cpu->dropout_bwd(dinp.ref, dout.ref, mask_cpu, R, C, p);
+    g_gpu->dropout_bwd(dinp.dev, dout.dev, mask_dev, R, C, p);
+    gpu_ok("dropout_bwd");
+    expect_close(&dinp, ACC, 1e-6, "dropout_bwd");
+    free(mask_cpu);
+    free(mask_got);
+    g_gpu->free(mask_dev);
+    Pair *all[] = {&inp, &out, &dout, &dinp};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* ---- AdamW ---- */
+
+/* Five steps from zero moments. p is compared on what the steps changed: each side rounds p to an
+ * ulp (1.2e-7) per step, about 1e-5 of a five-step update at lr 1e-2, hence 1e-4; m and v are
+ * elementwise in float on both sides (1e-5). */
+START_TEST(adamw_steps) {
+    const size_t n = 10007;
+    const double lr = 1e-2, wd = 0.1, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    Pair p = pair_new(n, 110, -1, 1), m = pair_new(n, 0, 0, 0), v = pair_new(n, 0, 0, 0);
+    Pair g = pair_new(n, 111, -1, 1);
+    for (int step = 1; step <= 5; step++) {
+        tu_fill_uniform(g.ref, n, 111 + (uint64_t)step, -1, 1);
+        pair_push(&g);
+        double bc1 = 1 - pow(b1, step), bc2 = 1 - pow(b2, step);
+        g_cpu->adamw(p.ref, g.ref, m.ref, v.ref, n, lr, wd, b1, b2, eps, bc1, bc2);
+        g_gpu->adamw(p.dev, g.dev, m.dev, v.dev, n, lr, wd, b1, b2, eps, bc1, bc2);
+        gpu_ok("adamw");
+    }
+    expect_close(&p, ACC, 1e-4, "adamw p (5 steps)");
+    expect_close(&m, OUT, 1e-5, "adamw m");
+    expect_close(&v, OUT, 1e-5, "adamw v");
+    pair_free(&p);
+    pair_free(&m);
+    pair_free(&v);
+    pair_free(&g);
+}
+END_TEST
+
+static Suite *gpu_ops_suite(void) {
+    Suite *s = suite_create("gpu_ops");
+    TCase *tc = tcase_create("cuda_vs_cpu");
+    tcase_add_loop_test(tc, matmul_all_transposes, 0, 4);
+    tcase_add_test(tc, axpy_scale_sumsq);
+    tcase_add_test(tc, bias_fwd_bwd);
+    tcase_add_test(tc, embedding_fwd_bwd);
+    tcase_add_test(tc, rmsnorm_fwd_bwd);
+    tcase_add_loop_test(tc, rope_fwd_bwd, 0, 2);
+    tcase_add_loop_test(tc, attention_fwd_bwd, 0, 8);
+    tcase_add_loop_test(tc, attention_decode_cache, 0, 2);
+    tcase_add_test(tc, swiglu_fwd_bwd);
+    tcase_add_test(tc, xent_fwd_rows);
+    tcase_add_test(tc, xent_bwd_rows);
+    tcase_add_loop_test(tc, dropout_fwd_bwd, 0, 6);
+    tcase_add_test(tc, adamw_steps);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    if (cuda_device_count() == 0) {
+        printf("SKIP: no GPU visible (cuda_device_count() == 0): gpu_ops not run\n");
+        return EXIT_SUCCESS;
+    }
+    if (backend_cuda_open(&g_gpu, 0) != PEFTC_OK) {
+        fprintf(stderr, "backend_cuda_open: %s\n", peftc_err_msg());
+        return EXIT_FAILURE;
+    }
+    g_cpu = backend_cpu();
+    const char *tf32 = getenv("PEFTC_CUDA_TF32");
+    g_tf32 = tf32 && strcmp(tf32, "1") == 0;
+    printf("gpu_ops on %s against %s%s\n", g_gpu->name, g_cpu->name, g_tf32 ? " (TF32 matmuls)" : "");
+    SRunner *sr = srunner_create(gpu_ops_suite());
+    srunner_set_fork_status(sr, CK_NOFORK); /* a CUDA context does not survive fork */
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    backend_cuda_close();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
