@@ -154,16 +154,6 @@ int comm_local_size(const Comm *c) { return c->local_size; }
 uint64_t comm_bytes_reduced(const Comm *c) { return c->bytes_reduced; }
 CommDevice **comm_device_slot(Comm *c) { return &c->device; }
 
-#ifndef PEFTC_WITH_CUDA
-/* comm_nccl.c provides the real one in CUDA builds. */
-PeftcStatus comm_use_device(Comm *c, int device_local_rank, void *cuda_stream) {
-    (void)c;
-    (void)cuda_stream;
-    return PEFTC_ERR(PEFTC_EINVAL, "comm_use_device(local rank %d): this build has no CUDA backend (rebuild with "
-                                   "nvcc available and PEFTC_WITH_CUDA=ON or AUTO)", device_local_rank);
-}
-#endif
-
 static PeftcStatus check_args(const Comm *c, const void *buf, size_t n, const char *what) {
     if (!c) return PEFTC_ERR(PEFTC_EINVAL, "%s: comm must not be NULL", what);
     if (!buf && n) return PEFTC_ERR(PEFTC_EINVAL, "%s: buffer is NULL with count %zu", what, n);

@@ -45,16 +45,6 @@ void comm_free(Comm *c) {
 
 CommDevice **comm_device_slot(Comm *c) { return &c->device; }
 
-#ifndef PEFTC_WITH_CUDA
-/* comm_nccl.c provides the real one in CUDA builds. */
-PeftcStatus comm_use_device(Comm *c, int device_local_rank, void *cuda_stream) {
-    (void)c;
-    (void)cuda_stream;
-    return PEFTC_ERR(PEFTC_EINVAL, "comm_use_device(local rank %d): this build has no CUDA backend (rebuild with "
-                                   "nvcc available and PEFTC_WITH_CUDA=ON or AUTO)", device_local_rank);
-}
-#endif
-
 int comm_rank(const Comm *c) { return (void)c, 0; }
 int comm_size(const Comm *c) { return (void)c, 1; }
 int comm_local_rank(const Comm *c) { return (void)c, 0; }

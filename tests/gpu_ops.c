@@ -17,6 +17,7 @@
 
 #include "core/backend.h"
 #include "core/cuda/cuda_backend.h"
+#include "tests/gpu_testutil.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "tests/testutil.h"
@@ -497,23 +498,10 @@ static Suite *gpu_ops_suite(void) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("SKIP: no GPU visible (cuda_device_count() == 0): gpu_ops not run\n");
-        return EXIT_SUCCESS;
-    }
-    if (backend_cuda_open(&g_gpu, 0) != PEFTC_OK) {
-        fprintf(stderr, "backend_cuda_open: %s\n", peftc_err_msg());
-        return EXIT_FAILURE;
-    }
+    gpu_suite_open("gpu_ops", &g_gpu);
     g_cpu = backend_cpu();
     const char *tf32 = getenv("PEFTC_CUDA_TF32");
     g_tf32 = tf32 && strcmp(tf32, "1") == 0;
     printf("gpu_ops on %s against %s%s\n", g_gpu->name, g_cpu->name, g_tf32 ? " (TF32 matmuls)" : "");
-    SRunner *sr = srunner_create(gpu_ops_suite());
-    srunner_set_fork_status(sr, CK_NOFORK); /* a CUDA context does not survive fork */
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    backend_cuda_close();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return gpu_suite_run(gpu_ops_suite());
 }

@@ -15,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/cuda/cuda_backend.h"
+#include "tests/gpu_testutil.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "tests/testutil.h"
@@ -279,20 +280,7 @@ static Suite *gpu_ops_core_suite(void) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("SKIP: no GPU visible (cuda_device_count() == 0): gpu_ops_core not run\n");
-        return EXIT_SUCCESS;
-    }
-    if (backend_cuda_open(&g_gpu, 0) != PEFTC_OK) {
-        fprintf(stderr, "backend_cuda_open: %s\n", peftc_err_msg());
-        return EXIT_FAILURE;
-    }
+    gpu_suite_open("gpu_ops_core", &g_gpu);
     g_cpu = backend_cpu();
-    SRunner *sr = srunner_create(gpu_ops_core_suite());
-    srunner_set_fork_status(sr, CK_NOFORK); /* a CUDA context does not survive fork */
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    backend_cuda_close();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return gpu_suite_run(gpu_ops_core_suite());
 }
