@@ -44,6 +44,10 @@ static void layer_linears(const LlamaLayer *L, const Linear *out[N_MODULES]) {
 
 static int has_lora(const Linear *l) { return l->adapter && strcmp(l->adapter->ops->kind, "lora") == 0; }
 
+/* Every adapter exports itself as a LoRA pair (three-matrix and subspace methods fold into A and B),
+ * so any adapted module is saved; only plain LoRA adapters can be loaded back into. */
+static int exports_lora(const Linear *l) { return l->adapter != NULL; }
+
 /* Union of the LORA_T_* bits of the modules that carry a LoRA adapter. */
 static unsigned adapted_targets(const LlamaModel *m) {
     unsigned bits = 0;
@@ -51,7 +55,7 @@ static unsigned adapted_targets(const LlamaModel *m) {
         const Linear *ls[N_MODULES];
         layer_linears(&m->layers[i], ls);
         for (int j = 0; j < N_MODULES; j++)
-            if (has_lora(ls[j])) bits |= modules[j].bit;
+            if (exports_lora(ls[j])) bits |= modules[j].bit;
     }
     return bits;
 }
@@ -133,7 +137,7 @@ static PeftcStatus save_tensors(const LlamaModel *m, int r, const char *path) {
         const Linear *ls[N_MODULES];
         layer_linears(&m->layers[i], ls);
         for (int j = 0; j < N_MODULES && st == PEFTC_OK; j++)
-            if (has_lora(ls[j])) st = ls[j]->adapter->ops->export_tensors(ls[j]->adapter, st_sink, &s);
+            if (exports_lora(ls[j])) st = ls[j]->adapter->ops->export_tensors(ls[j]->adapter, st_sink, &s);
     }
     if (st == PEFTC_OK) st = st_write(s.w, path);
     st_writer_free(s.w);
@@ -523,7 +527,7 @@ static PeftcStatus add_gguf_layer(GgufWriter *w, const LlamaModel *m, int layer,
     const Linear *ls[N_MODULES];
     layer_linears(&m->layers[layer], ls);
     for (int j = 0; j < N_MODULES; j++) {
-        if (!has_lora(ls[j])) continue;
+        if (!exports_lora(ls[j])) continue;
         LoraPair p = {0};
         PEFTC_TRY(ls[j]->adapter->ops->export_tensors(ls[j]->adapter, pair_sink, &p));
         if (p.got != 3 || p.A.shape.dim[0] != r)
