@@ -3,16 +3,33 @@
 #include "adapter.h"
 #include "full.h"
 
-const char *const method_names[] = {[METHOD_LORA] = "lora", [METHOD_FULL] = "full", NULL};
+const char *const method_names[] = {[METHOD_LORA] = "lora",   [METHOD_FULL] = "full",   [METHOD_GMT] = "gmt",
+                                    [METHOD_SLORA] = "slora", [METHOD_NLORA] = "nlora", [METHOD_INTTUNE] = "inttune",
+                                    NULL};
 
-static PeftcStatus attach_lora(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
+int method_is_lora_shaped(MethodKind k) { return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_INTTUNE); }
+
+SloraConfig method_slora_config(const MethodConfig *mc) {
+    const LoraConfig *l = &mc->lora;
+    return (SloraConfig){.r = l->r, .alpha = l->alpha, .dropout = l->dropout, .rslora = l->rslora,
+                         .init = mc->kind == METHOD_SLORA ? SLORA_INIT_SLORA : SLORA_INIT_NLORA,
+                         .core = mc->nlora_core, .train_ab = mc->kind != METHOD_INTTUNE, .targets = l->targets};
+}
+
+/* GMT trains what full fine-tuning trains; only the update differs (the trainer's gradient hook). */
+static int is_full(MethodKind k) { return k == METHOD_FULL || k == METHOD_GMT; }
+
+/* One adapter per targeted linear layer, its tensors in the method's learning-rate group. */
+static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
     int group;
-    PEFTC_TRY(arena_group(arena, "lora", mc->lr, mc->weight_decay, &group));
+    SloraConfig sc = method_slora_config(mc);
+    PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (!(lora_target_bit(l->short_name) & mc->lora.targets)) continue;
         Adapter *a;
-        PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
+        if (mc->kind == METHOD_LORA) PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
+        else PEFTC_TRY(slora_create(&a, m->be, l, &sc, group));
         l->adapter = a;
         PEFTC_TRY(a->ops->register_params(a, arena));
     }
@@ -20,12 +37,12 @@ static PeftcStatus attach_lora(LlamaModel *m, Arena *arena, const MethodConfig *
 }
 
 PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
-    if (mc->kind == METHOD_FULL) return full_attach(m, arena, mc->lr, mc->weight_decay);
-    return attach_lora(m, arena, mc);
+    if (is_full(mc->kind)) return full_attach(m, arena, mc->lr, mc->weight_decay);
+    return attach_adapters(m, arena, mc);
 }
 
 PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed) {
-    if (mc->kind == METHOD_FULL) return full_init(m, arena);
+    if (is_full(mc->kind)) return full_init(m, arena);
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (l->adapter) PEFTC_TRY(l->adapter->ops->init(l->adapter, arena, l, seed));

@@ -9,19 +9,32 @@
 
 #include "../core/arena.h"
 #include "../core/llama.h"
+#include "gmt.h"
 #include "lora.h"
+#include "slora.h"
 
-typedef enum { METHOD_LORA = 0, METHOD_FULL = 1 } MethodKind;
+typedef enum {
+    METHOD_LORA = 0, METHOD_FULL = 1, METHOD_GMT = 2,
+    METHOD_SLORA = 3, METHOD_NLORA = 4, METHOD_INTTUNE = 5, /* three-matrix LoRA: s B N A */
+} MethodKind;
 
 typedef struct {
     MethodKind kind;
     LoraConfig lora;
+    GmtConfig gmt;        /* full fine-tuning with gradient masks: the trainer hook is gmt_hook() */
+    NloraCore nlora_core; /* NLoRA / IntTune: N = W[:r,:r] (block) or its pseudo-inverse */
     double lr;            /* peak lr of the method's main group */
     double weight_decay;
 } MethodConfig;
 
 /* Names indexed by MethodKind, NULL-terminated: what configurations spell. */
 extern const char *const method_names[];
+
+/* Methods that attach adapters shaped like LoRA (rank, alpha, targets from LoraConfig) and export as a
+ * PEFT LoRA adapter. */
+int method_is_lora_shaped(MethodKind k);
+/* The three-matrix configuration of SLoRA / NLoRA / IntTune from the LoRA keys and the preset. */
+SloraConfig method_slora_config(const MethodConfig *mc);
 
 PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc);
 PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed);

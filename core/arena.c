@@ -98,3 +98,9 @@ int arena_find(const Arena *a, const char *name) {
         if (strcmp(a->entries[i].name, name) == 0) return i;
     return -1;
 }
+
+size_t arena_trainable(const Arena *a) {
+    size_t n = 0;
+    for (int i = 0; i < a->n_entries; i++) n += a->entries[i].numel;
+    return n;
+}

@@ -65,6 +65,8 @@ real_t *arena_param(const Arena *a, int handle);
 real_t *arena_grad(const Arena *a, int handle);
 /* The parameter of an entry as a tensor description. */
 Tensor arena_param_tensor(const Arena *a, int handle);
+/* Trainable values: the sum of the entries' sizes (numel also counts the alignment gaps). */
+size_t arena_trainable(const Arena *a);
 /* Entry index of `name`, or -1. */
 int arena_find(const Arena *a, const char *name);
 

@@ -33,6 +33,11 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, 
     return PEFTC_OK;
 }
 
+void trainer_set_grad_hook(Trainer *t, const GradHook *h) {
+    if (h) t->grad_hook = *h;
+    else memset(&t->grad_hook, 0, sizeof t->grad_hook);
+}
+
 void trainer_free(Trainer *t) {
     free(t->tokens);
     free(t->targets);
@@ -107,9 +112,14 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     if (total_tokens < 1)
         return PEFTC_ERR(PEFTC_EINVAL, "trainer: step %lld's global batch has no target tokens", (long long)t->step);
     a->be->scale(a->grads, (real_t)(1.0 / total_tokens), a->numel);
+    const GradHook *hook = &t->grad_hook;
+    /* The hook edits the gradient before clipping (see GradHook), so the norm reported is the one
+     * clipped with. */
+    if (hook->before_update) PEFTC_TRY(hook->before_update(hook->user, a));
     double norm = optim_clip(a, t->cfg.adamw.grad_clip);
     double factor = sched_factor(&t->cfg.sched, t->step);
     optim_adamw_step(a, &t->cfg.adamw, t->step + 1, factor);
+    if (hook->after_update) hook->after_update(hook->user, a);
     sampler_advance(&t->train_sampler);
     t->step++;
 

@@ -1,6 +1,6 @@
 /* The training loop: micro-batches with gradient accumulation, one all-reduce of the arena's gradient
- * per optimizer step, clipping, AdamW, the schedule, and periodic held-out evaluation. Printing and
- * files are the caller's: the trainer reports through callbacks. */
+ * per optimizer step, an optional gradient hook, clipping, AdamW, the schedule, and periodic held-out
+ * evaluation. Printing and files are the caller's: the trainer reports through callbacks. */
 #ifndef PEFTC_TRAINER_H
 #define PEFTC_TRAINER_H
 
@@ -32,7 +32,8 @@ typedef struct {
     int64_t step, total;
     double loss;        /* mean token loss of the global batch */
     double lr;          /* lr factor times the first group's peak lr */
-    double grad_norm;   /* before clipping */
+    double grad_norm;   /* the norm clipping compared with max_norm: of the gradient after the grad hook
+                           (e.g. GMT's mask), before clipping */
     double tokens;      /* target tokens in the global batch */
     double seq_tokens;  /* input tokens processed this step over all ranks (B*T*accum*world) */
     double step_seconds;
@@ -52,6 +53,20 @@ typedef struct {
     void (*on_eval)(void *user, const EvalStats *s);
 } TrainerHooks;
 
+/* A method's say in each optimizer step, for methods that edit the update rather than the model
+ * (GMT). Order within trainer_step: zero grads, accumulate micro-batches, all-reduce, normalise by the
+ * global token count, before_update, clip, AdamW, after_update. before_update thus sees the gradient
+ * AdamW would get, identical on every rank, and clipping measures and scales what it leaves: the
+ * clip budget goes to the entries that will move. Either pointer may be NULL. */
+typedef struct {
+    void *user;
+    /* May edit the arena's gradient (never its trailer). A failure ends the step before any update;
+     * hooks that depend only on the reduced gradient fail on every rank alike. */
+    PeftcStatus (*before_update)(void *user, Arena *a);
+    /* May restore parameters and moments that the update should not have touched. */
+    void (*after_update)(void *user, Arena *a);
+} GradHook;
+
 typedef struct {
     TrainConfig cfg;
     LlamaModel *model;
@@ -65,12 +80,16 @@ typedef struct {
     uint64_t *row_keys;         /* (B*T) */
     int64_t *ids;               /* (B) */
     double start_time;          /* monotonic seconds when training started */
+    GradHook grad_hook;         /* none after trainer_init */
 } Trainer;
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
                          Dataset *data);
 void trainer_free(Trainer *t);
-/* One optimizer step (all micro-batches, reduce, clip, update). */
+/* Installs h for every later step (a copy is kept; h->user must outlive the trainer's use of it);
+ * NULL removes the hook. */
+void trainer_set_grad_hook(Trainer *t, const GradHook *h);
+/* One optimizer step (all micro-batches, reduce, grad hook, clip, update). */
 PeftcStatus trainer_step(Trainer *t, StepStats *out);
 /* Mean held-out loss over cfg.eval_batches global batches (same ids on every call). */
 PeftcStatus trainer_eval(Trainer *t, EvalStats *out);

@@ -97,7 +97,7 @@ static void print_banner(const Session *s, int world) {
                (long long)s->data_stats.examples[1], (long long)s->data_stats.tokens,
                (long long)s->data_stats.dropped, s->data_stats.from_cache ? " (tokenized cache)" : "");
     printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", method_names[c->method], world,
-           omp_get_max_threads(), (long long)llama_param_count(&c->model), s->arena.numel,
+           omp_get_max_threads(), (long long)llama_param_count(&c->model), arena_trainable(&s->arena),
            s->arena.n_groups ? s->arena.groups[0].name : "-");
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
            c->train.micro_batch * c->train.accum * world, c->train.seq_len, c->train.micro_batch, c->train.accum,
@@ -115,7 +115,7 @@ static int redraw_in_place(void) {
 
 /* Rank 0 writes the adapter in PEFT format; the others wait for its verdict. */
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
-    if (!s->cfg.save_adapter || s->cfg.method != METHOD_LORA) return PEFTC_OK;
+    if (!s->cfg.save_adapter || !method_is_lora_shaped(s->cfg.method)) return PEFTC_OK;
     PeftcStatus st = PEFTC_OK;
     if (comm_rank(comm) == 0) {
         char dir[600];

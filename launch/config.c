@@ -135,7 +135,7 @@ static PeftcStatus finish_data(RunConfig *c) {
 }
 
 static PeftcStatus finish_lora(RunConfig *c) {
-    if (c->method != METHOD_LORA) return PEFTC_OK;
+    if (!method_is_lora_shaped(c->method)) return PEFTC_OK;
     PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
     if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
     char why[512];
@@ -153,6 +153,8 @@ static PeftcStatus finish_device(const RunConfig *c) {
     if (c->em_examples > 0)
         return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: generation (eval.examples) runs on the CPU backend only "
                                        "for now; set eval.examples=0");
+    if (c->method == METHOD_GMT)
+        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: method.name=gmt runs on the CPU backend only for now");
     return PEFTC_OK;
 #endif
 }

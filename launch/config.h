@@ -32,6 +32,9 @@ typedef struct {
     uint64_t model_seed;    /* model.seed */
     /* method.* */
     MethodKind method;      /* method.name */
+    /* gmt.* */
+    GmtConfig gmt;          /* mask_ratio, masked_update */
+    NloraCore nlora_core;   /* nlora.core */
     /* lora.* */
     LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
     char lora_targets[128]; /* lora.targets */

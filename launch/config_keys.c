@@ -23,11 +23,15 @@ _Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized"
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
 _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
+_Static_assert(sizeof(GmtUpdate) == sizeof(int), "GmtUpdate must be int-sized");
+_Static_assert(sizeof(NloraCore) == sizeof(int), "NloraCore must be int-sized");
 
 static const ConfigSection SECTIONS[] = {
     {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
     {"method", "which parameters train"},
-    {"lora", "LoRA adapters (method.name=lora)"},
+    {"lora", "LoRA-shaped adapters (method.name=lora, slora, nlora, inttune)"},
+    {"nlora", "NLoRA / IntTune initialisation from the base weight"},
+    {"gmt", "gradient-mask tuning (method.name=gmt): full fine-tuning, each step's gradient masked per tensor"},
     {"train", "the training loop"},
     {"optim", "AdamW and gradient clipping"},
     {"sched", "learning-rate schedule"},
@@ -53,7 +57,8 @@ static const ConfigKey KEYS[] = {
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 
-    ENUM("method.name", method, "lora", method_names, "lora: adapters only; full: every base tensor"),
+    ENUM("method.name", method, "lora", method_names,
+         "lora; full (every base tensor); gmt (full, masked gradients); slora, nlora, inttune (s B N A)"),
 
     INT("lora.r", lora.r, "8", IN(1, 4096), "adapter rank"),
     FLT("lora.alpha", lora.alpha, "16", GT(0), "scale numerator: alpha/r (alpha/sqrt(r) with rslora)"),
@@ -64,6 +69,12 @@ static const ConfigKey KEYS[] = {
     FLT("lora.lr", lora_lr, "0", GE(0), "adapter learning rate; 0 = optim.lr"),
     STR("lora.init_from", lora_init_from, "", KEYF_OPTIONAL,
         "PEFT adapter folder to start from (its r, alpha, targets and rslora replace the lora.* keys)"),
+
+    ENUM("nlora.core", nlora_core, "block", nlora_core_names,
+         "N from the base weight: block = W[:r,:r] (the code's), pinv = its pseudo-inverse (the paper figure's)"),
+    FLT("gmt.mask_ratio", gmt.mask_ratio, "0.5", IN_HO(0, 1), "fraction of each tensor's gradient zeroed every step (smallest |g|)"),
+    ENUM("gmt.masked_update", gmt.update, "zero", gmt_update_names,
+         "zero: AdamW sees zeros there; skip: masked entries keep parameter, m and v"),
 
     INT("train.steps", train.steps, "40", GE(1), "optimizer steps"),
     INT("train.micro_batch", train.micro_batch, "4", GE(1), "sequences per micro-batch per rank"),

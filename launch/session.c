@@ -11,7 +11,9 @@
 static MethodConfig method_config(const RunConfig *c) {
     return (MethodConfig){.kind = c->method,
                           .lora = c->lora,
-                          .lr = (c->method == METHOD_LORA && c->lora_lr > 0) ? c->lora_lr : c->lr,
+                          .gmt = c->gmt,
+                          .nlora_core = c->nlora_core,
+                          .lr = (method_is_lora_shaped(c->method) && c->lora_lr > 0) ? c->lora_lr : c->lr,
                           .weight_decay = c->weight_decay};
 }
 
@@ -139,12 +141,18 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
     PeftcStatus st = reduce_on_device(s);
     if (st == PEFTC_OK) st = open_data(s);
     if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, &s->model, &s->arena, comm, s->data);
+    if (st == PEFTC_OK && s->cfg.method == METHOD_GMT) st = gmt_create(&s->gmt, &s->arena, &s->cfg.gmt);
+    if (st == PEFTC_OK && s->gmt) {
+        GradHook h = gmt_hook(s->gmt);
+        trainer_set_grad_hook(&s->trainer, &h);
+    }
     if (st != PEFTC_OK) session_close(s);
     return st;
 }
 
 void session_close(Session *s) {
     trainer_free(&s->trainer);
+    gmt_free(s->gmt);
     llama_free(&s->model); /* also destroys attached adapters */
     arena_free(&s->arena);
     if (s->data) s->data->free(s->data);

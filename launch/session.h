@@ -21,6 +21,7 @@ typedef struct {
     Dataset *data;
     SftStats data_stats;     /* for text data */
     Trainer trainer;
+    Gmt *gmt;                /* method.name=gmt: the trainer's gradient hook */
     Comm *comm; /* borrowed */
 } Session;
 

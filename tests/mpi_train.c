@@ -129,6 +129,36 @@ END_TEST
 START_TEST(full_n_ranks_equal_one_rank_with_accumulation) { check_equivalent("full"); }
 END_TEST
 
+/* GMT's masks come from the reduced gradient, so the layouts agree as full fine-tuning does (an entry
+ * sitting exactly at a tensor's cut-off could flip with summation order; none does here). */
+START_TEST(gmt_n_ranks_equal_one_rank_with_accumulation) { check_equivalent("gmt"); }
+END_TEST
+
+/* Every rank holds the same GMT mask after each step. */
+START_TEST(gmt_mask_identical_on_every_rank) {
+    static Session s;
+    RunConfig cfg = small_config("gmt", 2, 1);
+    ck_assert_int_eq(session_open(&s, &cfg, world), PEFTC_OK);
+    size_t n = s.arena.numel;
+    uint8_t *mine = malloc(n), *root = malloc(n);
+    for (int step = 0; step < 3; step++) {
+        StepStats st;
+        ck_assert_int_eq(trainer_step(&s.trainer, &st), PEFTC_OK);
+        memcpy(mine, gmt_keep_mask(s.gmt), n);
+        memcpy(root, mine, n);
+        ck_assert_int_eq(comm_bcast(world, root, n, 0), PEFTC_OK);
+        ck_assert_msg(memcmp(mine, root, n) == 0, "step %d: rank %d's GMT mask differs from rank 0's", step + 1,
+                      comm_rank(world));
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) kept += mine[i];
+        ck_assert_msg(kept < n, "step %d: the mask keeps every entry", step + 1);
+    }
+    free(mine);
+    free(root);
+    session_close(&s);
+}
+END_TEST
+
 START_TEST(same_seed_is_bit_identical) {
     Curve a, b;
     RunConfig cfg = small_config("lora", 2, 1);
@@ -203,6 +233,8 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, lora_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, full_n_ranks_equal_one_rank_with_accumulation);
+    tcase_add_test(tc, gmt_n_ranks_equal_one_rank_with_accumulation);
+    tcase_add_test(tc, gmt_mask_identical_on_every_rank);
     tcase_add_test(tc, same_seed_is_bit_identical);
     tcase_add_test(tc, a_failing_rank_stops_every_rank);
     suite_add_tcase(s, tc);

@@ -1,0 +1,217 @@
+/* Finite-difference checks, in double precision, of the whole model's loss with respect to the
+ * SLoRA / NLoRA / IntTune tensors A, N, B on every linear layer of a tiny random LLaMA: SLoRA with
+ * dropout, NLoRA with the raw-block and pseudo-inverse cores at their init point, and IntTune (only
+ * N trains; the frozen A and B must come through a backward untouched). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/slora.h"
+#include "core/llama.h"
+#include "core/rng.h"
+#include "tests/testutil.h"
+
+#ifndef PEFTC_REAL_DOUBLE
+#error "grad_slora must be built against the double-precision library"
+#endif
+
+enum { B = 2, T = 6, R = 3 };
+
+typedef struct {
+    LlamaModel model;
+    Arena arena;
+    int32_t tokens[B * T], targets[B * T];
+    uint64_t row_keys[B * T];
+} Fixture;
+
+static const LlamaConfig tiny = {.hidden = 16, .intermediate = 24, .layers = 2, .heads = 4, .kv_heads = 2,
+                                 .vocab = 19, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1};
+
+/* What method.c does for LoRA, with slora_create: one adapter per targeted linear, registered. */
+static void attach(Fixture *f, const SloraConfig *sc) {
+    int group;
+    ck_assert_int_eq(arena_group(&f->arena, "slora", 1e-3, 0, &group), PEFTC_OK);
+    for (int i = 0; i < llama_linear_count(&f->model); i++) {
+        Linear *l = llama_linear(&f->model, i);
+        if (!(lora_target_bit(l->short_name) & sc->targets)) continue;
+        Adapter *a;
+        ck_assert_int_eq(slora_create(&a, f->model.be, l, sc, group), PEFTC_OK);
+        l->adapter = a;
+        ck_assert_int_eq(a->ops->register_params(a, &f->arena), PEFTC_OK);
+    }
+}
+
+static void fixture_open(Fixture *f, const SloraConfig *sc) {
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &tiny, 11, 0.3), PEFTC_OK);
+    for (int i = 0; i < f->model.n_refs; i++) {
+        const LlamaParamRef *r = &f->model.refs[i];
+        if (r->shape.ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape.dim[0], rng_key_str(5, r->name), 0.5, 1.5);
+    }
+    arena_init(&f->arena, backend_cpu());
+    attach(f, sc);
+    ck_assert_int_eq(arena_finalize(&f->arena), PEFTC_OK);
+    for (int i = 0; i < llama_linear_count(&f->model); i++) {
+        Linear *l = llama_linear(&f->model, i);
+        if (l->adapter) ck_assert_int_eq(l->adapter->ops->init(l->adapter, &f->arena, l, 3), PEFTC_OK);
+    }
+    ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
+    for (int i = 0; i < B * T; i++) {
+        f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)tiny.vocab);
+        f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)tiny.vocab);
+        f->row_keys[i] = rng_key(77, (uint64_t)i);
+    }
+}
+
+static void fixture_close(Fixture *f) {
+    for (int i = 0; i < llama_linear_count(&f->model); i++) {
+        Linear *l = llama_linear(&f->model, i);
+        if (l->adapter) l->adapter->ops->destroy(l->adapter);
+        l->adapter = NULL;
+    }
+    llama_free(&f->model);
+    arena_free(&f->arena);
+}
+
+static double loss_of(void *ctx) {
+    Fixture *f = ctx;
+    double loss;
+    int64_t n;
+    ck_assert_int_eq(llama_forward(&f->model, f->tokens, f->targets, f->row_keys, 1, B, T, &loss, &n), PEFTC_OK);
+    return loss;
+}
+
+/* Analytic gradient of the summed loss, then every arena tensor against central differences. */
+static void check_all_tensors(Fixture *f) {
+    f->arena.be->zero(f->arena.grads, f->arena.numel);
+    loss_of(f);
+    llama_backward(&f->model, f->tokens, f->targets, f->row_keys, 1);
+    real_t *g = malloc(f->arena.numel * sizeof *g);
+    memcpy(g, f->arena.grads, f->arena.numel * sizeof *g);
+    double worst = 0;
+    for (int i = 0; i < f->arena.n_entries; i++) {
+        const ArenaEntry *e = &f->arena.entries[i];
+        double err = tu_gradcheck(loss_of, f, f->arena.params + e->offset, g + e->offset, e->numel, 1e-6, 40, e->name);
+        ck_assert_msg(err < 1e-7, "gradient of %s: relative error %.3g", e->name, err);
+        double gnorm = 0;
+        for (size_t j = 0; j < e->numel; j++) gnorm += g[e->offset + j] * g[e->offset + j];
+        ck_assert_msg(gnorm > 0, "gradient of %s is identically zero", e->name);
+        if (err > worst) worst = err;
+    }
+    printf("  %d tensors, worst relative error %.2e\n", f->arena.n_entries, worst);
+    free(g);
+}
+
+static SloraConfig cfg_of(SloraInit init, NloraCore core, int train_ab, double dropout) {
+    return (SloraConfig){.r = R, .alpha = 6, .dropout = dropout, .init = init, .core = core, .train_ab = train_ab,
+                         .targets = LORA_T_ALL};
+}
+
+START_TEST(slora_all_linear_with_dropout) {
+    Fixture f;
+    SloraConfig sc = cfg_of(SLORA_INIT_SLORA, NLORA_CORE_BLOCK, 1, 0.2);
+    fixture_open(&f, &sc);
+    ck_assert_int_eq(f.arena.n_entries, 3 * 7 * 2);
+    /* B starts at zero, where dA and dN vanish: move everything off that point. */
+    tu_fill_uniform(f.arena.params, f.arena.numel, 99, -0.5, 0.5);
+    check_all_tensors(&f);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(slora_rslora_subset) {
+    Fixture f;
+    SloraConfig sc = cfg_of(SLORA_INIT_SLORA, NLORA_CORE_BLOCK, 1, 0);
+    sc.rslora = 1;
+    sc.targets = LORA_T_K | LORA_T_O | LORA_T_UP;
+    fixture_open(&f, &sc);
+    ck_assert_int_eq(f.arena.n_entries, 3 * 3 * 2);
+    tu_fill_uniform(f.arena.params, f.arena.numel, 98, -0.5, 0.5);
+    check_all_tensors(&f);
+    fixture_close(&f);
+}
+END_TEST
+
+/* NLoRA's B = W[:, :r] is nonzero, so its own init point already exercises every gradient. */
+START_TEST(nlora_block_at_init) {
+    Fixture f;
+    SloraConfig sc = cfg_of(SLORA_INIT_NLORA, NLORA_CORE_BLOCK, 1, 0.1);
+    fixture_open(&f, &sc);
+    check_all_tensors(&f);
+    fixture_close(&f);
+}
+END_TEST
+
+START_TEST(nlora_pinv_at_init) {
+    Fixture f;
+    SloraConfig sc = cfg_of(SLORA_INIT_NLORA, NLORA_CORE_PINV, 1, 0);
+    sc.alpha = 0.5; /* pinv makes B N A ~ W: keep the adapted layers from dwarfing the base */
+    fixture_open(&f, &sc);
+    check_all_tensors(&f);
+    fixture_close(&f);
+}
+END_TEST
+
+typedef struct {
+    int n;
+    real_t *copy[2 * 14];
+} Snapshot;
+
+static PeftcStatus snap(void *user, const char *name, const Tensor *t) {
+    (void)name;
+    Snapshot *s = user;
+    size_t bytes = tensor_bytes(t);
+    s->copy[s->n] = malloc(bytes);
+    memcpy(s->copy[s->n++], t->data, bytes);
+    return PEFTC_OK;
+}
+
+static void snapshot(Fixture *f, Snapshot *s) {
+    s->n = 0;
+    for (int i = 0; i < llama_linear_count(&f->model); i++) {
+        Adapter *a = llama_linear(&f->model, i)->adapter;
+        ck_assert_int_eq(a->ops->export_tensors(a, snap, s), PEFTC_OK);
+    }
+}
+
+/* IntTune: only N is registered and gets gradients; A and B (exported as A and B N with N unchanged)
+ * are bit-for-bit what they were before the backward. */
+START_TEST(inttune_only_n) {
+    Fixture f;
+    SloraConfig sc = cfg_of(SLORA_INIT_NLORA, NLORA_CORE_BLOCK, 0, 0.2);
+    fixture_open(&f, &sc);
+    ck_assert_int_eq(f.arena.n_entries, 7 * 2);
+    for (int i = 0; i < f.arena.n_entries; i++) {
+        ck_assert_ptr_nonnull(strstr(f.arena.entries[i].name, ".slora_N"));
+        ck_assert_uint_eq(f.arena.entries[i].numel, R * R);
+    }
+    Snapshot before, after;
+    snapshot(&f, &before);
+    check_all_tensors(&f);
+    snapshot(&f, &after);
+    ck_assert_int_eq(before.n, after.n);
+    size_t sizes[2] = {(size_t)R * tiny.hidden, 0};
+    for (int i = 0; i < before.n; i++) {
+        const Adapter *a = llama_linear(&f.model, i / 2)->adapter;
+        sizes[0] = (size_t)R * a->in, sizes[1] = (size_t)a->out * R;
+        ck_assert_msg(memcmp(before.copy[i], after.copy[i], sizes[i % 2] * sizeof(real_t)) == 0,
+                      "%s: frozen %s changed in a backward", a->name, i % 2 ? "B" : "A");
+        free(before.copy[i]);
+        free(after.copy[i]);
+    }
+    fixture_close(&f);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("grad_slora");
+    TCase *tc = tcase_create("finite_differences");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, slora_all_linear_with_dropout);
+    tcase_add_test(tc, slora_rslora_subset);
+    tcase_add_test(tc, nlora_block_at_init);
+    tcase_add_test(tc, nlora_pinv_at_init);
+    tcase_add_test(tc, inttune_only_n);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
