@@ -5,9 +5,21 @@
 
 const char *const method_names[] = {[METHOD_LORA] = "lora",   [METHOD_FULL] = "full",   [METHOD_GMT] = "gmt",
                                     [METHOD_SLORA] = "slora", [METHOD_NLORA] = "nlora", [METHOD_INTTUNE] = "inttune",
-                                    NULL};
+                                    [METHOD_EIGENLORA] = "eigenlora", NULL};
 
-int method_is_lora_shaped(MethodKind k) { return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_INTTUNE); }
+int method_is_lora_shaped(MethodKind k) { return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_EIGENLORA); }
+
+LoraConfig method_export_config(const MethodConfig *mc) {
+    LoraConfig c = mc->lora;
+    if (mc->kind == METHOD_EIGENLORA) {
+        EigenConfig e = mc->eigen;
+        e.r = c.r;
+        c.alpha = eigenlora_export_alpha(&e);
+        c.rslora = 0;
+        c.dropout = 0;
+    }
+    return c;
+}
 
 SloraConfig method_slora_config(const MethodConfig *mc) {
     const LoraConfig *l = &mc->lora;
@@ -20,15 +32,20 @@ SloraConfig method_slora_config(const MethodConfig *mc) {
 static int is_full(MethodKind k) { return k == METHOD_FULL || k == METHOD_GMT; }
 
 /* One adapter per targeted linear layer, its tensors in the method's learning-rate group. */
-static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
+static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConfig *mc, const EigenBasis *basis) {
     int group;
     SloraConfig sc = method_slora_config(mc);
+    EigenConfig ec = mc->eigen;
+    ec.r = mc->lora.r;
+    ec.targets = mc->lora.targets;
+    if (basis && ec.K == 0) ec.K = basis->columns; /* every component the file holds */
     PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (!(lora_target_bit(l->short_name) & mc->lora.targets)) continue;
         Adapter *a;
         if (mc->kind == METHOD_LORA) PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
+        else if (mc->kind == METHOD_EIGENLORA) PEFTC_TRY(eigenlora_create(&a, m->be, l, basis, &ec, group));
         else PEFTC_TRY(slora_create(&a, m->be, l, &sc, group));
         l->adapter = a;
         PEFTC_TRY(a->ops->register_params(a, arena));
@@ -36,9 +53,19 @@ static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConf
     return PEFTC_OK;
 }
 
+/* EigenLoRAx adapters copy their components at creation, so the basis file is open only meanwhile. */
+static PeftcStatus attach_eigenlora(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
+    EigenBasis basis;
+    PEFTC_TRY(eigen_basis_open(&basis, mc->eigen.basis_path));
+    PeftcStatus st = attach_adapters(m, arena, mc, &basis);
+    eigen_basis_close(&basis);
+    return st;
+}
+
 PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
     if (is_full(mc->kind)) return full_attach(m, arena, mc->lr, mc->weight_decay);
-    return attach_adapters(m, arena, mc);
+    if (mc->kind == METHOD_EIGENLORA) return attach_eigenlora(m, arena, mc);
+    return attach_adapters(m, arena, mc, NULL);
 }
 
 PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed) {

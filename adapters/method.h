@@ -9,6 +9,7 @@
 
 #include "../core/arena.h"
 #include "../core/llama.h"
+#include "eigenlora.h"
 #include "gmt.h"
 #include "lora.h"
 #include "slora.h"
@@ -16,6 +17,7 @@
 typedef enum {
     METHOD_LORA = 0, METHOD_FULL = 1, METHOD_GMT = 2,
     METHOD_SLORA = 3, METHOD_NLORA = 4, METHOD_INTTUNE = 5, /* three-matrix LoRA: s B N A */
+    METHOD_EIGENLORA = 6,                                  /* loadings on a recycled principal subspace */
 } MethodKind;
 
 typedef struct {
@@ -23,6 +25,7 @@ typedef struct {
     LoraConfig lora;
     GmtConfig gmt;        /* full fine-tuning with gradient masks: the trainer hook is gmt_hook() */
     NloraCore nlora_core; /* NLoRA / IntTune: N = W[:r,:r] (block) or its pseudo-inverse */
+    EigenConfig eigen;    /* EigenLoRAx: basis file, K, init; r and targets come from lora */
     double lr;            /* peak lr of the method's main group */
     double weight_decay;
 } MethodConfig;
@@ -33,6 +36,8 @@ extern const char *const method_names[];
 /* Methods that attach adapters shaped like LoRA (rank, alpha, targets from LoraConfig) and export as a
  * PEFT LoRA adapter. */
 int method_is_lora_shaped(MethodKind k);
+/* The LoRA configuration a PEFT export of the method's adapters carries (EigenLoRAx has scale 1). */
+LoraConfig method_export_config(const MethodConfig *mc);
 /* The three-matrix configuration of SLoRA / NLoRA / IntTune from the LoRA keys and the preset. */
 SloraConfig method_slora_config(const MethodConfig *mc);
 

@@ -121,7 +121,8 @@ static PeftcStatus save_adapter(Session *s, Comm *comm) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/adapter", s->cfg.out_dir);
         const char *base = s->cfg.model_path[0] ? s->cfg.model_path : "random";
-        st = peft_save(&s->model, &s->cfg.lora, base, dir);
+        LoraConfig lc = method_export_config(&s->method);
+        st = peft_save(&s->model, &lc, base, dir);
         if (st == PEFTC_OK) printf("peftc: adapter saved to %s (PEFT format)\n", dir);
     }
     return comm_agree(comm, st);

@@ -15,6 +15,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_eigen(int argc, char **argv);
 /* Usage of `peftc train` with every configuration key and its default. */
 void train_usage(FILE *f);
 void generate_usage(FILE *f);

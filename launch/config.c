@@ -134,7 +134,17 @@ static PeftcStatus finish_data(RunConfig *c) {
     return PEFTC_OK;
 }
 
+static PeftcStatus finish_eigenlora(const RunConfig *c) {
+    if (c->method != METHOD_EIGENLORA) return PEFTC_OK;
+    if (!c->eigen.basis_path[0])
+        return PEFTC_ERR(PEFTC_EINVAL, "method.name=eigenlora needs eigenlora.basis (a file from 'peftc eigen build')");
+    if (c->eigen.init_projection && !c->eigen.projection_from[0])
+        return PEFTC_ERR(PEFTC_EINVAL, "eigenlora.init=projection needs eigenlora.projection_from (a PEFT folder)");
+    return PEFTC_OK;
+}
+
 static PeftcStatus finish_lora(RunConfig *c) {
+    PEFTC_TRY(finish_eigenlora(c));
     if (!method_is_lora_shaped(c->method)) return PEFTC_OK;
     PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
     if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;

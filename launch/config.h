@@ -35,6 +35,7 @@ typedef struct {
     /* gmt.* */
     GmtConfig gmt;          /* mask_ratio, masked_update */
     NloraCore nlora_core;   /* nlora.core */
+    EigenConfig eigen;      /* eigenlora.*: basis, k, init, projection_from (r and targets: lora.*) */
     /* lora.* */
     LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
     char lora_targets[128]; /* lora.targets */

@@ -18,6 +18,9 @@
 #define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, NO_RANGE, NULL, fl, h}
 #define ENUM(n, f, d, names, h) {n, KEY_ENUM, FIELD(f), d, NO_RANGE, names, 0, h}
 
+/* eigenlora.init is stored in EigenConfig.init_projection (an int: 0 uniform, 1 projection). */
+static const char *const eigen_init_names[] = {"uniform", "projection", NULL};
+
 /* Enum keys are C enums whose values index their names, written through an int. */
 _Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized");
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
@@ -31,6 +34,7 @@ static const ConfigSection SECTIONS[] = {
     {"method", "which parameters train"},
     {"lora", "LoRA-shaped adapters (method.name=lora, slora, nlora, inttune)"},
     {"nlora", "NLoRA / IntTune initialisation from the base weight"},
+    {"eigenlora", "EigenLoRAx (method.name=eigenlora): loadings on a basis from 'peftc eigen build'"},
     {"gmt", "gradient-mask tuning (method.name=gmt): full fine-tuning, each step's gradient masked per tensor"},
     {"train", "the training loop"},
     {"optim", "AdamW and gradient clipping"},
@@ -72,6 +76,11 @@ static const ConfigKey KEYS[] = {
 
     ENUM("nlora.core", nlora_core, "block", nlora_core_names,
          "N from the base weight: block = W[:r,:r] (the code's), pinv = its pseudo-inverse (the paper figure's)"),
+    STR("eigenlora.basis", eigen.basis_path, "", KEYF_OPTIONAL, "basis file written by 'peftc eigen build'"),
+    INT("eigenlora.k", eigen.K, "0", GE(0), "components per side; 0 = all the basis holds"),
+    ENUM("eigenlora.init", eigen.init_projection, "uniform", eigen_init_names,
+         "uniform: loadings U(-0.5, 0.5); projection: loadings of the adapter in eigenlora.projection_from"),
+    STR("eigenlora.projection_from", eigen.projection_from, "", KEYF_OPTIONAL, "PEFT LoRA folder for init=projection"),
     FLT("gmt.mask_ratio", gmt.mask_ratio, "0.5", IN_HO(0, 1), "fraction of each tensor's gradient zeroed every step (smallest |g|)"),
     ENUM("gmt.masked_update", gmt.update, "zero", gmt_update_names,
          "zero: AdamW sees zeros there; skip: masked entries keep parameter, m and v"),

@@ -14,6 +14,8 @@ static void usage(FILE *f) {
             "  generate --prompt TEXT [flags]        continue a prompt or answer it as a chat turn\n"
             "  export --adapter DIR --out PATH       write an adapter as a PEFT folder or llama.cpp GGUF\n"
             "  merge --adapter DIR --out DIR         fold an adapter into the base; write an HF folder\n"
+            "  eigen build --adapters D1,D2 --k N --out FILE\n"
+            "                                        EigenLoRAx basis from several LoRA adapters of one base\n"
             "\n"
             "Data-parallel runs: mpirun -np N peftc train ...   (or srun --mpi=pmix under Slurm)\n");
 }
@@ -37,7 +39,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval}, {"generate", cmd_generate}, {"export", cmd_export},
-                {"merge", cmd_merge}};
+                {"merge", cmd_merge}, {"eigen", cmd_eigen}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0) return cmds[i].run(argc - 2, argv + 2);
     fprintf(stderr, "peftc: error: unknown command '%s'\n", argv[1]);

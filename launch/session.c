@@ -13,6 +13,7 @@ static MethodConfig method_config(const RunConfig *c) {
                           .lora = c->lora,
                           .gmt = c->gmt,
                           .nlora_core = c->nlora_core,
+                          .eigen = c->eigen,
                           .lr = (method_is_lora_shaped(c->method) && c->lora_lr > 0) ? c->lora_lr : c->lr,
                           .weight_decay = c->weight_decay};
 }

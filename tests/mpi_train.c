@@ -101,13 +101,15 @@ static void compare(const Curve *dist, const Curve *ref, const char *what, doubl
                   scale);
 }
 
-static void check_equivalent(const char *method) {
+/* must_learn: the loss must fall within the few steps (IntTune's r*r values per layer are too few to
+ * show it on noisy 6-step curves; equivalence is what is tested). */
+static void check_equivalent_as(const char *method, int must_learn) {
     int n = comm_size(world);
     Curve dist, ref;
     RunConfig cfg = small_config(method, 2, 1);
     train(&dist, &cfg, world);
-    ck_assert_msg(dist.loss[STEPS - 1] < dist.loss[0], "%s: loss did not fall (%g -> %g)", method, dist.loss[0],
-                  dist.loss[STEPS - 1]);
+    ck_assert_msg(!must_learn || dist.loss[STEPS - 1] < dist.loss[0], "%s: loss did not fall (%g -> %g)", method,
+                  dist.loss[0], dist.loss[STEPS - 1]);
     if (comm_rank(world) == 0) {
         Comm *self;
         ck_assert_int_eq(comm_init_self(&self), PEFTC_OK);
@@ -123,10 +125,20 @@ static void check_equivalent(const char *method) {
     free(dist.params);
 }
 
+static void check_equivalent(const char *method) { check_equivalent_as(method, 1); }
+
 START_TEST(lora_n_ranks_equal_one_rank_with_accumulation) { check_equivalent("lora"); }
 END_TEST
 
 START_TEST(full_n_ranks_equal_one_rank_with_accumulation) { check_equivalent("full"); }
+END_TEST
+
+/* The three-matrix family: SLoRA (random init), NLoRA (from W's blocks), IntTune (N alone). */
+START_TEST(slora_family_n_ranks_equal_one_rank_with_accumulation) {
+    check_equivalent("slora");
+    check_equivalent("nlora");
+    check_equivalent_as("inttune", 0);
+}
 END_TEST
 
 /* GMT's masks come from the reduced gradient, so the layouts agree as full fine-tuning does (an entry
@@ -234,6 +246,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, lora_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, full_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, gmt_n_ranks_equal_one_rank_with_accumulation);
+    tcase_add_test(tc, slora_family_n_ranks_equal_one_rank_with_accumulation);
     tcase_add_test(tc, gmt_mask_identical_on_every_rank);
     tcase_add_test(tc, same_seed_is_bit_identical);
     tcase_add_test(tc, a_failing_rank_stops_every_rank);

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Every method through the binary, from key=value overrides and from a YAML file, on 1 and 2 ranks:
+# the trainable count printed at start equals the method's formula, the 2-rank run's loss curve equals
+# the 1-rank run with accum=2, and the adapter methods save a PEFT folder that reloads (lora.init_from)
+# with the same held-out loss. EigenLoRAx gets its basis from two LoRAs trained on other tasks.
+set -uo pipefail
+peftc=$1
+. "$(dirname "$0")/lib_cli.sh"
+export OMP_NUM_THREADS=1
+
+# The random toy model: hidden 128, q 128, k/v 64 (4 heads, 2 kv heads), intermediate 352, 4 layers.
+base="model.path= data.task=reverse train.steps=8 sched.warmup=2 train.eval_every=0 train.eval_batches=2
+      eval.examples=0 optim.lr=5e-3"
+r=8 layers=4
+# sum over the 7 modules of (in + out): q 128+128, k 128+64, v 128+64, o 128+128, gate/up 128+352, down 352+128
+io=$((256 + 192 + 192 + 256 + 480 + 480 + 480))
+declare -A want=(
+  [lora]=$((layers * r * io))
+  [slora]=$((layers * (r * io + 7 * r * r)))
+  [nlora]=$((layers * (r * io + 7 * r * r)))
+  [inttune]=$((layers * 7 * r * r))
+  [full]=746624
+  [gmt]=746624
+)
+
+trainable() { sed -n 's/.*trainable \([0-9]*\) (.*/\1/p' "$1" | head -1; }
+# same_curve RUN1 RUN2: equal training losses, step by step, to 1e-5 relative.
+same_curve() {
+  python3 - "$1/metrics.csv" "$2/metrics.csv" <<'PY'
+import sys
+rows = [[l.split(',') for l in open(p) if l.startswith('train,')] for p in sys.argv[1:]]
+assert len(rows[0]) == len(rows[1]) > 0, [len(r) for r in rows]
+for a, b in zip(*rows):
+    x, y = float(a[2]), float(b[2])
+    assert abs(x - y) <= 1e-5 * max(abs(x), abs(y)), (a, b)
+PY
+}
+heldout() { sed -n 's/.*held-out loss [0-9.]* -> \([0-9.]*\).*/\1/p' "$1"; }
+
+for m in lora slora nlora inttune full gmt; do
+  "$peftc" train $base method.name=$m output.dir="$dir/$m-1" >"$dir/$m-1.log" 2>&1
+  check "$m: 1-rank run exits 0" "[ $? -eq 0 ]"
+  check "$m: trainable count ${want[$m]}" "[ \"\$(trainable '$dir/$m-1.log')\" = ${want[$m]} ]"
+  "$mpiexec" -n 2 --oversubscribe "$peftc" train $base method.name=$m output.dir="$dir/$m-2" >"$dir/$m-2.log" 2>&1
+  check "$m: 2-rank run exits 0" "[ $? -eq 0 ]"
+  "$peftc" train $base method.name=$m train.accum=2 output.dir="$dir/$m-a" >"$dir/$m-a.log" 2>&1
+  check "$m: 2 ranks give the loss curve of 1 rank with accum=2" "same_curve '$dir/$m-2' '$dir/$m-a'"
+done
+
+# From a YAML file (SLoRA with the pinv core of NLoRA's init, as a file user would write it).
+printf 'model: {path: ""}\nmethod: {name: nlora}\nnlora: {core: pinv}\nlora: {r: 4, targets: [q, v]}\ntrain: {steps: 4, seq_len: 32}\nsched: {warmup: 1}\ndata: {task: reverse}\neval: {examples: 0}\n' >"$dir/nlora.yaml"
+"$peftc" train "$dir/nlora.yaml" output.dir="$dir/yaml" >"$dir/yaml.log" 2>&1
+check "YAML nlora run exits 0" "[ $? -eq 0 ]"
+check "YAML run counts q,v at r=4: $((layers * (4 * (256 + 192) + 2 * 16)))" \
+  "[ \"\$(trainable '$dir/yaml.log')\" = $((layers * (4 * (256 + 192) + 2 * 16))) ]"
+
+# Adapter methods save PEFT folders that reload as LoRA with the same held-out loss.
+for m in slora inttune; do
+  "$peftc" eval $base lora.init_from="$dir/$m-1/adapter" >"$dir/$m-eval.log" 2>&1
+  check "$m: saved adapter reloads with the run's held-out loss" \
+    "grep -q \"held-out loss \$(heldout '$dir/$m-1.log')\" '$dir/$m-eval.log'"
+done
+
+# EigenLoRAx: basis from LoRAs of two other tasks, then loadings only.
+for t in copy add; do
+  "$peftc" train $base data.task=$t output.dir="$dir/src-$t" >"$dir/src-$t.log" 2>&1
+done
+"$peftc" eigen build --adapters "$dir/src-copy/adapter,$dir/src-add/adapter" --k 8 --random 4 \
+  --out "$dir/basis.safetensors" >"$dir/eigen.log" 2>&1
+check "eigen build exits 0 and reports captured variance" "[ $? -eq 0 ] && grep -q 'captured variance' '$dir/eigen.log'"
+eig="$base method.name=eigenlora eigenlora.basis=$dir/basis.safetensors"
+"$peftc" train $eig output.dir="$dir/eig-1" >"$dir/eig-1.log" 2>&1
+check "eigenlora: trains; trainable = 2 K r per module = $((28 * 2 * 12 * r))" \
+  "[ \$? -eq 0 ] && [ \"\$(trainable '$dir/eig-1.log')\" = $((28 * 2 * 12 * r)) ]"
+"$mpiexec" -n 2 --oversubscribe "$peftc" train $eig output.dir="$dir/eig-2" >"$dir/eig-2.log" 2>&1
+"$peftc" train $eig train.accum=2 output.dir="$dir/eig-a" >"$dir/eig-a.log" 2>&1
+check "eigenlora: 2 ranks equal 1 rank with accum=2" "same_curve '$dir/eig-2' '$dir/eig-a'"
+"$peftc" eval $base lora.init_from="$dir/eig-1/adapter" >"$dir/eig-eval.log" 2>&1
+check "eigenlora: exported as LoRA, reloads with the run's held-out loss" \
+  "grep -q \"held-out loss \$(heldout '$dir/eig-1.log')\" '$dir/eig-eval.log'"
+"$peftc" train $base method.name=eigenlora >"$dir/nobasis.log" 2>&1
+check "eigenlora without a basis is a configuration error" "[ $? -eq 2 ] && grep -q 'eigenlora.basis' '$dir/nobasis.log'"
+
+finish lora-1.log lora-2.log yaml.log eigen.log eig-1.log eig-eval.log
