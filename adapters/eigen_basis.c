@@ -37,25 +37,6 @@ typedef struct {
     int n_mods, cap_mods;
 } Sources;
 
-/* Splits "base_model.model.<module>.lora_A.weight" (or PEFT's ".lora_A.default.weight") into module and
- * which (0 = A, 1 = B); 0 for any other name. Same rule as peft_load. */
-static int split_lora_name(const char *name, char *module, size_t cap, int *which) {
-    static const char *const suffix[4] = {".lora_A.weight", ".lora_B.weight", ".lora_A.default.weight",
-                                          ".lora_B.default.weight"};
-    size_t np = strlen(PEFT_PREFIX);
-    if (strncmp(name, PEFT_PREFIX, np) != 0) return 0;
-    const char *rest = name + np;
-    size_t n = strlen(rest);
-    for (int i = 0; i < 4; i++) {
-        size_t ns = strlen(suffix[i]);
-        if (n <= ns || n - ns >= cap || strcmp(rest + n - ns, suffix[i]) != 0) continue;
-        memcpy(module, rest, n - ns);
-        module[n - ns] = '\0';
-        *which = i % 2;
-        return 1;
-    }
-    return 0;
-}
 
 static int find_module(const Sources *s, const char *name) {
     for (int i = 0; i < s->n_mods; i++)
@@ -92,7 +73,7 @@ static PeftcStatus scan_source(Sources *s, int i) {
         const StTensor *ten = &f->tensors[t];
         char module[96];
         int which;
-        if (!split_lora_name(ten->name, module, sizeof module, &which))
+        if (!peft_split_name(ten->name, module, sizeof module, &which))
             return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s': unexpected name (expected %s<module>.lora_A.weight or "
                                             ".lora_B.weight)", f->file.path, ten->name, PEFT_PREFIX);
         int m = find_module(s, module);

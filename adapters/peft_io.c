@@ -368,9 +368,7 @@ PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) {
 
 /* ---------------------------------------------------------------- loading */
 
-/* Splits "base_model.model.<module>.lora_A.weight" (or PEFT's in-memory ".lora_A.default.weight") into
- * module and which (0 = A, 1 = B). Returns 0 for any other name. */
-static int parse_peft_name(const char *name, char *module, size_t cap, int *which) {
+int peft_split_name(const char *name, char *module, size_t cap, int *which) {
     static const char *const suffix[4] = {".lora_A.weight", ".lora_B.weight", ".lora_A.default.weight",
                                           ".lora_B.default.weight"};
     size_t np = strlen(PEFT_PREFIX);
@@ -406,7 +404,7 @@ static PeftcStatus load_tensor(const LlamaModel *m, Arena *arena, const StFile *
                                unsigned char *seen) {
     char module[ARENA_NAME_MAX - 8];
     int which;
-    if (!parse_peft_name(t->name, module, sizeof module, &which))
+    if (!peft_split_name(t->name, module, sizeof module, &which))
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s': unexpected name (expected %s<module>.lora_A.weight or "
                                         ".lora_B.weight)", f->file.path, t->name, PEFT_PREFIX);
     const Linear *l = NULL;

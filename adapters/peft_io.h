@@ -22,6 +22,10 @@ PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg);
  * must belong to an adapted module; errors name the file and tensor. */
 PeftcStatus peft_load(LlamaModel *m, Arena *arena, const char *dir);
 
+/* Splits "base_model.model.<module>.lora_A.weight" (or PEFT's in-memory ".lora_A.default.weight") into
+ * module and which (0 = A, 1 = B). Returns 0 for any other name. */
+int peft_split_name(const char *name, char *module, size_t cap, int *which);
+
 /* Writes the attached LoRA adapters as a llama.cpp GGUF LoRA adapter file. */
 PeftcStatus peft_save_gguf(const LlamaModel *m, const LoraConfig *cfg, const char *path);
 

@@ -12,6 +12,7 @@
 #include "adapters/method.h"
 #include "core/llama.h"
 #include "core/rng.h"
+#include "tests/gradcheck_model.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -110,33 +111,10 @@ static void fixture_close(Fixture *f) {
     rmdir(f->dir);
 }
 
-static double loss_of(void *ctx) {
-    Fixture *f = ctx;
-    double loss;
-    int64_t n;
-    ck_assert_int_eq(llama_forward(&f->model, f->tokens, f->targets, f->row_keys, 1, B, T, &loss, &n), PEFTC_OK);
-    return loss;
-}
-
-/* Analytic gradient of the summed loss, then every loading against central differences. */
+/* Every arena tensor of the fixture against central differences. */
 static void check_all_tensors(Fixture *f) {
-    f->arena.be->zero(f->arena.grads, f->arena.numel);
-    loss_of(f);
-    llama_backward(&f->model, f->tokens, f->targets, f->row_keys, 1);
-    real_t *g = malloc(f->arena.numel * sizeof *g);
-    memcpy(g, f->arena.grads, f->arena.numel * sizeof *g);
-    double worst = 0;
-    for (int i = 0; i < f->arena.n_entries; i++) {
-        const ArenaEntry *e = &f->arena.entries[i];
-        double err = tu_gradcheck(loss_of, f, f->arena.params + e->offset, g + e->offset, e->numel, 1e-6, 40, e->name);
-        ck_assert_msg(err < 1e-7, "gradient of %s: relative error %.3g", e->name, err);
-        double gnorm = 0;
-        for (size_t j = 0; j < e->numel; j++) gnorm += g[e->offset + j] * g[e->offset + j];
-        ck_assert_msg(gnorm > 0, "gradient of %s is identically zero", e->name);
-        if (err > worst) worst = err;
-    }
-    printf("  %d tensors, worst relative error %.2e\n", f->arena.n_entries, worst);
-    free(g);
+    GcBatch b = {&f->model, f->tokens, f->targets, f->row_keys, B, T};
+    gc_check_arena(&b, &f->arena);
 }
 
 START_TEST(eigenlora_all_linear_tied) {
