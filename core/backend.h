@@ -125,6 +125,21 @@ struct Backend {
     /* dinp(R,C) += dout * mask / (1-p) */
     void (*dropout_bwd)(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p);
 
+    /* ---- fixed-pattern sparse matrices (CSR; row_ptr (rows+1), col_idx (nnz) int32 backend memory) ----
+     * W(rows,cols) += alpha * S, S given by its pattern and values (nnz) */
+    void (*csr_add_dense)(real_t *W, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values, int rows,
+                          int cols, real_t alpha);
+    /* y(R,rows) += alpha * x(R,cols) S^T */
+    void (*csr_spmm)(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values,
+                     int R, int rows, int cols, real_t alpha);
+    /* dx(R,cols) += alpha * dy(R,rows) S */
+    void (*csr_spmm_t)(real_t *dx, const real_t *dy, const int32_t *row_ptr, const int32_t *col_idx,
+                       const real_t *values, int R, int rows, int cols, real_t alpha);
+    /* dvalues(nnz) += alpha * (dy^T x) sampled at the pattern: the gradient of S's values (SDDMM).
+     * dy (R,rows), x (R,cols). */
+    void (*csr_sddmm)(real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
+                      const int32_t *col_idx, int R, int rows, int cols, real_t alpha);
+
     /* ---- AdamW on one span of the arena (PyTorch semantics) ----
      * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p = p (1 - lr wd) - lr/bc1 * m / (sqrt(v/bc2) + eps).
      * p, g, m, v (n); bc1 = 1 - b1^step, bc2 = 1 - b2^step. */

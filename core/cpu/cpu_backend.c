@@ -187,6 +187,10 @@ static const Backend cpu_backend = {
     .xent_bwd = cpu_xent_bwd,
     .dropout_fwd = cpu_dropout_fwd,
     .dropout_bwd = cpu_dropout_bwd,
+    .csr_add_dense = cpu_csr_add_dense,
+    .csr_spmm = cpu_csr_spmm,
+    .csr_spmm_t = cpu_csr_spmm_t,
+    .csr_sddmm = cpu_csr_sddmm,
     .adamw = cpu_adamw,
 };
 

@@ -90,4 +90,14 @@ void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64
                      real_t p);
 void cpu_dropout_bwd(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p);
 
+/* ---- cpu_sparse.c ---- */
+void cpu_csr_add_dense(real_t *W, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values, int rows,
+                       int cols, real_t alpha);
+void cpu_csr_spmm(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values,
+                  int R, int rows, int cols, real_t alpha);
+void cpu_csr_spmm_t(real_t *dx, const real_t *dy, const int32_t *row_ptr, const int32_t *col_idx,
+                    const real_t *values, int R, int rows, int cols, real_t alpha);
+void cpu_csr_sddmm(real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
+                   const int32_t *col_idx, int R, int rows, int cols, real_t alpha);
+
 #endif
