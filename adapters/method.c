@@ -5,9 +5,15 @@
 
 const char *const method_names[] = {[METHOD_LORA] = "lora",   [METHOD_FULL] = "full",   [METHOD_GMT] = "gmt",
                                     [METHOD_SLORA] = "slora", [METHOD_NLORA] = "nlora", [METHOD_INTTUNE] = "inttune",
-                                    [METHOD_EIGENLORA] = "eigenlora", NULL};
+                                    [METHOD_EIGENLORA] = "eigenlora", [METHOD_ROSA] = "rosa", [METHOD_SPA] = "spa",
+                                    NULL};
 
-int method_is_lora_shaped(MethodKind k) { return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_EIGENLORA); }
+/* SpA has no LoRA part to export; RoSA's LoRA part is a plain PEFT LoRA. */
+int method_is_lora_shaped(MethodKind k) {
+    return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_EIGENLORA) || k == METHOD_ROSA;
+}
+
+int method_is_rosa(MethodKind k) { return k == METHOD_ROSA || k == METHOD_SPA; }
 
 LoraConfig method_export_config(const MethodConfig *mc) {
     LoraConfig c = mc->lora;
@@ -39,13 +45,21 @@ static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConf
     ec.r = mc->lora.r;
     ec.targets = mc->lora.targets;
     if (basis && ec.K == 0) ec.K = basis->columns; /* every component the file holds */
-    PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
+    /* RoSA's sparse values learn at their own rate (the paper: 2e-4 against LoRA's 7e-4); SpA has
+     * nothing else. */
+    RosaConfig rc = {.lora = mc->lora, .density = mc->rosa_density};
+    if (mc->kind == METHOD_SPA) rc.lora.r = 0;
+    int sparse_group = -1;
+    if (mc->kind != METHOD_SPA) PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
+    if (method_is_rosa(mc->kind)) PEFTC_TRY(arena_group(arena, "sparse", mc->sparse_lr, mc->weight_decay, &sparse_group));
+    if (mc->kind == METHOD_SPA) group = sparse_group;
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (!(lora_target_bit(l->short_name) & mc->lora.targets)) continue;
         Adapter *a;
         if (mc->kind == METHOD_LORA) PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
         else if (mc->kind == METHOD_EIGENLORA) PEFTC_TRY(eigenlora_create(&a, m->be, l, basis, &ec, group));
+        else if (method_is_rosa(mc->kind)) PEFTC_TRY(rosa_create(&a, m->be, l, &rc, group, sparse_group));
         else PEFTC_TRY(slora_create(&a, m->be, l, &sc, group));
         l->adapter = a;
         PEFTC_TRY(a->ops->register_params(a, arena));

@@ -12,12 +12,14 @@
 #include "eigenlora.h"
 #include "gmt.h"
 #include "lora.h"
+#include "rosa.h"
 #include "slora.h"
 
 typedef enum {
     METHOD_LORA = 0, METHOD_FULL = 1, METHOD_GMT = 2,
     METHOD_SLORA = 3, METHOD_NLORA = 4, METHOD_INTTUNE = 5, /* three-matrix LoRA: s B N A */
     METHOD_EIGENLORA = 6,                                  /* loadings on a recycled principal subspace */
+    METHOD_ROSA = 7, METHOD_SPA = 8,                       /* LoRA + Fisher-masked sparse delta; sparse only */
 } MethodKind;
 
 typedef struct {
@@ -26,6 +28,8 @@ typedef struct {
     GmtConfig gmt;        /* full fine-tuning with gradient masks: the trainer hook is gmt_hook() */
     NloraCore nlora_core; /* NLoRA / IntTune: N = W[:r,:r] (block) or its pseudo-inverse */
     EigenConfig eigen;    /* EigenLoRAx: basis file, K, init; r and targets come from lora */
+    double rosa_density;  /* RoSA / SpA: nonzeros of S per layer = floor(density * out * in) */
+    double sparse_lr;     /* RoSA / SpA: peak lr of the sparse values' group */
     double lr;            /* peak lr of the method's main group */
     double weight_decay;
 } MethodConfig;
@@ -36,6 +40,8 @@ extern const char *const method_names[];
 /* Methods that attach adapters shaped like LoRA (rank, alpha, targets from LoraConfig) and export as a
  * PEFT LoRA adapter. */
 int method_is_lora_shaped(MethodKind k);
+/* RoSA or SpA. */
+int method_is_rosa(MethodKind k);
 /* The LoRA configuration a PEFT export of the method's adapters carries (EigenLoRAx has scale 1). */
 LoraConfig method_export_config(const MethodConfig *mc);
 /* The three-matrix configuration of SLoRA / NLoRA / IntTune from the LoRA keys and the preset. */

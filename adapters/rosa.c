@@ -132,6 +132,8 @@ static void download_pattern(const Adapter *a, int32_t *row_ptr, int32_t *col_id
     if (S->nnz) a->be->download(col_idx, S->pat.col_idx, (size_t)S->nnz * sizeof(int32_t));
 }
 
+int64_t rosa_layer_nnz(const Adapter *a) { return rosa_is(a) ? ((const Rosa *)a->state)->nnz : 0; }
+
 PeftcStatus rosa_export_sparse(const Adapter *a, int32_t *row_ptr, int32_t *col_idx, real_t *values) {
     if (!rosa_is(a)) return PEFTC_ERR(PEFTC_EINVAL, "rosa_export_sparse: layer %s is not a RoSA adapter", a->name);
     const Rosa *S = a->state;

@@ -105,6 +105,9 @@ PeftcStatus rosa_mask_from_accumulator(Adapter *a, int64_t count);
 
 /* ---- export of the sparse part ---- */
 
+/* Nonzeros of this layer's S (its configured nnz; 0 for a non-RoSA adapter). */
+int64_t rosa_layer_nnz(const Adapter *a);
+
 /* S in CSR form into host arrays: row_ptr (out+1), col_idx (nnz, ascending within a row, int32 row
  * offsets and column indices), values (nnz). ESTATE before a mask is set or before init. */
 PeftcStatus rosa_export_sparse(const Adapter *a, int32_t *row_ptr, int32_t *col_idx, real_t *values);

@@ -431,8 +431,9 @@ static PeftcStatus check_add(const StWriter *w, const char *name, StDType dtype,
     return PEFTC_OK;
 }
 
-PeftcStatus st_writer_add(StWriter *w, const char *name, StDType dtype, const Shape *shape, const real_t *data) {
-    PEFTC_TRY(check_add(w, name, dtype, shape, data));
+/* Appends an entry of nbytes uninitialised bytes; the caller fills e->bytes. */
+static PeftcStatus new_entry(StWriter *w, const char *name, StDType dtype, const Shape *shape, size_t nbytes,
+                             StEntry **out) {
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 16;
         StEntry *e = realloc(w->e, (size_t)cap * sizeof *e);
@@ -440,9 +441,8 @@ PeftcStatus st_writer_add(StWriter *w, const char *name, StDType dtype, const Sh
         w->e = e;
         w->cap = cap;
     }
-    int64_t n = shape_numel(shape);
     StEntry *e = &w->e[w->n];
-    *e = (StEntry){.name = strdup(name), .dtype = dtype, .shape = *shape, .nbytes = (size_t)n * stored_size(dtype)};
+    *e = (StEntry){.name = strdup(name), .dtype = dtype, .shape = *shape, .nbytes = nbytes};
     e->bytes = malloc(e->nbytes ? e->nbytes : 1);
     if (!e->name || !e->bytes) {
         free(e->name);
@@ -450,8 +450,38 @@ PeftcStatus st_writer_add(StWriter *w, const char *name, StDType dtype, const Sh
         return PEFTC_ERR(PEFTC_ENOMEM, "safetensors writer: out of memory for tensor '%s' (%zu bytes)", name,
                          e->nbytes);
     }
-    encode(dtype, data, e->bytes, n);
     w->n++;
+    *out = e;
+    return PEFTC_OK;
+}
+
+PeftcStatus st_writer_add(StWriter *w, const char *name, StDType dtype, const Shape *shape, const real_t *data) {
+    PEFTC_TRY(check_add(w, name, dtype, shape, data));
+    int64_t n = shape_numel(shape);
+    StEntry *e;
+    PEFTC_TRY(new_entry(w, name, dtype, shape, (size_t)n * stored_size(dtype), &e));
+    encode(dtype, data, e->bytes, n);
+    return PEFTC_OK;
+}
+
+PeftcStatus st_writer_add_i32(StWriter *w, const char *name, const Shape *shape, const int32_t *data) {
+    /* check_add's name and shape rules, with F32 standing in for the (equally sized) I32 */
+    PEFTC_TRY(check_add(w, name, ST_F32, shape, (const real_t *)(const void *)data));
+    size_t n = (size_t)shape_numel(shape);
+    StEntry *e;
+    PEFTC_TRY(new_entry(w, name, ST_I32, shape, n * sizeof(int32_t), &e));
+    if (n) memcpy(e->bytes, data, n * sizeof(int32_t)); /* little-endian hosts only, as everywhere here */
+    return PEFTC_OK;
+}
+
+PeftcStatus st_read_i32(const StFile *f, const StTensor *t, const Shape *expect, int32_t *out) {
+    char a[64], b[64];
+    if (t->dtype != ST_I32)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is %s, expected I32", f->file.path, t->name, t->dtype_name);
+    if (expect && !shape_equal(expect, &t->shape))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected %s", f->file.path, t->name,
+                         shape_str(&t->shape, a, sizeof a), shape_str(expect, b, sizeof b));
+    if (t->nbytes) memcpy(out, t->data, t->nbytes);
     return PEFTC_OK;
 }
 

@@ -38,11 +38,16 @@ const StTensor *st_find(const StFile *f, const char *name);
  * other dtypes or when `expect` (if non-NULL) differs from the tensor's shape. */
 PeftcStatus st_read_real(const StFile *f, const StTensor *t, const Shape *expect, real_t *out);
 
+/* out(numel) = an I32 tensor; EFORMAT naming file and tensor for another dtype or shape. */
+PeftcStatus st_read_i32(const StFile *f, const StTensor *t, const Shape *expect, int32_t *out);
+
 /* Writer: add tensors (the data is copied or converted at add time), then st_write(). */
 typedef struct StWriter StWriter;
 StWriter *st_writer_new(void);
 /* `dtype` of the stored tensor: ST_F32, ST_F16 or ST_BF16, converted from real_t values. */
 PeftcStatus st_writer_add(StWriter *w, const char *name, StDType dtype, const Shape *shape, const real_t *data);
+/* An I32 tensor, stored as given (index arrays such as sparse patterns). */
+PeftcStatus st_writer_add_i32(StWriter *w, const char *name, const Shape *shape, const int32_t *data);
 PeftcStatus st_writer_meta(StWriter *w, const char *key, const char *value);
 /* Writes `path` atomically (path.tmp, fsync, rename); header padded to 8 bytes, tensors sorted by name. */
 PeftcStatus st_write(StWriter *w, const char *path);

@@ -13,6 +13,8 @@
 #include "../core/fsutil.h"
 #include "commands.h"
 #include "evaluate.h"
+#include "rosa_run.h"
+#include "../adapters/rosa_io.h"
 #include "metrics.h"
 #include "progress.h"
 #include "session.h"
@@ -113,17 +115,33 @@ static int redraw_in_place(void) {
     return isatty(fileno(stdout)) && !(term && strcmp(term, "dumb") == 0);
 }
 
-/* Rank 0 writes the adapter in PEFT format; the others wait for its verdict. */
+/* The LoRA part as a PEFT folder; RoSA's and SpA's sparse deltas beside it. */
+static PeftcStatus write_adapter(Session *s, const char *dir) {
+    const RunConfig *c = &s->cfg;
+    const char *base = c->model_path[0] ? c->model_path : "random";
+    if (method_is_lora_shaped(c->method) && !(c->method == METHOD_ROSA && c->lora.r == 0)) {
+        LoraConfig lc = method_export_config(&s->method);
+        PEFTC_TRY(peft_save(&s->model, &lc, base, dir));
+    }
+    if (method_is_rosa(c->method) && c->rosa_density > 0) {
+        char path[700];
+        PEFTC_TRY(fs_mkdir_p(dir));
+        snprintf(path, sizeof path, "%s/rosa_sparse.safetensors", dir);
+        PEFTC_TRY(rosa_save_sparse(&s->model, path));
+    }
+    return PEFTC_OK;
+}
+
+/* Rank 0 writes the adapter; the others wait for its verdict. */
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
-    if (!s->cfg.save_adapter || !method_is_lora_shaped(s->cfg.method)) return PEFTC_OK;
+    const RunConfig *c = &s->cfg;
+    if (!c->save_adapter || !(method_is_lora_shaped(c->method) || method_is_rosa(c->method))) return PEFTC_OK;
     PeftcStatus st = PEFTC_OK;
     if (comm_rank(comm) == 0) {
         char dir[600];
-        snprintf(dir, sizeof dir, "%s/adapter", s->cfg.out_dir);
-        const char *base = s->cfg.model_path[0] ? s->cfg.model_path : "random";
-        LoraConfig lc = method_export_config(&s->method);
-        st = peft_save(&s->model, &lc, base, dir);
-        if (st == PEFTC_OK) printf("peftc: adapter saved to %s (PEFT format)\n", dir);
+        snprintf(dir, sizeof dir, "%s/adapter", c->out_dir);
+        st = write_adapter(s, dir);
+        if (st == PEFTC_OK) printf("peftc: adapter saved to %s\n", dir);
     }
     return comm_agree(comm, st);
 }
@@ -145,6 +163,7 @@ static PeftcStatus run(Session *s, Comm *comm) {
     double em0 = 0, em1 = 0;
     int em = em_enabled(s);
     if (st == PEFTC_OK && em) st = em_report(s, comm, "before training", &em0);
+    if (st == PEFTC_OK && rosa_needs_masks(s)) st = rosa_make_masks(s, comm);
     if (st == PEFTC_OK) st = trainer_run(&s->trainer, root ? &hooks : NULL);
     if (root) progress_finish(rep.progress);
     if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);

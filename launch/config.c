@@ -143,8 +143,26 @@ static PeftcStatus finish_eigenlora(const RunConfig *c) {
     return PEFTC_OK;
 }
 
+static PeftcStatus finish_rosa(RunConfig *c) {
+    if (!method_is_rosa(c->method)) return PEFTC_OK;
+    if (c->method == METHOD_SPA && !(c->rosa_density > 0))
+        return PEFTC_ERR(PEFTC_EINVAL, "method.name=spa needs rosa.density > 0 (SpA is the sparse delta alone)");
+    if (c->rosa_density > 0 && c->rosa_warmup + c->rosa_grad_steps > c->train.steps && !c->rosa_restart)
+        return PEFTC_ERR(PEFTC_EINVAL, "rosa.warmup + rosa.grad_steps (%lld) must fit in train.steps (%lld) when "
+                                       "rosa.restart is false", (long long)(c->rosa_warmup + c->rosa_grad_steps),
+                         (long long)c->train.steps);
+    if (c->rosa_mask_path[0]) return PEFTC_OK;
+    const char *leaf = "/rosa_masks.safetensors";
+    if (strlen(c->out_dir) + strlen(leaf) >= sizeof c->rosa_mask_path)
+        return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold rosa_masks.safetensors; set rosa.mask_path");
+    memcpy(c->rosa_mask_path, c->out_dir, strlen(c->out_dir));
+    strcpy(c->rosa_mask_path + strlen(c->out_dir), leaf);
+    return PEFTC_OK;
+}
+
 static PeftcStatus finish_lora(RunConfig *c) {
     PEFTC_TRY(finish_eigenlora(c));
+    PEFTC_TRY(finish_rosa(c));
     if (!method_is_lora_shaped(c->method)) return PEFTC_OK;
     PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
     if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
@@ -163,8 +181,9 @@ static PeftcStatus finish_device(const RunConfig *c) {
     if (c->em_examples > 0)
         return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: generation (eval.examples) runs on the CPU backend only "
                                        "for now; set eval.examples=0");
-    if (c->method == METHOD_GMT)
-        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: method.name=gmt runs on the CPU backend only for now");
+    if (c->method == METHOD_GMT || (method_is_rosa(c->method) && c->rosa_density > 0))
+        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: method.name=%s runs on the CPU backend only for now",
+                         method_names[c->method]);
     return PEFTC_OK;
 #endif
 }

@@ -36,6 +36,14 @@ typedef struct {
     GmtConfig gmt;          /* mask_ratio, masked_update */
     NloraCore nlora_core;   /* nlora.core */
     EigenConfig eigen;      /* eigenlora.*: basis, k, init, projection_from (r and targets: lora.*) */
+    /* rosa.*: RoSA and SpA (rank, alpha, dropout, targets: lora.*) */
+    double rosa_density;    /* rosa.density */
+    int64_t rosa_warmup;    /* rosa.warmup: LoRA-only steps before the gradients are collected */
+    int64_t rosa_grad_steps; /* rosa.grad_steps: steps whose micro-batches are collected */
+    RosaAccum rosa_accum;   /* rosa.statistic */
+    int rosa_restart;       /* rosa.restart: after the mask, start again from step 0 (the paper's recipe) */
+    char rosa_mask_path[512]; /* rosa.mask_path: masks to load, or where generated ones go */
+    double rosa_lr;         /* rosa.lr: the sparse values' lr; 0 = optim.lr */
     /* lora.* */
     LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
     char lora_targets[128]; /* lora.targets */

@@ -28,12 +28,14 @@ _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
 _Static_assert(sizeof(GmtUpdate) == sizeof(int), "GmtUpdate must be int-sized");
 _Static_assert(sizeof(NloraCore) == sizeof(int), "NloraCore must be int-sized");
+_Static_assert(sizeof(RosaAccum) == sizeof(int), "RosaAccum must be int-sized");
 
 static const ConfigSection SECTIONS[] = {
     {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
     {"method", "which parameters train"},
     {"lora", "LoRA-shaped adapters (method.name=lora, slora, nlora, inttune)"},
     {"nlora", "NLoRA / IntTune initialisation from the base weight"},
+    {"rosa", "RoSA and SpA (method.name=rosa, spa): LoRA plus a sparse delta on a Fisher mask"},
     {"eigenlora", "EigenLoRAx (method.name=eigenlora): loadings on a basis from 'peftc eigen build'"},
     {"gmt", "gradient-mask tuning (method.name=gmt): full fine-tuning, each step's gradient masked per tensor"},
     {"train", "the training loop"},
@@ -76,6 +78,15 @@ static const ConfigKey KEYS[] = {
 
     ENUM("nlora.core", nlora_core, "block", nlora_core_names,
          "N from the base weight: block = W[:r,:r] (the code's), pinv = its pseudo-inverse (the paper figure's)"),
+    FLT("rosa.density", rosa_density, "0.01", IN(0, 1), "nonzeros of each layer's sparse delta, as a fraction"),
+    INT("rosa.warmup", rosa_warmup, "10", GE(0), "LoRA-only steps before gradients are collected for the mask"),
+    INT("rosa.grad_steps", rosa_grad_steps, "1", GE(1), "steps whose micro-batch gradients make the mask"),
+    ENUM("rosa.statistic", rosa_accum, "mean_squared", rosa_accum_names,
+         "what ranks the mask: mean_squared (empirical Fisher diagonal) or mean of the frozen weight's gradients"),
+    BOOL("rosa.restart", rosa_restart, "true", "after the mask, train again from step 0 with fresh adapters"),
+    STR("rosa.mask_path", rosa_mask_path, "", KEYF_OPTIONAL,
+        "masks to load (skips generation) if the file exists, else where generated masks go; \"\" = <output.dir>/rosa_masks.safetensors"),
+    FLT("rosa.lr", rosa_lr, "0", GE(0), "sparse values' learning rate; 0 = optim.lr"),
     STR("eigenlora.basis", eigen.basis_path, "", KEYF_OPTIONAL, "basis file written by 'peftc eigen build'"),
     INT("eigenlora.k", eigen.K, "0", GE(0), "components per side; 0 = all the basis holds"),
     ENUM("eigenlora.init", eigen.init_projection, "uniform", eigen_init_names,

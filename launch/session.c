@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "../adapters/peft_io.h"
+#include "../adapters/rosa_io.h"
 #ifdef PEFTC_WITH_CUDA
 #include "../core/cuda/cuda_backend.h"
 #endif
@@ -14,6 +15,8 @@ static MethodConfig method_config(const RunConfig *c) {
                           .gmt = c->gmt,
                           .nlora_core = c->nlora_core,
                           .eigen = c->eigen,
+                          .rosa_density = c->rosa_density,
+                          .sparse_lr = c->rosa_lr > 0 ? c->rosa_lr : c->lr,
                           .lr = (method_is_lora_shaped(c->method) && c->lora_lr > 0) ? c->lora_lr : c->lr,
                           .weight_decay = c->weight_decay};
 }
@@ -97,6 +100,12 @@ static PeftcStatus open_method(Session *s) {
     /* Adapter init is keyed by the training seed so one base model can host differently seeded runs. */
     PEFTC_TRY(method_init(&s->model, &s->arena, &s->method, c->train.seed));
     if (c->lora_init_from[0]) PEFTC_TRY(peft_load(&s->model, &s->arena, c->lora_init_from));
+    /* The second launch of RoSA's recipe: the masks the first one saved. */
+    struct stat sb;
+    if (method_is_rosa(c->method) && c->rosa_density > 0 && stat(c->rosa_mask_path, &sb) == 0) {
+        PEFTC_TRY(rosa_load_sparse(&s->model, &s->arena, c->rosa_mask_path, 0));
+        s->rosa_masks_loaded = 1;
+    }
     return PEFTC_OK;
 }
 

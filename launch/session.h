@@ -22,6 +22,7 @@ typedef struct {
     SftStats data_stats;     /* for text data */
     Trainer trainer;
     Gmt *gmt;                /* method.name=gmt: the trainer's gradient hook */
+    int rosa_masks_loaded;   /* RoSA / SpA: masks came from rosa.mask_path (no generation needed) */
     Comm *comm; /* borrowed */
 } Session;
 
