@@ -5,6 +5,9 @@ PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_de
     PEFTC_TRY(arena_group(arena, "base", lr, weight_decay, &group));
     for (int i = 0; i < m->n_refs; i++) {
         const LlamaParamRef *r = &m->refs[i];
+        if (r->quantized)
+            return PEFTC_ERR(PEFTC_EINVAL, "full fine-tuning needs the dense base: set model.quantized=false (%s is "
+                             "kept in quantized blocks)", r->name);
         PEFTC_TRY(arena_register(arena, r->name, r->shape, group, r->decay, &h));
     }
     return PEFTC_OK;

@@ -94,7 +94,7 @@ PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uin
 void method_merge(LlamaModel *m) {
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
-        if (l->adapter) l->adapter->ops->merge(l->adapter, l->W);
+        if (l->adapter && !l->qW) l->adapter->ops->merge(l->adapter, l->W);
     }
 }
 

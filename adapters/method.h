@@ -49,7 +49,8 @@ SloraConfig method_slora_config(const MethodConfig *mc);
 
 PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc);
 PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed);
-/* Folds every attached adapter into its base weight (W += delta); adapters stay attached. */
+/* Folds every attached adapter into its base weight (W += delta); adapters stay attached. A quantized
+ * base weight (Linear.qW) cannot take a delta and is left alone: model_save_hf refuses such a model. */
 void method_merge(LlamaModel *m);
 void method_detach(LlamaModel *m);
 

@@ -141,13 +141,13 @@ static PeftcStatus nlora_from_host(Adapter *a, const real_t *w) {
     return st;
 }
 
-/* W may live on a device: one download of the whole matrix beats out strided row-prefix copies. */
+/* W may live on a device or in quantized blocks: one dense copy of the whole matrix on the host beats out
+ * strided row-prefix copies. */
 static PeftcStatus init_nlora(Adapter *a, const Linear *base) {
     size_t n = (size_t)a->out * (size_t)a->in;
     real_t *w = malloc(n * sizeof *w);
     if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "slora: no host memory to read %s.weight (%zu values)", a->name, n);
-    a->be->download(w, base->W, n * sizeof *w);
-    PeftcStatus st = a->be->status();
+    PeftcStatus st = linear_weight_dense(a->be, base, w);
     if (st == PEFTC_OK) st = nlora_from_host(a, w);
     free(w);
     return st;

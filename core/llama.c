@@ -51,6 +51,7 @@ static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, 
     l->out = out;
     snprintf(name, sizeof name, "%s.weight", l->name);
     add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
+    m->refs[m->n_refs - 1].quantized = m->cfg.quantized;
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
         add_ref(m, name, shape1(out), &l->b, &l->db, 0);
@@ -96,9 +97,38 @@ static PeftcStatus init_ref(const Backend *be, const LlamaParamRef *r, uint64_t 
     return PEFTC_OK;
 }
 
+/* The quantized layers' blocks come from a loader; here only their table and the one scratch that every
+ * quantized linear expands its W into, sized for the largest. */
+static PeftcStatus create_quantized(LlamaModel *m) {
+    size_t most = 0;
+    for (int i = 0; i < m->n_refs; i++)
+        if (m->refs[i].quantized && (size_t)shape_numel(&m->refs[i].shape) > most)
+            most = (size_t)shape_numel(&m->refs[i].shape);
+    m->qweights = calloc((size_t)llama_linear_count(m), sizeof *m->qweights);
+    m->wscratch = m->be->alloc(most * sizeof(real_t));
+    if (!m->qweights || !m->wscratch)
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate the %zu-byte dequantization scratch",
+                         most * sizeof(real_t));
+    for (int i = 0; i < m->n_refs; i++)
+        if (m->refs[i].quantized) *m->refs[i].data = m->wscratch;
+    return PEFTC_OK;
+}
+
+static PeftcStatus check_quantized(const Backend *be, const LlamaConfig *cfg, double init_std) {
+    if (!cfg->quantized) return PEFTC_OK;
+    if (be->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) runs on the CPU backend only, "
+                                       "not '%s'", be->name);
+    if (init_std >= 0)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) comes from a GGUF file; a "
+                                       "random model has no blocks to keep");
+    return PEFTC_OK;
+}
+
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
     memset(m, 0, sizeof *m);
     PEFTC_TRY(llama_config_check(cfg));
+    PEFTC_TRY(check_quantized(be, cfg, init_std));
     m->cfg = *cfg;
     m->cfg.head_dim = head_dim_of(cfg);
     m->be = be;
@@ -111,7 +141,8 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     }
     build_refs(m);
     size_t total = 0;
-    for (int i = 0; i < m->n_refs; i++) total += (size_t)shape_numel(&m->refs[i].shape);
+    for (int i = 0; i < m->n_refs; i++)
+        if (!m->refs[i].quantized) total += (size_t)shape_numel(&m->refs[i].shape);
     m->base_mem = be->alloc(total * sizeof(real_t));
     if (!m->base_mem) {
         llama_free(m);
@@ -119,8 +150,16 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     }
     size_t off = 0;
     for (int i = 0; i < m->n_refs; i++) {
+        if (m->refs[i].quantized) continue;
         *m->refs[i].data = m->base_mem + off;
         off += (size_t)shape_numel(&m->refs[i].shape);
+    }
+    if (cfg->quantized) {
+        PeftcStatus st = create_quantized(m);
+        if (st != PEFTC_OK) {
+            llama_free(m);
+            return st;
+        }
     }
     for (int i = 0; i < m->n_refs; i++) {
         PeftcStatus st = init_ref(be, &m->refs[i], seed, init_std);
@@ -141,9 +180,25 @@ PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
         const LlamaParamRef *s = &src->refs[i], *d = &dst->refs[i];
         if (strcmp(s->name, d->name) != 0 || !shape_equal(&s->shape, &d->shape))
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s has no counterpart %s", s->name, d->name);
+        if (s->quantized || d->quantized)
+            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
+                             "model; load the base dense (model.quantized=false)", s->name);
         dst->be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
     }
     return dst->be->status();
+}
+
+size_t llama_dense_bytes(const LlamaConfig *c) { return (size_t)llama_param_count(c) * sizeof(real_t); }
+
+size_t llama_base_bytes(const LlamaModel *m) {
+    size_t bytes = 0, scratch = 0;
+    for (int i = 0; i < m->n_refs; i++) {
+        size_t n = (size_t)shape_numel(&m->refs[i].shape) * sizeof(real_t);
+        if (!m->refs[i].quantized) bytes += n;
+        else if (n > scratch) scratch = n;
+    }
+    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) bytes += m->qweights[i].nbytes;
+    return bytes + scratch;
 }
 
 int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
@@ -161,9 +216,12 @@ void llama_free(LlamaModel *m) {
     }
     if (m->be) {
         m->be->free(m->base_mem);
+        m->be->free(m->wscratch);
         m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
+    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
+    free(m->qweights);
     free(m->layers);
     free(m->refs);
     memset(m, 0, sizeof *m);

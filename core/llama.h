@@ -21,6 +21,8 @@ typedef struct {
     double rms_eps;
     int tie_embeddings;
     int qkv_bias;
+    int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
+                         by the GGUF loader (model_load_quantized); the rest is fp32 as always */
 } LlamaConfig;
 
 PeftcStatus llama_config_check(const LlamaConfig *c);
@@ -35,6 +37,8 @@ typedef struct {
     real_t **data;     /* points at the model's pointer to the tensor */
     real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
     int decay;         /* 1 for matrices, 0 for norms */
+    int quantized;     /* 1: *data is the shared dequantization scratch, not this tensor: walkers that
+                          read or write base tensors (full fine-tuning, copies, saving) must refuse */
 } LlamaParamRef;
 
 typedef struct {
@@ -75,7 +79,9 @@ typedef struct {
 typedef struct {
     LlamaConfig cfg;
     const Backend *be;
-    real_t *base_mem;  /* one allocation holding every frozen base tensor */
+    real_t *base_mem;  /* one allocation holding every frozen base tensor (but quantized ones) */
+    QWeight *qweights; /* (7 L) layer-major q k v o gate up down, when cfg.quantized; else NULL */
+    real_t *wscratch;  /* (max out*in) where a quantized linear's W is expanded during one op; or NULL */
     real_t *wte;       /* (V, C) */
     real_t *dwte;      /* (V, C) or NULL */
     real_t *lm_head;   /* (V, C); NULL when tied: the head then reads wte */
@@ -115,6 +121,12 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                     real_t loss_scale);
 
+
+/* Bytes the base weights hold resident: fp32 tensors at 4 bytes per value, quantized ones at their
+ * blocks' size, plus the shared dequantization scratch. */
+size_t llama_base_bytes(const LlamaModel *m);
+/* The same model's base held entirely in fp32 (4 bytes x llama_param_count). */
+size_t llama_dense_bytes(const LlamaConfig *c);
 
 /* Every linear layer of the model in order (layer-major, q k v o gate up down). */
 int llama_linear_count(const LlamaModel *m);

@@ -1,5 +1,6 @@
 /* LLaMA weights from GGUF: `llama.*` hyperparameters, llama.cpp tensor names mapped to HF ones, and
- * dequantization from the map straight into the model's base weights. */
+ * dequantization from the map straight into the model's base weights; or, for a quantized base, the
+ * projection weights' blocks copied as they are (whatever their type, F32/F16/BF16 included). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +277,23 @@ static int add_jobs(RowJob *jobs, int n, const GgufTensor *t, real_t *out, int64
     return n;
 }
 
+/* A projection weight kept quantized: its rows of blocks copied out of the map (which closes after
+ * loading), Q/K rows moved to their HF place whole, since a row is a whole number of blocks. */
+static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const LlamaParamRef *ref, int hd) {
+    Linear *l = llama_linear(m, qi);
+    if (ref->data != &l->W) /* refs list the linears in llama_linear order */
+        return PEFTC_ERR(PEFTC_ESTATE, "model: quantized tensor %s is not the weight of %s", ref->name, l->name);
+    QWeight *q = &m->qweights[qi];
+    char what[320];
+    snprintf(what, sizeof what, "tensor '%s' (%s)", t->name, ref->name);
+    PEFTC_TRY(qweight_alloc(q, t->type, l->out, l->in, what));
+    size_t rb = qweight_row_bytes(q);
+    for (int64_t r = 0; r < l->out; r++)
+        memcpy(q->blocks + (size_t)(hd ? hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
+    l->qW = q;
+    return PEFTC_OK;
+}
+
 /* Every tensor is found and checked first (permuted biases, a few numbers each, are filled on the way);
  * then one parallel region dequantizes all of them in chunks of rows: one region per tensor would wake
  * the threads some 300 times, and dynamic scheduling keeps a thread that loses its core to another
@@ -288,7 +306,7 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
     }
     RowJob *jobs = malloc((size_t)(total_rows / JOB_ROWS + m->n_refs + 1) * sizeof *jobs);
     if (!jobs) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory planning the dequantization", g->file.path);
-    int n = 0;
+    int n = 0, qi = 0;
     PeftcStatus st = PEFTC_OK;
     for (int i = 0; i < m->n_refs && st == PEFTC_OK; i++) {
         const LlamaParamRef *ref = &m->refs[i];
@@ -297,7 +315,8 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
         if (st != PEFTC_OK) break;
         int hd = permuted_heads(&m->cfg, ref->name) ? m->cfg.head_dim : 0;
         int64_t cols = ref->shape.dim[ref->shape.ndim - 1], rows = shape_numel(&ref->shape) / cols;
-        if (hd && ref->shape.ndim == 1) st = dequant_bias_permuted(t, *ref->data, cols, hd);
+        if (ref->quantized) st = keep_blocks(m, qi++, t, ref, hd);
+        else if (hd && ref->shape.ndim == 1) st = dequant_bias_permuted(t, *ref->data, cols, hd);
         else n = add_jobs(jobs, n, t, *ref->data, rows, cols, hd);
     }
     if (st == PEFTC_OK) {
@@ -308,7 +327,7 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
     return st;
 }
 
-PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info, int quantized) {
     memset(m, 0, sizeof *m);
     if (be->device != DEV_CPU) /* weights are written in place; a device backend would need an upload */
         return PEFTC_ERR(PEFTC_EINVAL, "%s: loading GGUF weights is supported on the CPU backend only, not '%s'",
@@ -318,6 +337,7 @@ PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, 
     LlamaConfig cfg;
     ModelInfo local;
     PeftcStatus st = model_gguf_config(&g, &cfg, info ? info : &local);
+    cfg.quantized = quantized;
     if (st == PEFTC_OK) st = llama_create(m, be, &cfg, 0, -1.0);
     if (st == PEFTC_OK) {
         st = fill_weights(m, &g);
@@ -325,4 +345,12 @@ PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, 
     }
     gguf_close(&g);
     return st;
+}
+
+PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+    return load(m, be, path, info, 0);
+}
+
+PeftcStatus model_gguf_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+    return load(m, be, path, info, 1);
 }

@@ -516,6 +516,9 @@ PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype) {
         return PEFTC_ERR(PEFTC_EINVAL, "%s: save dtype %d, expected ST_F32, ST_F16 or ST_BF16", dir, st_dtype);
     if (!m->be || m->be->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the HF writer reads host memory; the model is not on the CPU", dir);
+    if (m->cfg.quantized)
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: the model's base is kept quantized (model.quantized=true): load it dense "
+                         "to write or merge into an HF folder", dir);
     PEFTC_TRY(fs_mkdir_p(dir));
     /* Weights first: a folder whose config.json is new always has the matching weights beside it. */
     PEFTC_TRY(save_weights(m, dir, st_dtype));

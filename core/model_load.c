@@ -65,3 +65,17 @@ PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, Model
     if (st == PEFTC_OK) note_source(info, path, src);
     return st;
 }
+
+PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+    memset(m, 0, sizeof *m);
+    ModelInfo local;
+    if (!info) info = &local;
+    ModelSource src;
+    PEFTC_TRY(classify(path, &src));
+    if (src != SRC_GGUF)
+        return PEFTC_ERR(PEFTC_EINVAL, "model '%s' is an HF folder: model.quantized=true keeps a GGUF file's quantized "
+                         "blocks, so it needs model.path to be a GGUF file (or set model.quantized=false)", path);
+    PEFTC_TRY(model_gguf_load_quantized(m, be, path, info));
+    note_source(info, path, src);
+    return PEFTC_OK;
+}

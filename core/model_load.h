@@ -26,6 +26,11 @@ PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *inf
  * shape; errors name the file, the tensor and what was expected. */
 PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
 
+/* model_load with m->cfg.quantized set (QLoRA / QRoSA): the 7 projection weights of every layer stay in
+ * the GGUF file's ggml blocks (core/qweight.h) and are dequantized per layer during each pass. GGUF
+ * files only (an HF folder is an EINVAL naming the path), and the CPU backend only. */
+PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
+
 /* Writes the model's base weights as an HF folder: config.json + model.safetensors (dtype F32, F16 or
  * BF16 via StDType). Used by `peftc merge`. */
 PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype);

@@ -88,8 +88,29 @@ static void on_eval(void *user, const EvalStats *s) {
     r->last_eval = s->loss;
 }
 
+/* The base's resident size; for a quantized base beside what fp32 would take, with the block types held. */
+static void print_base_bytes(const LlamaModel *m) {
+    const double mib = 1024.0 * 1024.0;
+    double dense = (double)llama_dense_bytes(&m->cfg) / mib;
+    if (!m->cfg.quantized) return; /* the dense size is the param count in the banner, times 4 */
+    char types[96] = "";
+    size_t used = 0;
+    for (int i = 0; i < llama_linear_count(m); i++) {
+        const char *name = ggml_type_name(m->qweights[i].type);
+        char tagged[24];
+        snprintf(tagged, sizeof tagged, "/%s/", name);
+        char probe[100];
+        snprintf(probe, sizeof probe, "/%s/", types);
+        if (strstr(probe, tagged) || used >= sizeof types) continue;
+        used += (size_t)snprintf(types + used, sizeof types - used, "%s%s", used ? "/" : "", name);
+    }
+    printf("peftc: base weights %.1f MiB quantized (%s blocks) instead of %.1f MiB fp32\n",
+           (double)llama_base_bytes(m) / mib, types, dense);
+}
+
 static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
+    print_base_bytes(&s->model);
     if (c->model_path[0])
         printf("peftc: model %s (%s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path, s->info.name,
                c->model.layers, c->model.hidden, c->model.vocab, chat_format_names[s->chat.format]);

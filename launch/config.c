@@ -87,6 +87,20 @@ static PeftcStatus finish_model(RunConfig *c) {
     return PEFTC_OK;
 }
 
+/* A quantized base is a GGUF file's blocks, read on the CPU, frozen (model_load_quantized checks the file). */
+static PeftcStatus finish_quantized(const RunConfig *c) {
+    if (!c->model.quantized) return PEFTC_OK;
+    if (!c->model_path[0])
+        return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true needs model.path to be a GGUF file; the random model has "
+                                       "no quantized blocks");
+    if (c->method == METHOD_FULL || c->method == METHOD_GMT)
+        return PEFTC_ERR(PEFTC_EINVAL, "method.name=%s: full fine-tuning needs the dense base: set model.quantized=false",
+                         method_names[c->method]);
+    if (c->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true runs on the CPU backend only; set train.device=cpu");
+    return PEFTC_OK;
+}
+
 static PeftcStatus finish_train(RunConfig *c) {
     TrainConfig *t = &c->train;
     if (t->sched.warmup > t->steps)
@@ -191,6 +205,7 @@ static PeftcStatus finish_device(const RunConfig *c) {
 PeftcStatus config_finish(RunConfig *c) {
     PEFTC_TRY(finish_device(c));
     PEFTC_TRY(finish_model(c));
+    PEFTC_TRY(finish_quantized(c));
     PEFTC_TRY(finish_train(c));
     PEFTC_TRY(finish_data(c));
     return finish_lora(c);

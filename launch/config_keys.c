@@ -60,6 +60,8 @@ static const ConfigKey KEYS[] = {
     FLT("model.rms_eps", model.rms_eps, "1e-5", GT(0), "RMSNorm epsilon"),
     BOOL("model.tie_embeddings", model.tie_embeddings, "true", "LM head shares the embedding"),
     BOOL("model.qkv_bias", model.qkv_bias, "false", "bias on the q/k/v projections"),
+    BOOL("model.quantized", model.quantized, "false",
+         "keep the GGUF base's linear weights in their quantized blocks (QLoRA/QRoSA); needs model.path to be a GGUF file"),
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 

@@ -24,7 +24,10 @@ static MethodConfig method_config(const RunConfig *c) {
 PeftcStatus session_resolve_model(RunConfig *c) {
     if (!c->model_path[0]) return PEFTC_OK;
     ModelInfo info;
-    return model_read_config(c->model_path, &c->model, &info);
+    int quantized = c->model.quantized; /* a run choice, not in the file */
+    PeftcStatus st = model_read_config(c->model_path, &c->model, &info);
+    c->model.quantized = quantized;
+    return st;
 }
 
 /* A GGUF file always carries its tokenizer; an HF folder may hold weights only. */
@@ -54,7 +57,8 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
 static PeftcStatus load_weights(Session *s, LlamaModel *m) {
     RunConfig *c = &s->cfg;
     if (!c->model_path[0]) return llama_create(m, backend_cpu(), &c->model, c->model_seed, c->init_std);
-    PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, &s->info));
+    if (c->model.quantized) PEFTC_TRY(model_load_quantized(m, backend_cpu(), c->model_path, &s->info));
+    else PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, &s->info));
     c->model = m->cfg;
     return PEFTC_OK;
 }

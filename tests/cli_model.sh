@@ -35,6 +35,8 @@ check "train saves a PEFT adapter" \
   "[ -s '$dir/run/adapter/adapter_model.safetensors' ] && grep -q '\"peft_type\":.*\"LORA\"' '$dir/run/adapter/adapter_config.json'"
 "$peftc" train $small data.path="$fx/prompt.jsonl" data.eval_percent=40 output.dir="$dir/run2" >"$dir/train2.log" 2>&1
 check "second run reads the tokenized cache" "grep -q '(tokenized cache)' '$dir/train2.log'"
+"$peftc" train $small model.quantized=true data.path="$fx/prompt.jsonl" data.eval_percent=40 output.dir="$dir/runq" >"$dir/trainq.log" 2>&1
+check "train on a quantized base (QLoRA) exits 0 and prints its size" "[ $? -eq 0 ] && grep -q 'base weights .* quantized' '$dir/trainq.log'"
 
 "$peftc" eval $small data.path="$fx/prompt.jsonl" data.eval_percent=40 lora.init_from="$dir/run/adapter" \
   >"$dir/eval.log" 2>&1
