@@ -12,7 +12,7 @@
 #include "adapters/method.h"
 #include "core/llama.h"
 #include "core/rng.h"
-#include "tests/gradcheck_model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -29,10 +29,6 @@ typedef struct {
     uint64_t row_keys[B * T];
 } Fixture;
 
-static LlamaConfig tiny_config(int tie, int bias) {
-    return (LlamaConfig){.hidden = 16, .intermediate = 24, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 0,
-                         .vocab = 19, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = tie, .qkv_bias = bias};
-}
 
 /* A basis file with random (n, COLS) components for every linear layer of m. */
 static void write_basis(LlamaModel *m, const char *path) {
@@ -96,11 +92,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, const EigenConfig *c) {
     write_basis(&f->model, f->basis);
     attach(f, c);
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
-    for (int i = 0; i < B * T; i++) {
-        f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)cfg.vocab);
-        f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)cfg.vocab);
-        f->row_keys[i] = rng_key(77, (uint64_t)i);
-    }
+    tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, cfg.vocab);
 }
 
 static void fixture_close(Fixture *f) {
@@ -120,7 +112,7 @@ static void check_all_tensors(Fixture *f) {
 START_TEST(eigenlora_all_linear_tied) {
     Fixture f;
     EigenConfig c = {.r = 3, .K = COLS, .targets = LORA_T_ALL};
-    fixture_open(&f, tiny_config(1, 0), &c);
+    fixture_open(&f, tu_tiny_config(1, 0), &c);
     ck_assert_int_eq(f.arena.n_entries, 2 * 7 * 2);
     check_all_tensors(&f);
     fixture_close(&f);
@@ -131,7 +123,7 @@ END_TEST
 START_TEST(eigenlora_subset_leading_columns_untied_bias) {
     Fixture f;
     EigenConfig c = {.r = 2, .K = 4, .targets = LORA_T_Q | LORA_T_V | LORA_T_DOWN};
-    fixture_open(&f, tiny_config(0, 1), &c);
+    fixture_open(&f, tu_tiny_config(0, 1), &c);
     ck_assert_int_eq(f.arena.n_entries, 2 * 3 * 2);
     ck_assert_int_eq(f.arena.entries[0].numel, 4 * 2);
     check_all_tensors(&f);

@@ -8,7 +8,7 @@
 #include "adapters/method.h"
 #include "core/llama.h"
 #include "core/rng.h"
-#include "tests/gradcheck_model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -25,10 +25,6 @@ typedef struct {
     uint64_t row_keys[B * T];
 } Fixture;
 
-static LlamaConfig tiny_config(int tie, int bias) {
-    return (LlamaConfig){.hidden = 16, .intermediate = 24, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 0,
-                         .vocab = 19, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = tie, .qkv_bias = bias};
-}
 
 static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     memset(f, 0, sizeof *f);
@@ -44,11 +40,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     ck_assert_int_eq(arena_finalize(&f->arena), PEFTC_OK);
     ck_assert_int_eq(method_init(&f->model, &f->arena, &mc, 3), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
-    for (int i = 0; i < B * T; i++) {
-        f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)cfg.vocab);
-        f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)cfg.vocab);
-        f->row_keys[i] = rng_key(77, (uint64_t)i);
-    }
+    tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, cfg.vocab);
     /* LoRA B starts at zero, where dA vanishes: move it so both factors are checked non-trivially. */
     if (mc.kind == METHOD_LORA) tu_fill_uniform(f->arena.params, f->arena.numel, 99, -0.5, 0.5);
 }
@@ -72,7 +64,7 @@ static MethodConfig lora_method(int rslora, double dropout) {
 
 START_TEST(lora_all_linear_with_dropout) {
     Fixture f;
-    fixture_open(&f, tiny_config(1, 0), lora_method(0, 0.2));
+    fixture_open(&f, tu_tiny_config(1, 0), lora_method(0, 0.2));
     ck_assert_int_eq(f.arena.n_entries, 2 * 7 * 2);
     check_all_tensors(&f);
     fixture_close(&f);
@@ -83,7 +75,7 @@ START_TEST(lora_rslora_subset_untied_bias) {
     Fixture f;
     MethodConfig mc = lora_method(1, 0);
     mc.lora.targets = LORA_T_Q | LORA_T_V | LORA_T_DOWN;
-    fixture_open(&f, tiny_config(0, 1), mc);
+    fixture_open(&f, tu_tiny_config(0, 1), mc);
     ck_assert_int_eq(f.arena.n_entries, 2 * 3 * 2);
     check_all_tensors(&f);
     fixture_close(&f);
@@ -92,7 +84,7 @@ END_TEST
 
 START_TEST(full_finetune_tied) {
     Fixture f;
-    fixture_open(&f, tiny_config(1, 0), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
+    fixture_open(&f, tu_tiny_config(1, 0), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
     ck_assert_int_eq(f.arena.n_entries, f.model.n_refs);
     check_all_tensors(&f);
     fixture_close(&f);
@@ -101,7 +93,7 @@ END_TEST
 
 START_TEST(full_finetune_untied_bias) {
     Fixture f;
-    fixture_open(&f, tiny_config(0, 1), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
+    fixture_open(&f, tu_tiny_config(0, 1), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
     ck_assert_int_ge(arena_find(&f.arena, "lm_head.weight"), 0);
     ck_assert_int_ge(arena_find(&f.arena, "model.layers.1.self_attn.k_proj.bias"), 0);
     check_all_tensors(&f);

@@ -11,7 +11,7 @@
 #include "core/csr.h"
 #include "core/llama.h"
 #include "core/rng.h"
-#include "tests/gradcheck_model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -27,8 +27,6 @@ typedef struct {
     uint64_t row_keys[B * T];
 } Fixture;
 
-static const LlamaConfig tiny = {.hidden = 16, .intermediate = 24, .layers = 2, .heads = 4, .kv_heads = 2,
-                                 .vocab = 19, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1};
 
 /* What the integrator's method code will do: one adapter per linear, LoRA and sparse groups apart. */
 static void attach(Fixture *f, const RosaConfig *rc) {
@@ -58,6 +56,7 @@ static void set_random_mask(Adapter *a, const RosaConfig *rc, uint64_t key) {
 
 static void fixture_open(Fixture *f, const RosaConfig *rc) {
     memset(f, 0, sizeof *f);
+    LlamaConfig tiny = tu_tiny_config(1, 0);
     ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &tiny, 11, 0.3), PEFTC_OK);
     for (int i = 0; i < f->model.n_refs; i++) {
         const LlamaParamRef *r = &f->model.refs[i];
@@ -72,11 +71,7 @@ static void fixture_open(Fixture *f, const RosaConfig *rc) {
         if (rc->density > 0) set_random_mask(l->adapter, rc, rng_key_str(41, l->name));
     }
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
-    for (int i = 0; i < B * T; i++) {
-        f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)tiny.vocab);
-        f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)tiny.vocab);
-        f->row_keys[i] = rng_key(77, (uint64_t)i);
-    }
+    tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, tiny.vocab);
     /* B and the values start at zero, where dA and the sparse path's influence vanish: move off it. */
     tu_fill_uniform(f->arena.params, f->arena.numel, 99, -0.5, 0.5);
 }
@@ -130,6 +125,7 @@ START_TEST(rosa_collecting_keeps_gradients) {
     RosaConfig rc = cfg_of(R, 0.2);
     rc.density = 0;
     fixture_open(&f, &rc);
+    LlamaConfig tiny = tu_tiny_config(1, 0);
     real_t *shared = backend_cpu()->alloc((size_t)tiny.intermediate * tiny.hidden * sizeof(real_t));
     for (int i = 0; i < llama_linear_count(&f.model); i++) {
         Adapter *a = llama_linear(&f.model, i)->adapter;

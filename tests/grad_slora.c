@@ -9,7 +9,7 @@
 #include "adapters/slora.h"
 #include "core/llama.h"
 #include "core/rng.h"
-#include "tests/gradcheck_model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -25,8 +25,6 @@ typedef struct {
     uint64_t row_keys[B * T];
 } Fixture;
 
-static const LlamaConfig tiny = {.hidden = 16, .intermediate = 24, .layers = 2, .heads = 4, .kv_heads = 2,
-                                 .vocab = 19, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1};
 
 /* What method.c does for LoRA, with slora_create: one adapter per targeted linear, registered. */
 static void attach(Fixture *f, const SloraConfig *sc) {
@@ -44,6 +42,7 @@ static void attach(Fixture *f, const SloraConfig *sc) {
 
 static void fixture_open(Fixture *f, const SloraConfig *sc) {
     memset(f, 0, sizeof *f);
+    LlamaConfig tiny = tu_tiny_config(1, 0);
     ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &tiny, 11, 0.3), PEFTC_OK);
     for (int i = 0; i < f->model.n_refs; i++) {
         const LlamaParamRef *r = &f->model.refs[i];
@@ -57,11 +56,7 @@ static void fixture_open(Fixture *f, const SloraConfig *sc) {
         if (l->adapter) ck_assert_int_eq(l->adapter->ops->init(l->adapter, &f->arena, l, 3), PEFTC_OK);
     }
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
-    for (int i = 0; i < B * T; i++) {
-        f->tokens[i] = (int32_t)(rng_u64(21, i) % (uint64_t)tiny.vocab);
-        f->targets[i] = i % 5 == 2 ? PEFTC_IGNORE_INDEX : (int32_t)(rng_u64(22, i) % (uint64_t)tiny.vocab);
-        f->row_keys[i] = rng_key(77, (uint64_t)i);
-    }
+    tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, tiny.vocab);
 }
 
 static void fixture_close(Fixture *f) {
@@ -168,7 +163,7 @@ START_TEST(inttune_only_n) {
     check_all_tensors(&f);
     snapshot(&f, &after);
     ck_assert_int_eq(before.n, after.n);
-    size_t sizes[2] = {(size_t)R * tiny.hidden, 0};
+    size_t sizes[2] = {(size_t)R * (size_t)tu_tiny_config(1, 0).hidden, 0};
     for (int i = 0; i < before.n; i++) {
         const Adapter *a = llama_linear(&f.model, i / 2)->adapter;
         sizes[0] = (size_t)R * a->in, sizes[1] = (size_t)a->out * R;

@@ -14,6 +14,7 @@
 #include "adapters/method.h"
 #include "adapters/peft_io.h"
 #include "core/rng.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 6, R = 2, NSRC = 3, MAXN = 24 };
@@ -242,16 +243,6 @@ static const real_t *alpha(const Arena *a, const char *module, char side) {
     return arena_param(a, h);
 }
 
-static real_t *logits(LlamaModel *m) {
-    int32_t tok[B * T];
-    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)cfg.vocab);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
-    size_t n = (size_t)B * T * cfg.vocab;
-    real_t *out = malloc(n * sizeof *out);
-    memcpy(out, m->acts.logits, n * sizeof *out);
-    return out;
-}
-
 /* Snapshot of every base weight W (out,in) of the model's linears, concatenated. */
 static real_t *weights(LlamaModel *m) {
     size_t total = 0;
@@ -425,13 +416,13 @@ START_TEST(merge_gives_same_logits) {
     Arena a;
     EigenConfig c = eigen_cfg(2, 7, QVD);
     open_model(&m, &a, path, &c, 3);
-    real_t *with = logits(&m);
+    real_t *with = tu_logits(&m, B, T);
     Adapter *saved[64];
     for (int i = 0; i < llama_linear_count(&m); i++) {
         saved[i] = llama_linear(&m, i)->adapter;
         llama_linear(&m, i)->adapter = NULL;
     }
-    real_t *base = logits(&m);
+    real_t *base = tu_logits(&m, B, T);
     for (int i = 0; i < llama_linear_count(&m); i++) llama_linear(&m, i)->adapter = saved[i];
     size_t n = (size_t)B * T * cfg.vocab;
     double diff_base = 0, worst = 0, scale = 0;
@@ -439,7 +430,7 @@ START_TEST(merge_gives_same_logits) {
     ck_assert_double_gt(diff_base, 1e-2); /* U(-0.5, 0.5) loadings: the delta is nonzero at init */
     method_merge(&m);
     method_detach(&m);
-    real_t *merged = logits(&m);
+    real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));
         scale = fmax(scale, fabs((double)with[i]));

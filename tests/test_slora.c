@@ -9,6 +9,7 @@
 #include "adapters/method.h"
 #include "adapters/slora.h"
 #include "core/rng.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8, R = 4 };
@@ -61,24 +62,13 @@ static const real_t *param(const Arena *a, const char *module, const char *which
     return arena_param(a, h);
 }
 
-/* Eval-mode logits (B*T*V) into a new buffer. */
-static real_t *logits(LlamaModel *m) {
-    int32_t tok[B * T];
-    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)cfg.vocab);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
-    size_t n = (size_t)B * T * cfg.vocab;
-    real_t *out = malloc(n * sizeof *out);
-    memcpy(out, m->acts.logits, n * sizeof *out);
-    return out;
-}
-
 static real_t *base_logits(LlamaModel *m) {
     Adapter *saved[64];
     for (int i = 0; i < llama_linear_count(m); i++) {
         saved[i] = llama_linear(m, i)->adapter;
         llama_linear(m, i)->adapter = NULL;
     }
-    real_t *out = logits(m);
+    real_t *out = tu_logits(m, B, T);
     for (int i = 0; i < llama_linear_count(m); i++) llama_linear(m, i)->adapter = saved[i];
     return out;
 }
@@ -197,7 +187,7 @@ START_TEST(slora_init_keeps_base_model) {
     ck_assert(ma <= ba && ma > 0.8 * ba);
     ck_assert(mn <= bn && mn > 0.3 * bn);
     for (int i = 0; i < cfg.hidden * R; i++) ck_assert(Bm[i] == 0);
-    real_t *with = logits(&m), *base = base_logits(&m);
+    real_t *with = tu_logits(&m, B, T), *base = base_logits(&m);
     ck_assert(memcmp(with, base, (size_t)B * T * cfg.vocab * sizeof *with) == 0);
     int32_t tok[B * T], tgt[B * T];
     uint64_t keys[B * T];
@@ -222,14 +212,14 @@ static void check_merge(const SloraConfig *sc) {
     Arena a;
     open_model(&m, &a, sc);
     tu_fill_uniform(a.params, a.numel, 3, -0.3, 0.3);
-    real_t *with = logits(&m), *base = base_logits(&m);
+    real_t *with = tu_logits(&m, B, T), *base = base_logits(&m);
     size_t n = (size_t)B * T * cfg.vocab;
     double diff_base = 0, worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)base[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2); /* or the comparison below proves nothing */
     method_merge(&m);
     method_detach(&m);
-    real_t *merged = logits(&m);
+    real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));
         scale = fmax(scale, fabs((double)with[i]));
