@@ -16,6 +16,8 @@
 #include "rosa_run.h"
 #include "../adapters/rosa_io.h"
 #include "metrics.h"
+#include "summary.h"
+#include "../core/clock.h"
 #include "progress.h"
 #include "session.h"
 
@@ -167,8 +169,18 @@ static PeftcStatus save_adapter(Session *s, Comm *comm) {
     return comm_agree(comm, st);
 }
 
-/* Rank 0 reports; every rank trains. */
-static PeftcStatus run(Session *s, Comm *comm) {
+/* Rank 0's summary.json: the figures of the final "done" line, for scripts. */
+static PeftcStatus write_summary(const Session *s, const Reporter *rep, int world, int em, double em0, double em1,
+                                 double t0) {
+    RunSummary r = {world, rep->first_eval, rep->last_eval, em, em0, em1,
+                    rep->seconds > 0 ? rep->tokens_seen / rep->seconds : 0.0, rep->seconds, clock_seconds() - t0};
+    char path[600];
+    snprintf(path, sizeof path, "%s/summary.json", s->cfg.out_dir);
+    return summary_write(s, &r, path);
+}
+
+/* Rank 0 reports; every rank trains. t0 is when the command started. */
+static PeftcStatus run(Session *s, Comm *comm, double t0) {
     Reporter rep = {0};
     TrainerHooks hooks = {&rep, on_step, on_eval};
     int root = comm_rank(comm) == 0;
@@ -192,6 +204,7 @@ static PeftcStatus run(Session *s, Comm *comm) {
     if (root) {
         PeftcStatus mst = metrics_close(rep.metrics);
         if (st == PEFTC_OK) st = rep.metrics_status != PEFTC_OK ? rep.metrics_status : mst;
+        if (st == PEFTC_OK) st = write_summary(s, &rep, comm_size(comm), em, em0, em1, t0);
         if (st == PEFTC_OK) {
             char emtxt[96] = "";
             if (em) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%% -> %.1f%%", 100 * em0, 100 * em1);
@@ -249,6 +262,7 @@ int cmd_train(int argc, char **argv) {
             train_usage(stdout);
             return 0;
         }
+    double t0 = clock_seconds();
     Comm *comm;
     static RunConfig cfg;
     int rc = run_start(argc, argv, &cfg, &comm);
@@ -268,7 +282,7 @@ int cmd_train(int argc, char **argv) {
     if (st == PEFTC_OK) {
         PeftcStatus local = session_open(&session, &cfg, comm);
         st = comm_agree(comm, local);
-        if (st == PEFTC_OK) st = run(&session, comm);
+        if (st == PEFTC_OK) st = run(&session, comm, t0);
         if (local == PEFTC_OK) session_close(&session);
     }
     report_error(st, comm, 0);

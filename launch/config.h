@@ -69,7 +69,7 @@ typedef struct {
 } RunConfig;
 
 /* Built-in defaults: LoRA on SmolLM2-135M-Instruct (models/, fetched by tools/fetch-model.sh) learning
- * the built-in arithmetic word problems. */
+ * the built-in `records` task. */
 void config_defaults(RunConfig *c);
 
 /* Applies a YAML file (nested mappings; sequences of scalars are joined with commas). Unknown keys,

@@ -35,6 +35,18 @@ for a, b in zip(*rows):
     assert abs(x - y) <= 1e-5 * max(abs(x), abs(y)), (a, b)
 PY
 }
+# summary_ok FILE METHOD TRAINABLE RANKS LOG: summary.json agrees with the run's banner and final line.
+summary_ok() {
+  python3 - "$@" <<'PY'
+import json, re, sys
+path, method, trainable, ranks, log = sys.argv[1:]
+s = json.load(open(path))
+final = re.search(r"held-out loss ([0-9.]+) -> ([0-9.]+)", open(log).read())
+assert s["method"] == method and s["trainable"] == int(trainable) and s["ranks"] == int(ranks), s
+assert s["exact_match_after"] is None and s["train_seconds"] > 0 and s["wall_seconds"] >= s["train_seconds"], s
+assert "%.4f" % s["eval_loss_last"] == final.group(2), (s["eval_loss_last"], final.group(2))
+PY
+}
 heldout() { sed -n 's/.*held-out loss [0-9.]* -> \([0-9.]*\).*/\1/p' "$1"; }
 
 for m in lora slora nlora inttune full gmt; do
@@ -43,6 +55,8 @@ for m in lora slora nlora inttune full gmt; do
   check "$m: trainable count ${want[$m]}" "[ \"\$(trainable '$dir/$m-1.log')\" = ${want[$m]} ]"
   "$mpiexec" -n 2 --oversubscribe "$peftc" train $base method.name=$m output.dir="$dir/$m-2" >"$dir/$m-2.log" 2>&1
   check "$m: 2-rank run exits 0" "[ $? -eq 0 ]"
+  check "$m: summary.json holds the method, ranks, count and final loss" \
+    "summary_ok '$dir/$m-2/summary.json' $m ${want[$m]} 2 '$dir/$m-2.log'"
   "$peftc" train $base method.name=$m train.accum=2 output.dir="$dir/$m-a" >"$dir/$m-a.log" 2>&1
   check "$m: 2 ranks give the loss curve of 1 rank with accum=2" "same_curve '$dir/$m-2' '$dir/$m-a'"
 done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quick start: installs what is missing, fetches the default model once, builds, and trains the built-in
-# default job on 2 MPI ranks: LoRA on SmolLM2-135M-Instruct learning grade-school arithmetic word
-# problems, with exact-match accuracy before and after. Extra arguments are passed to `peftc train` as
-# key=value overrides.
+# default job on 2 MPI ranks: LoRA on SmolLM2-135M-Instruct learning the built-in `records` task
+# (rewriting key-value records as sentences), with exact-match accuracy before and after. Extra
+# arguments are passed to `peftc train` as key=value overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/install-deps.sh

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Turns a method-comparison study (bench/compare_methods.sh) into compare.md and compare.png.
+
+Reads DIR/runs/<name>/seed<N>/summary.json and metrics.csv. For every method: trainable parameters,
+held-out loss at step 10 and at the end, exact match before and after, wall time, each as the mean
+and sample standard deviation over the seeds that ran. The plot shows held-out loss against step per
+comparison (mean over seeds, bars from the lowest to the highest seed).
+
+Usage: compare_report.py DIR "command that made the study"
+Standard library only, plus gnuplot for the PNG.
+"""
+import csv
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+GROUPS = [
+    ("budget", "Matched budget: LoRA vs RoSA vs SpA, full fine-tuning as the ceiling",
+     ["lora", "rosa", "spa", "full"]),
+    ("3matrix", "Three-matrix LoRA: LoRA vs SLoRA vs NLoRA vs IntTune (r=8)",
+     ["lora", "slora", "nlora", "inttune"]),
+    ("eigen", "EigenLoRAx (basis from the arith and sql LoRAs) vs LoRA", ["lora", "eigenlora"]),
+    ("gmt", "GMT (mask ratio 0.2 / 0.5 / 0.8) vs full fine-tuning", ["full", "gmt_0.2", "gmt_0.5", "gmt_0.8"]),
+]
+LABELS = {"lora": "LoRA r=8", "rosa": "RoSA r=4 + 1.15%", "spa": "SpA 2.3%", "full": "Full FT",
+          "slora": "SLoRA r=8", "nlora": "NLoRA r=8", "inttune": "IntTune r=8", "eigenlora": "EigenLoRAx K=32",
+          "gmt_0.2": "GMT ratio 0.2", "gmt_0.5": "GMT ratio 0.5", "gmt_0.8": "GMT ratio 0.8"}
+
+
+def load_runs(root):
+    """{name: [(summary, {step: held-out loss})...]} for every finished run."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(root, "runs", "*", "seed*", "summary.json"))):
+        d = os.path.dirname(path)
+        with open(path) as f:
+            summary = json.load(f)
+        curve = {}
+        with open(os.path.join(d, "metrics.csv")) as f:
+            for row in csv.DictReader(f):
+                if row["kind"] == "eval":
+                    curve[int(row["step"])] = float(row["loss"])
+        name = os.path.basename(os.path.dirname(d))
+        if not name.startswith("basis_"):  # the EigenLoRAx basis' source LoRAs are a means, not a result
+            runs.setdefault(name, []).append((summary, curve))
+    return runs
+
+
+def stat(values, fmt):
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return fmt.format(mean)
+    return (fmt + " ± " + fmt).format(mean, statistics.stdev(values))
+
+
+def loss_at(curve, step):
+    return curve.get(step, curve[max(curve)] if curve else float("nan"))
+
+
+def row(name, seeds):
+    s0 = seeds[0][0]
+    em = [s["exact_match_after"] * 100 for s, _ in seeds if s["exact_match_after"] is not None]
+    em0 = [s["exact_match_before"] * 100 for s, _ in seeds if s["exact_match_before"] is not None]
+    return "| {} | {:,} | {} | {} | {} | {} → {} | {} |".format(
+        LABELS.get(name, name), int(s0["trainable"]), len(seeds),
+        stat([loss_at(c, 10) for _, c in seeds], "{:.4f}"),
+        stat([s["eval_loss_last"] for s, _ in seeds], "{:.4f}"),
+        stat(em0, "{:.1f}%"), stat(em, "{:.1f}%"),
+        stat([s["wall_seconds"] for s, _ in seeds], "{:.0f}"))
+
+
+def write_curves(root, runs):
+    """One gnuplot data file per method: step, mean, lowest, highest held-out loss over the seeds."""
+    os.makedirs(os.path.join(root, "curves"), exist_ok=True)
+    for name, seeds in runs.items():
+        steps = sorted(set.intersection(*[set(c) for _, c in seeds]))
+        with open(os.path.join(root, "curves", name + ".dat"), "w") as f:
+            for st in steps:
+                v = [c[st] for _, c in seeds]
+                f.write("{} {:.6g} {:.6g} {:.6g}\n".format(st, statistics.fmean(v), min(v), max(v)))
+
+
+def plot(root, runs):
+    script = ["set terminal pngcairo size 1400,1000 font ',10'" if has_cairo() else "set terminal png size 1400,1000",
+              "set output '{}'".format(os.path.join(root, "compare.png")),
+              "set multiplot layout 2,2 title 'SmolLM2-135M-Instruct, records task: held-out loss vs step "
+              "(mean over seeds, bars = lowest/highest seed)'",
+              "set logscale y", "set xlabel 'optimizer step'", "set ylabel 'held-out loss'", "set key top right",
+              "set grid"]
+    for _, title, names in GROUPS:
+        present = [n for n in names if n in runs]
+        script.append("set title '{}'".format(title.replace("'", "")))
+        if not present:
+            script.append("unset key; plot 1/0 notitle; set key top right")
+            continue
+        parts = []
+        for n in present:
+            dat = os.path.join(root, "curves", n + ".dat")
+            parts.append("'{0}' using 1:2:3:4 with yerrorlines title '{1} ({2} seed{3})'".format(
+                dat, LABELS.get(n, n), len(runs[n]), "s" if len(runs[n]) > 1 else ""))
+        script.append("plot " + ", ".join(parts))
+    script.append("unset multiplot")
+    subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True, check=True)
+
+
+def has_cairo():
+    out = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True)
+    return "pngcairo" in out.stdout + out.stderr
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return "{} cores, {}, {}".format(os.cpu_count(), cpu, platform.system())
+
+
+def commit():
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def main():
+    root, command = sys.argv[1], sys.argv[2]
+    runs = load_runs(root)
+    if not runs:
+        sys.exit("compare_report.py: no finished runs (summary.json) under {}/runs".format(root))
+    any_run = next(iter(runs.values()))[0][0]
+    lines = ["# Method comparison", "",
+             "Made by `{}` at commit {} on {} ({}).".format(command, commit(), datetime.date.today(), machine()),
+             "Model {}, task `{}`, {} steps, global batch {} x {} tokens on {} ranks; every number is the mean "
+             "± sample standard deviation over the seeds (n).".format(
+                 any_run["model"], any_run["task"], any_run["steps"], any_run["global_batch"], any_run["seq_len"],
+                 any_run["ranks"]), ""]
+    for _, title, names in GROUPS:
+        lines += ["## " + title, "",
+                  "| method | trainable | n | held-out loss @10 | held-out loss, end | exact match | wall s |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [row(n, runs[n]) for n in names if n in runs]
+        lines.append("")
+    lines.append("![held-out loss vs step](compare.png)")
+    with open(os.path.join(root, "compare.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_curves(root, runs)
+    plot(root, runs)
+    print("compare: wrote {0}/compare.md and {0}/compare.png".format(root))
+
+
+if __name__ == "__main__":
+    main()
