@@ -65,3 +65,15 @@ PeftcStatus fs_write_atomic(const char *path, const void *data, size_t n) {
     if (n && fwrite(data, 1, n, f) != n) st = PEFTC_ERR(PEFTC_EIO, "cannot write %zu bytes to '%s.tmp'", n, path);
     return fs_atomic_commit(path, f, st);
 }
+
+PeftcStatus fs_commit_file(const char *tmp, const char *path) {
+    int fd = open(tmp, O_RDONLY);
+    int bad = fd < 0 || fsync(fd) != 0;
+    int err = errno;
+    if (fd >= 0) close(fd);
+    if (bad) return PEFTC_ERR(PEFTC_EIO, "cannot sync '%s': %s", tmp, strerror(err));
+    if (rename(tmp, path) != 0)
+        return PEFTC_ERR(PEFTC_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    fsync_parent(path);
+    return PEFTC_OK;
+}

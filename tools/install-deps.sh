@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
-      libhdf5-dev libyaml-dev libcjson-dev libutf8proc-dev
+      libhdf5-dev zlib1g-dev libyaml-dev libcjson-dev libutf8proc-dev
       python3 python3-pip
       check libsubunit-dev
       libopenblas-openmp-dev liblapacke-dev)

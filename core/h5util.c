@@ -1,0 +1,176 @@
+/* HDF5 helpers (see h5util.h). Each function closes every handle it opens, on every path. */
+#include "h5util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+uint32_t h5_crc32(const void *data, size_t n) {
+    return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), (const Bytef *)data, (z_size_t)n);
+}
+
+/* Creates and writes one attribute of memory type mtype over dataspace space; closes space. */
+static PeftcStatus put_attr(hid_t obj, const char *file, const char *name, hid_t ftype, hid_t mtype, hid_t space,
+                            const void *data) {
+    hid_t at = space < 0 ? -1 : H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = at < 0 ? -1 : H5Awrite(at, mtype, data);
+    if (at >= 0) H5Aclose(at);
+    if (space >= 0) H5Sclose(space);
+    if (w < 0) return PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot write attribute '%s'", file, name);
+    return PEFTC_OK;
+}
+
+static hid_t fixed_string(size_t width) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0 && (H5Tset_size(t, width ? width : 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0)) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+PeftcStatus h5_attr_str(hid_t obj, const char *file, const char *name, const char *value) {
+    hid_t t = fixed_string(strlen(value) + 1);
+    if (t < 0) return PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot make a string type for '%s'", file, name);
+    PeftcStatus st = put_attr(obj, file, name, t, t, H5Screate(H5S_SCALAR), value);
+    H5Tclose(t);
+    return st;
+}
+
+PeftcStatus h5_attr_i64(hid_t obj, const char *file, const char *name, const int64_t *v, size_t n) {
+    hsize_t dims[1] = {n};
+    hid_t space = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
+    return put_attr(obj, file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, space, v);
+}
+
+PeftcStatus h5_attr_strs(hid_t obj, const char *file, const char *name, const char *names, size_t n, size_t width) {
+    hid_t t = fixed_string(width);
+    if (t < 0) return PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot make a string type for '%s'", file, name);
+    hsize_t dims[1] = {n};
+    PeftcStatus st = put_attr(obj, file, name, t, t, H5Screate_simple(1, dims, NULL), names);
+    H5Tclose(t);
+    return st;
+}
+
+/* Opens attribute `name` and checks it holds n elements of class cls; returns it or -1 with an error. */
+static hid_t open_attr(hid_t obj, const char *file, const char *name, H5T_class_t cls, size_t n, PeftcStatus *st) {
+    hid_t at = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : -1;
+    if (at < 0) {
+        *st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' is missing", file, name);
+        return -1;
+    }
+    hid_t t = H5Aget_type(at), space = H5Aget_space(at);
+    hssize_t count = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    int ok = t >= 0 && H5Tget_class(t) == cls && count == (hssize_t)n;
+    if (t >= 0) H5Tclose(t);
+    if (space >= 0) H5Sclose(space);
+    if (!ok) {
+        H5Aclose(at);
+        *st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' has the wrong type or size (expected %zu)",
+                        file, name, n);
+        return -1;
+    }
+    return at;
+}
+
+PeftcStatus h5_read_attr_str(hid_t obj, const char *file, const char *name, char **out) {
+    PeftcStatus st = PEFTC_OK;
+    hid_t at = open_attr(obj, file, name, H5T_STRING, 1, &st);
+    if (at < 0) return st;
+    hid_t ft = H5Aget_type(at);
+    size_t width = ft >= 0 && H5Tis_variable_str(ft) == 0 ? H5Tget_size(ft) : 0;
+    if (ft >= 0) H5Tclose(ft);
+    hid_t t = width ? fixed_string(width) : -1;
+    char *buf = width ? calloc(width + 1, 1) : NULL;
+    if (!buf || t < 0 || H5Aread(at, t, buf) < 0) {
+        free(buf);
+        st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' is not a readable fixed-length string", file,
+                       name);
+    } else {
+        *out = buf;
+    }
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(at);
+    return st;
+}
+
+PeftcStatus h5_read_attr_i64(hid_t obj, const char *file, const char *name, int64_t *v, size_t n) {
+    PeftcStatus st = PEFTC_OK;
+    hid_t at = open_attr(obj, file, name, H5T_INTEGER, n, &st);
+    if (at < 0) return st;
+    if (H5Aread(at, H5T_NATIVE_INT64, v) < 0)
+        st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' cannot be read", file, name);
+    H5Aclose(at);
+    return st;
+}
+
+PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, char *names, size_t n, size_t width) {
+    PeftcStatus st = PEFTC_OK;
+    hid_t at = open_attr(obj, file, name, H5T_STRING, n, &st);
+    if (at < 0) return st;
+    hid_t t = fixed_string(width);
+    if (t < 0 || H5Aread(at, t, names) < 0)
+        st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' cannot be read as %zu strings", file, name, n);
+    for (size_t i = 0; st == PEFTC_OK && i < n; i++) names[i * width + width - 1] = '\0';
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(at);
+    return st;
+}
+
+PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,
+                           size_t elem) {
+    hsize_t dims[1] = {n};
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t ds = lcpl < 0 || space < 0 ? -1 : H5Dcreate2(file_id, path, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t w = ds < 0 ? -1 : n == 0 ? 0 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    PeftcStatus st = PEFTC_OK;
+    if (w < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot write dataset '%s' (%zu elements)", file, path, n);
+    int64_t crc = h5_crc32(data, n * elem);
+    if (st == PEFTC_OK) st = h5_attr_i64(ds, file, "crc32", &crc, 1);
+    if (ds >= 0) H5Dclose(ds);
+    if (space >= 0) H5Sclose(space);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    return st;
+}
+
+PeftcStatus h5_array_len(hid_t file_id, const char *file, const char *path, hid_t type, size_t *n) {
+    hid_t ds = H5Lexists(file_id, path, H5P_DEFAULT) > 0 ? H5Dopen2(file_id, path, H5P_DEFAULT) : -1;
+    if (ds < 0) return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' is missing", file, path);
+    hid_t t = H5Dget_type(ds), space = H5Dget_space(ds);
+    int ok = t >= 0 && H5Tget_class(t) == H5Tget_class(type) && H5Tget_size(t) == H5Tget_size(type) &&
+             space >= 0 && H5Sget_simple_extent_ndims(space) == 1;
+    hssize_t count = ok ? H5Sget_simple_extent_npoints(space) : -1;
+    if (t >= 0) H5Tclose(t);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    if (!ok || count < 0)
+        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' is not a 1-D array of the expected type", file,
+                         path);
+    *n = (size_t)count;
+    return PEFTC_OK;
+}
+
+PeftcStatus h5_read_array(hid_t file_id, const char *file, const char *path, hid_t type, void *data, size_t n,
+                          size_t elem) {
+    size_t have;
+    PEFTC_TRY(h5_array_len(file_id, file, path, type, &have));
+    if (have != n)
+        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' holds %zu elements, expected %zu", file, path,
+                         have, n);
+    hid_t ds = H5Dopen2(file_id, path, H5P_DEFAULT);
+    herr_t r = ds < 0 ? -1 : n == 0 ? 0 : H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    int64_t stored = -1;
+    PeftcStatus st = r < 0 ? PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' cannot be read", file, path)
+                           : h5_read_attr_i64(ds, file, "crc32", &stored, 1);
+    if (ds >= 0) H5Dclose(ds);
+    if (st != PEFTC_OK) return st;
+    uint32_t crc = h5_crc32(data, n * elem);
+    if ((int64_t)crc != stored)
+        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' fails its CRC32 check (stored %08llx, computed "
+                         "%08x): the file is corrupt", file, path, (unsigned long long)stored, crc);
+    return PEFTC_OK;
+}

@@ -1,0 +1,41 @@
+/* Thin HDF5 helpers for the checkpoint: scalar and array attributes, and whole 1-D datasets that carry
+ * a CRC32 of their raw bytes. Every failure names the file and the object. HDF5's own error printing is
+ * switched off; its failures come back as PeftcStatus like everything else. */
+#ifndef PEFTC_H5UTIL_H
+#define PEFTC_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+/* HDF5 never prints; call before the first HDF5 call of a command. */
+void h5_quiet(void);
+
+/* CRC32 (zlib's polynomial) of n bytes. */
+uint32_t h5_crc32(const void *data, size_t n);
+
+PeftcStatus h5_attr_str(hid_t obj, const char *file, const char *name, const char *value);
+PeftcStatus h5_attr_i64(hid_t obj, const char *file, const char *name, const int64_t *v, size_t n);
+/* n fixed-length strings of width bytes each (names[i] at names + i * width). */
+PeftcStatus h5_attr_strs(hid_t obj, const char *file, const char *name, const char *names, size_t n, size_t width);
+
+/* Reads a string attribute into a fresh malloc'ed buffer. */
+PeftcStatus h5_read_attr_str(hid_t obj, const char *file, const char *name, char **out);
+/* Reads exactly n int64 values (1 means a scalar or a 1-element array). */
+PeftcStatus h5_read_attr_i64(hid_t obj, const char *file, const char *name, int64_t *v, size_t n);
+/* Reads n fixed-length strings into names (n * width bytes, each NUL-terminated within width). */
+PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, char *names, size_t n, size_t width);
+
+/* Writes data (n elements of type, elem bytes each) as the 1-D dataset `path` (intermediate groups
+ * created) with its crc32 attribute. */
+PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,
+                           size_t elem);
+/* The element count of dataset `path`, checking its element class/size matches type. */
+PeftcStatus h5_array_len(hid_t file_id, const char *file, const char *path, hid_t type, size_t *n);
+/* Reads the whole dataset `path` (n elements, from h5_array_len) into data and checks its crc32. */
+PeftcStatus h5_read_array(hid_t file_id, const char *file, const char *path, hid_t type, void *data, size_t n,
+                          size_t elem);
+
+#endif
