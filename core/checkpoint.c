@@ -39,6 +39,7 @@ static PeftcStatus write_meta(hid_t f, const char *path, const CkptMeta *m) {
     PEFTC_TRY(h5_attr_i64(f, path, "step", &m->step, 1));
     PEFTC_TRY(h5_attr_i64(f, path, "cursor", &m->cursor, 1));
     PEFTC_TRY(h5_attr_i64(f, path, "seed", &seed, 1));
+    PEFTC_TRY(h5_attr_i64(f, path, "global_batch", &m->global_batch, 1));
     PEFTC_TRY(h5_attr_i64(f, path, "world", &world, 1));
     PEFTC_TRY(h5_attr_str(f, path, "method", m->method));
     PEFTC_TRY(h5_attr_str(f, path, "base_model", m->base_model));
@@ -170,6 +171,7 @@ static PeftcStatus read_meta(hid_t f, const char *path, CkptMeta *m) {
     PEFTC_TRY(h5_read_attr_i64(f, path, "step", &m->step, 1));
     PEFTC_TRY(h5_read_attr_i64(f, path, "cursor", &m->cursor, 1));
     PEFTC_TRY(h5_read_attr_i64(f, path, "seed", &seed, 1));
+    PEFTC_TRY(h5_read_attr_i64(f, path, "global_batch", &m->global_batch, 1));
     PEFTC_TRY(h5_read_attr_i64(f, path, "world", &world, 1));
     m->seed = (uint64_t)seed;
     m->world = (int)world;

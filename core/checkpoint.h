@@ -2,7 +2,8 @@
  *
  *   /                      attributes: format = "peftc-checkpoint", version = 1, step, cursor (the
  *                          sampler's position in global samples, so any world size resumes it), seed,
- *                          world (ranks that wrote it; informational), method, base_model (path),
+ *                          global_batch (sequences per step; a resume must keep it), world (ranks
+ *                          that wrote it; informational), method, base_model (path),
  *                          base_hash ("crc32:XXXXXXXX size:N" of the base file), config (resolved YAML)
  *   /arena                 attributes: names (string per tensor), offsets, numel, rank, dims (4 per
  *                          tensor), precision ("float32" | "float64")
@@ -32,6 +33,7 @@ typedef struct {
     int64_t step;        /* optimizer steps completed */
     int64_t cursor;      /* sampler cursor, in global samples */
     uint64_t seed;       /* train.seed */
+    int64_t global_batch; /* sequences per optimizer step (micro_batch x accum x world) */
     int world;           /* ranks of the run that wrote it */
     char method[32];
     char base_model[512];

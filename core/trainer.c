@@ -172,12 +172,25 @@ PeftcStatus trainer_eval(Trainer *t, EvalStats *out) {
     return PEFTC_OK;
 }
 
+void trainer_set_step_hook(Trainer *t, const StepHook *h) {
+    if (h) t->step_hook = *h;
+    else memset(&t->step_hook, 0, sizeof t->step_hook);
+}
+
+void trainer_resume_at(Trainer *t, int64_t step, int64_t cursor) {
+    t->step = step;
+    t->train_sampler.cursor = cursor;
+}
+
 PeftcStatus trainer_run(Trainer *t, const TrainerHooks *hooks) {
     EvalStats es;
     StepStats ss;
-    PEFTC_TRY(trainer_eval(t, &es));
-    if (hooks && hooks->on_eval) hooks->on_eval(hooks->user, &es);
-    while (t->step < t->cfg.steps) {
+    t->stopped = 0;
+    if (t->step == 0) {
+        PEFTC_TRY(trainer_eval(t, &es));
+        if (hooks && hooks->on_eval) hooks->on_eval(hooks->user, &es);
+    }
+    while (t->step < t->cfg.steps && !t->stopped) {
         PEFTC_TRY(trainer_step(t, &ss));
         if (hooks && hooks->on_step) hooks->on_step(hooks->user, &ss);
         int due = t->cfg.eval_every > 0 && t->step % t->cfg.eval_every == 0;
@@ -185,6 +198,7 @@ PeftcStatus trainer_run(Trainer *t, const TrainerHooks *hooks) {
             PEFTC_TRY(trainer_eval(t, &es));
             if (hooks && hooks->on_eval) hooks->on_eval(hooks->user, &es);
         }
+        if (t->step_hook.after_step) PEFTC_TRY(t->step_hook.after_step(t->step_hook.user, t, &t->stopped));
     }
     return PEFTC_OK;
 }

@@ -67,7 +67,17 @@ typedef struct {
     void (*after_update)(void *user, Arena *a);
 } GradHook;
 
+struct Trainer;
+
+/* Called on every rank after each optimizer step and its evaluation, for what must be collective
+ * (checkpoints, the ranks' agreement to stop on a signal). Setting *stop ends trainer_run after this
+ * step with PEFTC_OK and t->stopped = 1. */
 typedef struct {
+    void *user;
+    PeftcStatus (*after_step)(void *user, struct Trainer *t, int *stop);
+} StepHook;
+
+typedef struct Trainer {
     TrainConfig cfg;
     LlamaModel *model;
     Arena *arena;
@@ -81,6 +91,8 @@ typedef struct {
     int64_t *ids;               /* (B) */
     double start_time;          /* monotonic seconds when training started */
     GradHook grad_hook;         /* none after trainer_init */
+    StepHook step_hook;         /* none after trainer_init */
+    int stopped;                /* trainer_run ended early because the step hook asked */
 } Trainer;
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
@@ -89,11 +101,16 @@ void trainer_free(Trainer *t);
 /* Installs h for every later step (a copy is kept; h->user must outlive the trainer's use of it);
  * NULL removes the hook. */
 void trainer_set_grad_hook(Trainer *t, const GradHook *h);
+/* Installs (a copy of) h for later trainer_run calls; NULL removes it. */
+void trainer_set_step_hook(Trainer *t, const StepHook *h);
+/* Continues from a checkpoint: step optimizer steps done, sampler at global position cursor. */
+void trainer_resume_at(Trainer *t, int64_t step, int64_t cursor);
 /* One optimizer step (all micro-batches, reduce, grad hook, clip, update). */
 PeftcStatus trainer_step(Trainer *t, StepStats *out);
 /* Mean held-out loss over cfg.eval_batches global batches (same ids on every call). */
 PeftcStatus trainer_eval(Trainer *t, EvalStats *out);
-/* Runs steps until cfg.steps with evaluation and hooks. */
+/* Runs steps until cfg.steps with evaluation and hooks. The held-out evaluation before the first step
+ * runs only when starting from step 0: a resumed run already reported it. */
 PeftcStatus trainer_run(Trainer *t, const TrainerHooks *hooks);
 
 #endif

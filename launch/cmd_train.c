@@ -1,6 +1,7 @@
 /* peftc train: configuration, then one Session driven by the trainer, with rank 0 reporting. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <errno.h>
+#include <math.h>
 #include <sched.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include "../adapters/rosa_io.h"
 #include "metrics.h"
 #include "summary.h"
+#include "ckpt_run.h"
+#include "signals.h"
 #include "../core/clock.h"
 #include "progress.h"
 #include "session.h"
@@ -179,26 +182,53 @@ static PeftcStatus write_summary(const Session *s, const Reporter *rep, int worl
     return summary_write(s, &r, path);
 }
 
-/* Rank 0 reports; every rank trains. t0 is when the command started. */
-static PeftcStatus run(Session *s, Comm *comm, double t0) {
+/* Rank 0's metrics file (continued when resuming), progress line and banner. */
+static PeftcStatus open_reporting(Session *s, Reporter *rep, int world, int64_t resumed) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.csv", s->cfg.out_dir);
+    if (resumed > 0) {
+        double first, last;
+        PEFTC_TRY(metrics_resume(&rep->metrics, path, resumed, &first, &last));
+        rep->first_eval = first;
+        rep->last_eval = last;
+        rep->n_evals = isnan(first) ? 0 : 1;
+    } else {
+        PEFTC_TRY(metrics_open(&rep->metrics, path));
+    }
+    PEFTC_TRY(progress_create(&rep->progress, stdout, redraw_in_place(), s->cfg.log_every));
+    print_banner(s, world);
+    return PEFTC_OK;
+}
+
+/* Rank 0 reports; every rank trains. t0 is when the command started. *preempted: a signal stopped
+ * training after a checkpoint. */
+static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
     Reporter rep = {0};
     TrainerHooks hooks = {&rep, on_step, on_eval};
     int root = comm_rank(comm) == 0;
-    PeftcStatus st = PEFTC_OK;
-    if (root) {
-        char path[600];
-        snprintf(path, sizeof path, "%s/metrics.csv", s->cfg.out_dir);
-        st = metrics_open(&rep.metrics, path);
-        if (st == PEFTC_OK) st = progress_create(&rep.progress, stdout, redraw_in_place(), s->cfg.log_every);
-        if (st == PEFTC_OK) print_banner(s, comm_size(comm));
-    }
+    CkptRun ck;
+    int64_t resumed = 0;
+    PeftcStatus st = ckpt_run_init(&ck, s, comm);
+    if (st == PEFTC_OK) st = ckpt_run_resume(&ck, &resumed);
+    if (st != PEFTC_OK) return st;
+    if (root) st = open_reporting(s, &rep, comm_size(comm), resumed);
     st = comm_agree(comm, st);
-    double em0 = 0, em1 = 0;
+    double em0 = NAN, em1 = 0;
     int em = em_enabled(s);
-    if (st == PEFTC_OK && em) st = em_report(s, comm, "before training", &em0);
+    if (st == PEFTC_OK && em && resumed == 0) st = em_report(s, comm, "before training", &em0);
+    else if (st == PEFTC_OK && em && root) printf("exact match before training: see the run that wrote the checkpoint\n");
     if (st == PEFTC_OK && rosa_needs_masks(s)) st = rosa_make_masks(s, comm);
     if (st == PEFTC_OK) st = trainer_run(&s->trainer, root ? &hooks : NULL);
     if (root) progress_finish(rep.progress);
+    *preempted = st == PEFTC_OK && ck.preempted;
+    if (*preempted) {
+        if (root)
+            printf("peftc: stopped by signal %d at step %lld after writing its checkpoint; run the same command "
+                   "with checkpoint.resume=auto to continue (exit code %d)\n", signals_pending(),
+                   (long long)s->trainer.step, EXIT_PREEMPTED);
+        if (root) metrics_close(rep.metrics);
+        return PEFTC_OK;
+    }
     if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);
     if (st == PEFTC_OK) st = save_adapter(s, comm);
     if (root) {
@@ -207,7 +237,8 @@ static PeftcStatus run(Session *s, Comm *comm, double t0) {
         if (st == PEFTC_OK) st = write_summary(s, &rep, comm_size(comm), em, em0, em1, t0);
         if (st == PEFTC_OK) {
             char emtxt[96] = "";
-            if (em) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%% -> %.1f%%", 100 * em0, 100 * em1);
+            if (em && !isnan(em0)) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%% -> %.1f%%", 100 * em0, 100 * em1);
+            else if (em) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%%", 100 * em1);
             printf("peftc: done: held-out loss %.4f -> %.4f%s, %.0f tokens/s, metrics in %s/metrics.csv\n",
                    rep.first_eval, rep.last_eval, emtxt, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0,
                    s->cfg.out_dir);
@@ -279,13 +310,14 @@ int cmd_train(int argc, char **argv) {
     }
     st = comm_agree(comm, st);
     static Session session;
+    int preempted = 0;
     if (st == PEFTC_OK) {
         PeftcStatus local = session_open(&session, &cfg, comm);
         st = comm_agree(comm, local);
-        if (st == PEFTC_OK) st = run(&session, comm, t0);
+        if (st == PEFTC_OK) st = run(&session, comm, t0, &preempted);
         if (local == PEFTC_OK) session_close(&session);
     }
     report_error(st, comm, 0);
     comm_free(comm);
-    return st == PEFTC_OK ? 0 : EXIT_RUNTIME;
+    return st != PEFTC_OK ? EXIT_RUNTIME : preempted ? EXIT_PREEMPTED : 0;
 }

@@ -5,7 +5,9 @@
 
 #include <stdio.h>
 
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+/* EXIT_PREEMPTED: a signal (SIGTERM, SIGINT, SIGUSR1) stopped training after a checkpoint was written;
+ * run the same command again (requeue) and it resumes. 75 is sysexits.h's EX_TEMPFAIL. */
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_PREEMPTED = 75 };
 
 #include "config.h"
 #include "../comm/comm.h"

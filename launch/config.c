@@ -202,7 +202,15 @@ static PeftcStatus finish_device(const RunConfig *c) {
 #endif
 }
 
+static PeftcStatus finish_checkpoint(RunConfig *c) {
+    if (c->ckpt_dir[0]) return PEFTC_OK;
+    if (snprintf(c->ckpt_dir, sizeof c->ckpt_dir, "%s/checkpoints", c->out_dir) >= (int)sizeof c->ckpt_dir)
+        return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold checkpoints/; set checkpoint.dir");
+    return PEFTC_OK;
+}
+
 PeftcStatus config_finish(RunConfig *c) {
+    PEFTC_TRY(finish_checkpoint(c));
     PEFTC_TRY(finish_device(c));
     PEFTC_TRY(finish_model(c));
     PEFTC_TRY(finish_quantized(c));

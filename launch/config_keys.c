@@ -44,6 +44,7 @@ static const ConfigSection SECTIONS[] = {
     {"data", "training and held-out data"},
     {"eval", "generation-based evaluation"},
     {"output", "where results go"},
+    {"checkpoint", "HDF5 checkpoints and resuming after preemption"},
 };
 
 static const ConfigKey KEYS[] = {
@@ -140,6 +141,14 @@ static const ConfigKey KEYS[] = {
     STR("output.dir", out_dir, "runs/default", 0, "run directory (resolved config, metrics CSV, adapter)"),
     BOOL("output.save_adapter", save_adapter, "true", "write the trained adapter to <dir>/adapter in PEFT format"),
     INT("output.log_every", log_every, "10", GE(1), "steps between progress lines (non-TTY)"),
+
+    INT("checkpoint.every", ckpt_every, "0", GE(0), "steps between checkpoints; 0 = none on a schedule"),
+    FLT("checkpoint.minutes", ckpt_minutes, "0", GE(0), "minutes between checkpoints; 0 = none on a clock"),
+    INT("checkpoint.keep", ckpt_keep, "3", GE(1), "newest checkpoints kept; older ones are deleted"),
+    STR("checkpoint.dir", ckpt_dir, "", KEYF_OPTIONAL, "where step_N.h5 and 'latest' go; \"\" = <output.dir>/checkpoints"),
+    STR("checkpoint.resume", resume, "", KEYF_OPTIONAL,
+        "\"\" = start fresh; auto = the newest checkpoint in checkpoint.dir that verifies (fresh if none); "
+        "or a step_N.h5 path"),
 };
 
 const ConfigKey *config_keys(int *n) {

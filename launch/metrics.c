@@ -1,8 +1,11 @@
 /* The metrics CSV writer. */
 #include "metrics.h"
 
+#include "../core/fsutil.h"
+
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,58 @@ PeftcStatus metrics_open(Metrics **out, const char *path) {
     PeftcStatus st = finish_row(m, fputs(HEADER, m->f) == EOF ? -1 : 0);
     if (st != PEFTC_OK) {
         fclose(m->f);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return PEFTC_OK;
+}
+
+/* Copies the kept rows of the old file into out; *first_eval as in metrics_resume. */
+static PeftcStatus keep_rows(FILE *in, FILE *out, int64_t step, double *first_eval, double *last_eval) {
+    char line[1024];
+    int first = 1;
+    while (fgets(line, sizeof line, in)) {
+        long long s;
+        double loss;
+        char kind[16];
+        int fields = sscanf(line, "%15[^,],%lld,%lf", kind, &s, &loss);
+        if (first) {
+            first = 0;
+            if (strcmp(line, HEADER) != 0) return PEFTC_ERR(PEFTC_EFORMAT, "header differs");
+        } else if (fields < 2 || s > step) {
+            continue;
+        } else if (fields == 3 && strcmp(kind, "eval") == 0) {
+            if (isnan(*first_eval)) *first_eval = loss;
+            *last_eval = loss;
+        }
+        if (fputs(line, out) == EOF) return PEFTC_ERR(PEFTC_EIO, "write failed");
+    }
+    return first ? PEFTC_ERR(PEFTC_EFORMAT, "empty") : PEFTC_OK;
+}
+
+PeftcStatus metrics_resume(Metrics **out, const char *path, int64_t step, double *first_eval, double *last_eval) {
+    *first_eval = *last_eval = NAN;
+    FILE *in = fopen(path, "r");
+    if (!in) return metrics_open(out, path);
+    FILE *tmp;
+    PeftcStatus st = fs_atomic_open(path, &tmp);
+    if (st == PEFTC_OK) {
+        st = keep_rows(in, tmp, step, first_eval, last_eval);
+        if (st != PEFTC_OK)
+            st = PEFTC_ERR(st, "metrics file '%s' cannot be continued (%s); move it away to start a new one", path,
+                           peftc_err_msg());
+        st = fs_atomic_commit(path, tmp, st);
+    }
+    fclose(in);
+    if (st != PEFTC_OK) return st;
+    size_t len = strlen(path);
+    Metrics *m = malloc(sizeof *m + len + 1);
+    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "metrics file '%s': out of memory", path);
+    memcpy(m->path, path, len + 1);
+    m->f = fopen(path, "a");
+    if (!m->f) {
+        st = PEFTC_ERR(PEFTC_EIO, "cannot append to metrics file '%s': %s", path, strerror(errno));
         free(m);
         return st;
     }

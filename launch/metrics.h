@@ -17,6 +17,11 @@ typedef struct Metrics Metrics;
 PeftcStatus metrics_open(Metrics **out, const char *path);
 PeftcStatus metrics_step(Metrics *m, const StepStats *s);
 PeftcStatus metrics_eval(Metrics *m, const EvalStats *s);
+/* For a run resumed at `step`: keeps the file's header and the rows of steps <= step (what the
+ * interrupted run wrote after its checkpoint is dropped, so the curve has no repeated steps), then
+ * appends. A missing file starts fresh. *first_eval and *last_eval get the losses of the first and last
+ * kept eval rows, or NaN. */
+PeftcStatus metrics_resume(Metrics **out, const char *path, int64_t step, double *first_eval, double *last_eval);
 /* Closes and frees m (NULL is fine); reports a failed final write. */
 PeftcStatus metrics_close(Metrics *m);
 

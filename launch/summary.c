@@ -2,12 +2,13 @@
 #include "summary.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 
 #include "../core/fsutil.h"
 
 static void add_number_or_null(cJSON *o, const char *key, int present, double v) {
-    if (present) cJSON_AddNumberToObject(o, key, v);
+    if (present && isfinite(v)) cJSON_AddNumberToObject(o, key, v);
     else cJSON_AddNullToObject(o, key);
 }
 

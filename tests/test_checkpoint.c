@@ -32,7 +32,7 @@ static void make_arena(Arena *a, const char *second, int64_t second_cols, uint64
 }
 
 static CkptMeta meta(void) {
-    CkptMeta m = {.step = 17, .cursor = 136, .seed = 42, .world = 2, .config = "train:\n  steps: 40\n"};
+    CkptMeta m = {.step = 17, .cursor = 136, .seed = 42, .global_batch = 8, .world = 2, .config = "train:\n  steps: 40\n"};
     snprintf(m.method, sizeof m.method, "rosa");
     snprintf(m.base_model, sizeof m.base_model, "models/base.gguf");
     snprintf(m.base_hash, sizeof m.base_hash, "crc32:0123abcd size:99");
@@ -66,7 +66,8 @@ static int reads_back_identical(const char *p) {
     CkptMeta m;
     if (ckpt_verify(p) != PEFTC_OK || ckpt_read_meta(p, &m) != PEFTC_OK) return 0;
     CkptMeta want = meta();
-    int same = m.step == want.step && m.cursor == want.cursor && m.seed == want.seed && m.world == want.world &&
+    int same = m.step == want.step && m.cursor == want.cursor && m.seed == want.seed && m.global_batch == want.global_batch &&
+               m.world == want.world &&
                !strcmp(m.method, want.method) && !strcmp(m.base_model, want.base_model) &&
                !strcmp(m.base_hash, want.base_hash) && !strcmp(m.config, want.config);
     ckpt_meta_free(&m);
