@@ -18,9 +18,9 @@ static hid_t real_type(void) { return sizeof(real_t) == 8 ? H5T_NATIVE_DOUBLE : 
 static const char *real_name(void) { return sizeof(real_t) == 8 ? "float64" : "float32"; }
 
 static hid_t kind_type(CkptKind k) {
-    return k == CKPT_I32 ? H5T_NATIVE_INT32 : k == CKPT_U8 ? H5T_NATIVE_UINT8 : real_type();
+    return k == CKPT_I32 ? H5T_NATIVE_INT32 : k == CKPT_I64 ? H5T_NATIVE_INT64 : k == CKPT_U8 ? H5T_NATIVE_UINT8 : real_type();
 }
-static size_t kind_size(CkptKind k) { return k == CKPT_I32 ? 4 : k == CKPT_U8 ? 1 : sizeof(real_t); }
+static size_t kind_size(CkptKind k) { return k == CKPT_I32 ? 4 : k == CKPT_I64 ? 8 : k == CKPT_U8 ? 1 : sizeof(real_t); }
 
 /* Files in HDF5's newest format: checksummed metadata, and attributes of any size (the tensor names). */
 static hid_t newest_format_fapl(void) {

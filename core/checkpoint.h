@@ -9,8 +9,8 @@
  *                          tensor), precision ("float32" | "float64")
  *   /arena/params, m, v    the trainable arena's flat buffers (numel elements each, alignment gaps
  *                          included): values and AdamW's moments
- *   /state/<name>          extra per-method state (RoSA masks, EigenLoRAx basis hash, ...): int32, uint8
- *                          or real arrays, each whole
+ *   /state/<name>          extra per-method state (RoSA masks, EigenLoRAx basis hash, ...): int32, int64,
+ *                          uint8 or real arrays, each whole
  *
  * Every dataset carries a `crc32` attribute over its raw bytes; reading recomputes it and names the
  * dataset that fails. The file is written with HDF5's newest format, whose metadata blocks carry their
@@ -41,7 +41,7 @@ typedef struct {
     char *config;        /* resolved YAML; owned (malloc) after ckpt_read_meta, borrowed when writing */
 } CkptMeta;
 
-typedef enum { CKPT_I32, CKPT_U8, CKPT_REAL } CkptKind;
+typedef enum { CKPT_I32, CKPT_I64, CKPT_U8, CKPT_REAL } CkptKind;
 
 /* One extra dataset under /state. */
 typedef struct {

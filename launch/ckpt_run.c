@@ -13,6 +13,7 @@
 #include "../core/clock.h"
 #include "../core/fsutil.h"
 #include "../core/h5util.h"
+#include "ckpt_state.h"
 #include "signals.h"
 
 #define PATH_CAP 1100
@@ -127,7 +128,12 @@ static PeftcStatus save_rank0(CkptRun *r) {
     char path[PATH_CAP], latest[PATH_CAP], name[64];
     step_path(c, t->step, path);
     double t0 = clock_seconds();
-    PeftcStatus st = ckpt_write(path, &m, &r->s->arena, NULL, 0);
+    CkptState state;
+    PeftcStatus st = ckpt_state_gather(r->s, &state);
+    if (st == PEFTC_OK) {
+        st = ckpt_write(path, &m, &r->s->arena, state.blobs, state.n);
+        ckpt_state_free(&state);
+    }
     free(m.config);
     snprintf(latest, sizeof latest, "%s/latest", c->ckpt_dir);
     int len = snprintf(name, sizeof name, "step_%lld.h5\n", (long long)t->step);
@@ -175,10 +181,12 @@ PeftcStatus ckpt_run_init(CkptRun *r, Session *s, Comm *comm) {
     r->last_save = clock_seconds();
     signals_install();
     PeftcStatus st = comm_rank(comm) == 0 ? base_identity(&s->cfg, r->base_hash, sizeof r->base_hash) : PEFTC_OK;
-    PEFTC_TRY(comm_agree(comm, st));
+    return comm_agree(comm, st);
+}
+
+void ckpt_run_attach(CkptRun *r) {
     StepHook h = {r, after_step};
-    trainer_set_step_hook(&s->trainer, &h);
-    return PEFTC_OK;
+    trainer_set_step_hook(&r->s->trainer, &h);
 }
 
 /* ---- resuming ---- */
@@ -212,7 +220,7 @@ static PeftcStatus try_candidate(const CkptRun *r, const char *path) {
     PEFTC_TRY(ckpt_read_meta(path, &m));
     PeftcStatus st = check_compatible(r, path, &m);
     ckpt_meta_free(&m);
-    return st;
+    return st == PEFTC_OK ? ckpt_state_check(r->s, path) : st;
 }
 
 /* checkpoint.resume=auto on rank 0: `latest` first, then every step_N.h5 newest first. Corrupt files

@@ -21,8 +21,12 @@ typedef struct {
     int preempted;       /* a signal stopped the run after its checkpoint */
 } CkptRun;
 
-/* Installs the signal handlers and the trainer's step hook. Collective. */
+/* Installs the signal handlers and takes the base model's identity. Collective. */
 PeftcStatus ckpt_run_init(CkptRun *r, Session *s, Comm *comm);
+
+/* Installs the trainer's step hook that checkpoints and stops. Call right before trainer_run: RoSA's
+ * restart rebuilds the trainer, and the steps of its mask schedule are not checkpointed. */
+void ckpt_run_attach(CkptRun *r);
 
 /* checkpoint.resume: "" does nothing; "auto" loads the newest checkpoint that verifies (reporting
  * and skipping corrupt ones; none means a fresh start); a path loads that file or fails. Refuses a

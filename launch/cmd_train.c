@@ -218,7 +218,10 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
     if (st == PEFTC_OK && em && resumed == 0) st = em_report(s, comm, "before training", &em0);
     else if (st == PEFTC_OK && em && root) printf("exact match before training: see the run that wrote the checkpoint\n");
     if (st == PEFTC_OK && rosa_needs_masks(s)) st = rosa_make_masks(s, comm);
-    if (st == PEFTC_OK) st = trainer_run(&s->trainer, root ? &hooks : NULL);
+    if (st == PEFTC_OK) {
+        ckpt_run_attach(&ck);
+        st = trainer_run(&s->trainer, root ? &hooks : NULL);
+    }
     if (root) progress_finish(rep.progress);
     *preempted = st == PEFTC_OK && ck.preempted;
     if (*preempted) {

@@ -46,6 +46,25 @@ check "resumed loss curve is bit-identical" "diff <(curve '$dir/ref') <(curve '$
 check "resumed adapter is bit-identical" "cmp -s '$(adapter "$dir/ref")' '$(adapter "$dir/term")'"
 check "checkpoint.keep=3 keeps three" "[ \$(ls '$dir/term/checkpoints' | grep -c '^step_') -eq 3 ]"
 
+# ---- RoSA: masks from the file the first launch wrote, values and moments from the checkpoint ----
+rosa="$base train.steps=40 method.name=rosa lora.r=2 rosa.density=0.05 rosa.warmup=3 checkpoint.every=10"
+"$peftc" train $rosa output.dir="$dir/rref" >"$dir/rref.log" 2>&1
+check "uninterrupted RoSA run exits 0" "[ $? -eq 0 ]"
+mkdir -p "$dir/rint"
+run_until_rows "$dir/rint" 8 TERM "$peftc" train $rosa
+check "RoSA SIGTERM exits 75" "[ $rc -eq 75 ]"
+"$peftc" train $rosa checkpoint.resume=auto output.dir="$dir/rint" >>"$dir/rint.log" 2>&1
+check "RoSA resume exits 0" "[ $? -eq 0 ]"
+check "RoSA resumed curve and sparse deltas are bit-identical" \
+  "diff <(curve '$dir/rref') <(curve '$dir/rint') >/dev/null && cmp -s '$dir/rref/adapter/rosa_sparse.safetensors' '$dir/rint/adapter/rosa_sparse.safetensors'"
+# Masks of the same density taken one step earlier: a checkpoint made with the first masks must
+# not be continued on them.
+"$peftc" train $rosa rosa.warmup=2 train.steps=4 checkpoint.every=0 output.dir="$dir/rearly" >"$dir/rearly.log" 2>&1
+"$peftc" train $rosa checkpoint.resume="$dir/rint/checkpoints/step_40.h5" \
+  rosa.mask_path="$dir/rearly/rosa_masks.safetensors" output.dir="$dir/rbad" >"$dir/rbad.log" 2>&1
+check "a checkpoint with other masks is refused" \
+  "[ $? -ne 0 ] && grep -q \"/state/rosa/.* differs from this run's (other RoSA masks\" '$dir/rbad.log'"
+
 # ---- 2 ranks, interrupted, resumed on 1 rank with the same global batch ----
 two="$peftc train $base train.steps=40 checkpoint.every=10"
 "$mpiexec" -n 2 --oversubscribe $two output.dir="$dir/two" >"$dir/two.log" 2>&1
@@ -118,4 +137,4 @@ check "another global batch is refused" "[ $? -ne 0 ] && grep -q 'global batch o
   output.dir="$dir/bad3" >"$dir/bad3.log" 2>&1
 check "another base model is refused" "[ $? -ne 0 ] && grep -q 'made for base model' '$dir/bad3.log'"
 
-finish ref.log term.log two-int.log kill.log corrupt.log bad1.log bad2.log bad3.log
+finish ref.log term.log rint.log rbad.log two-int.log kill.log corrupt.log bad1.log bad2.log bad3.log

@@ -1,0 +1,91 @@
+/* Per-method checkpoint state (see ckpt_state.h). */
+#include "ckpt_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../adapters/rosa.h"
+
+#define MAX_BLOBS 4096
+
+static PeftcStatus add(CkptState *st, const char *name, CkptKind kind, void *data, size_t n) {
+    if (st->n == MAX_BLOBS) return PEFTC_ERR(PEFTC_EINVAL, "checkpoint: more than %d state entries", MAX_BLOBS);
+    char *copy = strdup(name);
+    if (!copy) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory for state '%s'", name);
+    st->owned[st->n] = data;
+    st->blobs[st->n++] = (CkptBlob){copy, kind, data, n};
+    return PEFTC_OK;
+}
+
+static PeftcStatus gather_rosa(const Session *s, CkptState *st) {
+    LlamaModel *m = (LlamaModel *)&s->model;
+    for (int i = 0; i < llama_linear_count(m); i++) {
+        const Adapter *a = llama_linear(m, i)->adapter;
+        if (!a || !rosa_is(a) || !rosa_has_mask(a)) continue;
+        int64_t nnz = rosa_layer_nnz(a);
+        int64_t *flat = malloc((size_t)(nnz ? nnz : 1) * sizeof *flat);
+        if (!flat) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory for the mask of %s", a->name);
+        PeftcStatus r = rosa_mask_flat(a, flat);
+        char name[300];
+        snprintf(name, sizeof name, "rosa/%s/mask", a->name);
+        if (r == PEFTC_OK) r = add(st, name, CKPT_I64, flat, (size_t)nnz);
+        if (r != PEFTC_OK) {
+            if (st->n == 0 || st->owned[st->n - 1] != flat) free(flat);
+            return r;
+        }
+    }
+    return PEFTC_OK;
+}
+
+static PeftcStatus gather_eigen(const Session *s, CkptState *st) {
+    char *id = malloc(96);
+    if (!id) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory");
+    PeftcStatus r = ckpt_file_hash(s->cfg.eigen.basis_path, id, 96);
+    if (r == PEFTC_OK) r = add(st, "eigenlora/basis", CKPT_U8, id, strlen(id));
+    else free(id);
+    return r;
+}
+
+PeftcStatus ckpt_state_gather(const Session *s, CkptState *out) {
+    memset(out, 0, sizeof *out);
+    out->blobs = calloc(MAX_BLOBS, sizeof *out->blobs);
+    out->owned = calloc(MAX_BLOBS, sizeof *out->owned);
+    if (!out->blobs || !out->owned) {
+        ckpt_state_free(out);
+        return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory for the method state");
+    }
+    PeftcStatus r = PEFTC_OK;
+    if (method_is_rosa(s->cfg.method)) r = gather_rosa(s, out);
+    if (r == PEFTC_OK && s->cfg.method == METHOD_EIGENLORA) r = gather_eigen(s, out);
+    if (r != PEFTC_OK) ckpt_state_free(out);
+    return r;
+}
+
+void ckpt_state_free(CkptState *st) {
+    for (int i = 0; i < st->n; i++) {
+        free((void *)st->blobs[i].name);
+        free(st->owned[i]);
+    }
+    free(st->blobs);
+    free(st->owned);
+    memset(st, 0, sizeof *st);
+}
+
+PeftcStatus ckpt_state_check(const Session *s, const char *path) {
+    CkptState now;
+    PEFTC_TRY(ckpt_state_gather(s, &now));
+    PeftcStatus r = PEFTC_OK;
+    for (int i = 0; i < now.n && r == PEFTC_OK; i++) {
+        const CkptBlob *b = &now.blobs[i];
+        void *stored = NULL;
+        size_t n = 0;
+        r = ckpt_read_blob(path, b->name, b->kind, &stored, &n);
+        size_t elem = b->kind == CKPT_I64 ? 8 : 1;
+        if (r == PEFTC_OK && (n != b->n || memcmp(stored, b->data, n * elem) != 0))
+            r = PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s': /state/%s differs from this run's (%s)", path, b->name,
+                          b->kind == CKPT_U8 ? "another eigenlora.basis file" : "other RoSA masks in rosa.mask_path");
+        free(stored);
+    }
+    ckpt_state_free(&now);
+    return r;
+}
