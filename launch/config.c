@@ -205,7 +205,7 @@ static PeftcStatus finish_device(const RunConfig *c) {
 static PeftcStatus finish_checkpoint(RunConfig *c) {
     if (c->ckpt_dir[0]) return PEFTC_OK;
     if (snprintf(c->ckpt_dir, sizeof c->ckpt_dir, "%s/checkpoints", c->out_dir) >= (int)sizeof c->ckpt_dir)
-        return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold checkpoints/; set checkpoint.dir");
+        return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold checkpoints/; set checkpoint.folder");
     return PEFTC_OK;
 }
 

@@ -68,7 +68,7 @@ typedef struct {
     int64_t ckpt_every;     /* checkpoint.every: steps between checkpoints; 0 = none */
     double ckpt_minutes;    /* checkpoint.minutes: wall minutes between checkpoints; 0 = none */
     int ckpt_keep;          /* checkpoint.keep */
-    char ckpt_dir[512];     /* checkpoint.dir; "" = <out_dir>/checkpoints */
+    char ckpt_dir[512];     /* checkpoint.folder; "" = <out_dir>/checkpoints */
     char resume[512];       /* checkpoint.resume: "", "auto" or a checkpoint file */
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
     Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */

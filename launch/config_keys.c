@@ -145,9 +145,9 @@ static const ConfigKey KEYS[] = {
     INT("checkpoint.every", ckpt_every, "0", GE(0), "steps between checkpoints; 0 = none on a schedule"),
     FLT("checkpoint.minutes", ckpt_minutes, "0", GE(0), "minutes between checkpoints; 0 = none on a clock"),
     INT("checkpoint.keep", ckpt_keep, "3", GE(1), "newest checkpoints kept; older ones are deleted"),
-    STR("checkpoint.dir", ckpt_dir, "", KEYF_OPTIONAL, "where step_N.h5 and 'latest' go; \"\" = <output.dir>/checkpoints"),
+    STR("checkpoint.folder", ckpt_dir, "", KEYF_OPTIONAL, "where step_N.h5 and 'latest' go; \"\" = <output.dir>/checkpoints"),
     STR("checkpoint.resume", resume, "", KEYF_OPTIONAL,
-        "\"\" = start fresh; auto = the newest checkpoint in checkpoint.dir that verifies (fresh if none); "
+        "\"\" = start fresh; auto = the newest checkpoint in checkpoint.folder that verifies (fresh if none); "
         "or a step_N.h5 path"),
 };
 
