@@ -67,11 +67,12 @@ def row(name, seeds):
     s0 = seeds[0][0]
     em = [s["exact_match_after"] * 100 for s, _ in seeds if s["exact_match_after"] is not None]
     em0 = [s["exact_match_before"] * 100 for s, _ in seeds if s["exact_match_before"] is not None]
+    before = "{:.1f}%".format(statistics.fmean(em0)) if em0 else "-"
     return "| {} | {:,} | {} | {} | {} | {} → {} | {} |".format(
         LABELS.get(name, name), int(s0["trainable"]), len(seeds),
         stat([loss_at(c, 10) for _, c in seeds], "{:.4f}"),
         stat([s["eval_loss_last"] for s, _ in seeds], "{:.4f}"),
-        stat(em0, "{:.1f}%"), stat(em, "{:.1f}%"),
+        before, stat(em, "{:.1f}%"),
         stat([s["wall_seconds"] for s, _ in seeds], "{:.0f}"))
 
 
@@ -143,7 +144,7 @@ def main():
                  any_run["ranks"]), ""]
     for _, title, names in GROUPS:
         lines += ["## " + title, "",
-                  "| method | trainable | n | held-out loss @10 | held-out loss, end | exact match | wall s |",
+                  "| method | trainable | n | held-out loss @10 | held-out loss, end | exact match before → after | wall s |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [row(n, runs[n]) for n in names if n in runs]
         lines.append("")
