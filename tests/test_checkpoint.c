@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "core/checkpoint.h"
 #include "core/fsutil.h"
 #include "tests/testutil.h"
@@ -61,6 +63,11 @@ static void teardown(void) {
     strcpy(dir, "/tmp/peftc_ckpt_XXXXXX");
 }
 
+/* Every HDF5 handle peftc opened has been closed, on success and failure paths alike. */
+static void assert_no_open_handles(void) {
+    ck_assert_int_eq(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
 /* 1 when path reads back to exactly what write_reference wrote (the flip was harmless). */
 static int reads_back_identical(const char *p) {
     CkptMeta m;
@@ -90,6 +97,7 @@ static int reads_back_identical(const char *p) {
 START_TEST(round_trip_is_bit_exact) {
     ck_assert_int_eq(ckpt_verify(path), PEFTC_OK);
     ck_assert(reads_back_identical(path));
+    assert_no_open_handles();
     /* The temporary is gone and a second write replaces the file whole. */
     char tmp[160];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -143,9 +151,12 @@ START_TEST(every_flipped_byte_is_caught_or_harmless) {
         buf[i] ^= 0xFF;
         spit(bad, buf, n);
         buf[i] ^= 0xFF;
-        if (ckpt_verify(bad) != PEFTC_OK) caught++;
+        int refused = ckpt_verify(bad) != PEFTC_OK;
+        assert_no_open_handles();
+        if (refused) caught++;
         else if (reads_back_identical(bad)) harmless++;
         else ck_abort_msg("byte %zu of %zu flipped: the checkpoint verifies but reads back different", i, n);
+        assert_no_open_handles();
     }
     printf("checkpoint of %zu bytes: %d flips refused, %d in bytes never read\n", n, caught, harmless);
     ck_assert_int_gt(caught, (int)n / 2);
@@ -181,6 +192,7 @@ START_TEST(every_truncation_is_refused) {
     for (size_t len = 0; len < n; len += 1 + len / 64) {
         spit(cut, buf, len);
         ck_assert_msg(ckpt_verify(cut) != PEFTC_OK, "checkpoint cut to %zu of %zu bytes verified", len, n);
+        assert_no_open_handles();
         ck_assert_ptr_nonnull(strstr(peftc_err_msg(), cut));
     }
     free(buf);
