@@ -18,9 +18,11 @@ static hid_t real_type(void) { return sizeof(real_t) == 8 ? H5T_NATIVE_DOUBLE : 
 static const char *real_name(void) { return sizeof(real_t) == 8 ? "float64" : "float32"; }
 
 static hid_t kind_type(CkptKind k) {
-    return k == CKPT_I32 ? H5T_NATIVE_INT32 : k == CKPT_I64 ? H5T_NATIVE_INT64 : k == CKPT_U8 ? H5T_NATIVE_UINT8 : real_type();
+    if (k == CKPT_I32) return H5T_NATIVE_INT32;
+    if (k == CKPT_I64) return H5T_NATIVE_INT64;
+    return k == CKPT_U8 ? H5T_NATIVE_UINT8 : real_type();
 }
-static size_t kind_size(CkptKind k) { return k == CKPT_I32 ? 4 : k == CKPT_I64 ? 8 : k == CKPT_U8 ? 1 : sizeof(real_t); }
+size_t ckpt_kind_size(CkptKind k) { return k == CKPT_I32 ? 4 : k == CKPT_I64 ? 8 : k == CKPT_U8 ? 1 : sizeof(real_t); }
 
 /* Files in HDF5's newest format: checksummed metadata, and attributes of any size (the tensor names). */
 static hid_t newest_format_fapl(void) {
@@ -104,7 +106,7 @@ static PeftcStatus write_all(hid_t f, const char *path, const CkptMeta *m, const
         char ds[600];
         snprintf(ds, sizeof ds, "/state/%s", blobs[i].name);
         PEFTC_TRY(h5_write_array(f, path, ds, kind_type(blobs[i].kind), blobs[i].data, blobs[i].n,
-                                 kind_size(blobs[i].kind)));
+                                 ckpt_kind_size(blobs[i].kind)));
     }
     return PEFTC_OK;
 }
@@ -158,7 +160,8 @@ static PeftcStatus read_fixed(hid_t f, const char *path, const char *name, char 
     size_t n = strlen(s);
     if (n >= cap) {
         free(s);
-        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' is longer than %zu bytes", path, name, cap - 1);
+        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': attribute '%s' is longer than %zu bytes", path, name,
+                         cap - 1);
     }
     memcpy(dst, s, n + 1);
     free(s);
@@ -230,7 +233,8 @@ static PeftcStatus check_registry(hid_t f, const char *path, const Arena *a) {
         const ArenaEntry *e = &a->entries[i];
         int same = strcmp(names + i * ARENA_NAME_MAX, e->name) == 0 && off[i] == (int64_t)e->offset &&
                    numel[i] == (int64_t)e->numel && rank[i] == e->shape.ndim;
-        for (int d = 0; same && d < e->shape.ndim && d < CKPT_DIMS; d++) same = dims[i * CKPT_DIMS + d] == e->shape.dim[d];
+        for (int d = 0; same && d < e->shape.ndim && d < CKPT_DIMS; d++)
+            same = dims[i * CKPT_DIMS + d] == e->shape.dim[d];
         if (!same)
             st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': trainable tensor %zu is '%s' with %lld values; this run "
                            "expects '%s' with %zu (a different method or adapter configuration?)", path, i,
@@ -271,9 +275,9 @@ PeftcStatus ckpt_read_blob(const char *path, const char *name, CkptKind kind, vo
     char ds[600];
     snprintf(ds, sizeof ds, "/state/%s", name);
     PeftcStatus st = h5_array_len(f, path, ds, kind_type(kind), n);
-    void *buf = st == PEFTC_OK ? malloc(*n ? *n * kind_size(kind) : 1) : NULL;
+    void *buf = st == PEFTC_OK ? malloc(*n ? *n * ckpt_kind_size(kind) : 1) : NULL;
     if (st == PEFTC_OK && !buf) st = PEFTC_ERR(PEFTC_ENOMEM, "checkpoint '%s': no memory for '%s'", path, ds);
-    if (st == PEFTC_OK) st = h5_read_array(f, path, ds, kind_type(kind), buf, *n, kind_size(kind));
+    if (st == PEFTC_OK) st = h5_read_array(f, path, ds, kind_type(kind), buf, *n, ckpt_kind_size(kind));
     H5Fclose(f);
     if (st != PEFTC_OK) {
         free(buf);

@@ -43,6 +43,9 @@ typedef struct {
 
 typedef enum { CKPT_I32, CKPT_I64, CKPT_U8, CKPT_REAL } CkptKind;
 
+/* Bytes per element of a kind. */
+size_t ckpt_kind_size(CkptKind k);
+
 /* One extra dataset under /state. */
 typedef struct {
     const char *name;    /* e.g. "rosa/layers.0.self_attn.q_proj/row_ptr" (groups are created) */

@@ -33,6 +33,14 @@ static void fsync_parent(const char *path) {
     }
 }
 
+/* tmp (already synced) replaces path; the folder entry is synced too. */
+static PeftcStatus rename_durably(const char *tmp, const char *path) {
+    if (rename(tmp, path) != 0)
+        return PEFTC_ERR(PEFTC_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+    fsync_parent(path);
+    return PEFTC_OK;
+}
+
 PeftcStatus fs_atomic_open(const char *path, FILE **f) {
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -48,14 +56,9 @@ PeftcStatus fs_atomic_commit(const char *path, FILE *f, PeftcStatus st) {
     int err = errno;
     bad |= fclose(f) != 0;
     if (st == PEFTC_OK && bad) st = PEFTC_ERR(PEFTC_EIO, "cannot write '%s': %s", tmp, strerror(err));
-    if (st == PEFTC_OK && rename(tmp, path) != 0)
-        st = PEFTC_ERR(PEFTC_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-    if (st != PEFTC_OK) {
-        unlink(tmp);
-        return st;
-    }
-    fsync_parent(path);
-    return PEFTC_OK;
+    if (st == PEFTC_OK) st = rename_durably(tmp, path);
+    if (st != PEFTC_OK) unlink(tmp);
+    return st;
 }
 
 PeftcStatus fs_write_atomic(const char *path, const void *data, size_t n) {
@@ -72,8 +75,5 @@ PeftcStatus fs_commit_file(const char *tmp, const char *path) {
     int err = errno;
     if (fd >= 0) close(fd);
     if (bad) return PEFTC_ERR(PEFTC_EIO, "cannot sync '%s': %s", tmp, strerror(err));
-    if (rename(tmp, path) != 0)
-        return PEFTC_ERR(PEFTC_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-    fsync_parent(path);
-    return PEFTC_OK;
+    return rename_durably(tmp, path);
 }

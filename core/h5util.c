@@ -7,9 +7,11 @@
 
 void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-uint32_t h5_crc32(const void *data, size_t n) {
-    return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), (const Bytef *)data, (z_size_t)n);
+uint32_t h5_crc32_update(uint32_t crc, const void *data, size_t n) {
+    return (uint32_t)crc32_z(crc, (const Bytef *)data, (z_size_t)n);
 }
+
+uint32_t h5_crc32(const void *data, size_t n) { return h5_crc32_update(0, data, n); }
 
 /* Creates and writes one attribute of memory type mtype over dataspace space; closes space. */
 static PeftcStatus put_attr(hid_t obj, const char *file, const char *name, hid_t ftype, hid_t mtype, hid_t space,

@@ -13,8 +13,9 @@
 /* HDF5 never prints; call before the first HDF5 call of a command. */
 void h5_quiet(void);
 
-/* CRC32 (zlib's polynomial) of n bytes. */
+/* CRC32 (zlib's polynomial) of n bytes; _update continues crc over more bytes (start from 0). */
 uint32_t h5_crc32(const void *data, size_t n);
+uint32_t h5_crc32_update(uint32_t crc, const void *data, size_t n);
 
 PeftcStatus h5_attr_str(hid_t obj, const char *file, const char *name, const char *value);
 PeftcStatus h5_attr_i64(hid_t obj, const char *file, const char *name, const int64_t *v, size_t n);

@@ -60,7 +60,8 @@ static void prune(const RunConfig *c) {
     for (int i = c->ckpt_keep; i < n; i++) {
         char p[PATH_CAP];
         step_path(c, steps[i], p);
-        if (unlink(p) != 0) fprintf(stderr, "peftc: warning: cannot delete old checkpoint '%s': %s\n", p, strerror(errno));
+        if (unlink(p) != 0)
+            fprintf(stderr, "peftc: warning: cannot delete old checkpoint '%s': %s\n", p, strerror(errno));
     }
     free(steps);
 }
@@ -81,23 +82,24 @@ static PeftcStatus base_identity(const RunConfig *c, char *out, size_t cap) {
     struct dirent **names;
     int n = scandir(c->model_path, &names, NULL, alphasort);
     if (n < 0) return PEFTC_ERR(PEFTC_EIO, "model.path '%s': %s", c->model_path, strerror(errno));
-    char all[4096] = "";
-    size_t used = 0;
+    uint32_t crc = 0; /* over "name=hash;" of each file, in name order */
     PeftcStatus st = PEFTC_OK;
     for (int i = 0; i < n; i++) {
         const char *nm = names[i]->d_name;
         size_t len = strlen(nm);
         int weights = len > 12 && strcmp(nm + len - 12, ".safetensors") == 0;
-        if (st == PEFTC_OK && (weights || strcmp(nm, "config.json") == 0) && used < sizeof all - 80) {
-            char p[PATH_CAP], h[64];
+        if (st == PEFTC_OK && (weights || strcmp(nm, "config.json") == 0)) {
+            char p[PATH_CAP], h[64], entry[400];
             snprintf(p, sizeof p, "%s/%s", c->model_path, nm);
             st = ckpt_file_hash(p, h, sizeof h);
-            if (st == PEFTC_OK) used += (size_t)snprintf(all + used, sizeof all - used, "%s=%s;", nm, h);
+            size_t n_entry = (size_t)snprintf(entry, sizeof entry, "%s=%s;", nm, h);
+            if (n_entry >= sizeof entry) n_entry = sizeof entry - 1;
+            if (st == PEFTC_OK) crc = h5_crc32_update(crc, entry, n_entry);
         }
         free(names[i]);
     }
     free(names);
-    if (st == PEFTC_OK) snprintf(out, cap, "folder crc32:%08x", h5_crc32(all, used));
+    if (st == PEFTC_OK) snprintf(out, cap, "folder crc32:%08x", crc);
     return st;
 }
 

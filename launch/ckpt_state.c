@@ -80,8 +80,7 @@ PeftcStatus ckpt_state_check(const Session *s, const char *path) {
         void *stored = NULL;
         size_t n = 0;
         r = ckpt_read_blob(path, b->name, b->kind, &stored, &n);
-        size_t elem = b->kind == CKPT_I64 ? 8 : 1;
-        if (r == PEFTC_OK && (n != b->n || memcmp(stored, b->data, n * elem) != 0))
+        if (r == PEFTC_OK && (n != b->n || memcmp(stored, b->data, n * ckpt_kind_size(b->kind)) != 0))
             r = PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s': /state/%s differs from this run's (%s)", path, b->name,
                           b->kind == CKPT_U8 ? "another eigenlora.basis file" : "other RoSA masks in rosa.mask_path");
         free(stored);

@@ -24,20 +24,15 @@ static PeftcStatus finish_row(Metrics *m, int printed) {
     return PEFTC_OK;
 }
 
-PeftcStatus metrics_open(Metrics **out, const char *path) {
+/* A Metrics on path opened with mode ("w" fresh, "a" continued). */
+static PeftcStatus metrics_new(Metrics **out, const char *path, const char *mode) {
     size_t len = strlen(path);
     Metrics *m = malloc(sizeof *m + len + 1);
     if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "metrics file '%s': out of memory", path);
     memcpy(m->path, path, len + 1);
-    m->f = fopen(path, "w");
+    m->f = fopen(path, mode);
     if (!m->f) {
-        PeftcStatus st = PEFTC_ERR(PEFTC_EIO, "cannot create metrics file '%s': %s", path, strerror(errno));
-        free(m);
-        return st;
-    }
-    PeftcStatus st = finish_row(m, fputs(HEADER, m->f) == EOF ? -1 : 0);
-    if (st != PEFTC_OK) {
-        fclose(m->f);
+        PeftcStatus st = PEFTC_ERR(PEFTC_EIO, "cannot open metrics file '%s': %s", path, strerror(errno));
         free(m);
         return st;
     }
@@ -45,8 +40,21 @@ PeftcStatus metrics_open(Metrics **out, const char *path) {
     return PEFTC_OK;
 }
 
-/* Copies the kept rows of the old file into out; *first_eval as in metrics_resume. */
-static PeftcStatus keep_rows(FILE *in, FILE *out, int64_t step, double *first_eval, double *last_eval) {
+PeftcStatus metrics_open(Metrics **out, const char *path) {
+    Metrics *m;
+    PEFTC_TRY(metrics_new(&m, path, "w"));
+    PeftcStatus st = finish_row(m, fputs(HEADER, m->f) == EOF ? -1 : 0);
+    if (st != PEFTC_OK) {
+        metrics_close(m);
+        return st;
+    }
+    *out = m;
+    return PEFTC_OK;
+}
+
+/* Copies the kept rows of the old file into out; *first_eval as in metrics_resume. Returns NULL, or
+ * what is wrong with the old file (a plain string: the caller's message wraps it). */
+static const char *keep_rows(FILE *in, FILE *out, int64_t step, double *first_eval, double *last_eval) {
     char line[1024];
     int first = 1;
     while (fgets(line, sizeof line, in)) {
@@ -56,16 +64,16 @@ static PeftcStatus keep_rows(FILE *in, FILE *out, int64_t step, double *first_ev
         int fields = sscanf(line, "%15[^,],%lld,%lf", kind, &s, &loss);
         if (first) {
             first = 0;
-            if (strcmp(line, HEADER) != 0) return PEFTC_ERR(PEFTC_EFORMAT, "header differs");
+            if (strcmp(line, HEADER) != 0) return "its header differs";
         } else if (fields < 2 || s > step) {
             continue;
         } else if (fields == 3 && strcmp(kind, "eval") == 0) {
             if (isnan(*first_eval)) *first_eval = loss;
             *last_eval = loss;
         }
-        if (fputs(line, out) == EOF) return PEFTC_ERR(PEFTC_EIO, "write failed");
+        if (fputs(line, out) == EOF) return "copying its rows failed";
     }
-    return first ? PEFTC_ERR(PEFTC_EFORMAT, "empty") : PEFTC_OK;
+    return first ? "it is empty" : NULL;
 }
 
 PeftcStatus metrics_resume(Metrics **out, const char *path, int64_t step, double *first_eval, double *last_eval) {
@@ -75,26 +83,15 @@ PeftcStatus metrics_resume(Metrics **out, const char *path, int64_t step, double
     FILE *tmp;
     PeftcStatus st = fs_atomic_open(path, &tmp);
     if (st == PEFTC_OK) {
-        st = keep_rows(in, tmp, step, first_eval, last_eval);
-        if (st != PEFTC_OK)
-            st = PEFTC_ERR(st, "metrics file '%s' cannot be continued (%s); move it away to start a new one", path,
-                           peftc_err_msg());
+        const char *why = keep_rows(in, tmp, step, first_eval, last_eval);
+        if (why)
+            st = PEFTC_ERR(PEFTC_EFORMAT, "metrics file '%s' cannot be continued (%s); move it away to start a new "
+                           "one", path, why);
         st = fs_atomic_commit(path, tmp, st);
     }
     fclose(in);
     if (st != PEFTC_OK) return st;
-    size_t len = strlen(path);
-    Metrics *m = malloc(sizeof *m + len + 1);
-    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "metrics file '%s': out of memory", path);
-    memcpy(m->path, path, len + 1);
-    m->f = fopen(path, "a");
-    if (!m->f) {
-        st = PEFTC_ERR(PEFTC_EIO, "cannot append to metrics file '%s': %s", path, strerror(errno));
-        free(m);
-        return st;
-    }
-    *out = m;
-    return PEFTC_OK;
+    return metrics_new(out, path, "a");
 }
 
 PeftcStatus metrics_step(Metrics *m, const StepStats *s) {

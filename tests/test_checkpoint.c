@@ -11,7 +11,6 @@
 #include <hdf5.h>
 
 #include "core/checkpoint.h"
-#include "core/fsutil.h"
 #include "tests/testutil.h"
 
 static char dir[] = "/tmp/peftc_ckpt_XXXXXX";
