@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package peftc needs to build and test, skipping those already present.
-# Safe to run repeatedly; needs root (or sudo) on Debian 12.
+# Safe to run repeatedly; needs root (or sudo) on Debian 12. With --slurm it also installs what the
+# one-node test cluster needs (cluster/local-slurm.sh, tests/slurm_cluster.sh).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
@@ -9,6 +10,7 @@ pkgs=(build-essential cmake pkg-config
       python3 python3-pip
       check libsubunit-dev
       libopenblas-openmp-dev liblapacke-dev)
+if [ "${1:-}" = --slurm ]; then pkgs+=(slurmctld slurmd slurm-client munge); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

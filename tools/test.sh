@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing, fetches the default model (the tests on the real
-# model skip without it), builds, runs every CTest suite (CPU, MPI at 1/2/3 ranks, command line), then
-# rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs
-# them all again.
+# model skip without it), builds, runs every CTest suite (CPU, MPI at 1/2/3 ranks, command line, the
+# cluster script under a real one-node Slurm), then rebuilds with AddressSanitizer +
+# UndefinedBehaviorSanitizer and runs them all again but the Slurm one (it exercises Slurm and the
+# script; the peftc code it runs is covered there by cli_slurm and cli_resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./tools/install-deps.sh
+./tools/install-deps.sh --slurm
 ./tools/fetch-model.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -24,4 +25,4 @@ export OMPI_MCA_mca_base_component_disable_dlclose=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure --timeout 900)
+(cd build-asan && ctest --output-on-failure --timeout 900 -LE slurm)
