@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-command -v gnuplot >/dev/null && command -v python3 >/dev/null || apt-get install -y --no-install-recommends gnuplot-nox python3
+./tools/install-deps.sh --bench >/dev/null
 [ -x build/peftc ] || ./tools/build.sh build
 ./tools/fetch-model.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -14,10 +14,11 @@ import datetime
 import glob
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+
+from report_util import commit, has_cairo, machine
 
 GROUPS = [
     ("budget", "Matched budget: LoRA vs RoSA vs SpA, full fine-tuning as the ceiling",
@@ -108,26 +109,6 @@ def plot(root, runs):
         script.append("plot " + ", ".join(parts))
     script.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True, check=True)
-
-
-def has_cairo():
-    out = subprocess.run(["gnuplot", "-e", "set terminal"], capture_output=True, text=True)
-    return "pngcairo" in out.stdout + out.stderr
-
-
-def machine():
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return "{} cores, {}, {}".format(os.cpu_count(), cpu, platform.system())
-
-
-def commit():
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def main():

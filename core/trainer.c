@@ -98,12 +98,14 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     a->be->zero(a->grads, a->numel + ARENA_TRAILER);
     double loss_sum = 0, n_tokens = 0;
     PeftcStatus local = accumulate(t, &loss_sum, &n_tokens);
-    if (local == PEFTC_OK) local = a->be->status();
+    if (local == PEFTC_OK) local = a->be->status(); /* also waits for queued device work */
+    double t_computed = clock_seconds();
     /* A failing rank still joins the one reduce of the step, flagging itself, so no rank hangs. */
     real_t trailer[ARENA_TRAILER] = {(real_t)loss_sum, (real_t)n_tokens, local != PEFTC_OK};
     a->be->upload(a->grads + a->numel, trailer, sizeof trailer);
     PEFTC_TRY(comm_allreduce(t->comm, a->grads, a->numel + ARENA_TRAILER, COMM_SUM));
     a->be->download(trailer, a->grads + a->numel, sizeof trailer);
+    double t_reduced = clock_seconds();
     if (local != PEFTC_OK) return local;
     if (trailer[2] > 0)
         return PEFTC_ERR(PEFTC_ECOMM, "trainer: %g other rank(s) failed at step %lld (their messages say why)",
@@ -132,6 +134,8 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     out->tokens = total_tokens;
     out->seq_tokens = (double)B * T * t->cfg.accum * comm_size(t->comm);
     out->step_seconds = t1 - t0;
+    out->compute_seconds = t_computed - t0;
+    out->reduce_seconds = t_reduced - t_computed;
     out->elapsed_seconds = t1 - t->start_time;
     out->bytes_reduced = comm_bytes_reduced(t->comm) - bytes0;
     return PEFTC_OK;

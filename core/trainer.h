@@ -37,6 +37,9 @@ typedef struct {
     double tokens;      /* target tokens in the global batch */
     double seq_tokens;  /* input tokens processed this step over all ranks (B*T*accum*world) */
     double step_seconds;
+    /* Split of step_seconds on this rank: forward and backward, then the all-reduce (which includes
+     * waiting for the slowest rank, so imbalance shows up here); the rest is clipping and the update. */
+    double compute_seconds, reduce_seconds;
     double elapsed_seconds;
     uint64_t bytes_reduced; /* bytes all-reduced this step */
 } StepStats;

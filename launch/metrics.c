@@ -15,7 +15,7 @@ struct Metrics {
     char path[];
 };
 
-static const char HEADER[] = "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced\n";
+static const char HEADER[] = "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced,compute_ms,allreduce_ms\n";
 
 /* Flushing every row costs one write per step, which is nothing next to a training step. */
 static PeftcStatus finish_row(Metrics *m, int printed) {
@@ -96,13 +96,14 @@ PeftcStatus metrics_resume(Metrics **out, const char *path, int64_t step, double
 
 PeftcStatus metrics_step(Metrics *m, const StepStats *s) {
     double tok_per_s = s->step_seconds > 0 ? s->seq_tokens / s->step_seconds : 0;
-    int n = fprintf(m->f, "train,%lld,%.9g,%.9g,%.9g,%.0f,%.1f,%.3f,%" PRIu64 "\n", (long long)s->step, s->loss,
-                    s->lr, s->grad_norm, s->tokens, tok_per_s, s->step_seconds * 1e3, s->bytes_reduced);
+    int n = fprintf(m->f, "train,%lld,%.9g,%.9g,%.9g,%.0f,%.1f,%.3f,%" PRIu64 ",%.3f,%.3f\n", (long long)s->step,
+                    s->loss, s->lr, s->grad_norm, s->tokens, tok_per_s, s->step_seconds * 1e3, s->bytes_reduced,
+                    s->compute_seconds * 1e3, s->reduce_seconds * 1e3);
     return finish_row(m, n);
 }
 
 PeftcStatus metrics_eval(Metrics *m, const EvalStats *s) {
-    int n = fprintf(m->f, "eval,%lld,%.9g,,,%.0f,,,\n", (long long)s->step, s->loss, s->tokens);
+    int n = fprintf(m->f, "eval,%lld,%.9g,,,%.0f,,,,,\n", (long long)s->step, s->loss, s->tokens);
     return finish_row(m, n);
 }
 

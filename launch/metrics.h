@@ -1,10 +1,12 @@
 /* The metrics CSV: one row per optimizer step and per evaluation, flushed as written so a killed job
  * keeps its curve.
  *
- *   kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced
- *   train,1,2.70805025,0.00015,1.03,512,48211.4,10.62,1234
- *   eval,50,1.18620741,,,2048,,,
+ *   kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced,compute_ms,allreduce_ms
+ *   train,1,2.70805025,0.00015,1.03,512,48211.4,10.62,1234,9.80,0.51
+ *   eval,50,1.18620741,,,2048,,,,,
  *
+ * step_ms = compute_ms (forward and backward) + allreduce_ms (including the wait for the slowest
+ * rank) + the optimizer update; all are rank 0's.
  * Losses are written with 9 significant digits so runs can be compared to 1e-5. */
 #ifndef PEFTC_METRICS_H
 #define PEFTC_METRICS_H

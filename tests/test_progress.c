@@ -12,7 +12,7 @@
 static StepStats step_at(int64_t step, int64_t total) {
     StepStats s = {.step = step, .total = total, .loss = 1.2345, .lr = 2.95e-3, .grad_norm = 0.812,
                    .tokens = 256, .seq_tokens = 64, .step_seconds = 0.0125, .elapsed_seconds = 0.0125 * step,
-                   .bytes_reduced = 4096};
+                   .compute_seconds = 0.01025, .reduce_seconds = 0.00175, .bytes_reduced = 4096};
     return s;
 }
 
@@ -122,16 +122,16 @@ START_TEST(metrics_rows) {
     snprintf(path, sizeof path, "%s/metrics.csv", dir);
     Metrics *m;
     ck_assert_int_eq(metrics_open(&m, path), PEFTC_OK);
-    ck_assert_str_eq(slurp(path), "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced\n");
+    ck_assert_str_eq(slurp(path), "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced,compute_ms,allreduce_ms\n");
     StepStats s = step_at(1, 10);
     s.loss = 2.7080502011022101;
     ck_assert_int_eq(metrics_step(m, &s), PEFTC_OK);
     EvalStats e = {.step = 1, .loss = 1.0 / 3.0, .tokens = 2048};
     ck_assert_int_eq(metrics_eval(m, &e), PEFTC_OK);
     /* Rows are on disk before close: a killed job keeps its log. */
-    ck_assert_str_eq(slurp(path), "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced\n"
-                                  "train,1,2.7080502,0.00295,0.812,256,5120.0,12.500,4096\n"
-                                  "eval,1,0.333333333,,,2048,,,\n");
+    ck_assert_str_eq(slurp(path), "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,step_ms,bytes_reduced,compute_ms,allreduce_ms\n"
+                                  "train,1,2.7080502,0.00295,0.812,256,5120.0,12.500,4096,10.250,1.750\n"
+                                  "eval,1,0.333333333,,,2048,,,,,\n");
     ck_assert_int_eq(metrics_close(m), PEFTC_OK);
     ck_assert_int_eq(metrics_close(NULL), PEFTC_OK);
     unlink(path);

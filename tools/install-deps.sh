@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package peftc needs to build and test, skipping those already present.
-# Safe to run repeatedly; needs root (or sudo) on Debian 12. With --slurm it also installs what the
-# one-node test cluster needs (cluster/local-slurm.sh, tests/slurm_cluster.sh).
+# Safe to run repeatedly; needs root (or sudo) on Debian 12. Options add what else a script needs:
+#   --slurm   the one-node test cluster (cluster/local-slurm.sh, tests/slurm_cluster.sh)
+#   --bench   gnuplot for the benchmark plots (bench/*_report.py, cluster/scaling.sh)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config
@@ -10,7 +11,13 @@ pkgs=(build-essential cmake pkg-config
       python3 python3-pip
       check libsubunit-dev
       libopenblas-openmp-dev liblapacke-dev)
-if [ "${1:-}" = --slurm ]; then pkgs+=(slurmctld slurmd slurm-client munge); fi
+for opt in "$@"; do
+  case $opt in
+    --slurm) pkgs+=(slurmctld slurmd slurm-client munge) ;;
+    --bench) pkgs+=(gnuplot-nox) ;;
+    *) echo "install-deps: unknown option '$opt' (--slurm, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
