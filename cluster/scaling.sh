@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command_line="cluster/scaling.sh $*"
+command_line="cluster/scaling.sh${*:+ $*}"
 ranks="1 2"; steps=12; skip=2; mode=weak; threads=1; out=
 while [ $# -gt 0 ]; do
     case $1 in

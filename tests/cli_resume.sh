@@ -6,6 +6,7 @@
 #  - 20 SIGKILLs at random moments of a run that checkpoints every step: no resume ever finds `latest`
 #    unreadable, and the run still ends with the uninterrupted run's adapter, bit for bit;
 #  - a flipped byte in the newest checkpoint is reported by dataset name and the previous one used;
+#  - checkpoint.minutes saves on rank 0's clock, as often as the run's duration says;
 #  - a checkpoint of another method, base model or global batch is refused by name.
 set -uo pipefail
 peftc=$1
@@ -23,7 +24,7 @@ run_until_rows() {
   local out=$1 rows=$2 sig=$3; shift 3
   "$@" output.dir="$out" >>"$out.log" 2>&1 &
   local pid=$!
-  until [ "$(wc -l <"$out/metrics.csv" 2>/dev/null || echo 0)" -ge "$rows" ] || ! kill -0 $pid 2>/dev/null; do
+  until [ "$(wc -l 2>/dev/null <"$out/metrics.csv" || echo 0)" -ge "$rows" ] || ! kill -0 $pid 2>/dev/null; do
     sleep 0.02
   done
   kill -"$sig" $pid 2>/dev/null
@@ -89,14 +90,15 @@ PY"
 kill_args="$base train.steps=150 checkpoint.every=1 checkpoint.resume=auto"
 "$peftc" train $base train.steps=150 output.dir="$dir/kref" >"$dir/kref.log" 2>&1
 mkdir -p "$dir/kill"
+: >"$dir/kill.log"   # before the first trial: its wait loop must not race the shell creating the log
 # Each trial waits for its run to write a checkpoint, then kills it 0-90 ms later: during the next
 # step, or in the middle of the next checkpoint's write (a write takes about as long as a step here).
 RANDOM=7
 for trial in $(seq 20); do
-  before=$(grep -c 'checkpoint at step' "$dir/kill.log" 2>/dev/null)
+  before=$(grep -c 'checkpoint at step' "$dir/kill.log")
   "$peftc" train $kill_args output.dir="$dir/kill" >>"$dir/kill.log" 2>&1 &
   pid=$!
-  while [ "$(grep -c 'checkpoint at step' "$dir/kill.log")" -le "${before:-0}" ] && kill -0 $pid 2>/dev/null; do
+  while [ "$(grep -c 'checkpoint at step' "$dir/kill.log")" -le "$before" ] && kill -0 $pid 2>/dev/null; do
     sleep 0.01
   done
   sleep "0.0$((RANDOM % 10))"
@@ -126,6 +128,27 @@ check "a run with a corrupt newest checkpoint exits 0" "[ $? -eq 0 ]"
 check "the corrupt checkpoint is named and skipped" "grep -q \"skipping checkpoint.*$newest\" '$dir/corrupt.log'"
 check "the previous checkpoint is used" "grep -q 'resumed from .*step_40.h5' '$dir/corrupt.log'"
 
+# ---- checkpoint.minutes: saves on rank 0's clock, which both ranks follow ----
+# 0.005 minutes = 0.3 s. The count must match the run's duration: none would mean the clock is
+# ignored, one per step that the unit is wrong. Every gap is at least 0.3 s and at most 0.3 s plus one
+# step and one save (no evaluations in between), which bounds the count from both sides.
+"$mpiexec" -n 2 --oversubscribe "$peftc" train $base train.steps=200 train.eval_every=0 checkpoint.every=0 \
+  checkpoint.minutes=0.005 output.dir="$dir/clock" >"$dir/clock.log" 2>&1
+check "a run checkpointing every 0.005 minutes exits 0" "[ $? -eq 0 ]"
+check "its clock checkpoints match its duration" "python3 - '$dir/clock' <<'PY'
+import json, re, sys
+d = sys.argv[1]
+s = json.load(open(d + '/summary.json'))
+steps = [int(m) for m in re.findall(r'checkpoint at step (\d+) written', open(d + '.log').read())]
+clock = [n for n in steps if n < 200]
+step = max(float(l.split(',')[7]) for l in open(d + '/metrics.csv') if l.startswith('train,')) / 1e3
+save = max(float(x) for x in re.findall(r'MiB, ([0-9.]+) s\)', open(d + '.log').read()))
+lo, hi = int(s['train_seconds'] / (0.3 + step + save + 0.01)) - 1, int(s['wall_seconds'] / 0.3)
+print('  checkpoint.minutes=0.005: %d clock checkpoints in %.2f s of training (%.2f s wall), allowed %d..%d'
+      % (len(clock), s['train_seconds'], s['wall_seconds'], lo, hi))
+sys.exit(not (len(clock) >= max(lo, 2) and len(clock) <= hi and steps[-1] == 200))
+PY"
+
 # ---- incompatible checkpoints are refused by name ----
 "$peftc" train $base train.steps=60 method.name=full checkpoint.resume="$dir/term/checkpoints/step_60.h5" \
   output.dir="$dir/bad1" >"$dir/bad1.log" 2>&1
@@ -137,4 +160,4 @@ check "another global batch is refused" "[ $? -ne 0 ] && grep -q 'global batch o
   output.dir="$dir/bad3" >"$dir/bad3.log" 2>&1
 check "another base model is refused" "[ $? -ne 0 ] && grep -q 'made for base model' '$dir/bad3.log'"
 
-finish ref.log term.log rint.log rbad.log two-int.log kill.log corrupt.log bad1.log bad2.log bad3.log
+finish ref.log term.log rint.log rbad.log two-int.log kill.log corrupt.log clock.log bad1.log bad2.log bad3.log
