@@ -242,9 +242,13 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
             char emtxt[96] = "";
             if (em && !isnan(em0)) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%% -> %.1f%%", 100 * em0, 100 * em1);
             else if (em) snprintf(emtxt, sizeof emtxt, ", exact match %.1f%%", 100 * em1);
-            printf("peftc: done: held-out loss %.4f -> %.4f%s, %.0f tokens/s, metrics in %s/metrics.csv\n",
-                   rep.first_eval, rep.last_eval, emtxt, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0,
-                   s->cfg.out_dir);
+            /* A run resumed at its last step whose metrics file was lost has no held-out loss to quote. */
+            char losstxt[96] = "no held-out loss in its metrics";
+            if (!isnan(rep.first_eval) && !isnan(rep.last_eval))
+                snprintf(losstxt, sizeof losstxt, "held-out loss %.4f -> %.4f", rep.first_eval, rep.last_eval);
+            else if (!isnan(rep.last_eval)) snprintf(losstxt, sizeof losstxt, "held-out loss %.4f", rep.last_eval);
+            printf("peftc: done: %s%s, %.0f tokens/s, metrics in %s/metrics.csv\n", losstxt, emtxt,
+                   rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0, s->cfg.out_dir);
         }
     }
     return st;

@@ -113,6 +113,12 @@ check "after 20 SIGKILLs the adapter is bit-identical" "cmp -s '$(adapter "$dir/
 echo "kill trials: $(grep -c 'resumed from' "$dir/kill.log") resumes, steps resumed at:" \
   $(sed -n 's/.*resumed from .* at step \([0-9]*\) of.*/\1/p' "$dir/kill.log")
 
+# ---- resuming a finished run whose metrics file was lost ----
+cp -r "$dir/ref" "$dir/done" && rm "$dir/done/metrics.csv"
+"$peftc" train $base train.steps=60 checkpoint.every=20 checkpoint.resume=auto output.dir="$dir/done" >"$dir/done.log" 2>&1
+check "a finished run resumes at its last step and exits 0" "[ $? -eq 0 ] && grep -q 'resumed from .*step_60.h5 at step 60 of 60' '$dir/done.log'"
+check "with no metrics left it says so instead of printing nan" "grep -q 'done: no held-out loss in its metrics' '$dir/done.log' && ! grep -qiw nan '$dir/done.log'"
+
 # ---- a corrupt newest checkpoint is reported and skipped ----
 newest=$(cat "$dir/ref/checkpoints/latest")
 python3 - "$dir/ref/checkpoints/$newest" <<'PY'
@@ -160,4 +166,4 @@ check "another global batch is refused" "[ $? -ne 0 ] && grep -q 'global batch o
   output.dir="$dir/bad3" >"$dir/bad3.log" 2>&1
 check "another base model is refused" "[ $? -ne 0 ] && grep -q 'made for base model' '$dir/bad3.log'"
 
-finish ref.log term.log rint.log rbad.log two-int.log kill.log corrupt.log clock.log bad1.log bad2.log bad3.log
+finish ref.log term.log rint.log rbad.log two-int.log kill.log done.log corrupt.log clock.log bad1.log bad2.log bad3.log
