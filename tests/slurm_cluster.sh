@@ -4,7 +4,8 @@
 # in the middle of a run: scancel --signal=USR1 (what --signal=USR1@120 sends before the time limit)
 # and an admin's scontrol requeue (SIGTERM to the steps). Each interrupted job must requeue itself or
 # be requeued, resume from its checkpoint under the same job id, and end with an adapter bit-identical
-# to an uninterrupted job's. The cluster is taken down however the test ends.
+# to an uninterrupted job's. A third job runs into its time limit and must be warned by Slurm, requeue
+# itself and resume. The cluster is taken down however the test ends.
 set -uo pipefail
 peftc=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,6 +70,19 @@ check "scontrol requeue: the job completes" "[ '$(wait_for "$requeued" COMPLETED
 check "scontrol requeue: SIGTERM made peftc checkpoint first" "grep -q 'stopped by signal 15' peftc-$requeued.out"
 check "scontrol requeue: the rerun resumed from that checkpoint" "grep -q 'resumed from runs/peftc-$requeued/checkpoints/step_' peftc-$requeued.out"
 check "scontrol requeue: adapter bit-identical to the uninterrupted job's" "cmp -s $(adapter "$full") $(adapter "$requeued")"
+
+# The template's own mechanism: Slurm signals the steps --signal=USR1@N seconds before the time limit
+# (checked on slurmctld's 30 s tick). A 1-minute job warned 58 s ahead is signalled within about 32 s;
+# bit-identity is shown above, so this one only has to requeue and resume before it is cancelled.
+limit=$(sbatch --parsable --time=1 --signal=USR1@58 --cpus-per-task=1 --ntasks-per-node=2 \
+        "$here/cluster/train.sbatch" job.yaml train.steps=100000 train.eval_every=0 checkpoint.every=0 output.log_every=1000)
+for i in $(seq 900); do grep -q 'requeueing' "peftc-$limit.out" 2>/dev/null && break; sleep 0.1; done
+release "$limit"
+check "time limit: the warning signal stopped peftc with a checkpoint and the job requeued itself" \
+  "grep -q 'stopped by signal 10' peftc-$limit.out && grep -q 'checkpointed on a preemption signal; requeueing' peftc-$limit.out"
+for i in $(seq 600); do grep -q 'resumed from' "peftc-$limit.out" && break; sleep 0.1; done
+check "time limit: the requeued job resumed from that checkpoint" "grep -q 'resumed from runs/peftc-$limit/checkpoints/step_' peftc-$limit.out"
+scancel "$limit"
 grep -h 'resumed from\|stopped by signal' peftc-*.out
 
 # Without PMIx, srun starts lone processes; they must fail rather than train unrelated copies.
@@ -76,4 +90,4 @@ srun -n 2 --mpi=none "$peftc" train model.path= data.task=reverse train.steps=3 
 check "srun --mpi=none fails instead of training 2 copies" "[ $? -ne 0 ] && [ ! -e lone/metrics.csv ]"
 
 cp peftc-*.out lone.log "$dir" 2>/dev/null
-finish "peftc-$full.out" "peftc-$usr1.out" "peftc-$requeued.out" lone.log
+finish "peftc-$full.out" "peftc-$usr1.out" "peftc-$requeued.out" "peftc-$limit.out" lone.log
