@@ -6,7 +6,7 @@
 # script; the peftc code it runs is covered there by cli_slurm and cli_resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./tools/install-deps.sh --slurm
+./tools/install-deps.sh --slurm --bench
 ./tools/fetch-model.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
