@@ -29,6 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The Slurm and munge packages would start system daemons, and on a machine without systemd their
+  # init scripts fail without /etc/slurm/slurm.conf. cluster/local-slurm.sh runs its own daemons, so
+  # service starts are refused while installing (Debian's policy-rc.d convention) unless a policy exists.
+  policy=/usr/sbin/policy-rc.d
+  if [[ " ${missing[*]} " =~ \ (slurmctld|slurmd|munge)\  ]] && [ ! -e "$policy" ]; then
+    $sudo_cmd sh -c "printf '#!/bin/sh\\nexit 101\\n' >$policy && chmod +x $policy"
+    trap '$sudo_cmd rm -f "$policy"' EXIT
+  fi
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
