@@ -121,13 +121,50 @@ PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, cha
     return st;
 }
 
+hid_t h5_untimed(hid_t cls) {
+    hid_t pl = H5Pcreate(cls);
+    if (pl >= 0 && H5Pset_obj_track_times(pl, 0) < 0) {
+        H5Pclose(pl);
+        return -1;
+    }
+    return pl;
+}
+
+PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path) {
+    char part[1024];
+    if (snprintf(part, sizeof part, "%s", path) >= (int)sizeof part)
+        return PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s': group path '%s' is too long", file, path);
+    hid_t gcpl = h5_untimed(H5P_GROUP_CREATE);
+    PeftcStatus st = gcpl < 0 ? PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': HDF5 property list failed", file) : PEFTC_OK;
+    /* Each prefix ending before a '/' (and the whole path), from the root down. */
+    for (char *slash = part + 1; st == PEFTC_OK; slash++) {
+        if (*slash != '/' && *slash != '\0') continue;
+        char end = *slash;
+        *slash = '\0';
+        if (H5Lexists(file_id, part, H5P_DEFAULT) <= 0) {
+            hid_t g = H5Gcreate2(file_id, part, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+            if (g < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot create group '%s'", file, part);
+            else H5Gclose(g);
+        }
+        *slash = end;
+        if (end == '\0') break;
+    }
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return st;
+}
+
 PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,
                            size_t elem) {
+    const char *leaf = strrchr(path, '/');
+    if (leaf && leaf != path) {
+        char parent[1024];
+        snprintf(parent, sizeof parent, "%.*s", (int)(leaf - path), path);
+        PEFTC_TRY(h5_make_groups(file_id, file, parent));
+    }
     hsize_t dims[1] = {n};
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    if (lcpl >= 0) H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = h5_untimed(H5P_DATASET_CREATE);
     hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t ds = lcpl < 0 || space < 0 ? -1 : H5Dcreate2(file_id, path, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = dcpl < 0 || space < 0 ? -1 : H5Dcreate2(file_id, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     herr_t w = ds < 0 ? -1 : n == 0 ? 0 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     PeftcStatus st = PEFTC_OK;
     if (w < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot write dataset '%s' (%zu elements)", file, path, n);
@@ -135,7 +172,7 @@ PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hi
     if (st == PEFTC_OK) st = h5_attr_i64(ds, file, "crc32", &crc, 1);
     if (ds >= 0) H5Dclose(ds);
     if (space >= 0) H5Sclose(space);
-    if (lcpl >= 0) H5Pclose(lcpl);
+    if (dcpl >= 0) H5Pclose(dcpl);
     return st;
 }
 

@@ -29,8 +29,13 @@ PeftcStatus h5_read_attr_i64(hid_t obj, const char *file, const char *name, int6
 /* Reads n fixed-length strings into names (n * width bytes, each NUL-terminated within width). */
 PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, char *names, size_t n, size_t width);
 
-/* Writes data (n elements of type, elem bytes each) as the 1-D dataset `path` (intermediate groups
- * created) with its crc32 attribute. */
+/* A creation property list of `cls` (H5P_FILE_CREATE, H5P_GROUP_CREATE, H5P_DATASET_CREATE) that records
+ * no timestamps, so the same state always makes the same bytes. -1 on failure. */
+hid_t h5_untimed(hid_t cls);
+/* Creates group `path` (absolute, no trailing slash) and any missing parents, all untimed. */
+PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path);
+/* Writes data (n elements of type, elem bytes each) as the 1-D dataset `path` (missing parent groups
+ * created) with its crc32 attribute; untimed. */
 PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,
                            size_t elem);
 /* The element count of dataset `path`, checking its element class/size matches type. */
