@@ -35,17 +35,18 @@ def measure(run_dir, skip):
         rows = [r for r in csv.DictReader(f) if r["kind"] == "train" and int(r["step"]) > skip]
     if not rows:
         sys.exit("scaling_report.py: {} has no train rows after step {}".format(run_dir, skip))
-    step = [float(r["step_ms"]) for r in rows]
+    steps = [float(r["step_ms"]) for r in rows]
+    step = statistics.mean(steps)
     compute = statistics.mean(float(r["compute_ms"]) for r in rows)
     reduce_ = statistics.mean(float(r["allreduce_ms"]) for r in rows)
     tokens = summary["global_batch"] * summary["seq_len"]
     ranks = summary["ranks"]
     return {"ranks": ranks, "accum": summary["global_batch"] // (ranks * micro_batch(run_dir)),
             "global_batch": summary["global_batch"], "tokens_per_step": tokens, "steps_measured": len(rows),
-            "step_ms": statistics.mean(step), "step_ms_sd": statistics.stdev(step) if len(step) > 1 else 0.0,
-            "compute_ms": compute, "allreduce_ms": reduce_, "update_ms": statistics.mean(step) - compute - reduce_,
+            "step_ms": step, "step_ms_sd": statistics.stdev(steps) if len(steps) > 1 else 0.0,
+            "compute_ms": compute, "allreduce_ms": reduce_, "update_ms": step - compute - reduce_,
             "bytes_reduced_per_step": int(rows[-1]["bytes_reduced"]),
-            "tokens_per_s": tokens / (statistics.mean(step) / 1e3), "summary": summary}
+            "tokens_per_s": tokens / (step / 1e3), "summary": summary}
 
 
 def micro_batch(run_dir):

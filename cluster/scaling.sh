@@ -38,12 +38,13 @@ case $mode in weak|strong) ;; *) echo "scaling.sh: --mode is weak or strong, not
 [ "$steps" -gt "$skip" ] || { echo "scaling.sh: --steps ($steps) must exceed --skip ($skip)" >&2; exit 2; }
 largest=0
 for n in $ranks; do [ "$n" -gt "$largest" ] && largest=$n; done
-for n in $ranks; do
-    if [ "$mode" = strong ] && [ $((largest % n)) -ne 0 ]; then
+if [ "$mode" = strong ]; then
+    for n in $ranks; do
+        [ $((largest % n)) -eq 0 ] && continue
         echo "scaling.sh: --mode strong needs every rank count to divide the largest ($largest); $n does not" >&2
         exit 2
-    fi
-done
+    done
+fi
 
 ./tools/install-deps.sh --bench >/dev/null
 # PEFTC_BIN names another binary (the tests use it); otherwise build/ is brought up to date, so the

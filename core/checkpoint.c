@@ -55,12 +55,10 @@ static PeftcStatus write_registry(hid_t f, const char *path, const Arena *a) {
     char *names = calloc(n ? n : 1, ARENA_NAME_MAX);
     int64_t *ints = calloc((n ? n : 1) * (3 + CKPT_DIMS), sizeof *ints);
     int64_t *off = ints, *numel = ints + n, *rank = ints + 2 * n, *dims = ints + 3 * n;
-    hid_t gcpl = h5_untimed(H5P_GROUP_CREATE);
-    hid_t g = gcpl < 0 ? -1 : H5Gcreate2(f, "arena", H5P_DEFAULT, gcpl, H5P_DEFAULT);
-    if (gcpl >= 0) H5Pclose(gcpl);
     PeftcStatus st = !names || !ints ? PEFTC_ERR(PEFTC_ENOMEM, "checkpoint '%s': out of memory", path)
-                     : g < 0        ? PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot create group '/arena'", path)
-                                    : PEFTC_OK;
+                                     : h5_make_groups(f, path, "/arena", strlen("/arena"));
+    hid_t g = st == PEFTC_OK ? H5Gopen2(f, "/arena", H5P_DEFAULT) : -1;
+    if (st == PEFTC_OK && g < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot open group '/arena'", path);
     for (size_t i = 0; st == PEFTC_OK && i < n; i++) {
         const ArenaEntry *e = &a->entries[i];
         snprintf(names + i * ARENA_NAME_MAX, ARENA_NAME_MAX, "%s", e->name);

@@ -130,10 +130,12 @@ hid_t h5_untimed(hid_t cls) {
     return pl;
 }
 
-PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path) {
+PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path, size_t len) {
     char part[1024];
-    if (snprintf(part, sizeof part, "%s", path) >= (int)sizeof part)
+    if (len >= sizeof part)
         return PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s': group path '%s' is too long", file, path);
+    memcpy(part, path, len);
+    part[len] = '\0';
     hid_t gcpl = h5_untimed(H5P_GROUP_CREATE);
     PeftcStatus st = gcpl < 0 ? PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': HDF5 property list failed", file) : PEFTC_OK;
     /* Each prefix ending before a '/' (and the whole path), from the root down. */
@@ -156,11 +158,7 @@ PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path) {
 PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,
                            size_t elem) {
     const char *leaf = strrchr(path, '/');
-    if (leaf && leaf != path) {
-        char parent[1024];
-        snprintf(parent, sizeof parent, "%.*s", (int)(leaf - path), path);
-        PEFTC_TRY(h5_make_groups(file_id, file, parent));
-    }
+    if (leaf && leaf != path) PEFTC_TRY(h5_make_groups(file_id, file, path, (size_t)(leaf - path)));
     hsize_t dims[1] = {n};
     hid_t dcpl = h5_untimed(H5P_DATASET_CREATE);
     hid_t space = H5Screate_simple(1, dims, NULL);

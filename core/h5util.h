@@ -32,8 +32,9 @@ PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, cha
 /* A creation property list of `cls` (H5P_FILE_CREATE, H5P_GROUP_CREATE, H5P_DATASET_CREATE) that records
  * no timestamps, so the same state always makes the same bytes. -1 on failure. */
 hid_t h5_untimed(hid_t cls);
-/* Creates group `path` (absolute, no trailing slash) and any missing parents, all untimed. */
-PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path);
+/* Creates the group named by the first len characters of `path` (absolute) and any missing parents,
+ * all untimed; existing ones are left as they are. */
+PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path, size_t len);
 /* Writes data (n elements of type, elem bytes each) as the 1-D dataset `path` (missing parent groups
  * created) with its crc32 attribute; untimed. */
 PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hid_t type, const void *data, size_t n,

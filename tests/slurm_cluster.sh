@@ -44,6 +44,8 @@ preempt() {
     "$@" "$j"
 }
 adapter() { echo "runs/peftc-$1/adapter/adapter_model.safetensors"; }
+# wait_line PATTERN FILE SECONDS: until FILE has a line matching PATTERN, or SECONDS pass.
+wait_line() { local i; for i in $(seq $(($3 * 10))); do grep -q "$1" "$2" 2>/dev/null && return; sleep 0.1; done; }
 
 full=$(submit)
 check "uninterrupted job completes" "[ '$(wait_for "$full" COMPLETED FAILED CANCELLED)' = COMPLETED ]"
@@ -76,11 +78,11 @@ check "scontrol requeue: adapter bit-identical to the uninterrupted job's" "cmp 
 # bit-identity is shown above, so this one only has to requeue and resume before it is cancelled.
 limit=$(sbatch --parsable --time=1 --signal=USR1@58 --cpus-per-task=1 --ntasks-per-node=2 \
         "$here/cluster/train.sbatch" job.yaml train.steps=100000 train.eval_every=0 checkpoint.every=0 output.log_every=1000)
-for i in $(seq 900); do grep -q 'requeueing' "peftc-$limit.out" 2>/dev/null && break; sleep 0.1; done
+wait_line 'requeueing' "peftc-$limit.out" 90
 release "$limit"
 check "time limit: the warning signal stopped peftc with a checkpoint and the job requeued itself" \
   "grep -q 'stopped by signal 10' peftc-$limit.out && grep -q 'checkpointed on a preemption signal; requeueing' peftc-$limit.out"
-for i in $(seq 600); do grep -q 'resumed from' "peftc-$limit.out" && break; sleep 0.1; done
+wait_line 'resumed from' "peftc-$limit.out" 60
 check "time limit: the requeued job resumed from that checkpoint" "grep -q 'resumed from runs/peftc-$limit/checkpoints/step_' peftc-$limit.out"
 scancel "$limit"
 grep -h 'resumed from\|stopped by signal' peftc-*.out
