@@ -181,7 +181,6 @@ PeftcStatus ckpt_run_init(CkptRun *r, Session *s, Comm *comm) {
     r->comm = comm;
     r->saved_step = -1;
     r->last_save = clock_seconds();
-    signals_install();
     PeftcStatus st = comm_rank(comm) == 0 ? base_identity(&s->cfg, r->base_hash, sizeof r->base_hash) : PEFTC_OK;
     return comm_agree(comm, st);
 }

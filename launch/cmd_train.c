@@ -301,6 +301,10 @@ int cmd_train(int argc, char **argv) {
             return 0;
         }
     double t0 = clock_seconds();
+    /* Before anything slow (MPI start, loading the base): a preemption signal during startup must be
+     * caught too, or its default action kills the rank and the job is never requeued. Training then
+     * stops after its first step with a checkpoint. */
+    signals_install();
     Comm *comm;
     static RunConfig cfg;
     int rc = run_start(argc, argv, &cfg, &comm);

@@ -35,6 +35,20 @@ check "train saves a PEFT adapter" \
   "[ -s '$dir/run/adapter/adapter_model.safetensors' ] && grep -q '\"peft_type\":.*\"LORA\"' '$dir/run/adapter/adapter_config.json'"
 "$peftc" train $small data.path="$fx/prompt.jsonl" data.eval_percent=40 output.dir="$dir/run2" >"$dir/train2.log" 2>&1
 check "second run reads the tokenized cache" "grep -q '(tokenized cache)' '$dir/train2.log'"
+# A preemption signal while the base model loads (the configuration is printed just before) must be
+# caught like one during training: a checkpoint after the first step and exit 75, not death by signal.
+"$peftc" train $small data.path="$fx/prompt.jsonl" data.eval_percent=40 checkpoint.every=0 output.dir="$dir/early" \
+  >"$dir/early.log" 2>&1 &
+pid=$!
+until grep -q '^# resolved configuration' "$dir/early.log" 2>/dev/null || ! kill -0 $pid 2>/dev/null; do sleep 0.01; done
+kill -USR1 $pid
+wait $pid
+rc=$?
+check "SIGUSR1 during model loading exits 75 after a checkpoint at step 1" \
+  "[ $rc -eq 75 ] && grep -q 'stopped by signal 10 at step 1 ' '$dir/early.log' && [ -s '$dir/early/checkpoints/step_1.h5' ]"
+"$peftc" train $small data.path="$fx/prompt.jsonl" data.eval_percent=40 checkpoint.every=0 checkpoint.resume=auto \
+  output.dir="$dir/early" >>"$dir/early.log" 2>&1
+check "and that run resumes from step 1 to the end" "[ $? -eq 0 ] && grep -q 'resumed from .*step_1.h5 at step 1 of 2' '$dir/early.log'"
 "$peftc" train $small model.quantized=true data.path="$fx/prompt.jsonl" data.eval_percent=40 output.dir="$dir/runq" >"$dir/trainq.log" 2>&1
 check "train on a quantized base (QLoRA) exits 0 and prints its size" "[ $? -eq 0 ] && grep -q 'base weights .* quantized' '$dir/trainq.log'"
 
@@ -63,4 +77,4 @@ head -c 1000000 "$model" >"$dir/cut.gguf"
 rc=$?
 check "a truncated GGUF is refused by name" "[ $rc -eq 1 ] && grep -q 'cut.gguf' '$dir/cut.log'"
 
-finish gen.log chat.log train.log eval.log export.log gguf.log merge.log bad.log skip.log cut.log
+finish gen.log chat.log train.log early.log eval.log export.log gguf.log merge.log bad.log skip.log cut.log

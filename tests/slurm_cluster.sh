@@ -51,8 +51,15 @@ full=$(submit)
 check "uninterrupted job completes" "[ '$(wait_for "$full" COMPLETED FAILED CANCELLED)' = COMPLETED ]"
 check "srun --mpi=pmix made one 2-rank world" "grep -q 'lora on 2 rank(s)' peftc-$full.out"
 
-# Slurm delays a requeued job's start by two minutes; StartTime=now skips that wait.
-release() { [ "$(wait_for "$1" PENDING)" = PENDING ] && scontrol update JobId="$1" StartTime=now; }
+# Slurm delays a requeued job's start by two minutes; StartTime=now skips that wait, and starts the
+# job at once (a later StartTime would wait for the scheduler's next pass). Not in the second that the
+# previous run ended, though: slurmd refuses a launch credential no newer than the revocation of that
+# run's ("Killing non-startable batch job: Job credential revoked") and the job fails.
+# release JOB [FIELD=VALUE...]: also changes those fields of the job.
+release() {
+    local j=$1; shift
+    [ "$(wait_for "$j" PENDING)" = PENDING ] && sleep 2 && scontrol update JobId="$j" StartTime=now "$@"
+}
 
 usr1=$(submit)
 preempt "$usr1" scancel --signal=USR1
@@ -79,7 +86,7 @@ check "scontrol requeue: adapter bit-identical to the uninterrupted job's" "cmp 
 limit=$(sbatch --parsable --time=1 --signal=USR1@58 --cpus-per-task=1 --ntasks-per-node=2 \
         "$here/cluster/train.sbatch" job.yaml train.steps=100000 train.eval_every=0 checkpoint.every=0 output.log_every=1000)
 wait_line 'requeueing' "peftc-$limit.out" 90
-release "$limit"
+release "$limit" TimeLimit=10   # or the rerun is warned at once, and stops after its first step
 check "time limit: the warning signal stopped peftc with a checkpoint and the job requeued itself" \
   "grep -q 'stopped by signal 10' peftc-$limit.out && grep -q 'checkpointed on a preemption signal; requeueing' peftc-$limit.out"
 wait_line 'resumed from' "peftc-$limit.out" 60
@@ -92,4 +99,7 @@ srun -n 2 --mpi=none "$peftc" train model.path= data.task=reverse train.steps=3 
 check "srun --mpi=none fails instead of training 2 copies" "[ $? -ne 0 ] && [ ! -e lone/metrics.csv ]"
 
 cp peftc-*.out lone.log "$dir" 2>/dev/null
+if [ "$fail" -ne 0 ]; then   # what Slurm saw, for the log of a failed run
+    scontrol show job -o "$limit"; tail -n 40 "$dir/cluster/log/slurmctld.log"
+fi
 finish "peftc-$full.out" "peftc-$usr1.out" "peftc-$requeued.out" "peftc-$limit.out" lone.log
