@@ -89,12 +89,15 @@ static PeftcStatus base_identity(const RunConfig *c, char *out, size_t cap) {
         size_t len = strlen(nm);
         int weights = len > 12 && strcmp(nm + len - 12, ".safetensors") == 0;
         if (st == PEFTC_OK && (weights || strcmp(nm, "config.json") == 0)) {
-            char p[PATH_CAP], h[64], entry[400];
+            char p[PATH_CAP], h[64];
             snprintf(p, sizeof p, "%s/%s", c->model_path, nm);
             st = ckpt_file_hash(p, h, sizeof h);
-            size_t n_entry = (size_t)snprintf(entry, sizeof entry, "%s=%s;", nm, h);
-            if (n_entry >= sizeof entry) n_entry = sizeof entry - 1;
-            if (st == PEFTC_OK) crc = h5_crc32_update(crc, entry, n_entry);
+            if (st == PEFTC_OK) {
+                crc = h5_crc32_update(crc, nm, len);
+                crc = h5_crc32_update(crc, "=", 1);
+                crc = h5_crc32_update(crc, h, strlen(h));
+                crc = h5_crc32_update(crc, ";", 1);
+            }
         }
         free(names[i]);
     }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Resume is exact for every method, not only LoRA and RoSA (cli_resume): a run of 20 steps that
+# Resume is exact for every method, not only LoRA and RoSA (cli_resume). A run of 20 steps that
 # checkpoints at step 10 is rolled back to that checkpoint (later checkpoints, `latest` and the outputs
-# removed, as if killed just after it) and run again with the same command (checkpoint.resume=auto); its loss curve, its
-# step-20 checkpoint and its adapter, where the method saves one, must equal the uninterrupted run's
-# byte for byte. This covers the
-# state that is not in the trainable arena: GMT's masks, SpA's Fisher mask, SLoRA/NLoRA/IntTune's
-# frozen factors, EigenLoRAx's basis, full fine-tuning's whole model.
+# removed, as if killed just after it) and run again with the same command (checkpoint.resume=auto).
+# Its loss curve, its step-20 checkpoint and its adapter, where the method saves one, must equal the
+# uninterrupted run's byte for byte. This covers the state that is not in the trainable arena: GMT's
+# masks, SpA's Fisher mask, SLoRA/NLoRA/IntTune's frozen factors, EigenLoRAx's basis, full
+# fine-tuning's whole model.
 set -uo pipefail
 peftc=$1
 . "$(dirname "$0")/lib_cli.sh"
@@ -27,7 +27,8 @@ declare -A extra=(
   [full]="" [gmt]="gmt.mask_ratio=0.5" [slora]="" [nlora]="" [inttune]=""
   [eigenlora]="eigenlora.basis=$dir/basis.safetensors" [spa]="rosa.warmup=3 rosa.grad_steps=2"
 )
-for m in full gmt slora nlora inttune eigenlora spa; do
+methods="full gmt slora nlora inttune eigenlora spa"
+for m in $methods; do
   d=$dir/$m
   "$peftc" train $base method.name=$m ${extra[$m]} output.dir="$d" >"$d.log" 2>&1
   check "$m: the uninterrupted run exits 0" "[ $? -eq 0 ]"
@@ -50,4 +51,4 @@ for m in full gmt slora nlora inttune eigenlora spa; do
   fi
 done
 
-finish full.log gmt.log spa.log eigenlora.log
+finish basis.log $(printf '%s.log ' $methods)

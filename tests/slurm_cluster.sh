@@ -100,6 +100,7 @@ check "srun --mpi=none fails instead of training 2 copies" "[ $? -ne 0 ] && [ ! 
 
 cp peftc-*.out lone.log "$dir" 2>/dev/null
 if [ "$fail" -ne 0 ]; then   # what Slurm saw, for the log of a failed run
-    scontrol show job -o "$limit"; tail -n 40 "$dir/cluster/log/slurmctld.log"
+    for j in "$full" "$usr1" "$requeued" "$limit"; do scontrol show job -o "$j"; done
+    tail -n 40 "$dir/cluster/log/slurmctld.log"
 fi
 finish "peftc-$full.out" "peftc-$usr1.out" "peftc-$requeued.out" "peftc-$limit.out" lone.log
