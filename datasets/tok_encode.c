@@ -18,6 +18,7 @@ typedef struct {
     size_t n_heap;
     char *mapped;               /* (2n) the piece in the byte alphabet, for whole-piece lookup */
     size_t cap;
+    uint64_t ops;               /* for tok_encode_counted: bytes, merge lookups and heap levels visited */
 } Work;
 
 typedef struct {
@@ -69,7 +70,9 @@ static int cand_less(const Cand *a, const Cand *b) {
 
 static void heap_push(Work *w, Cand c) {
     size_t i = w->n_heap++;
+    w->ops++;
     while (i > 0) {
+        w->ops++;
         size_t up = (i - 1) / 2;
         if (!cand_less(&c, &w->heap[up])) break;
         w->heap[i] = w->heap[up];
@@ -81,9 +84,11 @@ static void heap_push(Work *w, Cand c) {
 static Cand heap_pop(Work *w) {
     Cand top = w->heap[0], last = w->heap[--w->n_heap];
     size_t i = 0, n = w->n_heap;
+    w->ops++;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n) break;
+        w->ops++;
         if (c + 1 < n && cand_less(&w->heap[c + 1], &w->heap[c])) c++;
         if (!cand_less(&w->heap[c], &last)) break;
         w->heap[i] = w->heap[c];
@@ -102,6 +107,7 @@ static const TokMerge *find_merge(const Tokenizer *t, int32_t a, int32_t b) {
 }
 
 static void try_pair(const Tokenizer *t, Work *w, int32_t left, int32_t right) {
+    w->ops++;
     const TokMerge *m = find_merge(t, w->sym[left], w->sym[right]);
     if (m) heap_push(w, (Cand){m->rank, left, right, w->sym[left], w->sym[right]});
 }
@@ -109,6 +115,7 @@ static void try_pair(const Tokenizer *t, Work *w, int32_t left, int32_t right) {
 /* BPE over the bytes of one piece; appends its ids (out has room for len more). */
 static PeftcStatus bpe_piece(const Tokenizer *t, Work *w, const unsigned char *s, size_t len, Out *o) {
     PEFTC_TRY(work_reserve(w, len));
+    w->ops += len;
     if (t->ignore_merges) {
         size_t m = 0;
         for (size_t i = 0; i < len; i++) m += (size_t)tok_byte_utf8(s[i], w->mapped + m);
@@ -182,11 +189,17 @@ static PeftcStatus encode_all(const Tokenizer *t, Work *w, const char *text, siz
     return encode_text(t, w, text + start, n - start, o);
 }
 
-PeftcStatus tok_encode(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
-                       size_t *n_ids, size_t *cap) {
+PeftcStatus tok_encode_counted(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
+                               size_t *n_ids, size_t *cap, uint64_t *ops) {
     Work w = {0};
     Out o = {ids, n_ids, cap};
     PeftcStatus st = encode_all(t, &w, text, n, allow_special, &o);
+    if (ops) *ops = w.ops;
     work_free(&w);
     return st;
+}
+
+PeftcStatus tok_encode(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
+                       size_t *n_ids, size_t *cap) {
+    return tok_encode_counted(t, text, n, allow_special, ids, n_ids, cap, NULL);
 }

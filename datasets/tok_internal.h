@@ -1,5 +1,5 @@
 /* Inside the tokenizer: the Tokenizer's layout and how the loaders (GGUF, tokenizer.json) build one.
- * Not for use outside datasets/tok*.c.
+ * Not for use outside datasets/tok*.c, except tok_encode_counted by tests.
  *
  * Building: tok_new -> tok_set_piece for every id -> tok_index_vocab -> tok_add_merge in rank order ->
  * tok_finish. Any failure leaves the tokenizer for tok_free. */
@@ -49,6 +49,13 @@ PeftcStatus tok_add_merge(Tokenizer *t, const char *a, size_t alen, const char *
 PeftcStatus tok_set_chat_template(Tokenizer *t, const char *text, size_t len);
 /* Builds the special-token index and the hash. */
 PeftcStatus tok_finish(Tokenizer *t);
+
+/* tok_encode, also giving in *ops the work its BPE did: one per byte, per merge lookup and per heap
+ * level a candidate pair is pushed or popped through. The count is a pure function of the text and the
+ * tokenizer, so tests can check that encoding scales as O(n log n) without timing it (a clock would
+ * fail them on a busy machine). */
+PeftcStatus tok_encode_counted(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
+                               size_t *n_ids, size_t *cap, uint64_t *ops);
 
 /* Id of the piece s[0..len), or -1. */
 int32_t tok_lookup(const Tokenizer *t, const char *s, size_t len);
