@@ -54,27 +54,54 @@ static const StTensor *need(const StFile *f, const Adapter *a, const char *part)
     return t;
 }
 
+/* row_ptr runs from 0 to nnz without decreasing: checked in full before any col_idx is placed by it. */
+static PeftcStatus check_row_ptr(const StFile *f, const Adapter *a, const int32_t *row_ptr, int64_t nnz) {
+    if (row_ptr[0] != 0 || row_ptr[a->out] != nnz)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: RoSA layer %s: row_ptr must run from 0 to nnz %lld, got %d to %d",
+                         f->file.path, a->name, (long long)nnz, row_ptr[0], row_ptr[a->out]);
+    for (int r = 0; r < a->out; r++)
+        if (row_ptr[r] > row_ptr[r + 1])
+            return PEFTC_ERR(PEFTC_EFORMAT, "%s: RoSA layer %s: row_ptr decreases at row %d (%d then %d)",
+                             f->file.path, a->name, r, row_ptr[r], row_ptr[r + 1]);
+    return PEFTC_OK;
+}
+
 /* One layer: the pattern as flat indices row * in + col, then the mask (and values). */
 static PeftcStatus load_layer(const StFile *f, Adapter *a, Arena *arena, int with_values) {
     const StTensor *trp = need(f, a, "row_ptr"), *tci = trp ? need(f, a, "col_idx") : NULL;
     if (!trp || !tci) return PEFTC_EFORMAT;
     int64_t nnz = tci->shape.ndim == 1 ? tci->shape.dim[0] : -1;
+    /* The count is the layer's (rosa.density), so a file made for another density is refused here,
+     * before anything is sized by it. */
+    if (nnz != rosa_layer_nnz(a))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has %lld entries, expected a 1-D list of the %lld non-zeros "
+                         "of RoSA layer %s (a mask made with another rosa.density?)", f->file.path, tci->name,
+                         (long long)(tci->shape.ndim == 1 ? nnz : shape_numel(&tci->shape)),
+                         (long long)rosa_layer_nnz(a), a->name);
     Shape rp = shape1(a->out + 1), nz = shape1(nnz);
     int32_t *row_ptr = malloc((size_t)(a->out + 1) * sizeof *row_ptr), *col = malloc((size_t)(nnz > 0 ? nnz : 1) * 4);
     int64_t *flat = malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof *flat);
-    PeftcStatus st = row_ptr && col && flat && nnz >= 0 ? PEFTC_OK
-                                                       : PEFTC_ERR(PEFTC_EFORMAT, "%s: bad col_idx for %s", f->file.path, a->name);
+    PeftcStatus st = row_ptr && col && flat ? PEFTC_OK
+                                            : PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for RoSA layer %s",
+                                                        f->file.path, a->name);
     if (st == PEFTC_OK) st = st_read_i32(f, trp, &rp, row_ptr);
     if (st == PEFTC_OK) st = st_read_i32(f, tci, &nz, col);
-    if (st == PEFTC_OK && (row_ptr[0] != 0 || row_ptr[a->out] != nnz))
-        st = PEFTC_ERR(PEFTC_EFORMAT, "%s: RoSA layer %s: row_ptr must run from 0 to nnz %lld", f->file.path, a->name,
-                       (long long)nnz);
-    for (int r = 0; st == PEFTC_OK && r < a->out; r++) {
-        if (row_ptr[r] > row_ptr[r + 1])
-            st = PEFTC_ERR(PEFTC_EFORMAT, "%s: RoSA layer %s: row_ptr decreases at row %d", f->file.path, a->name, r);
-        for (int32_t j = row_ptr[r]; st == PEFTC_OK && j < row_ptr[r + 1]; j++) flat[j] = (int64_t)r * a->in + col[j];
+    if (st == PEFTC_OK) st = check_row_ptr(f, a, row_ptr, nnz);
+    for (int r = 0; st == PEFTC_OK && r < a->out; r++)
+        for (int32_t j = row_ptr[r]; j < row_ptr[r + 1]; j++) {
+            if (col[j] < 0 || col[j] >= a->in) {
+                st = PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s'[%d] = %d is outside the %d columns of RoSA layer %s",
+                               f->file.path, tci->name, j, col[j], a->in, a->name);
+                break;
+            }
+            flat[j] = (int64_t)r * a->in + col[j];
+        }
+    if (st == PEFTC_OK && (st = rosa_set_mask(a, flat, nnz)) == PEFTC_EINVAL) {
+        /* what is left for it to refuse (a repeated column) is the file's content */
+        char msg[384];
+        snprintf(msg, sizeof msg, "%s", peftc_err_msg());
+        st = PEFTC_ERR(PEFTC_EFORMAT, "%s: %s", f->file.path, msg);
     }
-    if (st == PEFTC_OK) st = rosa_set_mask(a, flat, nnz); /* checks count, range and duplicates */
     if (st == PEFTC_OK && with_values) {
         char entry[ARENA_NAME_MAX];
         snprintf(entry, sizeof entry, "%s.rosa_values", a->name);

@@ -1,0 +1,42 @@
+/* HF config.json (core/model_hf.c): the hyperparameters and every refusal, then, when they are
+ * accepted, the model built from them and loaded against a fixed tiny model.safetensors (the weights
+ * of tests/fixtures/hf_tiny_llama, copied beside the input once). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/backend.h"
+#include "core/model_load.h"
+#include "tests/fuzz/fuzz_util.h"
+
+static char dir[256];
+
+static void copy_file(const char *from, const char *name) {
+    FILE *f = fopen(from, "rb");
+    if (!f) {
+        perror(from);
+        abort();
+    }
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    fuzz_write(name, buf, n);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    backend_cpu_set_threads(1);
+    copy_file(PEFTC_FIXTURE_DIR "/hf_tiny_llama/model.safetensors", "model.safetensors");
+    snprintf(dir, sizeof dir, "%s", fuzz_dir());
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_write("config.json", data, size);
+    LlamaConfig cfg;
+    ModelInfo info;
+    if (fuzz_note(model_read_config(dir, &cfg, &info), "model_read_config") != PEFTC_OK) return 0;
+    LlamaModel m;
+    if (fuzz_note(model_load(&m, backend_cpu(), dir, &info), "model_load") == PEFTC_OK) llama_free(&m);
+    return 0;
+}
