@@ -1,6 +1,7 @@
 /* LLaMA weights from GGUF: `llama.*` hyperparameters, llama.cpp tensor names mapped to HF ones, and
  * dequantization from the map straight into the model's base weights; or, for a quantized base, the
  * projection weights' blocks copied as they are (whatever their type, F32/F16/BF16 included). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,21 @@ static PeftcStatus hparam(const GgufFile *g, const char *suffix, int64_t dflt, i
     if (v < 1 || v > 1u << 30)
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %u, expected 1..%u", g->file.path, key, v, 1u << 30);
     *out = (int)v;
+    return PEFTC_OK;
+}
+
+/* A required (dflt < 0) or optional float hyperparameter `llama.<suffix>`: finite and > 0, since an
+ * infinite RoPE base or a NaN epsilon would only show up later as NaN losses. */
+static PeftcStatus fparam(const GgufFile *g, const char *suffix, float dflt, double *out) {
+    char key[128];
+    snprintf(key, sizeof key, "llama.%s", suffix);
+    float v;
+    if (dflt < 0) PEFTC_TRY(gguf_get_f32(g, key, &v));
+    else PEFTC_TRY(gguf_get_f32_or(g, key, dflt, &v));
+    if (!isfinite(v) || !(v > 0))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %g, expected a finite number > 0", g->file.path, key,
+                         (double)v);
+    *out = v;
     return PEFTC_OK;
 }
 
@@ -98,11 +114,8 @@ static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
     PEFTC_TRY(hparam(g, "attention.head_count_kv", c->heads, &c->kv_heads));
     PEFTC_TRY(read_head_dim(g, c));
     PEFTC_TRY(read_vocab(g, &c->vocab));
-    float theta, eps;
-    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.freq_base", 10000.0f, &theta));
-    PEFTC_TRY(gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &eps));
-    c->rope_theta = theta;
-    c->rms_eps = eps;
+    PEFTC_TRY(fparam(g, "rope.freq_base", 10000.0f, &c->rope_theta));
+    PEFTC_TRY(fparam(g, "attention.layer_norm_rms_epsilon", -1.0f, &c->rms_eps));
     c->tie_embeddings = gguf_tensor(g, "output.weight") == NULL;
     c->qkv_bias = gguf_tensor(g, "blk.0.attn_q.bias") != NULL;
     PeftcStatus st = llama_config_check(c);
@@ -279,13 +292,14 @@ static int add_jobs(RowJob *jobs, int n, const GgufTensor *t, real_t *out, int64
 
 /* A projection weight kept quantized: its rows of blocks copied out of the map (which closes after
  * loading), Q/K rows moved to their HF place whole, since a row is a whole number of blocks. */
-static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const LlamaParamRef *ref, int hd) {
+static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const LlamaParamRef *ref, int hd,
+                               const char *path) {
     Linear *l = llama_linear(m, qi);
     if (ref->data != &l->W) /* refs list the linears in llama_linear order */
         return PEFTC_ERR(PEFTC_ESTATE, "model: quantized tensor %s is not the weight of %s", ref->name, l->name);
     QWeight *q = &m->qweights[qi];
-    char what[320];
-    snprintf(what, sizeof what, "tensor '%s' (%s)", t->name, ref->name);
+    char what[896];
+    snprintf(what, sizeof what, "%s: tensor '%s' (%s)", path, t->name, ref->name);
     PEFTC_TRY(qweight_alloc(q, t->type, l->out, l->in, what));
     size_t rb = qweight_row_bytes(q);
     for (int64_t r = 0; r < l->out; r++)
@@ -315,7 +329,7 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
         if (st != PEFTC_OK) break;
         int hd = permuted_heads(&m->cfg, ref->name) ? m->cfg.head_dim : 0;
         int64_t cols = ref->shape.dim[ref->shape.ndim - 1], rows = shape_numel(&ref->shape) / cols;
-        if (ref->quantized) st = keep_blocks(m, qi++, t, ref, hd);
+        if (ref->quantized) st = keep_blocks(m, qi++, t, ref, hd, g->file.path);
         else if (hd && ref->shape.ndim == 1) st = dequant_bias_permuted(t, *ref->data, cols, hd);
         else n = add_jobs(jobs, n, t, *ref->data, rows, cols, hd);
     }
@@ -325,6 +339,49 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
     }
     free(jobs);
     return st;
+}
+
+/* Tensor `name` is in the file with ne = {ne0, ne1} (ne1 = 1 for a vector) and a type that loads. */
+static PeftcStatus expect_tensor(const GgufFile *g, const char *name, int64_t ne0, int64_t ne1) {
+    const GgufTensor *t = gguf_tensor(g, name);
+    if (!t)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's llama.* sizes imply it)",
+                         g->file.path, name);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        char got[96];
+        ne_str(t->ne, t->n_dims, got, sizeof got);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the llama.* metadata",
+                         g->file.path, name, got, (long long)ne0, (long long)ne1);
+    }
+    if (!ggml_type_supported(t->type))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has type %s, which cannot be dequantized (supported: F32 F16 "
+                         "BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)", g->file.path, name, ggml_type_name(t->type));
+    return PEFTC_OK;
+}
+
+/* Every tensor the hyperparameters imply is in the file with their sizes, checked before the model is
+ * allocated: the tensors lie inside the file, so a block_count, width or vocabulary that the file
+ * cannot back is refused at once instead of after allocating (and zeroing) memory for it. */
+static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
+    int64_t C = c->hidden, I = c->intermediate, V = c->vocab;
+    int64_t q = (int64_t)c->heads * c->head_dim, kv = (int64_t)c->kv_heads * c->head_dim;
+    PEFTC_TRY(expect_tensor(g, "token_embd.weight", C, V));
+    PEFTC_TRY(expect_tensor(g, "output_norm.weight", C, 1));
+    if (!c->tie_embeddings) PEFTC_TRY(expect_tensor(g, "output.weight", C, V));
+    static const struct { const char *name; int in, out; } per_layer[] = {
+        /* in/out: 0 = hidden, 1 = intermediate, 2 = q width, 3 = kv width, 4 = 1 (a vector) */
+        {"attn_norm.weight", 0, 4}, {"ffn_norm.weight", 0, 4}, {"attn_q.weight", 0, 2}, {"attn_k.weight", 0, 3},
+        {"attn_v.weight", 0, 3}, {"attn_output.weight", 2, 0}, {"ffn_gate.weight", 0, 1}, {"ffn_up.weight", 0, 1},
+        {"ffn_down.weight", 1, 0}, {"attn_q.bias", 2, 4}, {"attn_k.bias", 3, 4}, {"attn_v.bias", 3, 4}};
+    const int64_t size[] = {C, I, q, kv, 1};
+    int n_kinds = c->qkv_bias ? 12 : 9;
+    for (int l = 0; l < c->layers; l++)
+        for (int k = 0; k < n_kinds; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, per_layer[k].name);
+            PEFTC_TRY(expect_tensor(g, name, size[per_layer[k].in], size[per_layer[k].out]));
+        }
+    return PEFTC_OK;
 }
 
 static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info, int quantized) {
@@ -338,6 +395,7 @@ static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, Mode
     ModelInfo local;
     PeftcStatus st = model_gguf_config(&g, &cfg, info ? info : &local);
     cfg.quantized = quantized;
+    if (st == PEFTC_OK) st = check_tensors(&g, &cfg);
     if (st == PEFTC_OK) st = llama_create(m, be, &cfg, 0, -1.0);
     if (st == PEFTC_OK) {
         st = fill_weights(m, &g);

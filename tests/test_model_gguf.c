@@ -28,6 +28,10 @@ typedef struct {
     int f16_mlp;           /* gate/up/down stored as F16 */
     int rope_dim;          /* llama.rope.dimension_count, head_dim when 0 */
     int no_permute;        /* store Q/K in HF order (what a naive converter would do) */
+    const char *u32_key;   /* metadata key whose value is replaced by u32_val */
+    uint32_t u32_val;
+    const char *f32_key;   /* metadata key whose value is replaced by f32_val */
+    float f32_val;
 } LlamaGgufOpts;
 
 /* llama.cpp's names, written out independently of the loader's table. */
@@ -81,6 +85,8 @@ static void write_meta(GgufWriter *w, const LlamaConfig *c, const LlamaGgufOpts 
     }
     ck_assert_int_eq(gguf_writer_f32(w, "llama.rope.freq_base", (float)c->rope_theta), PEFTC_OK);
     ck_assert_int_eq(gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->rms_eps), PEFTC_OK);
+    if (o->u32_key) ck_assert_int_eq(gguf_writer_u32(w, o->u32_key, o->u32_val), PEFTC_OK);
+    if (o->f32_key) ck_assert_int_eq(gguf_writer_f32(w, o->f32_key, o->f32_val), PEFTC_OK);
     if (o->vocab_from_tokens) {
         const char **toks = malloc((size_t)c->vocab * sizeof *toks);
         for (int i = 0; i < c->vocab; i++) toks[i] = "t";
@@ -298,6 +304,34 @@ START_TEST(llama_gguf_errors) {
 }
 END_TEST
 
+/* Non-finite or non-positive float hyperparameters are the file's fault, named with their key. */
+START_TEST(llama_gguf_bad_floats) {
+    const char *theta = "llama.rope.freq_base", *eps = "llama.attention.layer_norm_rms_epsilon";
+    expect_load_error(&(LlamaGgufOpts){.f32_key = theta, .f32_val = INFINITY}, 1, theta);
+    expect_load_error(&(LlamaGgufOpts){.f32_key = theta, .f32_val = NAN}, 1, theta);
+    expect_load_error(&(LlamaGgufOpts){.f32_key = theta, .f32_val = -10000}, 1, theta);
+    expect_load_error(&(LlamaGgufOpts){.f32_key = eps, .f32_val = INFINITY}, 1, eps);
+    expect_load_error(&(LlamaGgufOpts){.f32_key = eps, .f32_val = NAN}, 1, eps);
+    expect_load_error(&(LlamaGgufOpts){.f32_key = eps, .f32_val = 0}, 1, eps);
+    tmp_cleanup();
+}
+END_TEST
+
+/* Sizes the file's tensors cannot back are refused from the tensor infos, before the model is
+ * allocated: 2^24 layers or a 2^30 vocabulary would otherwise ask for hundreds of GB first (ENOMEM, or
+ * minutes of zeroing where the allocation succeeds), and 1000 layers for memory the file never fills. */
+START_TEST(llama_gguf_absurd_sizes) {
+    expect_load_error(&(LlamaGgufOpts){.u32_key = "llama.block_count", .u32_val = 1000}, 1,
+                      "tensor 'blk.2.attn_norm.weight' is missing (the metadata's llama.* sizes imply it)");
+    expect_load_error(&(LlamaGgufOpts){.u32_key = "llama.block_count", .u32_val = 1u << 24}, 1, "blk.2.attn_norm.weight");
+    expect_load_error(&(LlamaGgufOpts){.u32_key = "llama.vocab_size", .u32_val = 1u << 30}, 1,
+                      "tensor 'token_embd.weight' has shape [32, 50], expected [32, 1073741824]");
+    expect_load_error(&(LlamaGgufOpts){.u32_key = "llama.feed_forward_length", .u32_val = 1u << 28}, 0,
+                      "tensor 'blk.0.ffn_gate.weight' has shape [32, 40], expected [32, 268435456]");
+    tmp_cleanup();
+}
+END_TEST
+
 /* ======================= the real SmolLM2 file ======================= */
 
 static double now_s(void) {
@@ -401,6 +435,8 @@ int main(void) {
     tcase_add_test(tc, permutation_matters);
     tcase_add_test(tc, content_hash_follows_the_weights);
     tcase_add_test(tc, llama_gguf_errors);
+    tcase_add_test(tc, llama_gguf_bad_floats);
+    tcase_add_test(tc, llama_gguf_absurd_sizes);
     tcase_add_test(tc, smollm2_file);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
