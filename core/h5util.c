@@ -178,15 +178,26 @@ PeftcStatus h5_array_len(hid_t file_id, const char *file, const char *path, hid_
     hid_t ds = H5Lexists(file_id, path, H5P_DEFAULT) > 0 ? H5Dopen2(file_id, path, H5P_DEFAULT) : -1;
     if (ds < 0) return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' is missing", file, path);
     hid_t t = H5Dget_type(ds), space = H5Dget_space(ds);
-    int ok = t >= 0 && H5Tget_class(t) == H5Tget_class(type) && H5Tget_size(t) == H5Tget_size(type) &&
-             space >= 0 && H5Sget_simple_extent_ndims(space) == 1;
+    /* Checkpoints hold numbers only: a string, variable-length or compound dataset read whole would hand
+     * back memory HDF5 allocated (and pointers to CRC). */
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    int ok = (cls == H5T_INTEGER || cls == H5T_FLOAT) && cls == H5Tget_class(type) &&
+             H5Tget_size(t) == H5Tget_size(type) && space >= 0 && H5Sget_simple_extent_ndims(space) == 1;
     hssize_t count = ok ? H5Sget_simple_extent_npoints(space) : -1;
+    /* The extent is only a declaration: what the file stores must back it before anything is sized by it
+     * (peftc writes every dataset whole and uncompressed). */
+    hsize_t stored = ok ? H5Dget_storage_size(ds) : 0;
+    size_t elem = H5Tget_size(type);
     if (t >= 0) H5Tclose(t);
     if (space >= 0) H5Sclose(space);
     H5Dclose(ds);
     if (!ok || count < 0)
         return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' is not a 1-D array of the expected type", file,
                          path);
+    if ((uint64_t)count > (uint64_t)stored / (elem ? elem : 1))
+        return PEFTC_ERR(PEFTC_EFORMAT, "checkpoint '%s': dataset '%s' declares %lld elements of %zu bytes but stores "
+                         "%llu bytes (expected the whole array, uncompressed)", file, path, (long long)count, elem,
+                         (unsigned long long)stored);
     *n = (size_t)count;
     return PEFTC_OK;
 }
