@@ -77,7 +77,7 @@ static PeftcStatus mkdir_p(const char *dir) {
         if (c != '/' && c != '\0') continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return PEFTC_ERR(PEFTC_EIO, "adapter folder: cannot create '%s': %s", buf, strerror(errno));
+            return PEFTC_ERR(PEFTC_EWRITE, "adapter folder: cannot create '%s': %s", buf, strerror(errno));
         if (c == '\0') return PEFTC_OK;
         *p = c;
     }
@@ -88,14 +88,14 @@ static PeftcStatus write_atomic(const char *path, const char *text) {
     char tmp[PEFT_PATH_MAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return PEFTC_ERR(PEFTC_EIO, "cannot write '%s': %s", tmp, strerror(errno));
+    if (!f) return PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s': %s", tmp, strerror(errno));
     size_t n = strlen(text);
     int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         int err = errno;
         remove(tmp);
-        return PEFTC_ERR(PEFTC_EIO, "cannot write '%s': %s", path, strerror(err));
+        return PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s': %s", path, strerror(err));
     }
     return PEFTC_OK;
 }

@@ -236,6 +236,8 @@ PeftcStatus comm_agree(Comm *c, PeftcStatus local) {
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "comm_agree (MPI_Allreduce)");
     if (v[0] == PEFTC_OK) return PEFTC_OK;
     if (local != PEFTC_OK) return local; /* keep this rank's own message */
-    return PEFTC_ERR(PEFTC_ECOMM, "rank %d of %d failed (worst status on any rank: %s); see that rank's message", -v[1],
-                     c->size, peftc_status_name((PeftcStatus)v[0]));
+    PeftcStatus st = PEFTC_ERR(PEFTC_ECOMM, "rank %d of %d failed (worst status on any rank: %s); see that rank's "
+                               "message", -v[1], c->size, peftc_status_name((PeftcStatus)v[0]));
+    peftc_err_set_cause((PeftcStatus)v[0]);
+    return st;
 }

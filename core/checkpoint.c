@@ -24,16 +24,6 @@ static hid_t kind_type(CkptKind k) {
 }
 size_t ckpt_kind_size(CkptKind k) { return k == CKPT_I32 ? 4 : k == CKPT_I64 ? 8 : k == CKPT_U8 ? 1 : sizeof(real_t); }
 
-/* Files in HDF5's newest format: checksummed metadata, and attributes of any size (the tensor names). */
-static hid_t newest_format_fapl(void) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
-        H5Pclose(fapl);
-        return -1;
-    }
-    return fapl;
-}
-
 static PeftcStatus write_meta(hid_t f, const char *path, const CkptMeta *m) {
     int64_t version = CKPT_VERSION, seed = (int64_t)m->seed, world = m->world;
     PEFTC_TRY(h5_attr_str(f, path, "format", CKPT_FORMAT));
@@ -111,21 +101,29 @@ static PeftcStatus write_all(hid_t f, const char *path, const CkptMeta *m, const
     return PEFTC_OK;
 }
 
+/* Bytes the file will hold, so the in-memory image is allocated once. */
+static size_t expected_size(const Arena *a, const CkptBlob *blobs, int n_blobs) {
+    size_t n = 3 * a->numel * sizeof(real_t) + (size_t)a->n_entries * (ARENA_NAME_MAX + 64) + (1 << 16);
+    for (int i = 0; i < n_blobs; i++) n += blobs[i].n * ckpt_kind_size(blobs[i].kind) + 1024;
+    return n;
+}
+
 PeftcStatus ckpt_write(const char *path, const CkptMeta *meta, const Arena *a, const CkptBlob *blobs, int n_blobs) {
     h5_quiet();
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return PEFTC_ERR(PEFTC_EINVAL, "checkpoint path '%s' is too long", path);
+    /* Built in memory (see H5Image), then written to path.tmp and renamed: a failed write leaves the
+     * previous checkpoint, no temporary and no open HDF5 object behind. */
+    H5Image img;
+    hid_t fapl = h5_image_fapl(&img, expected_size(a, blobs, n_blobs)), fcpl = h5_untimed(H5P_FILE_CREATE);
     /* Untimed objects, so a checkpoint of the same state is the same bytes (tests compare whole files). */
-    hid_t fapl = newest_format_fapl(), fcpl = h5_untimed(H5P_FILE_CREATE);
-    hid_t f = fapl < 0 || fcpl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    hid_t f = fapl < 0 || fcpl < 0 ? -1 : H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     if (fapl >= 0) H5Pclose(fapl);
     if (fcpl >= 0) H5Pclose(fcpl);
-    if (f < 0) return PEFTC_ERR(PEFTC_EIO, "cannot create checkpoint '%s': %s", tmp, strerror(errno));
+    if (f < 0) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint '%s': HDF5 cannot create the file in memory", path);
     PeftcStatus st = write_all(f, path, meta, a, blobs, n_blobs);
-    if (H5Fclose(f) < 0 && st == PEFTC_OK) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': closing failed", tmp);
-    if (st == PEFTC_OK) st = fs_commit_file(tmp, path);
-    if (st != PEFTC_OK) unlink(tmp);
+    if (H5Fclose(f) < 0 && st == PEFTC_OK) st = PEFTC_ERR(PEFTC_ENOMEM, "checkpoint '%s': closing failed", path);
+    if (st == PEFTC_OK) st = h5_image_finish(&img, path);
+    if (st == PEFTC_OK) st = fs_write_atomic(path, img.buf, img.size);
+    free(img.buf);
     return st;
 }
 

@@ -16,7 +16,7 @@ PeftcStatus fs_mkdir_p(const char *path) {
         if (c != '/' && c != '\0') continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return PEFTC_ERR(PEFTC_EIO, "cannot create folder '%s': %s", buf, strerror(errno));
+            return PEFTC_ERR(PEFTC_EWRITE, "cannot create folder '%s': %s", buf, strerror(errno));
         if (c == '\0') return PEFTC_OK;
         *p = c;
     }
@@ -36,7 +36,7 @@ static void fsync_parent(const char *path) {
 /* tmp (already synced) replaces path; the folder entry is synced too. */
 static PeftcStatus rename_durably(const char *tmp, const char *path) {
     if (rename(tmp, path) != 0)
-        return PEFTC_ERR(PEFTC_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+        return PEFTC_ERR(PEFTC_EWRITE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
     fsync_parent(path);
     return PEFTC_OK;
 }
@@ -45,7 +45,7 @@ PeftcStatus fs_atomic_open(const char *path, FILE **f) {
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     *f = fopen(tmp, "wb");
-    if (!*f) return PEFTC_ERR(PEFTC_EIO, "cannot write '%s': %s", tmp, strerror(errno));
+    if (!*f) return PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s': %s", tmp, strerror(errno));
     return PEFTC_OK;
 }
 
@@ -55,7 +55,7 @@ PeftcStatus fs_atomic_commit(const char *path, FILE *f, PeftcStatus st) {
     int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
     int err = errno;
     bad |= fclose(f) != 0;
-    if (st == PEFTC_OK && bad) st = PEFTC_ERR(PEFTC_EIO, "cannot write '%s': %s", tmp, strerror(err));
+    if (st == PEFTC_OK && bad) st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s': %s", tmp, strerror(err));
     if (st == PEFTC_OK) st = rename_durably(tmp, path);
     if (st != PEFTC_OK) unlink(tmp);
     return st;
@@ -65,15 +65,7 @@ PeftcStatus fs_write_atomic(const char *path, const void *data, size_t n) {
     FILE *f;
     PEFTC_TRY(fs_atomic_open(path, &f));
     PeftcStatus st = PEFTC_OK;
-    if (n && fwrite(data, 1, n, f) != n) st = PEFTC_ERR(PEFTC_EIO, "cannot write %zu bytes to '%s.tmp'", n, path);
+    if (n && fwrite(data, 1, n, f) != n)
+        st = PEFTC_ERR(PEFTC_EWRITE, "cannot write %zu bytes to '%s.tmp': %s", n, path, strerror(errno));
     return fs_atomic_commit(path, f, st);
-}
-
-PeftcStatus fs_commit_file(const char *tmp, const char *path) {
-    int fd = open(tmp, O_RDONLY);
-    int bad = fd < 0 || fsync(fd) != 0;
-    int err = errno;
-    if (fd >= 0) close(fd);
-    if (bad) return PEFTC_ERR(PEFTC_EIO, "cannot sync '%s': %s", tmp, strerror(err));
-    return rename_durably(tmp, path);
 }

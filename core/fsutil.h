@@ -19,8 +19,4 @@ PeftcStatus fs_write_atomic(const char *path, const void *data, size_t n);
 PeftcStatus fs_atomic_open(const char *path, FILE **f);
 PeftcStatus fs_atomic_commit(const char *path, FILE *f, PeftcStatus st);
 
-/* For files written by a library under a temporary name: fsync tmp, rename it over path, fsync the
- * folder. */
-PeftcStatus fs_commit_file(const char *tmp, const char *path);
-
 #endif

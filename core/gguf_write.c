@@ -346,6 +346,6 @@ PeftcStatus gguf_writer_write(GgufWriter *w, const char *path) {
     free(h.p);
     /* The last tensor is padded too, as ggml's writer does: readers may round the file size up. */
     for (int i = 0; ok && i < w->n_t; i++) ok = write_padded(f, w->t[i].data, w->t[i].nbytes, align);
-    if (!ok) st = PEFTC_ERR(PEFTC_EIO, "cannot write '%s.tmp'", path);
+    if (!ok) st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s.tmp'", path);
     return fs_atomic_commit(path, f, st);
 }

@@ -20,7 +20,7 @@ static PeftcStatus put_attr(hid_t obj, const char *file, const char *name, hid_t
     herr_t w = at < 0 ? -1 : H5Awrite(at, mtype, data);
     if (at >= 0) H5Aclose(at);
     if (space >= 0) H5Sclose(space);
-    if (w < 0) return PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot write attribute '%s'", file, name);
+    if (w < 0) return PEFTC_ERR(PEFTC_EWRITE, "checkpoint '%s': cannot write attribute '%s'", file, name);
     return PEFTC_OK;
 }
 
@@ -121,6 +121,74 @@ PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, cha
     return st;
 }
 
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = malloc(size);
+    if (p) ((H5Image *)udata)->size = size;
+    return p;
+}
+
+static void *image_memcpy(void *dst, const void *src, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op, (void)udata;
+    return memcpy(dst, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata) {
+    (void)op;
+    void *p = realloc(ptr, size);
+    if (p) ((H5Image *)udata)->size = size;
+    return p;
+}
+
+/* The closing file's buffer is kept for the caller; every other one is freed. */
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata) {
+    H5Image *img = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && !img->buf) img->buf = ptr;
+    else free(ptr);
+    return 0;
+}
+
+/* The property lists copy udata by reference: img outlives them. */
+static void *udata_copy(void *udata) { return udata; }
+static herr_t udata_free(void *udata) {
+    (void)udata;
+    return 0;
+}
+
+hid_t h5_image_fapl(H5Image *img, size_t expected) {
+    img->buf = NULL;
+    img->size = 0;
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free, udata_copy, udata_free,
+                                      img};
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return -1;
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
+        H5Pset_fapl_core(fapl, expected ? expected : 1 << 16, 0) < 0 || H5Pset_file_image_callbacks(fapl, &cb) < 0) {
+        H5Pclose(fapl);
+        return -1;
+    }
+    return fapl;
+}
+
+/* The end-of-file address a version 2 or 3 superblock (the newest format's) records: closing a file
+ * frees its unused metadata space and may lower it below the size of the buffer. Layout: signature
+ * (8 bytes), version, size of offsets, size of lengths, flags, then base address, extension address
+ * and end-of-file address, each "size of offsets" bytes, little-endian. */
+PeftcStatus h5_image_finish(H5Image *img, const char *file) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *p = img->buf;
+    if (!p || img->size < 12 || memcmp(p, sig, 8) != 0 || (p[8] != 2 && p[8] != 3) || p[9] != 8)
+        return PEFTC_ERR(PEFTC_ESTATE, "'%s': the HDF5 image in memory has no version 2/3 superblock", file);
+    if (img->size < 12 + 3 * 8) return PEFTC_ERR(PEFTC_ESTATE, "'%s': the HDF5 image in memory is too short", file);
+    uint64_t eoa = 0;
+    for (int i = 7; i >= 0; i--) eoa = eoa << 8 | p[12 + 2 * 8 + i];
+    if (eoa == 0 || eoa > img->size)
+        return PEFTC_ERR(PEFTC_ESTATE, "'%s': the HDF5 image records %llu bytes of %zu", file, (unsigned long long)eoa,
+                         img->size);
+    img->size = (size_t)eoa;
+    return PEFTC_OK;
+}
+
 hid_t h5_untimed(hid_t cls) {
     hid_t pl = H5Pcreate(cls);
     if (pl >= 0 && H5Pset_obj_track_times(pl, 0) < 0) {
@@ -145,7 +213,7 @@ PeftcStatus h5_make_groups(hid_t file_id, const char *file, const char *path, si
         *slash = '\0';
         if (H5Lexists(file_id, part, H5P_DEFAULT) <= 0) {
             hid_t g = H5Gcreate2(file_id, part, H5P_DEFAULT, gcpl, H5P_DEFAULT);
-            if (g < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot create group '%s'", file, part);
+            if (g < 0) st = PEFTC_ERR(PEFTC_EWRITE, "checkpoint '%s': cannot create group '%s'", file, part);
             else H5Gclose(g);
         }
         *slash = end;
@@ -165,7 +233,7 @@ PeftcStatus h5_write_array(hid_t file_id, const char *file, const char *path, hi
     hid_t ds = dcpl < 0 || space < 0 ? -1 : H5Dcreate2(file_id, path, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     herr_t w = ds < 0 ? -1 : n == 0 ? 0 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     PeftcStatus st = PEFTC_OK;
-    if (w < 0) st = PEFTC_ERR(PEFTC_EIO, "checkpoint '%s': cannot write dataset '%s' (%zu elements)", file, path, n);
+    if (w < 0) st = PEFTC_ERR(PEFTC_EWRITE, "checkpoint '%s': cannot write dataset '%s' (%zu elements)", file, path, n);
     int64_t crc = h5_crc32(data, n * elem);
     if (st == PEFTC_OK) st = h5_attr_i64(ds, file, "crc32", &crc, 1);
     if (ds >= 0) H5Dclose(ds);

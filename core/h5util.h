@@ -29,6 +29,20 @@ PeftcStatus h5_read_attr_i64(hid_t obj, const char *file, const char *name, int6
 /* Reads n fixed-length strings into names (n * width bytes, each NUL-terminated within width). */
 PeftcStatus h5_read_attr_strs(hid_t obj, const char *file, const char *name, char *names, size_t n, size_t width);
 
+/* A file built in memory. HDF5 1.10 cannot recover from a failed write on disk (a full disk): the file
+ * stays half-closed and the library crashes at exit. So files are built with the core driver and no
+ * backing store, and the caller writes the finished image with ordinary writes, whose errors come back
+ * with their OS reason. The buffer is handed over at H5Fclose (no copy): free it with free(). */
+typedef struct {
+    void *buf;    /* the image after H5Fclose, NULL before */
+    size_t size;  /* bytes allocated; after h5_image_finish, bytes that make the file */
+} H5Image;
+/* A file-access property list (newest format) whose files live in memory and hand their buffer to
+ * img when closed; `expected` bytes is the first allocation (it grows as needed). -1 on failure. */
+hid_t h5_image_fapl(H5Image *img, size_t expected);
+/* After H5Fclose: sets img->size to the file's length as its superblock records it. */
+PeftcStatus h5_image_finish(H5Image *img, const char *file);
+
 /* A creation property list of `cls` (H5P_FILE_CREATE, H5P_GROUP_CREATE, H5P_DATASET_CREATE) that records
  * no timestamps, so the same state always makes the same bytes. -1 on failure. */
 hid_t h5_untimed(hid_t cls);

@@ -631,10 +631,10 @@ static PeftcStatus write_body(const StWriter *w, const Buf *b, FILE *f, const ch
     uint8_t len[8];
     for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)b->n >> (8 * i));
     if (fwrite(len, 1, 8, f) != 8 || fwrite(b->p, 1, b->n, f) != b->n)
-        return PEFTC_ERR(PEFTC_EIO, "%s: cannot write the header", path);
+        return PEFTC_ERR(PEFTC_EWRITE, "%s: cannot write the header", path);
     for (int i = 0; i < w->n; i++)
         if (w->e[i].nbytes && fwrite(w->e[i].bytes, 1, w->e[i].nbytes, f) != w->e[i].nbytes)
-            return PEFTC_ERR(PEFTC_EIO, "%s: cannot write tensor '%s' (%zu bytes)", path, w->e[i].name,
+            return PEFTC_ERR(PEFTC_EWRITE, "%s: cannot write tensor '%s' (%zu bytes)", path, w->e[i].name,
                              w->e[i].nbytes);
     return PEFTC_OK;
 }

@@ -11,6 +11,9 @@ typedef enum {
     PEFTC_ENOMEM = 4,   /* allocation failed */
     PEFTC_ECOMM = 5,    /* a collective failed or another rank reported an error */
     PEFTC_ESTATE = 6,   /* an object was used in the wrong state (e.g. before finalize) */
+    PEFTC_EWRITE = 7,   /* an output file could not be written (disk full, read-only, permissions) */
+    PEFTC_EDIVERGED = 8, /* training produced a non-finite loss or gradient */
+    PEFTC_EBUSY = 9,    /* a folder is in use by another run */
 } PeftcStatus;
 
 /* Records a message (printf-style) tagged with the caller's file:line and returns `st`, so errors
@@ -23,6 +26,11 @@ PeftcStatus peftc_err_set(PeftcStatus st, const char *file, int line, const char
 const char *peftc_err_msg(void);
 const char *peftc_err_origin(void);
 void peftc_err_clear(void);
+/* The failure the last message stands for: its own status, or for a message that reports another
+ * rank's failure (PEFTC_ECOMM), that rank's status as peftc_err_set_cause recorded it. launch/ maps
+ * it to the process's exit code, so every rank of a failed run exits with the same code. */
+PeftcStatus peftc_err_cause(void);
+void peftc_err_set_cause(PeftcStatus cause);
 const char *peftc_status_name(PeftcStatus st);
 
 /* Propagates a non-OK status to the caller unchanged. */

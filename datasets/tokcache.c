@@ -175,14 +175,14 @@ static int make_dirs(const char *dir) {
 }
 
 PeftcStatus tokcache_save(const char *dir, uint64_t key, const TokData *d) {
-    if (!make_dirs(dir)) return PEFTC_ERR(PEFTC_EIO, "data.cache_dir: cannot create %s: %s", dir, strerror(errno));
+    if (!make_dirs(dir)) return PEFTC_ERR(PEFTC_EWRITE, "data.cache_dir: cannot create %s: %s", dir, strerror(errno));
     char final[1100], tmp[1200];
     tokcache_path(dir, key, final, sizeof final);
     /* pid + time + an address: unique among ranks and runs writing the same key at once */
     uint64_t salt = rng_key(rng_key((uint64_t)getpid(), (uint64_t)time(NULL)), (uint64_t)(uintptr_t)&salt);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%08llx", final, (long)getpid(), (unsigned long long)(salt & 0xffffffffu));
     Writer w = {.f = fopen(tmp, "wb")};
-    if (!w.f) return PEFTC_ERR(PEFTC_EIO, "data.cache_dir: cannot write %s: %s", tmp, strerror(errno));
+    if (!w.f) return PEFTC_ERR(PEFTC_EWRITE, "data.cache_dir: cannot write %s: %s", tmp, strerror(errno));
     tc_hash_init(&w.h, 0);
     put_all(&w, key, d);
     int err = w.failed || fflush(w.f) != 0 || fsync(fileno(w.f)) != 0;
@@ -191,7 +191,7 @@ PeftcStatus tokcache_save(const char *dir, uint64_t key, const TokData *d) {
     if (!err && rename(tmp, final) != 0) err = 1, saved = errno;
     if (!err) return PEFTC_OK;
     unlink(tmp);
-    return PEFTC_ERR(PEFTC_EIO, "data.cache_dir: cannot write %s: %s", final, strerror(saved));
+    return PEFTC_ERR(PEFTC_EWRITE, "data.cache_dir: cannot write %s: %s", final, strerror(saved));
 }
 
 /* ---- reading: every count and offset is checked before use; any doubt means "no cache" ---- */

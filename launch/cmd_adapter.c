@@ -33,7 +33,7 @@ static PeftcStatus open_adapted(Session *s, const AdapterArgs *a) {
 static int finish(PeftcStatus st, int usage) {
     if (st == PEFTC_OK) return 0;
     fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
-    return usage ? EXIT_USAGE : EXIT_RUNTIME;
+    return usage ? EXIT_USAGE : exit_code_for(st);
 }
 
 static PeftcStatus parse(const Flag *f, int n, int argc, char **argv, const AdapterArgs *a) {

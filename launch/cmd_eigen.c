@@ -119,7 +119,7 @@ static int eigen_build_cmd(int argc, char **argv) {
     st = eigen_build_report((const char *const *)dirs, n_dirs, a.k, a.random, seed, a.out, on_side, &sum);
     free(dirs);
     if (st == PEFTC_OK) print_totals(&sum, a.out);
-    return finish(st, EXIT_RUNTIME);
+    return finish(st, exit_code_for(st));
 }
 
 int cmd_eigen(int argc, char **argv) {

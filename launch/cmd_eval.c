@@ -39,5 +39,5 @@ int cmd_eval(int argc, char **argv) {
     if (local == PEFTC_OK) session_close(&s);
     report_error(st, comm, 0);
     comm_free(comm);
-    return st == PEFTC_OK ? 0 : EXIT_RUNTIME;
+    return exit_code_for(st);
 }

@@ -137,7 +137,7 @@ int cmd_generate(int argc, char **argv) {
     st = generate(&a);
     if (st != PEFTC_OK) {
         fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
-        return EXIT_RUNTIME;
+        return exit_code_for(st);
     }
     return 0;
 }

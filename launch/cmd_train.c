@@ -63,9 +63,9 @@ static PeftcStatus write_resolved_config(const RunConfig *c) {
     char path[600];
     snprintf(path, sizeof path, "%s/config.yaml", c->out_dir);
     FILE *f = fopen(path, "w");
-    if (!f) return PEFTC_ERR(PEFTC_EIO, "cannot write resolved config '%s': %s", path, strerror(errno));
+    if (!f) return PEFTC_ERR(PEFTC_EWRITE, "cannot write resolved config '%s': %s", path, strerror(errno));
     PeftcStatus st = config_write_yaml(c, f);
-    if (fclose(f) != 0 && st == PEFTC_OK) st = PEFTC_ERR(PEFTC_EIO, "cannot write '%s'", path);
+    if (fclose(f) != 0 && st == PEFTC_OK) st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s'", path);
     return st;
 }
 
@@ -288,7 +288,7 @@ int run_start(int argc, char **argv, RunConfig *cfg, Comm **comm) {
     if (st != PEFTC_OK) {
         report_error(st, *comm, 1);
         comm_free(*comm);
-        return EXIT_USAGE;
+        return exit_code_for(st); /* the configuration (2), or the model its shape is read from (65) */
     }
     set_rank_threads(cfg, *comm);
     return 0;
@@ -330,5 +330,5 @@ int cmd_train(int argc, char **argv) {
     }
     report_error(st, comm, 0);
     comm_free(comm);
-    return st != PEFTC_OK ? EXIT_RUNTIME : preempted ? EXIT_PREEMPTED : 0;
+    return st != PEFTC_OK ? exit_code_for(st) : preempted ? EXIT_PREEMPTED : 0;
 }

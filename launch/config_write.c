@@ -43,7 +43,7 @@ PeftcStatus config_write_yaml(const RunConfig *c, FILE *f) {
             if (config_key_in_section(&keys[i], secs[s].name)) bad |= write_key(f, &keys[i], c);
     }
     if (bad || fflush(f) != 0 || ferror(f))
-        return PEFTC_ERR(PEFTC_EIO, "writing the configuration failed");
+        return PEFTC_ERR(PEFTC_EWRITE, "writing the configuration failed");
     return PEFTC_OK;
 }
 

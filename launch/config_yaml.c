@@ -134,7 +134,7 @@ static PeftcStatus apply_document(YamlCtx *x) {
 
 static PeftcStatus syntax_error(const char *path, const yaml_parser_t *p) {
     const yaml_mark_t *m = p->problem ? &p->problem_mark : &p->context_mark;
-    return PEFTC_ERR(PEFTC_EFORMAT, "%s:%d: YAML syntax error: %s%s%s", path, (int)m->line + 1,
+    return PEFTC_ERR(PEFTC_EINVAL, "%s:%d: YAML syntax error: %s%s%s", path, (int)m->line + 1,
                      p->problem ? p->problem : "unreadable input", p->context ? " " : "",
                      p->context ? p->context : "");
 }
@@ -161,7 +161,7 @@ PeftcStatus config_load_yaml(RunConfig *c, const char *path) {
     config_keys(&n);
     if (n > MAX_KEYS) return PEFTC_ERR(PEFTC_ESTATE, "config: key table larger than MAX_KEYS");
     FILE *f = fopen(path, "rb");
-    if (!f) return PEFTC_ERR(PEFTC_EIO, "cannot open config file '%s': %s", path, strerror(errno));
+    if (!f) return PEFTC_ERR(PEFTC_EINVAL, "cannot open config file '%s': %s", path, strerror(errno));
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         fclose(f);
@@ -172,7 +172,7 @@ PeftcStatus config_load_yaml(RunConfig *c, const char *path) {
     RunConfig work = *c;
     YamlCtx x = {.path = path, .cfg = &work};
     PeftcStatus st = load_and_apply(&x, &parser);
-    if (st == PEFTC_OK && ferror(f)) st = PEFTC_ERR(PEFTC_EIO, "%s: read error", path);
+    if (st == PEFTC_OK && ferror(f)) st = PEFTC_ERR(PEFTC_EINVAL, "%s: read error", path);
     yaml_parser_delete(&parser);
     fclose(f);
     if (st == PEFTC_OK) *c = work;

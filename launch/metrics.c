@@ -20,7 +20,7 @@ static const char HEADER[] = "kind,step,loss,lr,grad_norm,tokens,tokens_per_s,st
 /* Flushing every row costs one write per step, which is nothing next to a training step. */
 static PeftcStatus finish_row(Metrics *m, int printed) {
     if (printed < 0 || fflush(m->f) != 0)
-        return PEFTC_ERR(PEFTC_EIO, "writing metrics file '%s' failed: %s", m->path, strerror(errno));
+        return PEFTC_ERR(PEFTC_EWRITE, "writing metrics file '%s' failed: %s", m->path, strerror(errno));
     return PEFTC_OK;
 }
 
@@ -32,7 +32,7 @@ static PeftcStatus metrics_new(Metrics **out, const char *path, const char *mode
     memcpy(m->path, path, len + 1);
     m->f = fopen(path, mode);
     if (!m->f) {
-        PeftcStatus st = PEFTC_ERR(PEFTC_EIO, "cannot open metrics file '%s': %s", path, strerror(errno));
+        PeftcStatus st = PEFTC_ERR(PEFTC_EWRITE, "cannot open metrics file '%s': %s", path, strerror(errno));
         free(m);
         return st;
     }
@@ -111,7 +111,7 @@ PeftcStatus metrics_close(Metrics *m) {
     if (!m) return PEFTC_OK;
     PeftcStatus st = PEFTC_OK;
     if (fclose(m->f) != 0)
-        st = PEFTC_ERR(PEFTC_EIO, "closing metrics file '%s' failed: %s", m->path, strerror(errno));
+        st = PEFTC_ERR(PEFTC_EWRITE, "closing metrics file '%s' failed: %s", m->path, strerror(errno));
     free(m);
     return st;
 }

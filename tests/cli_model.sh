@@ -75,6 +75,6 @@ check "data.skip_bad_lines trains on the good lines" "[ $? -eq 0 ] && grep -q 'b
 head -c 1000000 "$model" >"$dir/cut.gguf"
 "$peftc" generate --model "$dir/cut.gguf" --prompt hi >"$dir/cut.log" 2>&1
 rc=$?
-check "a truncated GGUF is refused by name" "[ $rc -eq 1 ] && grep -q 'cut.gguf' '$dir/cut.log'"
+check "a truncated GGUF is refused by name (exit 65, damaged input)" "[ $rc -eq 65 ] && grep -q 'cut.gguf' '$dir/cut.log'"
 
 finish gen.log chat.log train.log early.log eval.log export.log gguf.log merge.log bad.log skip.log cut.log

@@ -301,11 +301,11 @@ START_TEST(yaml_file_errors) {
     RunConfig c = defaults();
     char missing[256];
     snprintf(missing, sizeof missing, "%s/no/such.yaml", tmpdir);
-    ck_assert_int_eq(config_load_yaml(&c, missing), PEFTC_EIO);
+    ck_assert_int_eq(config_load_yaml(&c, missing), PEFTC_EINVAL); /* a usage error: exit code 2 */
     ck_msg_has(missing);
 
     const char *path = write_tmp("syntax.yaml", "model:\n  hidden: 64\n  heads: [4\n");
-    ck_assert_int_eq(config_load_yaml(&c, path), PEFTC_EFORMAT);
+    ck_assert_int_eq(config_load_yaml(&c, path), PEFTC_EINVAL);
     ck_msg_has(path);
     ck_msg_has("YAML syntax error");
 
