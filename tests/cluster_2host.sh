@@ -12,6 +12,7 @@
 # daemons and qdiscs go away however the test ends; a run killed outright is cleaned up by the next.
 set -uo pipefail
 peftc=$(realpath "$1")
+[ -x "$peftc" ] || { echo "FAIL: no peftc binary at $1"; exit 1; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$(dirname "$0")/lib_cli.sh"
 
@@ -152,7 +153,15 @@ wait_for() {
 }
 out() { echo "runs/peftc-$1"; }
 rows() { local n; n=$(grep -c '^train,' "$(out "$1")/metrics.csv" 2>/dev/null); echo "${n:-0}"; }
-wait_rows() { local i; for i in $(seq 1200); do [ "$(rows "$1")" -ge "$2" ] && return; sleep 0.05; done; }
+# wait_rows JOB N: until the job has trained N steps (at most 60 s), or has ended without them.
+wait_rows() {
+    local i
+    for i in $(seq 1200); do
+        [ "$(rows "$1")" -ge "$2" ] && return
+        [ $((i % 20)) -eq 0 ] && case $(state "$1") in COMPLETED|FAILED|CANCELLED) return ;; esac
+        sleep 0.05
+    done
+}
 adapter() { echo "$(out "$1")/adapter/adapter_model.safetensors"; }
 rx() { ip -n "$ns1" -s -j link show "$veth1" | grep -o '"rx":{"bytes":[0-9]*' | grep -o '[0-9]*$'; }
 # median_ar DIR: the median allreduce_ms (column 11) of DIR's train rows.
