@@ -10,7 +10,8 @@ pkgs=(build-essential cmake pkg-config
       libhdf5-dev zlib1g-dev libyaml-dev libcjson-dev libutf8proc-dev
       python3 python3-pip
       check libsubunit-dev
-      libopenblas-openmp-dev liblapacke-dev)
+      libopenblas-openmp-dev liblapacke-dev
+      clang-14 libclang-rt-14-dev libomp-14-dev llvm-14)
 for opt in "$@"; do
   case $opt in
     --slurm) pkgs+=(slurmctld slurmd slurm-client munge) ;;

@@ -26,3 +26,8 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure --timeout 900 -LE slurm)
+
+echo "== fuzz (libFuzzer + ASan + UBSan, 10 s per parser)"
+# Every harness in tests/fuzz replays its committed seeds and regression inputs, then mutates them for
+# 10 s; a crash, leak, UB report or over-limit allocation fails the stage. Ends "N passed, M failed".
+tests/fuzz/run.sh -t 10 -o build-fuzz/ci

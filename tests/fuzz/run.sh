@@ -5,6 +5,7 @@
 # over-limit allocation fails that harness; the reproducer lands in WORK/artifacts/.
 #
 #   tests/fuzz/run.sh [-t SECONDS] [-o WORK] [-b BUILD] [-n] [-k] [harness ...]
+# Needs clang-14, libclang-rt-14-dev (libFuzzer) and libomp-14-dev (tools/install-deps.sh).
 #     -t  seconds per harness (default 12)       -o  work folder: logs, grown corpus (default BUILD/run)
 #     -b  build folder (default build-fuzz)       -n  do not build; run what BUILD holds
 #     -k  keep going after a crash (fork mode; for long campaigns: every crash of the run is saved)
@@ -28,7 +29,8 @@ shift $((OPTIND - 1))
 work=${work:-$build/run}
 
 if [ "$do_build" = 1 ]; then
-  cmake -S "$here" -B "$build" -DCMAKE_C_COMPILER="${FUZZ_CC:-clang}" -DCMAKE_BUILD_TYPE=None >/dev/null
+  cc=${FUZZ_CC:-$(command -v clang-14 || echo clang)}
+  cmake -S "$here" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=None >/dev/null
   cmake --build "$build" -j2 >"$build/build.log" 2>&1 || { tail -40 "$build/build.log"; echo "fuzz: build failed"; exit 1; }
 fi
 
@@ -45,8 +47,10 @@ fi
 mkdir -p "$work/artifacts"
 # One thread: the parsers are serial, and OpenMP workers would only add noise to the coverage signal.
 export OMP_NUM_THREADS=1
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Set here rather than inherited: the test suite's fast_unwind_on_malloc=0 would slow every malloc.
+export ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ] && export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
 
 passed=0 failed=0
 for h in "${harnesses[@]}"; do
@@ -66,9 +70,10 @@ for h in "${harnesses[@]}"; do
   if "$bin" "${args[@]}" "$work/corpus/$h" "$here/corpus/$h" >"$log" 2>&1; then ok=1; else ok=0; fi
   # In fork mode the run itself succeeds; its status lines count what the jobs hit.
   [ "$keep_going" = 1 ] && grep -Eq "oom/timeout/crash: ([1-9]|[0-9]+/[1-9]|[0-9]+/[0-9]+/[1-9])" "$log" && ok=0
-  runs=$(grep -o "stat::number_of_executed_units: [0-9]*" "$log" | tail -1 | awk '{print $2}')
-  [ -n "$runs" ] || runs=$(grep -o "^#[0-9]*" "$log" | tail -1 | tr -d '#')
-  cov=$(grep -o "cov: [0-9]*" "$log" | tail -1 | awk '{print $2}')
+  # fork mode has no final stats: its last status line "#N: cov: ..." counts the runs
+  runs=$(grep -o "stat::number_of_executed_units: [0-9]*" "$log" | tail -1 | awk '{print $2}' || true)
+  [ -n "$runs" ] || runs=$(grep -o "^#[0-9]*" "$log" | tail -1 | tr -d '#' || true)
+  cov=$(grep -o "cov: [0-9]*" "$log" | tail -1 | awk '{print $2}' || true)
   if [ "$ok" = 1 ]; then
     echo "fuzz_$h: PASS (${runs:-?} runs, cov ${cov:-?}, ${secs}s)"
     passed=$((passed + 1))
