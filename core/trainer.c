@@ -1,10 +1,13 @@
 #include "trainer.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "rng.h"
+
+const char *const nonfinite_names[] = {[NONFINITE_STOP] = "stop", [NONFINITE_SKIP] = "skip", NULL};
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
                          Dataset *data) {
@@ -90,6 +93,25 @@ static PeftcStatus accumulate(Trainer *t, double *loss_sum, double *n_tokens) {
     return PEFTC_OK;
 }
 
+/* A step whose loss or gradient norm is not finite: never applied, since one NaN in AdamW's moments
+ * poisons every later step and every checkpoint after it. Returns PEFTC_OK to skip the update, or
+ * PEFTC_EDIVERGED. */
+static PeftcStatus nonfinite_step(Trainer *t, double loss, double norm) {
+    const char *what = !isfinite(loss) ? "loss" : "gradient norm";
+    double value = !isfinite(loss) ? loss : norm;
+    if (t->cfg.nonfinite == NONFINITE_SKIP && t->skips_in_row < t->cfg.max_skips) {
+        t->skips_in_row++;
+        return PEFTC_OK;
+    }
+    if (t->cfg.nonfinite == NONFINITE_SKIP)
+        return PEFTC_ERR(PEFTC_EDIVERGED, "training diverged: step %lld's %s is %g after %d skipped steps in a row "
+                         "(train.max_skips=%d); the last checkpoint holds the state before them",
+                         (long long)t->step + 1, what, value, t->skips_in_row, t->cfg.max_skips);
+    return PEFTC_ERR(PEFTC_EDIVERGED, "training diverged: step %lld's %s is %g; stopped before applying it, so no "
+                     "checkpoint or adapter of this state is written (lower optim.lr, or set train.nonfinite=skip "
+                     "to skip such steps)", (long long)t->step + 1, what, value);
+}
+
 PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     double t0 = clock_seconds();
     Arena *a = t->arena;
@@ -115,20 +137,27 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
         return PEFTC_ERR(PEFTC_EINVAL, "trainer: step %lld's global batch has no target tokens", (long long)t->step);
     a->be->scale(a->grads, (real_t)(1.0 / total_tokens), a->numel);
     const GradHook *hook = &t->grad_hook;
+    double loss = trailer[0] / total_tokens, norm = NAN;
     /* The hook edits the gradient before clipping (see GradHook), so the norm reported is the one
-     * clipped with. */
-    if (hook->before_update) PEFTC_TRY(hook->before_update(hook->user, a));
-    double norm = optim_clip(a, t->cfg.adamw.grad_clip);
+     * clipped with. A non-finite loss goes nowhere near the hook (GMT ranks the gradient's entries). */
+    if (isfinite(loss) && hook->before_update) PEFTC_TRY(hook->before_update(hook->user, a));
+    if (isfinite(loss)) norm = optim_clip(a, t->cfg.adamw.grad_clip);
     double factor = sched_factor(&t->cfg.sched, t->step);
-    optim_adamw_step(a, &t->cfg.adamw, t->step + 1, factor);
-    if (hook->after_update) hook->after_update(hook->user, a);
+    int apply = isfinite(loss) && isfinite(norm);
+    if (!apply) PEFTC_TRY(nonfinite_step(t, loss, norm));
+    if (apply) {
+        optim_adamw_step(a, &t->cfg.adamw, t->step + 1, factor);
+        if (hook->after_update) hook->after_update(hook->user, a);
+        t->skips_in_row = 0;
+    }
     sampler_advance(&t->train_sampler);
     t->step++;
 
     double t1 = clock_seconds();
     out->step = t->step;
     out->total = t->cfg.steps;
-    out->loss = trailer[0] / total_tokens;
+    out->loss = loss;
+    out->skipped = t->skips_in_row;
     out->lr = factor * (a->n_groups ? a->groups[0].lr : 0);
     out->grad_norm = norm;
     out->tokens = total_tokens;

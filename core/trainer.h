@@ -14,6 +14,11 @@
 #include "optim.h"
 #include "schedule.h"
 
+/* What a step whose loss or gradient norm is not finite does (the same on every rank: both are
+ * computed from all-reduced values). */
+typedef enum { NONFINITE_STOP, NONFINITE_SKIP } NonfiniteAction;
+extern const char *const nonfinite_names[]; /* indexed by NonfiniteAction, NULL-terminated */
+
 typedef struct {
     int64_t steps;     /* optimizer steps */
     int micro_batch;   /* B: sequences per micro-batch per rank */
@@ -26,6 +31,10 @@ typedef struct {
                           not depend on the world size */
     AdamWConfig adamw;
     Schedule sched;
+    NonfiniteAction nonfinite; /* stop: the step fails with PEFTC_EDIVERGED before its update; skip: no
+                                  update, the batch is consumed, and more than max_skips such steps in a
+                                  row fail as stop does */
+    int max_skips;
 } TrainConfig;
 
 typedef struct {
@@ -42,6 +51,8 @@ typedef struct {
     double compute_seconds, reduce_seconds;
     double elapsed_seconds;
     uint64_t bytes_reduced; /* bytes all-reduced this step */
+    int skipped;            /* the loss or gradient norm was not finite and the update was skipped: the
+                               count of such steps in a row (0 for an applied update) */
 } StepStats;
 
 typedef struct {
@@ -96,6 +107,7 @@ typedef struct Trainer {
     GradHook grad_hook;         /* none after trainer_init */
     StepHook step_hook;         /* none after trainer_init */
     int stopped;                /* trainer_run ended early because the step hook asked */
+    int skips_in_row;           /* non-finite steps skipped since the last applied update */
 } Trainer;
 
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,

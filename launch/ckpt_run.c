@@ -159,18 +159,32 @@ PeftcStatus ckpt_run_save(CkptRun *r) {
     return PEFTC_OK;
 }
 
-/* The step hook: the ranks agree on a pending signal and on rank 0's clock, then save when due. */
+/* Rank 0's report failure, on every rank: rank 0 keeps its own message; the others say where to look. */
+static PeftcStatus report_failed(const CkptRun *r, PeftcStatus st, int64_t step) {
+    if (r->report_status) return *r->report_status;
+    PeftcStatus e = PEFTC_ERR(PEFTC_ECOMM, "rank 0 could not write its reports at step %lld (its message says why)",
+                              (long long)step);
+    peftc_err_set_cause(st);
+    return e;
+}
+
+/* The step hook: the ranks agree on a pending signal, on rank 0's clock and on rank 0's reporting,
+ * then save when due. */
 static PeftcStatus after_step(void *user, Trainer *t, int *stop) {
     CkptRun *r = user;
     const RunConfig *c = &r->s->cfg;
-    double flags[2] = {signals_pending() ? 1 : 0, 0};
+    double flags[3] = {signals_pending() ? 1 : 0, 0, r->report_status ? (double)*r->report_status : 0};
     if (comm_rank(r->comm) == 0 && c->ckpt_minutes > 0)
         flags[1] = clock_seconds() - r->last_save >= 60.0 * c->ckpt_minutes;
-    PEFTC_TRY(comm_allreduce_f64(r->comm, flags, 2, COMM_MAX));
+    PEFTC_TRY(comm_allreduce_f64(r->comm, flags, 3, COMM_MAX));
+    if (flags[2] > 0) return report_failed(r, (PeftcStatus)flags[2], t->step);
     int scheduled = c->ckpt_every > 0 || c->ckpt_minutes > 0;
-    int due = flags[0] > 0 || flags[1] > 0 || (c->ckpt_every > 0 && t->step % c->ckpt_every == 0) ||
+    int due = flags[1] > 0 || (c->ckpt_every > 0 && t->step % c->ckpt_every == 0) ||
               (scheduled && t->step == t->cfg.steps);
-    if (due && r->saved_step != t->step) PEFTC_TRY(ckpt_run_save(r));
+    /* A step whose update was skipped (non-finite) writes no scheduled checkpoint, so a streak of skips
+     * cannot rotate the earlier ones away; a preemption saves regardless. */
+    if (t->skips_in_row > 0 && flags[0] == 0) due = 0;
+    if ((due || flags[0] > 0) && r->saved_step != t->step) PEFTC_TRY(ckpt_run_save(r));
     if (flags[0] > 0) {
         r->preempted = 1;
         *stop = 1;

@@ -19,6 +19,9 @@ typedef struct {
     double last_save;    /* clock seconds of the last checkpoint (or of the start) */
     int64_t saved_step;  /* step of the newest checkpoint written by this run, -1 none */
     int preempted;       /* a signal stopped the run after its checkpoint */
+    /* Rank 0's reporting (metrics file): a failure there stops every rank at the step it happened.
+     * NULL on the other ranks. */
+    const PeftcStatus *report_status;
 } CkptRun;
 
 /* Installs the signal handlers and takes the base model's identity. Collective. */

@@ -1,6 +1,7 @@
 /* peftc train: configuration, then one Session driven by the trainer, with rank 0 reporting. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <omp.h>
@@ -19,6 +20,8 @@
 #include "metrics.h"
 #include "summary.h"
 #include "ckpt_run.h"
+#include "launcher.h"
+#include "runlock.h"
 #include "signals.h"
 #include "../core/clock.h"
 #include "progress.h"
@@ -209,6 +212,7 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
     CkptRun ck;
     int64_t resumed = 0;
     PeftcStatus st = ckpt_run_init(&ck, s, comm);
+    if (root) ck.report_status = &rep.metrics_status;
     if (st == PEFTC_OK) st = ckpt_run_resume(&ck, &resumed);
     if (st != PEFTC_OK) return st;
     if (root) st = open_reporting(s, &rep, comm_size(comm), resumed);
@@ -294,6 +298,16 @@ int run_start(int argc, char **argv, RunConfig *cfg, Comm **comm) {
     return 0;
 }
 
+/* Rank 0 locks output.dir, and checkpoint.folder when it is another folder, before writing anything
+ * into them. */
+static PeftcStatus lock_folders(RunLock *lock, const RunConfig *c) {
+    PEFTC_TRY(runlock_take(lock, c->out_dir, "output.dir"));
+    PEFTC_TRY(fs_mkdir_p(c->ckpt_dir));
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(c->out_dir, a) && realpath(c->ckpt_dir, b) && strcmp(a, b) == 0) return PEFTC_OK;
+    return runlock_take(lock, c->ckpt_dir, "checkpoint.folder");
+}
+
 int cmd_train(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -305,13 +319,16 @@ int cmd_train(int argc, char **argv) {
      * caught too, or its default action kills the rank and the job is never requeued. Training then
      * stops after its first step with a checkpoint. */
     signals_install();
+    launcher_watch_start();
     Comm *comm;
     static RunConfig cfg;
     int rc = run_start(argc, argv, &cfg, &comm);
     if (rc) return rc;
     PeftcStatus st = PEFTC_OK;
+    RunLock lock;
+    runlock_init(&lock);
     if (comm_rank(comm) == 0) {
-        st = fs_mkdir_p(cfg.out_dir);
+        st = lock_folders(&lock, &cfg);
         if (st == PEFTC_OK) st = write_resolved_config(&cfg);
         if (st == PEFTC_OK) {
             printf("# resolved configuration (also in %s/config.yaml)\n", cfg.out_dir);
@@ -330,5 +347,6 @@ int cmd_train(int argc, char **argv) {
     }
     report_error(st, comm, 0);
     comm_free(comm);
+    runlock_release(&lock);
     return st != PEFTC_OK ? exit_code_for(st) : preempted ? EXIT_PREEMPTED : 0;
 }

@@ -29,6 +29,7 @@ _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
 _Static_assert(sizeof(GmtUpdate) == sizeof(int), "GmtUpdate must be int-sized");
 _Static_assert(sizeof(NloraCore) == sizeof(int), "NloraCore must be int-sized");
 _Static_assert(sizeof(RosaAccum) == sizeof(int), "RosaAccum must be int-sized");
+_Static_assert(sizeof(NonfiniteAction) == sizeof(int), "NonfiniteAction must be int-sized");
 
 static const ConfigSection SECTIONS[] = {
     {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
@@ -108,6 +109,9 @@ static const ConfigKey KEYS[] = {
     INT("train.eval_batches", train.eval_batches, "4", GE(1), "held-out micro-batches per evaluation, split across ranks"),
     INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
     ENUM("train.device", device, "cpu", device_names, "cpu, or cuda: one GPU per rank, chosen by local rank"),
+    ENUM("train.nonfinite", train.nonfinite, "stop", nonfinite_names,
+         "a step with a non-finite loss or gradient norm: stop (exit 3, nothing of it saved) or skip its update"),
+    INT("train.max_skips", train.max_skips, "10", GE(1), "train.nonfinite=skip: skipped steps in a row that stop the run"),
 
     FLT("optim.lr", lr, "1e-3", GT(0), "peak learning rate"),
     FLT("optim.weight_decay", weight_decay, "0", GE(0), "decoupled weight decay (matrices only)"),

@@ -57,11 +57,18 @@ void progress_step(Progress *p, const StepStats *s) {
     double tps, sps;
     window_add(p, s, &tps, &sps);
     int last_step = s->step >= s->total;
+    if (s->skipped) {
+        /* Said whatever log_every is: a skipped update is something to know about at once. */
+        if (p->tty && p->pending) fprintf(p->f, "\n");
+        fprintf(p->f, "step %lld/%lld: loss %g, gradient norm %g: not finite, update skipped (%d in a row)\n",
+                (long long)s->step, (long long)s->total, s->loss, s->grad_norm, s->skipped);
+        p->pending = 0;
+    }
     if (p->tty) {
         progress_format_step(p->last, sizeof p->last, s, tps, sps);
         fprintf(p->f, "\r%s\033[K%s", p->last, last_step ? "\n" : "");
         p->pending = !last_step;
-    } else if (s->step % p->log_every == 0 || last_step) {
+    } else if (!s->skipped && (s->step % p->log_every == 0 || last_step)) {
         char line[LINE];
         progress_format_step(line, sizeof line, s, tps, sps);
         fprintf(p->f, "%s\n", line);
