@@ -419,6 +419,48 @@ static PeftcStatus fill_refs(LlamaModel *m, const HfWeights *w, const char *dir,
     return PEFTC_OK;
 }
 
+/* One tensor the config implies: present (where the index says) with that shape. */
+static PeftcStatus expect_tensor(const HfWeights *w, const char *dir, const StFile *sf, const char *name, Shape shape) {
+    LlamaParamRef r = {.shape = shape};
+    snprintf(r.name, sizeof r.name, "%s", name);
+    const StFile *file;
+    const StTensor *t;
+    PEFTC_TRY(locate(w, dir, sf, &r, &file, &t));
+    if (!shape_equal(&t->shape, &shape)) {
+        char got[96], want[96];
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected %s from config.json", file->file.path,
+                         name, shape_str(&t->shape, got, sizeof got), shape_str(&shape, want, sizeof want));
+    }
+    return PEFTC_OK;
+}
+
+/* Every tensor config.json implies is in the weight files with its shape, checked before the model
+ * is allocated: the tensors lie inside the files, so a layer count, width or vocabulary the files
+ * cannot back is refused at once rather than after allocating memory for it. */
+static PeftcStatus check_sizes(const HfWeights *w, const char *dir, const StFile *sf, const LlamaConfig *c) {
+    int64_t C = c->hidden, I = c->intermediate, V = c->vocab, hd = c->head_dim ? c->head_dim : c->hidden / c->heads;
+    int64_t q = c->heads * hd, kv = c->kv_heads * hd;
+    /* in the model's own order, so the first tensor reported is the one loading would have met first */
+    PEFTC_TRY(expect_tensor(w, dir, sf, "model.embed_tokens.weight", (Shape){2, {V, C}}));
+    const struct { const char *name; Shape shape; int bias; } per_layer[] = {
+        {"input_layernorm.weight", {1, {C}}, 0}, {"self_attn.q_proj.weight", {2, {q, C}}, 0},
+        {"self_attn.q_proj.bias", {1, {q}}, 1}, {"self_attn.k_proj.weight", {2, {kv, C}}, 0},
+        {"self_attn.k_proj.bias", {1, {kv}}, 1}, {"self_attn.v_proj.weight", {2, {kv, C}}, 0},
+        {"self_attn.v_proj.bias", {1, {kv}}, 1}, {"self_attn.o_proj.weight", {2, {C, q}}, 0},
+        {"post_attention_layernorm.weight", {1, {C}}, 0}, {"mlp.gate_proj.weight", {2, {I, C}}, 0},
+        {"mlp.up_proj.weight", {2, {I, C}}, 0}, {"mlp.down_proj.weight", {2, {C, I}}, 0}};
+    for (int l = 0; l < c->layers; l++)
+        for (size_t k = 0; k < sizeof per_layer / sizeof per_layer[0]; k++) {
+            if (per_layer[k].bias && !c->qkv_bias) continue;
+            char name[128];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, per_layer[k].name);
+            PEFTC_TRY(expect_tensor(w, dir, sf, name, per_layer[k].shape));
+        }
+    PEFTC_TRY(expect_tensor(w, dir, sf, "model.norm.weight", (Shape){1, {C}}));
+    if (!c->tie_embeddings) PEFTC_TRY(expect_tensor(w, dir, sf, "lm_head.weight", (Shape){2, {V, C}}));
+    return PEFTC_OK;
+}
+
 static PeftcStatus load_from(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, const HfWeights *w,
                              const char *dir) {
     StFile *sf = calloc((size_t)w->n_files, sizeof *sf);
@@ -429,6 +471,7 @@ static PeftcStatus load_from(LlamaModel *m, const Backend *be, const LlamaConfig
         st = st_open(&sf[opened], w->files[opened]);
         if (st == PEFTC_OK) opened++;
     }
+    if (st == PEFTC_OK) st = check_sizes(w, dir, sf, cfg);
     if (st == PEFTC_OK) st = llama_create(m, be, cfg, 0, -1.0);
     if (st == PEFTC_OK) st = check_extras(m, sf, w->n_files);
     if (st == PEFTC_OK) st = fill_refs(m, w, dir, sf);

@@ -416,6 +416,34 @@ START_TEST(weight_errors_name_file_and_tensor) {
 }
 END_TEST
 
+/* Sizes the weight files cannot back are refused from the tensor headers before the model is allocated:
+ * a 2^30 vocabulary or 2^24 layers would otherwise ask for hundreds of GB first (ENOMEM, or minutes of
+ * zeroing where the allocation succeeds). */
+START_TEST(absurd_sizes_are_refused_before_allocating) {
+    char dir[512];
+    saved_folder(dir, 0);
+    cJSON *orig = read_config(dir), *j = cJSON_Duplicate(orig, 1);
+    cJSON_ReplaceItemInObject(j, "vocab_size", cJSON_CreateNumber(1 << 30));
+    write_config(dir, j);
+    cJSON_Delete(j);
+    expect_load_error(dir, PEFTC_EFORMAT, "model.safetensors", "'model.embed_tokens.weight' has shape (40, 32)",
+                      "expected (1073741824, 32) from config.json");
+    j = cJSON_Duplicate(orig, 1);
+    cJSON_ReplaceItemInObject(j, "num_hidden_layers", cJSON_CreateNumber(1 << 24));
+    write_config(dir, j);
+    cJSON_Delete(j);
+    expect_load_error(dir, PEFTC_EFORMAT, "model.safetensors", "'model.layers.2.input_layernorm.weight' is missing",
+                      NULL);
+    j = cJSON_Duplicate(orig, 1);
+    cJSON_ReplaceItemInObject(j, "intermediate_size", cJSON_CreateNumber(1 << 28));
+    write_config(dir, j);
+    cJSON_Delete(j);
+    expect_load_error(dir, PEFTC_EFORMAT, "'model.layers.0.mlp.gate_proj.weight' has shape (48, 32)",
+                      "expected (268435456, 32)", NULL);
+    cJSON_Delete(orig);
+}
+END_TEST
+
 /* A tied config ignores an lm_head.weight in the file (some exporters write the shared tensor twice). */
 START_TEST(tied_config_ignores_lm_head) {
     LlamaModel a, b;
@@ -520,6 +548,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, config_errors_name_file_and_key);
     tcase_add_test(tc, equivalent_configs_are_accepted);
     tcase_add_test(tc, weight_errors_name_file_and_tensor);
+    tcase_add_test(tc, absurd_sizes_are_refused_before_allocating);
     tcase_add_test(tc, tied_config_ignores_lm_head);
     tcase_add_test(tc, paths_that_are_not_models);
     tcase_add_test(tc, default_gguf_is_dispatched);
