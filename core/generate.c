@@ -338,7 +338,8 @@ typedef struct {
 /* Samples row b's next token from its logits (V) and records it; a stop id or the max_new-th token
  * ends the row. */
 static PeftcStatus take_token(GenRun *g, int b, const real_t *logits) {
-    int id = gen_sample(g->sc, logits, g->V, (uint64_t)b, (uint64_t)g->out_n[b]);
+    int n = g->sc->vocab_limit > 0 && g->sc->vocab_limit < g->V ? g->sc->vocab_limit : g->V;
+    int id = gen_sample(g->sc, logits, n, (uint64_t)b, (uint64_t)g->out_n[b]);
     if (id < 0) return PEFTC_ERR(PEFTC_ENOMEM, "generate: cannot allocate the sampler's %d-entry buffer", g->V);
     for (int i = 0; i < g->n_stop; i++)
         if (g->stop[i] == id) {

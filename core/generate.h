@@ -31,6 +31,9 @@ typedef struct {
     double top_p;       /* 1 = off */
     int top_k;          /* 0 = off */
     uint64_t seed;
+    /* Ids at or past this are never sampled (0 = none excluded): a model's vocabulary is often padded
+     * past its tokenizer's (to a multiple of 64), and those rows' ids have no text. */
+    int vocab_limit;
 } SamplerConfig;
 
 /* Picks a token from logits (V): greedy (argmax, lowest id on ties) when temperature == 0, else

@@ -98,7 +98,7 @@ static PeftcStatus generate(const GenArgs *a) {
     PeftcStatus st = out ? encode_prompt(&s, a, &ids, &n) : PEFTC_ERR(PEFTC_ENOMEM, "generate: out of memory");
     if (st == PEFTC_OK && n == 0) st = PEFTC_ERR(PEFTC_EINVAL, "--prompt: the prompt encodes to no tokens");
     if (st == PEFTC_OK) {
-        SamplerConfig sc = {a->temperature, a->top_p, a->top_k, (uint64_t)a->seed};
+        SamplerConfig sc = {a->temperature, a->top_p, a->top_k, (uint64_t)a->seed, tok_vocab_size(s.tok)};
         int n_stop = chat_stop_ids(&s.chat, s.tok, stop, 8), len = (int)n, out_n = 0;
         const int32_t *prompts[1] = {ids};
         Stream stream = {s.tok, 0};

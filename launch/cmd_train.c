@@ -236,8 +236,9 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
         if (root) metrics_close(rep.metrics);
         return PEFTC_OK;
     }
-    if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);
+    /* Saved before the final evaluation: a failure there must not lose a finished run. */
     if (st == PEFTC_OK) st = save_adapter(s, comm);
+    if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);
     if (root) {
         PeftcStatus mst = metrics_close(rep.metrics);
         if (st == PEFTC_OK) st = rep.metrics_status != PEFTC_OK ? rep.metrics_status : mst;

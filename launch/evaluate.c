@@ -56,7 +56,7 @@ static PeftcStatus em_batch(Session *s, const int64_t *ids, int n, int max_new, 
     PeftcStatus st = PEFTC_OK;
     for (int b = 0; b < n && st == PEFTC_OK; b++)
         if (!(gen[b] = malloc((size_t)max_new * sizeof *gen[b]))) st = PEFTC_ERR(PEFTC_ENOMEM, "eval: out of memory");
-    SamplerConfig greedy = {.temperature = 0, .top_p = 1, .top_k = 0, .seed = 0};
+    SamplerConfig greedy = {.temperature = 0, .top_p = 1, .top_k = 0, .seed = 0, .vocab_limit = tok_vocab_size(s->tok)};
     if (st == PEFTC_OK)
         st = gen_generate(&s->model, &greedy, n, prompts, lens, max_new, stop, n_stop, gen, out_n, NULL, NULL);
     for (int b = 0; b < n && st == PEFTC_OK; b++) {

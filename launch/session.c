@@ -80,6 +80,12 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     }
     if (!c->model_path[0] || !has_tokenizer(c->model_path)) return PEFTC_OK; /* weights only: fine for export and merge */
     PEFTC_TRY(tok_load(&s->tok, c->model_path));
+    /* A model may have more ids than its tokenizer (padded vocabularies; generation never samples
+     * them), never fewer: the tokenizer's ids would index past the embedding in the first step. */
+    if (tok_vocab_size(s->tok) > c->model.vocab)
+        return PEFTC_ERR(PEFTC_EFORMAT, "model.path '%s': its tokenizer has %d tokens but the model's vocabulary "
+                         "holds %d; ids from %d up would index past the embedding", c->model_path,
+                         tok_vocab_size(s->tok), c->model.vocab, c->model.vocab);
     const char *tmpl = tok_chat_template(s->tok);
     s->chat.format = chat_detect(tmpl);
     chat_default_system(tmpl, s->chat_system, sizeof s->chat_system);

@@ -243,6 +243,41 @@ START_TEST(greedy_generation_matches_argmax) {
 }
 END_TEST
 
+/* A model whose vocabulary is padded past its tokenizer's: ids from vocab_limit up are never
+ * generated, greedy or sampled, and greedy picks the best id below the limit. */
+START_TEST(generation_stays_inside_the_tokenizer) {
+    Fixture f;
+    open_model(&f);
+    enum { P = 4, NEW = 12, LIMIT = 5 };
+    int32_t p0[P], o[NEW];
+    random_tokens(p0, P, 30);
+    const int32_t *ids[1] = {p0};
+    int n[1] = {P}, out_n[1];
+    int32_t *out[1] = {o};
+    SamplerConfig greedy = {.temperature = 0, .top_p = 1, .seed = 1, .vocab_limit = LIMIT};
+    ck_assert_int_eq(gen_generate(&f.m, &greedy, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
+    int32_t seq[P + NEW];
+    memcpy(seq, p0, sizeof p0);
+    memcpy(seq + P, o, sizeof o);
+    real_t *ref = full_logits(&f.m, seq, P + NEW - 1);
+    int above = 0; /* steps whose unrestricted argmax lies past the limit: the case under test */
+    for (int i = 0; i < NEW; i++) {
+        const real_t *row = ref + (size_t)(P - 1 + i) * V;
+        int want = argmax_of(row, LIMIT);
+        above += argmax_of(row, V) >= LIMIT;
+        ck_assert_msg(o[i] < LIMIT, "token %d is %d, past the tokenizer's %d ids", i, o[i], LIMIT);
+        ck_assert_msg(o[i] == want || row[want] - row[o[i]] < 1e-5, "token %d: %d, best below the limit %d", i, o[i],
+                      want);
+    }
+    ck_assert_int_gt(above, 0);
+    free(ref);
+    SamplerConfig hot = {.temperature = 5, .top_p = 1, .seed = 9, .vocab_limit = LIMIT};
+    ck_assert_int_eq(gen_generate(&f.m, &hot, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
+    for (int i = 0; i < out_n[0]; i++) ck_assert_int_lt(o[i], LIMIT);
+    close_model(&f);
+}
+END_TEST
+
 START_TEST(sampler_filters_and_frequencies) {
     enum { N = 20000 };
     real_t big[V];
@@ -335,6 +370,7 @@ int main(void) {
     tcase_add_test(tc, decode_matches_forward);
     tcase_add_test(tc, batched_decode_equals_alone);
     tcase_add_test(tc, greedy_generation_matches_argmax);
+    tcase_add_test(tc, generation_stays_inside_the_tokenizer);
     tcase_add_test(tc, sampler_filters_and_frequencies);
     tcase_add_test(tc, sampler_flat_distributions);
     suite_add_tcase(s, tc);
