@@ -13,6 +13,7 @@
 #include "../core/clock.h"
 #include "../core/fsutil.h"
 #include "../core/h5util.h"
+#include "ckpt_settings.h"
 #include "ckpt_state.h"
 #include "signals.h"
 
@@ -228,7 +229,7 @@ static PeftcStatus check_compatible(const CkptRun *r, const char *path, const Ck
         return PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s' was made with a global batch of %lld sequences; this run has "
                          "%lld (train.micro_batch x train.accum x ranks must stay the same)", path,
                          (long long)m->global_batch, (long long)batch);
-    return PEFTC_OK;
+    return ckpt_settings_check(c, m->config, path, m->step, stdout);
 }
 
 /* One candidate, on rank 0: readable, intact and compatible. */
@@ -241,20 +242,34 @@ static PeftcStatus try_candidate(const CkptRun *r, const char *path) {
     return st == PEFTC_OK ? ckpt_state_check(r->s, path) : st;
 }
 
+/* The file name `latest` holds, if it is a step_N.h5 of this folder (peftc writes nothing else there):
+ * a path elsewhere is refused rather than followed. "" when absent or refused. */
+static void read_latest(const RunConfig *c, char *name, size_t cap) {
+    char latest[PATH_CAP];
+    snprintf(latest, sizeof latest, "%s/latest", c->ckpt_dir);
+    name[0] = '\0';
+    FILE *f = fopen(latest, "r");
+    if (!f) return;
+    if (!fgets(name, (int)cap, f)) name[0] = '\0';
+    fclose(f);
+    name[strcspn(name, "\r\n")] = '\0';
+    long long step;
+    int used = 0;
+    if (!name[0] || (sscanf(name, "step_%lld.h5%n", &step, &used) == 1 && name[used] == '\0' && step >= 0)) return;
+    fprintf(stderr, "peftc: warning: ignoring '%s': it names '%s', not a step_N.h5 file of that folder\n", latest,
+            name);
+    name[0] = '\0';
+}
+
 /* checkpoint.resume=auto on rank 0: `latest` first, then every step_N.h5 newest first. Corrupt files
- * are reported and skipped; an incompatible one stops the search (an older one would not fit either). */
+ * are reported and skipped; an incompatible one stops the search (an older one would not fit either).
+ * Checkpoints that all fail to verify are an error, not a fresh start: that would discard the run. */
 static PeftcStatus pick_auto(const CkptRun *r, char *chosen) {
     const RunConfig *c = &r->s->cfg;
     chosen[0] = '\0';
-    char latest[PATH_CAP], name[256] = "";
-    snprintf(latest, sizeof latest, "%s/latest", c->ckpt_dir);
-    FILE *f = fopen(latest, "r");
-    if (f) {
-        if (!fgets(name, sizeof name, f)) name[0] = '\0';
-        fclose(f);
-        name[strcspn(name, "\r\n")] = '\0';
-    }
-    int n;
+    char name[256];
+    read_latest(c, name, sizeof name);
+    int n, corrupt = 0;
     int64_t *steps = list_steps(c->ckpt_dir, &n);
     PeftcStatus st = PEFTC_OK;
     for (int i = -1; i < n && !chosen[0] && st == PEFTC_OK; i++) {
@@ -265,9 +280,15 @@ static PeftcStatus pick_auto(const CkptRun *r, char *chosen) {
         PeftcStatus one = try_candidate(r, p);
         if (one == PEFTC_OK) strcpy(chosen, p);
         else if (one == PEFTC_EINVAL) st = one;
-        else fprintf(stderr, "peftc: warning: skipping checkpoint: %s\n", peftc_err_msg());
+        else {
+            corrupt += i >= 0;
+            fprintf(stderr, "peftc: warning: skipping checkpoint: %s\n", peftc_err_msg());
+        }
     }
     free(steps);
+    if (st == PEFTC_OK && !chosen[0] && corrupt > 0)
+        st = PEFTC_ERR(PEFTC_EFORMAT, "checkpoint.resume=auto: none of the %d checkpoint(s) in '%s' can be read (each "
+                       "is reported above); move them away to start from step 0", corrupt, c->ckpt_dir);
     return st;
 }
 

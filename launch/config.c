@@ -202,7 +202,23 @@ static PeftcStatus finish_device(const RunConfig *c) {
 #endif
 }
 
+/* Every name in checkpoint.allow_changes is a key (a typo must not silently accept nothing). */
+static PeftcStatus finish_allow_changes(const RunConfig *c) {
+    char list[sizeof c->ckpt_allow];
+    snprintf(list, sizeof list, "%s", c->ckpt_allow);
+    char *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        name += strspn(name, " ");
+        if (config_key_find(name)) continue;
+        const ConfigKey *s = config_key_suggest(name);
+        return PEFTC_ERR(PEFTC_EINVAL, "checkpoint.allow_changes: '%s' is not a configuration key%s%s%s", name,
+                         s ? " (did you mean '" : "", s ? s->name : "", s ? "'?)" : "");
+    }
+    return PEFTC_OK;
+}
+
 static PeftcStatus finish_checkpoint(RunConfig *c) {
+    PEFTC_TRY(finish_allow_changes(c));
     if (c->ckpt_dir[0]) return PEFTC_OK;
     if (snprintf(c->ckpt_dir, sizeof c->ckpt_dir, "%s/checkpoints", c->out_dir) >= (int)sizeof c->ckpt_dir)
         return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold checkpoints/; set checkpoint.folder");

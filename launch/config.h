@@ -70,6 +70,7 @@ typedef struct {
     int ckpt_keep;          /* checkpoint.keep */
     char ckpt_dir[512];     /* checkpoint.folder; "" = <out_dir>/checkpoints */
     char resume[512];       /* checkpoint.resume: "", "auto" or a checkpoint file */
+    char ckpt_allow[512];   /* checkpoint.allow_changes: comma-separated keys a resume may change */
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
     Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */
 } RunConfig;
@@ -81,6 +82,9 @@ void config_defaults(RunConfig *c);
 /* Applies a YAML file (nested mappings; sequences of scalars are joined with commas). Unknown keys,
  * ill-typed values and out-of-range values fail with a message naming the file, line and key. */
 PeftcStatus config_load_yaml(RunConfig *c, const char *path);
+/* The same from YAML text in memory (a checkpoint's stored configuration); `name` stands for the file
+ * in messages. */
+PeftcStatus config_load_yaml_text(RunConfig *c, const char *text, const char *name);
 
 /* Applies one "key=value" override; the message names the key (and the candidates when ambiguous). */
 PeftcStatus config_apply_override(RunConfig *c, const char *kv);

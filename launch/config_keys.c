@@ -153,6 +153,9 @@ static const ConfigKey KEYS[] = {
     STR("checkpoint.resume", resume, "", KEYF_OPTIONAL,
         "\"\" = start fresh; auto = the newest checkpoint in checkpoint.folder that verifies (fresh if none); "
         "or a step_N.h5 path"),
+    STR("checkpoint.allow_changes", ckpt_allow, "", KEYF_LIST | KEYF_OPTIONAL,
+        "keys whose value may differ from the checkpoint's when resuming (e.g. [optim.lr, train.steps]); "
+        "any other changed setting that alters the result is refused"),
 };
 
 const ConfigKey *config_keys(int *n) {

@@ -156,25 +156,33 @@ static PeftcStatus load_and_apply(YamlCtx *x, yaml_parser_t *parser) {
     return PEFTC_OK;
 }
 
-PeftcStatus config_load_yaml(RunConfig *c, const char *path) {
+/* Reads from f, or from text when f is NULL; `path` names the source in messages. */
+static PeftcStatus load_from(RunConfig *c, const char *path, FILE *f, const char *text) {
     int n;
     config_keys(&n);
     if (n > MAX_KEYS) return PEFTC_ERR(PEFTC_ESTATE, "config: key table larger than MAX_KEYS");
-    FILE *f = fopen(path, "rb");
-    if (!f) return PEFTC_ERR(PEFTC_EINVAL, "cannot open config file '%s': %s", path, strerror(errno));
     yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return PEFTC_ERR(PEFTC_ENOMEM, "%s: cannot initialise the YAML parser", path);
-    }
-    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_initialize(&parser)) return PEFTC_ERR(PEFTC_ENOMEM, "%s: cannot initialise the YAML parser", path);
+    if (f) yaml_parser_set_input_file(&parser, f);
+    else yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
     /* Applied to a copy so a file with an error leaves the configuration as it was. */
     RunConfig work = *c;
     YamlCtx x = {.path = path, .cfg = &work};
     PeftcStatus st = load_and_apply(&x, &parser);
-    if (st == PEFTC_OK && ferror(f)) st = PEFTC_ERR(PEFTC_EINVAL, "%s: read error", path);
+    if (st == PEFTC_OK && f && ferror(f)) st = PEFTC_ERR(PEFTC_EINVAL, "%s: read error", path);
     yaml_parser_delete(&parser);
-    fclose(f);
     if (st == PEFTC_OK) *c = work;
     return st;
+}
+
+PeftcStatus config_load_yaml(RunConfig *c, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return PEFTC_ERR(PEFTC_EINVAL, "cannot open config file '%s': %s", path, strerror(errno));
+    PeftcStatus st = load_from(c, path, f, NULL);
+    fclose(f);
+    return st;
+}
+
+PeftcStatus config_load_yaml_text(RunConfig *c, const char *text, const char *name) {
+    return load_from(c, name, NULL, text);
 }
