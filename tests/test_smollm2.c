@@ -53,7 +53,7 @@ static void check_case(LlamaModel *m, const Tokenizer *tok, const Fixture *fx, c
     size_t off = (size_t)fixture_num(c, "logits_offset");
     ck_assert_uint_le(off + (size_t)V, fx->n);
     double e = fixture_rel_err(logits, fx->data + off, (size_t)V);
-    int argmax = gen_sample(&(SamplerConfig){0, 1, 0, 0}, logits, V, 0, 0);
+    int argmax = gen_sample(&(SamplerConfig){0, 1, 0, 0, 0}, logits, V, 0, 0);
     printf("smollm2 %s: next-token logits max |diff| %.2e of the largest; argmax %d\n", name, e, argmax);
     ck_assert_msg(e < LOGIT_TOL, "%s: logits differ from transformers' by %.3g", name, e);
     ck_assert_int_eq(argmax, (int)fixture_num(c, "argmax"));
@@ -63,7 +63,7 @@ static void check_case(LlamaModel *m, const Tokenizer *tok, const Fixture *fx, c
     int32_t *out = malloc((size_t)max_new * sizeof *out);
     int out_n = 0, len = (int)n;
     const int32_t *prompts[1] = {ids};
-    ck_assert_int_eq(gen_generate(m, &(SamplerConfig){0, 1, 0, 0}, 1, prompts, &len, max_new, NULL, 0, &out, &out_n,
+    ck_assert_int_eq(gen_generate(m, &(SamplerConfig){0, 1, 0, 0, 0}, 1, prompts, &len, max_new, NULL, 0, &out, &out_n,
                                   NULL, NULL), PEFTC_OK);
     int32_t *ref_gen = malloc((size_t)max_new * sizeof *ref_gen);
     fixture_ints(cJSON_GetObjectItemCaseSensitive(c, "greedy_ids"), ref_gen, max_new);
