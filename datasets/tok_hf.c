@@ -131,20 +131,42 @@ static PeftcStatus token_id(const cJSON *v, const char *path, const char *what, 
     return PEFTC_OK;
 }
 
-/* The vocabulary size: one more than the largest id in model.vocab and added_tokens. */
+/* More ids than entries: names the first id without a token (one of 0..entries must be free). */
+static PeftcStatus id_gap(const cJSON *vocab, const cJSON *added, const char *path, int max, int entries) {
+    unsigned char *seen = calloc((size_t)entries + 1, 1);
+    if (!seen) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) if (e->valueint <= entries) seen[e->valueint] = 1;
+    cJSON_ArrayForEach(e, added) {
+        int id = item(e, "id")->valueint; /* checked by vocab_size */
+        if (id <= entries) seen[id] = 1;
+    }
+    int gap = 0;
+    while (seen[gap]) gap++;
+    free(seen);
+    return PEFTC_ERR(PEFTC_EFORMAT, "%s: no token has id %d (the largest id is %d; model.vocab and added_tokens hold "
+                     "%d entries, expected ids 0..%d)", path, gap, max, entries, entries - 1);
+}
+
+/* The vocabulary size: one more than the largest id in model.vocab and added_tokens. Every id below it
+ * must have a token, so a largest id beyond the number of entries is refused here, before tables are
+ * sized by it (one entry {"a": 99999999} would otherwise allocate and index 10^8 slots). */
 static PeftcStatus vocab_size(const cJSON *vocab, const cJSON *added, const char *path, int *n) {
     if (!cJSON_IsObject(vocab)) return PEFTC_ERR(PEFTC_EFORMAT, "%s: model.vocab is missing or not an object", path);
     const cJSON *e;
-    int max = -1, id;
+    int max = -1, id, entries = 0;
     cJSON_ArrayForEach(e, vocab) {
         PEFTC_TRY(token_id(e, path, "model.vocab", e->string, &id));
         if (id > max) max = id;
+        entries++;
     }
     cJSON_ArrayForEach(e, added) {
         const char *content = str_item(e, "content");
         PEFTC_TRY(token_id(item(e, "id"), path, "added_tokens", content ? content : "?", &id));
         if (id > max) max = id;
+        entries++;
     }
+    if (max >= entries) return id_gap(vocab, added, path, max, entries);
     *n = max + 1;
     return PEFTC_OK;
 }
