@@ -124,7 +124,7 @@ NodeName=h1 NodeAddr=10.77.0.1 CPUs=1 State=UNKNOWN
 NodeName=h2 NodeAddr=10.77.0.2 CPUs=1 State=UNKNOWN
 PartitionName=two Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-export SLURM_CONF=$c/slurm.conf PEFTC_BIN=$peftc
+export SLURM_CONF=$c/slurm.conf PEFTC_BIN=$peftc PEFTC_CLUSTER=$here/cluster
 host 1 slurmctld || { echo "FAIL: slurmctld did not start: $(tail -3 "$c/log/slurmctld.log")"; exit 1; }
 host 1 slurmd -N h1 && host 2 slurmd -N h2 || { echo "FAIL: a slurmd did not start: $(tail -n 3 "$c"/log/slurmd-*.log)"; exit 1; }
 for i in $(seq 100); do

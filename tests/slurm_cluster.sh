@@ -20,7 +20,7 @@ fi
 trap '"$here/cluster/local-slurm.sh" down "$dir/cluster" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 chmod 711 "$dir"   # munged requires every folder above its socket to be traversable
 "$here/cluster/local-slurm.sh" up "$dir/cluster" 2 || { echo "FAIL: the local cluster did not start"; exit 1; }
-export SLURM_CONF=$dir/cluster/slurm.conf PEFTC_BIN=$peftc
+export SLURM_CONF=$dir/cluster/slurm.conf PEFTC_BIN=$peftc PEFTC_CLUSTER=$here/cluster
 mkdir "$dir/job" && cd "$dir/job" || exit 1
 printf 'model:\n  path: ""\ntrain:\n  steps: 400\n  micro_batch: 2\n  seq_len: 32\n  eval_every: 50\nsched:\n  warmup: 1\ndata:\n  task: reverse\ncheckpoint:\n  every: 100\n' >job.yaml
 
