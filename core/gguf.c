@@ -287,19 +287,38 @@ static PeftcStatus read_header(Cursor *c, GgufFile *g, uint64_t *n_tensors, uint
     return PEFTC_OK;
 }
 
+/* items (cap entries of `size` bytes) doubled, the new part zeroed; NULL (items untouched) when out of
+ * memory. The header's counts are only bounded by the file size, and an entry in memory is up to 8
+ * times its smallest form on disk, so the arrays grow with the entries actually read rather than being
+ * sized by a count up front. */
+static void *grown(void *items, int64_t *cap, size_t size) {
+    int64_t n = *cap ? 2 * *cap : 64;
+    uint8_t *p = realloc(items, (size_t)n * size);
+    if (!p) return NULL;
+    memset(p + (size_t)*cap * size, 0, (size_t)(n - *cap) * size);
+    *cap = n;
+    return p;
+}
+
 static PeftcStatus parse(GgufFile *g) {
     Cursor c = {g->file.data, g->file.size, 0, g->file.path};
     uint64_t n_tensors, n_kv;
+    int64_t cap_kv = 0, cap_tensors = 0;
     PEFTC_TRY(read_header(&c, g, &n_tensors, &n_kv));
-    g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
-    g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
-    if (!g->kv || !g->tensors)
-        return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for %llu tensor infos", c.path, (unsigned long long)n_tensors);
-    for (; g->n_kv < (int64_t)n_kv; g->n_kv++) PEFTC_TRY(read_kv(&c, &g->kv[g->n_kv], g->n_kv));
+    for (; g->n_kv < (int64_t)n_kv; g->n_kv++) {
+        GgufKV *kv = g->n_kv < cap_kv ? g->kv : grown(g->kv, &cap_kv, sizeof *g->kv);
+        if (!kv) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for metadata entry %lld", c.path, (long long)g->n_kv);
+        g->kv = kv;
+        PEFTC_TRY(read_kv(&c, &g->kv[g->n_kv], g->n_kv));
+    }
     PEFTC_TRY(check_unique_keys(g));
     PEFTC_TRY(read_alignment(g));
-    for (; g->n_tensors < (int64_t)n_tensors; g->n_tensors++)
+    for (; g->n_tensors < (int64_t)n_tensors; g->n_tensors++) {
+        GgufTensor *t = g->n_tensors < cap_tensors ? g->tensors : grown(g->tensors, &cap_tensors, sizeof *g->tensors);
+        if (!t) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for tensor info %lld", c.path, (long long)g->n_tensors);
+        g->tensors = t;
         PEFTC_TRY(read_tensor_info(&c, &g->tensors[g->n_tensors], g->n_tensors, g->alignment));
+    }
     PEFTC_TRY(check_unique_tensors(g));
     size_t data_start = c.pos + (size_t)((g->alignment - c.pos % g->alignment) % g->alignment);
     if (n_tensors && data_start > c.size)
