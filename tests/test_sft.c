@@ -548,7 +548,7 @@ static double seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-START_TEST(ten_thousand_examples_tokenize_fast) {
+START_TEST(ten_thousand_examples_tokenize) {
     NEED_TOKENIZER();
     SftConfig c = {.task = TASK_SQL, .train_examples = 10000, .eval_examples = 256, .seed = 5, .seq_len = 256};
     double t0 = seconds();
@@ -557,7 +557,9 @@ START_TEST(ten_thousand_examples_tokenize_fast) {
     double dt = seconds() - t0;
     printf("10256 sql examples (%lld train tokens) tokenized in %.2f s\n", (long long)st.tokens, dt);
     ck_assert_int_eq(st.examples[0], 10000);
-    ck_assert_double_lt(dt, 30.0); /* a few seconds on one slow core, even under sanitizers */
+    /* The time is printed, not asserted: a busy machine must not fail a test. The encoder's cost is
+     * bounded by operation counts in test_tokenizer. */
+    ck_assert_int_gt(st.tokens, 10000 * 10);
     ds->free(ds);
 }
 END_TEST
@@ -614,7 +616,7 @@ static Suite *sft_suite(void) {
     tcase_add_test(files, txt_file_is_one_document);
     tcase_add_test(files, task_prompts_and_answers);
     tcase_add_test(files, task_prompts_are_short_in_tokens);
-    tcase_add_test(files, ten_thousand_examples_tokenize_fast);
+    tcase_add_test(files, ten_thousand_examples_tokenize);
     tcase_add_test(files, bad_calls_fail_cleanly);
     suite_add_tcase(s, files);
     return s;
