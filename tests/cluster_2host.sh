@@ -246,8 +246,9 @@ if [ -n "$shaping" ]; then
     check "$shaping: the job completes" "[ '$(wait_for "$slow" 120 COMPLETED FAILED CANCELLED)' = COMPLETED ]"
     fast_ms=$(median_ar "$(out "$full")") slow_ms=$(median_ar "$(out "$slow")")
     echo "median allreduce_ms: $fast_ms plain, $slow_ms with $shaping (lower bound ${floor} ms)"
-    # Half the lower bound above the plain link's median: margin for rounding and the burst.
-    check "$shaping: the all-reduce takes longer" "awk 'BEGIN { exit !($slow_ms >= $fast_ms + $floor / 2) }'"
+    # Against the physical lower bound alone (half of it: margin for the burst and rounding), not
+    # against the plain link's time: a busy machine can only make the shaped all-reduce slower.
+    check "$shaping: the all-reduce takes at least the link's minimum" "awk 'BEGIN { exit !($slow_ms >= $floor / 2) }'"
     check "$shaping: adapter bit-identical to the plain link's" "cmp -s $(adapter "$full") $(adapter "$slow")"
     tc -n "$ns1" qdisc del dev "$veth1" root 2>/dev/null
     tc -n "$ns2" qdisc del dev "$veth2" root 2>/dev/null
