@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package peftc needs to build and test, skipping those already present.
 # Safe to run repeatedly; needs root (or sudo) on Debian 12. Options add what else a script needs:
-#   --slurm   the one-node test cluster (cluster/local-slurm.sh, tests/slurm_cluster.sh)
+#   --slurm   the one-node test cluster (cluster/local-slurm.sh, tests/slurm_cluster.sh) and the two-host
+#             one in network namespaces (tests/cluster_2host.sh: ip, tc, nsenter, unshare)
 #   --bench   gnuplot for the benchmark plots (bench/*_report.py, cluster/scaling.sh)
 set -euo pipefail
 
@@ -14,7 +15,7 @@ pkgs=(build-essential cmake pkg-config
       clang-14 libclang-rt-14-dev libomp-14-dev llvm-14)
 for opt in "$@"; do
   case $opt in
-    --slurm) pkgs+=(slurmctld slurmd slurm-client munge) ;;
+    --slurm) pkgs+=(slurmctld slurmd slurm-client munge iproute2 util-linux) ;;
     --bench) pkgs+=(gnuplot-nox) ;;
     *) echo "install-deps: unknown option '$opt' (--slurm, --bench)" >&2; exit 2 ;;
   esac
