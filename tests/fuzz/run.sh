@@ -50,6 +50,8 @@ export OMP_NUM_THREADS=1
 # Set here rather than inherited: the test suite's fast_unwind_on_malloc=0 would slow every malloc.
 export ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# No inherited leak suppressions either (the test suite's hide HDF5's and MPI's): a harness must free all.
+export LSAN_OPTIONS=${FUZZ_LSAN_OPTIONS:-}
 [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ] && export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
 
 passed=0 failed=0
