@@ -85,5 +85,9 @@ for h in "${harnesses[@]}"; do
     failed=$((failed + 1))
   fi
 done
+# A harness killed by a crash or timeout leaves its input folder (fuzz_util.c) behind.
+for d in /dev/shm/peftc-fuzz-* /tmp/peftc-fuzz-*; do
+  [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+done
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
