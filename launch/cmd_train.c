@@ -264,6 +264,8 @@ void report_error(PeftcStatus st, const Comm *comm, int is_config) {
     /* Configuration errors are the same on every rank: say them once. */
     if (is_config && comm_rank(comm) != 0) return;
     if (st == PEFTC_ECOMM && comm_rank(comm) != 0) return;
+    /* Every rank diverges at the same step with the same all-reduced loss: one message says it. */
+    if (st == PEFTC_EDIVERGED && comm_rank(comm) != 0) return;
     if (comm_size(comm) > 1 && !is_config) fprintf(stderr, "peftc: error: [rank %d] %s\n", comm_rank(comm), peftc_err_msg());
     else fprintf(stderr, "peftc: error: %s\n", peftc_err_msg());
 }

@@ -201,7 +201,7 @@ START_TEST(tokcache_checks_contents) {
     snprintf(blocked, sizeof blocked, "%s/file", tmp_root);
     write_file(blocked, "x");
     snprintf(blocked, sizeof blocked, "%s/file/sub", tmp_root);
-    ck_assert_int_eq(tokcache_save(blocked, 42, &d), PEFTC_EIO);
+    ck_assert_int_eq(tokcache_save(blocked, 42, &d), PEFTC_EWRITE);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "data.cache_dir"));
     remove_tree(tmp_root);
 }
