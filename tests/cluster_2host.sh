@@ -139,7 +139,15 @@ mkdir "$dir/job" && cd "$dir/job" || exit 1
 # The toy model of cli_parallel's size class: a 300 kB all-reduce per step, about 20 ms a step.
 printf 'model:\n  path: ""\ntrain:\n  steps: 100\n  seq_len: 32\n  eval_every: 50\nsched:\n  warmup: 1\ndata:\n  task: reverse\n' >job.yaml
 
-submit() { ctl sbatch --parsable --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 "$here/cluster/train.sbatch" job.yaml "$@"; }
+# Each job starts on idle nodes and 2 s after the last one ended: a step launched while the previous
+# step's slurmstepd still cleans up its PMIx folders failed once with "pmixp_stepd_init() failed".
+idle() { [ "$(ctl sinfo -h -N -o %T 2>/dev/null | sort -u)" = idle ]; }
+submit() {
+    local i
+    for i in $(seq 100); do idle && break; sleep 0.2; done
+    sleep 2
+    ctl sbatch --parsable --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 "$here/cluster/train.sbatch" job.yaml "$@"
+}
 state() { ctl scontrol show job -o "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
 # wait_for JOB SECONDS STATE...: prints the state reached, or the last one seen after SECONDS.
 wait_for() {
