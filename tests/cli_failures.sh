@@ -87,7 +87,9 @@ check "a NaN weight in a safetensors base: exit 3, or refused at load" \
   "[ $rc -eq 3 ] || { [ $rc -eq 65 ] && grep -q 'model.norm.weight' '$dir/nan5.log'; }"
 
 # ---- one run per folder ----
-"$peftc" train $base train.steps=150 output.dir="$dir/lock1" >"$dir/lock1.log" 2>&1 &
+# The holder trains until it is told to stop, so both refusals (each after the 3 s lock wait) happen
+# while it runs however slow the machine is.
+"$peftc" train $base train.steps=100000 output.dir="$dir/lock1" >"$dir/lock1.log" 2>&1 &
 holder=$!
 until [ "$(rows "$dir/lock1/metrics.csv")" -ge 2 ]; do sleep 0.02; done
 run lock2 train.steps=5 output.dir="$dir/lock1"
@@ -96,9 +98,12 @@ check "a second run in the same output.dir: exit 73 naming the holder" \
 run lock3 train.steps=5 checkpoint.folder="$dir/lock1/checkpoints"
 check "a second run sharing only checkpoint.folder: exit 73" \
   "[ $? -eq 73 ] && grep -q \"checkpoint.folder '$dir/lock1/checkpoints' is in use\" '$dir/lock3.log'"
+kill -USR1 $holder
 wait $holder
-check "... the first run ends normally with every row its own" \
-  "[ $? -eq 0 ] && [ \$(rows '$dir/lock1/metrics.csv') -eq 150 ] && ! grep -q 'lock2\|lock3' '$dir/lock1/config.yaml'"
+rc=$?
+stopped=$(sed -n 's/.*stopped by signal 10 at step \([0-9]*\).*/\1/p' "$dir/lock1.log")
+check "... the first run ends normally (exit 75 on SIGUSR1) with every row its own" \
+  "[ $rc -eq 75 ] && [ -n '$stopped' ] && [ \$(rows '$dir/lock1/metrics.csv') -eq '$stopped' ] && ! grep -q 'lock2\|lock3' '$dir/lock1/config.yaml'"
 "$peftc" train $base train.steps=150 output.dir="$dir/kill9" >"$dir/kill9.log" 2>&1 &
 holder=$!
 until [ "$(rows "$dir/kill9/metrics.csv")" -ge 2 ]; do sleep 0.02; done

@@ -145,6 +145,7 @@ idle() { [ "$(ctl sinfo -h -N -o %T 2>/dev/null | sort -u)" = idle ]; }
 submit() {
     local i
     for i in $(seq 100); do idle && break; sleep 0.2; done
+    steps_gone
     sleep 2
     ctl sbatch --parsable --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 "$here/cluster/train.sbatch" job.yaml "$@"
 }
@@ -199,8 +200,10 @@ usr1=$(submit)
 wait_rows "$usr1" 5
 ctl scancel --signal=USR1 "$usr1"
 # A requeued job waits two minutes; StartTime=now skips that, though not in the second its previous
-# run ended (slurmd refuses a credential no newer than that run's revocation; see slurm_cluster.sh).
-[ "$(wait_for "$usr1" 60 PENDING)" = PENDING ] && sleep 2 && ctl scontrol update JobId="$usr1" StartTime=now
+# run ended (slurmd refuses a credential no newer than that run's revocation; see slurm_cluster.sh),
+# nor before that run's steps are gone on both hosts (steps_gone in lib_cli.sh).
+[ "$(wait_for "$usr1" 60 PENDING)" = PENDING ] && steps_gone "$usr1" && sleep 2 &&
+  ctl scontrol update JobId="$usr1" StartTime=now
 # srun reports each task's nonzero exit status; train.sbatch requeues only when srun's own is 75.
 check "SIGUSR1: the ranks on both hosts checkpointed and exited 75" \
   "grep -q 'stopped by signal 10' peftc-$usr1.out && grep -q 'h1: task 0: Exited with exit code 75' peftc-$usr1.out &&

@@ -55,14 +55,12 @@ check "srun --mpi=pmix made one 2-rank world" "grep -q 'lora on 2 rank(s)' peftc
 # job at once (a later StartTime would wait for the scheduler's next pass). Not in the second that the
 # previous run ended, though: slurmd refuses a launch credential no newer than the revocation of that
 # run's ("Killing non-startable batch job: Job credential revoked") and the job fails.
-# Nor while the previous run's step is still being torn down: the rerun's step has the same id
-# (JOB.0), and srun fails to launch it ("aborted before step completely launched") if that step's
-# slurmstepd still holds its PMIx namespace. On a busy machine that takes seconds.
+# Nor while the previous run's steps are still being torn down (steps_gone in lib_cli.sh).
 # release JOB [FIELD=VALUE...]: also changes those fields of the job.
 release() {
-    local j=$1 i; shift
+    local j=$1; shift
     [ "$(wait_for "$j" PENDING)" = PENDING ] || return
-    for i in $(seq 300); do pgrep -f "slurmstepd: \[$j\." >/dev/null || break; sleep 0.1; done
+    steps_gone "$j"
     sleep 2
     scontrol update JobId="$j" StartTime=now "$@"
 }

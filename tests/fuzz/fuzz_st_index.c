@@ -11,24 +11,12 @@
 
 static char dir[256];
 
-static void copy_file(const char *from, const char *name) {
-    FILE *f = fopen(from, "rb");
-    if (!f) {
-        perror(from);
-        abort();
-    }
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    fuzz_write(name, buf, n);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     backend_cpu_set_threads(1);
-    copy_file(PEFTC_FIXTURE_DIR "/hf_tiny_llama/config.json", "config.json");
-    copy_file(PEFTC_FIXTURE_DIR "/hf_tiny_llama/model.safetensors", "model-00001-of-00001.safetensors");
+    fuzz_copy(PEFTC_FIXTURE_DIR "/hf_tiny_llama/config.json", "config.json");
+    fuzz_copy(PEFTC_FIXTURE_DIR "/hf_tiny_llama/model.safetensors", "model-00001-of-00001.safetensors");
     snprintf(dir, sizeof dir, "%s", fuzz_dir());
     return 0;
 }

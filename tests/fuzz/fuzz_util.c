@@ -54,6 +54,18 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size) {
     return path;
 }
 
+void fuzz_copy(const char *from, const char *name) {
+    static uint8_t buf[1 << 20];
+    FILE *f = fopen(from, "rb");
+    if (!f) {
+        perror(from);
+        abort();
+    }
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    fuzz_write(name, buf, n);
+}
+
 void fuzz_remove(const char *name) {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);

@@ -19,6 +19,10 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size);
 #include "core/status.h"
 PeftcStatus fuzz_note(PeftcStatus st, const char *what);
 
+/* Copies a fixture file (at most 1 MiB) to fuzz_dir()/name, for the files a harness does not vary.
+ * Aborts if it cannot be read. */
+void fuzz_copy(const char *from, const char *name);
+
 /* Removes fuzz_dir()/name if present. */
 void fuzz_remove(const char *name);
 
