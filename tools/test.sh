@@ -13,7 +13,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 echo "== build (Release)"
 ./tools/build.sh build
 echo "== tests (Release)"
-(cd build && ctest --output-on-failure --timeout 900)
+# Two suites at a time (CI machines have 2 cores); suites that need the whole machine (the Slurm
+# clusters) run alone, and MPI suites reserve their rank count (RUN_SERIAL, PROCESSORS in tests/).
+(cd build && ctest --output-on-failure --timeout 900 -j2)
 
 echo "== build (ASan + UBSan)"
 ./tools/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DPEFTC_SANITIZE=ON -DPEFTC_WITH_CUDA=OFF
@@ -25,9 +27,9 @@ export OMPI_MCA_mca_base_component_disable_dlclose=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure --timeout 900 -LE slurm)
+(cd build-asan && ctest --output-on-failure --timeout 900 -j2 -LE slurm)
 
-echo "== fuzz (libFuzzer + ASan + UBSan, 10 s per parser)"
+echo "== fuzz (libFuzzer + ASan + UBSan, 6 s per parser)"
 # Every harness in tests/fuzz replays its committed seeds and regression inputs, then mutates them for
-# 10 s; a crash, leak, UB report or over-limit allocation fails the stage. Ends "N passed, M failed".
-tests/fuzz/run.sh -t 10 -o build-fuzz/ci
+# 6 s; a crash, leak, UB report or over-limit allocation fails the stage. Ends "N passed, M failed".
+tests/fuzz/run.sh -t 6 -o build-fuzz/ci
