@@ -18,11 +18,12 @@ finish() {
     [ "$fail" -eq 0 ]
 }
 
-# steps_gone [JOB]: waits (up to 30 s) until no slurmstepd of Slurm job JOB (of any job without JOB) is
-# left on this machine. A requeued job's rerun reuses its step ids (JOB.0); launched while the previous
-# run's slurmstepd still tears that step's PMIx state down, srun fails ("aborted before step completely launched",
-# "pmixp_stepd_init() failed") and, in Slurm 22.05, exits 0. Slurm's own two-minute hold of a requeued
-# job prevents this on a real cluster; the tests release the job early, so they wait for it themselves.
+# steps_gone [JOB]: waits (up to 30 s) until no slurmstepd of Slurm job JOB (of any job without JOB)
+# is left on this machine. A requeued job's rerun reuses its step ids (JOB.0); launched while the
+# previous run's slurmstepd still tears that step's PMIx state down, srun fails ("aborted before step
+# completely launched", "pmixp_stepd_init() failed"), and the batch job still ended COMPLETED with
+# exit 0 in the runs that hit it. Slurm's own two-minute hold of a requeued job prevents this on a real
+# cluster; the tests release the job early, so they wait for it themselves.
 steps_gone() {
     local i
     for i in $(seq 300); do pgrep -f "slurmstepd: \[${1:+$1\.}" >/dev/null || return 0; sleep 0.1; done

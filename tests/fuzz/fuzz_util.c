@@ -62,7 +62,12 @@ void fuzz_copy(const char *from, const char *name) {
         abort();
     }
     size_t n = fread(buf, 1, sizeof buf, f);
+    int whole = !ferror(f) && fgetc(f) == EOF;
     fclose(f);
+    if (!whole) { /* a larger fixture would be fuzzed truncated, which is not the harness's intent */
+        fprintf(stderr, "%s: unreadable or over %zu bytes\n", from, sizeof buf);
+        abort();
+    }
     fuzz_write(name, buf, n);
 }
 

@@ -20,7 +20,7 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size);
 PeftcStatus fuzz_note(PeftcStatus st, const char *what);
 
 /* Copies a fixture file (at most 1 MiB) to fuzz_dir()/name, for the files a harness does not vary.
- * Aborts if it cannot be read. */
+ * Aborts if it cannot be read whole. */
 void fuzz_copy(const char *from, const char *name);
 
 /* Removes fuzz_dir()/name if present. */
