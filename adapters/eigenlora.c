@@ -1,14 +1,14 @@
 /* EigenLoRAx: a LoRA whose factors live in frozen principal subspaces, A_eff^T = C_A alpha_A and
  * B_eff = C_B alpha_B; only the loadings alpha train. The forward builds the two (n,r) effective factors
  * once per call (cost K r (in + out), independent of the rows) and then runs as LoRA at rank r. */
-#include "eigenlora.h"
+#include "adapters/eigenlora.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rng.h"
-#include "peft_io.h"
+#include "core/base/rng.h"
+#include "adapters/formats/peft_io.h"
 
 typedef struct {
     EigenConfig cfg;

@@ -13,9 +13,9 @@
 #ifndef PEFTC_EIGENLORA_H
 #define PEFTC_EIGENLORA_H
 
-#include "adapter.h"
-#include "eigen_basis.h"
-#include "lora.h"
+#include "core/nn/adapter.h"
+#include "adapters/formats/eigen_basis.h"
+#include "adapters/lora.h"
 
 typedef struct {
     int r;                     /* columns of the loadings; any r >= 1 (the basis does not fix it) */

@@ -1,4 +1,4 @@
-#include "full.h"
+#include "adapters/full.h"
 
 PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_decay) {
     int group, h;

@@ -3,8 +3,8 @@
 #ifndef PEFTC_FULL_H
 #define PEFTC_FULL_H
 
-#include "../core/arena.h"
-#include "../core/llama.h"
+#include "core/nn/arena.h"
+#include "core/models/llama/llama.h"
 
 PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_decay);
 /* After arena_finalize: copies each base tensor into the arena and points the model at the arena's

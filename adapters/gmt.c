@@ -1,4 +1,4 @@
-#include "gmt.h"
+#include "adapters/gmt.h"
 
 #include <math.h>
 #include <stdlib.h>

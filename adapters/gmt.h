@@ -21,8 +21,8 @@
 
 #include <stdint.h>
 
-#include "../core/arena.h"
-#include "../core/trainer.h"
+#include "core/nn/arena.h"
+#include "core/train/trainer.h"
 
 typedef enum { GMT_ZERO = 0, GMT_SKIP = 1 } GmtUpdate;
 

@@ -1,6 +1,6 @@
 /* LoRA (Hu et al. 2021), with PEFT's conventions: A (r,in) kaiming-uniform(a=sqrt 5), B (out,r) zero,
  * scale alpha/r (alpha/sqrt r with rsLoRA), dropout on the adapter's input only. */
-#include "lora.h"
+#include "adapters/lora.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rng.h"
+#include "core/base/rng.h"
 
 typedef struct {
     LoraConfig cfg;

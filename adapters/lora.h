@@ -3,7 +3,7 @@
 #ifndef PEFTC_LORA_H
 #define PEFTC_LORA_H
 
-#include "adapter.h"
+#include "core/nn/adapter.h"
 
 /* Bits of LoraConfig.targets. */
 enum {

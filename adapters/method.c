@@ -1,7 +1,7 @@
-#include "method.h"
+#include "adapters/method.h"
 
-#include "adapter.h"
-#include "full.h"
+#include "core/nn/adapter.h"
+#include "adapters/full.h"
 
 const char *const method_names[] = {[METHOD_LORA] = "lora",   [METHOD_FULL] = "full",   [METHOD_GMT] = "gmt",
                                     [METHOD_SLORA] = "slora", [METHOD_NLORA] = "nlora", [METHOD_INTTUNE] = "inttune",

@@ -7,13 +7,13 @@
 #ifndef PEFTC_METHOD_H
 #define PEFTC_METHOD_H
 
-#include "../core/arena.h"
-#include "../core/llama.h"
-#include "eigenlora.h"
-#include "gmt.h"
-#include "lora.h"
-#include "rosa.h"
-#include "slora.h"
+#include "core/nn/arena.h"
+#include "core/models/llama/llama.h"
+#include "adapters/eigenlora.h"
+#include "adapters/gmt.h"
+#include "adapters/lora.h"
+#include "adapters/rosa.h"
+#include "adapters/slora.h"
 
 typedef enum {
     METHOD_LORA = 0, METHOD_FULL = 1, METHOD_GMT = 2,

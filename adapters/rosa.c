@@ -1,13 +1,13 @@
 /* RoSA: LoRA (the lora.c adapter, held as the branch) plus a fixed-mask sparse delta S in CSR form.
  * See rosa.h for the layer, the mask generation and which gradient is collected. */
-#include "rosa.h"
+#include "adapters/rosa.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/csr.h"
+#include "core/nn/csr.h"
 
 /* Elements of G^T X brought to the host per download while collecting: bounded host staging whatever
  * the layer's size (256 KiB of floats). */

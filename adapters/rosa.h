@@ -38,8 +38,8 @@
 #ifndef PEFTC_ROSA_H
 #define PEFTC_ROSA_H
 
-#include "adapter.h"
-#include "lora.h"
+#include "core/nn/adapter.h"
+#include "adapters/lora.h"
 
 typedef enum { ROSA_ACC_MEAN_SQUARED = 0, ROSA_ACC_MEAN = 1 } RosaAccum;
 

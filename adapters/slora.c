@@ -2,7 +2,7 @@
  * the two factors, y = x W^T + s drop(x) A^T N^T B^T. The five concerns of adapter.h, in file order:
  * registration, initialisation (SLoRA random, NLoRA from W's leading blocks), forward/backward,
  * merge, export as PEFT LoRA with N folded into B. */
-#include "slora.h"
+#include "adapters/slora.h"
 
 #include <float.h>
 #include <lapacke.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rng.h"
+#include "core/base/rng.h"
 
 const char *const slora_init_names[] = {[SLORA_INIT_SLORA] = "slora", [SLORA_INIT_NLORA] = "nlora", NULL};
 const char *const nlora_core_names[] = {[NLORA_CORE_BLOCK] = "block", [NLORA_CORE_PINV] = "pinv", NULL};

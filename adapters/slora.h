@@ -14,8 +14,8 @@
 #ifndef PEFTC_SLORA_H
 #define PEFTC_SLORA_H
 
-#include "adapter.h"
-#include "lora.h"
+#include "core/nn/adapter.h"
+#include "adapters/lora.h"
 
 typedef enum { SLORA_INIT_SLORA = 0, SLORA_INIT_NLORA = 1 } SloraInit;
 typedef enum { NLORA_CORE_BLOCK = 0, NLORA_CORE_PINV = 1 } NloraCore;

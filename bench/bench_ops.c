@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/backend.h"
-#include "core/rng.h"
+#include "core/backend/backend.h"
+#include "core/base/rng.h"
 
 enum { B = 4, T = 256, C = 576, NH = 9, NKV = 3, HD = 64, I = 1536, V = 49152, BT = B * T };
 

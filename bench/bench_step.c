@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <sys/resource.h>
 
-#include "core/clock.h"
+#include "core/base/clock.h"
 #include "launch/session.h"
 #ifdef PEFTC_WITH_CUDA
-#include "core/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_backend.h"
 #endif
 
 static const char *smollm2_shape[] = {

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/real.h"
-#include "../core/status.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
 
 typedef enum { COMM_SUM = 0, COMM_MEAN = 1, COMM_MAX = 2 } CommOp;
 

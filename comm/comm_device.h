@@ -4,7 +4,7 @@
 #ifndef PEFTC_COMM_DEVICE_H
 #define PEFTC_COMM_DEVICE_H
 
-#include "comm.h"
+#include "comm/comm.h"
 
 typedef struct CommDevice CommDevice;
 

@@ -1,12 +1,12 @@
 /* comm.h over MPI. Every Comm owns a duplicated communicator with MPI_ERRORS_RETURN, so MPI errors
  * come back as PEFTC_ECOMM values instead of aborting the job from inside the library. */
-#include "comm.h"
+#include "comm/comm.h"
 
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
 
-#include "comm_device.h"
+#include "comm/comm_device.h"
 
 /* Largest single message. Counts are int in MPI; staying well under 2 GiB per call also sidesteps
  * transports that mishandle messages near the int limit. Overridable so tests can force chunking. */

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm.h"
-#include "comm_device.h"
+#include "comm/comm.h"
+#include "comm/comm_device.h"
 
 _Static_assert(sizeof(real_t) == sizeof(float), "device reductions are ncclFloat32: real_t must be float");
 

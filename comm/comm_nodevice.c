@@ -1,6 +1,6 @@
 /* comm_use_device in builds (or libraries) without the CUDA backend: a clear error. comm_nccl.c
  * provides the real one where PEFTC_WITH_CUDA is defined. */
-#include "comm.h"
+#include "comm/comm.h"
 
 #ifndef PEFTC_WITH_CUDA
 PeftcStatus comm_use_device(Comm *c, int device_local_rank, void *cuda_stream) {

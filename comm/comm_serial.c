@@ -1,10 +1,10 @@
 /* comm.h for builds without MPI: every Comm is a world of one, so collectives are identities. Bytes
  * are still counted so the per-step log reads the same in both builds. */
-#include "comm.h"
+#include "comm/comm.h"
 
 #include <stdlib.h>
 
-#include "comm_device.h"
+#include "comm/comm_device.h"
 
 struct Comm {
     uint64_t bytes_reduced;

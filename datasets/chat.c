@@ -12,7 +12,7 @@
  *           assistant content + EOS.
  * The default system prompt, when not "", opens a conversation that has no system message (all
  * formats). Mask: assistant contents and the token that ends them. */
-#include "chat.h"
+#include "datasets/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer.h"
+#include "datasets/tokenizer/tokenizer.h"
 
 typedef enum { CHAT_PLAIN = 0, CHAT_CHATML, CHAT_LLAMA3 } ChatFormat;
 

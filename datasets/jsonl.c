@@ -1,7 +1,7 @@
 /* JSONL reading: each line is parsed on its own, so one bad line costs only that line, and its
  * problem can be named with the line number. Contents are copied into one growing text pool and only
  * turned into pointers once the pool stops moving. */
-#include "jsonl.h"
+#include "datasets/jsonl.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

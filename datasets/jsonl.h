@@ -19,8 +19,8 @@
 
 #include <stdint.h>
 
-#include "../core/status.h"
-#include "chat.h"
+#include "core/base/status.h"
+#include "datasets/chat.h"
 
 enum { JSONL_REPORT_MAX = 100 };
 

@@ -1,6 +1,6 @@
 /* The SFT dataset: every example is tokenized once at creation (or read from the tokenized cache)
  * into one id array and one loss-mask array per split; get() only copies and shifts. */
-#include "sft.h"
+#include "datasets/sft.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/real.h"
-#include "jsonl.h"
-#include "tokcache.h"
+#include "core/base/real.h"
+#include "datasets/jsonl.h"
+#include "datasets/tokcache.h"
 
 typedef struct {
     Dataset ds;

@@ -32,10 +32,10 @@
 #ifndef PEFTC_SFT_H
 #define PEFTC_SFT_H
 
-#include "chat.h"
-#include "dataset.h"
-#include "tasks.h"
-#include "tokenizer.h"
+#include "datasets/chat.h"
+#include "core/train/dataset.h"
+#include "datasets/tasks.h"
+#include "datasets/tokenizer/tokenizer.h"
 
 typedef struct {
     char path[512];        /* data.path: .jsonl/.json lines or .txt; "" = built-in task */

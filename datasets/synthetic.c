@@ -5,13 +5,13 @@
  * stream whenever they are needed (to hash, to size, to write), so generation needs no scratch
  * memory and get() is reentrant. The split hash does not involve the seed: which problems are held
  * out is a property of the problem, so no seed trains on another seed's held-out problems. */
-#include "synthetic.h"
+#include "datasets/synthetic.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/real.h"
-#include "../core/rng.h"
+#include "core/base/real.h"
+#include "core/base/rng.h"
 
 enum { SYN_DIGITS_CAP = 4096 }; /* keeps every length far inside int */
 /* Attempts before giving up: a split that no problem hashes into (a tiny digit range) would otherwise

@@ -9,7 +9,7 @@
 #ifndef PEFTC_SYNTHETIC_H
 #define PEFTC_SYNTHETIC_H
 
-#include "dataset.h"
+#include "core/train/dataset.h"
 
 /* Token ids: digits 0..9 are ids 0..9. */
 enum { SYN_PLUS = 10, SYN_SEP = 11, SYN_BOS = 12, SYN_EOS = 13, SYN_PAD = 14, SYN_VOCAB = 15 };

@@ -5,7 +5,7 @@
  * out). The split hash ignores the seed, as in synthetic.c: held-out problems are a property of the
  * text, so no seed trains on another seed's held-out problems. Problems are small on purpose: a 135M
  * model should learn each task in a few hundred steps, and prompts stay under ~60 tokens. */
-#include "tasks.h"
+#include "datasets/tasks.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/rng.h"
+#include "core/base/rng.h"
 
 enum { TASK_EVAL_PERCENT = 20, TASK_MAX_ATTEMPTS = 1 << 12, TASK_TEXT_CAP = 512 };
 

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataset.h"
+#include "core/train/dataset.h"
 
 typedef enum { TASK_ARITH = 0, TASK_RECORDS = 1, TASK_SQL = 2, TASK_COUNT } TaskKind;
 

@@ -5,7 +5,7 @@
  *              start(i64 n) len(i32 n) prompt_off(i64 n) prompt_len(i32 n) answer_off(i64 n)
  *              ids(i32 n_ids) [mask(u8 n_ids)] pids(i32 n_pids) answers(n_answers)
  *   u64 checksum of every byte before it */
-#include "tokcache.h"
+#include "datasets/tokcache.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/rng.h"
+#include "core/base/rng.h"
 
 static const char MAGIC[8] = {'P', 'E', 'F', 'T', 'C', 'T', 'O', 'K'};
 static const uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/status.h"
+#include "core/base/status.h"
 
 /* Bump when the file layout or what sft.c stores changes. */
 enum { TOKCACHE_VERSION = 1 };

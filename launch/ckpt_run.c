@@ -1,5 +1,5 @@
 /* Checkpoint policy and resume (see ckpt_run.h). */
-#include "ckpt_run.h"
+#include "launch/ckpt_run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,13 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/checkpoint.h"
-#include "../core/clock.h"
-#include "../core/fsutil.h"
-#include "../core/h5util.h"
-#include "ckpt_settings.h"
-#include "ckpt_state.h"
-#include "signals.h"
+#include "core/train/checkpoint.h"
+#include "core/base/clock.h"
+#include "core/base/fsutil.h"
+#include "core/formats/h5util.h"
+#include "launch/ckpt_settings.h"
+#include "launch/ckpt_state.h"
+#include "launch/signals.h"
 
 #define PATH_CAP 1100
 

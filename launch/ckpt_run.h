@@ -10,7 +10,7 @@
 #ifndef PEFTC_CKPT_RUN_H
 #define PEFTC_CKPT_RUN_H
 
-#include "session.h"
+#include "launch/session.h"
 
 typedef struct {
     Session *s;

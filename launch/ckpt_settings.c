@@ -1,9 +1,9 @@
 /* Settings a resume may not change (see ckpt_settings.h). */
-#include "ckpt_settings.h"
+#include "launch/ckpt_settings.h"
 
 #include <string.h>
 
-#include "config_keys.h"
+#include "launch/config/config_keys.h"
 
 /* Keys (or whole sections, ending in '.') whose values never change what training computes, or that
  * are checked another way. */

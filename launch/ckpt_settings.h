@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "launch/config/config.h"
 
 /* Compares `now` with the configuration text stored in checkpoint `path` (made at step `step`).
  * Refuses (PEFTC_EINVAL) naming each changed key with its old and new value, unless the key is in

@@ -1,10 +1,10 @@
 /* Per-method checkpoint state (see ckpt_state.h). */
-#include "ckpt_state.h"
+#include "launch/ckpt_state.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../adapters/rosa.h"
+#include "adapters/rosa.h"
 
 #define MAX_BLOBS 4096
 

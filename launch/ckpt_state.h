@@ -4,8 +4,8 @@
 #ifndef PEFTC_CKPT_STATE_H
 #define PEFTC_CKPT_STATE_H
 
-#include "../core/checkpoint.h"
-#include "session.h"
+#include "core/train/checkpoint.h"
+#include "launch/session.h"
 
 typedef struct {
     CkptBlob *blobs;

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../adapters/peft_io.h"
-#include "../core/safetensors.h"
-#include "commands.h"
-#include "flags.h"
-#include "session.h"
+#include "adapters/formats/peft_io.h"
+#include "core/formats/safetensors.h"
+#include "launch/commands.h"
+#include "launch/flags.h"
+#include "launch/session.h"
 
 typedef struct {
     char model[512], adapter[512], out[512], format[16], dtype[16];

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../adapters/eigen_basis.h"
-#include "commands.h"
-#include "flags.h"
+#include "adapters/formats/eigen_basis.h"
+#include "launch/commands.h"
+#include "launch/flags.h"
 
 typedef struct {
     char adapters[8192], out[512], seed[32];

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "commands.h"
-#include "evaluate.h"
-#include "session.h"
+#include "launch/commands.h"
+#include "launch/evaluate.h"
+#include "launch/session.h"
 
 static PeftcStatus evaluate(Session *s, Comm *comm) {
     EvalStats es;

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/clock.h"
-#include "../core/generate.h"
-#include "commands.h"
-#include "flags.h"
-#include "session.h"
+#include "core/base/clock.h"
+#include "core/models/llama/generate.h"
+#include "launch/commands.h"
+#include "launch/flags.h"
+#include "launch/session.h"
 
 typedef struct {
     char model[512], adapter[512], prompt[8192], system[1024];

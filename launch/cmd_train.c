@@ -11,21 +11,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../adapters/peft_io.h"
-#include "../core/fsutil.h"
-#include "commands.h"
-#include "evaluate.h"
-#include "rosa_run.h"
-#include "../adapters/rosa_io.h"
-#include "metrics.h"
-#include "summary.h"
-#include "ckpt_run.h"
-#include "launcher.h"
-#include "runlock.h"
-#include "signals.h"
-#include "../core/clock.h"
-#include "progress.h"
-#include "session.h"
+#include "adapters/formats/peft_io.h"
+#include "core/base/fsutil.h"
+#include "launch/commands.h"
+#include "launch/evaluate.h"
+#include "launch/rosa_run.h"
+#include "adapters/formats/rosa_io.h"
+#include "launch/metrics.h"
+#include "launch/summary.h"
+#include "launch/ckpt_run.h"
+#include "launch/launcher.h"
+#include "launch/runlock.h"
+#include "launch/signals.h"
+#include "core/base/clock.h"
+#include "launch/progress.h"
+#include "launch/session.h"
 
 void train_usage(FILE *f) {
     fprintf(f, "usage: peftc train [config.yaml] [key=value | --key=value | --key value ...]\n\n");

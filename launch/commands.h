@@ -5,8 +5,8 @@
 
 #include <stdio.h>
 
-#include "../comm/comm.h"
-#include "config.h"
+#include "comm/comm.h"
+#include "launch/config/config.h"
 
 /* The codes above 2 follow sysexits.h where it has a class, so schedulers' scripts can act on them:
  *   EXIT_RUNTIME    1  anything else: out of memory, a lost rank, an internal error

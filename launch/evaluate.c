@@ -1,11 +1,11 @@
-#include "evaluate.h"
+#include "launch/evaluate.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/clock.h"
-#include "../core/generate.h"
+#include "core/base/clock.h"
+#include "core/models/llama/generate.h"
 
 /* How many prompts are decoded together: one batched decode step reads the weights once for all. */
 enum { EM_BATCH = 16 };

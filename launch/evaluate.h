@@ -5,7 +5,7 @@
 #ifndef PEFTC_EVALUATE_H
 #define PEFTC_EVALUATE_H
 
-#include "session.h"
+#include "launch/session.h"
 
 typedef struct {
     int64_t correct, total;

@@ -1,5 +1,5 @@
 /* Status to exit code (see commands.h). */
-#include "commands.h"
+#include "launch/commands.h"
 
 int exit_code_for(PeftcStatus st) {
     if (st == PEFTC_OK) return 0;

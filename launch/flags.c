@@ -1,4 +1,4 @@
-#include "flags.h"
+#include "launch/flags.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../core/status.h"
+#include "core/base/status.h"
 
 typedef enum { FLAG_STR, FLAG_INT, FLAG_FLOAT, FLAG_BOOL } FlagType;
 

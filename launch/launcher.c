@@ -1,6 +1,6 @@
 /* Launcher watch (see launcher.h). */
 #define _GNU_SOURCE /* pthread_setname_np */
-#include "launcher.h"
+#include "launch/launcher.h"
 
 #include <pthread.h>
 #include <stdio.h>

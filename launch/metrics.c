@@ -1,7 +1,7 @@
 /* The metrics CSV writer. */
-#include "metrics.h"
+#include "launch/metrics.h"
 
-#include "../core/fsutil.h"
+#include "core/base/fsutil.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -11,7 +11,7 @@
 #ifndef PEFTC_METRICS_H
 #define PEFTC_METRICS_H
 
-#include "../core/trainer.h"
+#include "core/train/trainer.h"
 
 typedef struct Metrics Metrics;
 

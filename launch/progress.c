@@ -1,6 +1,6 @@
 /* Rank-0 progress lines. Throughput and step time come from a window of recent steps so the first
  * (allocation-heavy) steps and evaluation pauses do not distort them for the rest of the run. */
-#include "progress.h"
+#include "launch/progress.h"
 
 #include <stdlib.h>
 

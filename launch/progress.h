@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../core/trainer.h"
+#include "core/train/trainer.h"
 
 typedef struct Progress Progress;
 

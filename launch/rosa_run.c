@@ -1,10 +1,10 @@
-#include "rosa_run.h"
+#include "launch/rosa_run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../adapters/rosa_io.h"
+#include "adapters/formats/rosa_io.h"
 
 _Static_assert(sizeof(real_t) == sizeof(float), "RoSA accumulators (float) are all-reduced as real_t");
 

@@ -5,7 +5,7 @@
 #ifndef PEFTC_ROSA_RUN_H
 #define PEFTC_ROSA_RUN_H
 
-#include "session.h"
+#include "launch/session.h"
 
 /* Whether the run still needs its masks generated (RoSA/SpA with density > 0 and no mask file). */
 int rosa_needs_masks(const Session *s);

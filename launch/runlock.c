@@ -1,5 +1,5 @@
 /* Folder locks (see runlock.h). */
-#include "runlock.h"
+#include "launch/runlock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/fsutil.h"
+#include "core/base/fsutil.h"
 
 enum { LOCK_WAIT_MS = 3000, LOCK_POLL_MS = 100 };
 

@@ -7,7 +7,7 @@
 #ifndef PEFTC_RUNLOCK_H
 #define PEFTC_RUNLOCK_H
 
-#include "../core/status.h"
+#include "core/base/status.h"
 
 typedef struct {
     int fd[2]; /* -1 when not held */

@@ -1,12 +1,12 @@
-#include "session.h"
+#include "launch/session.h"
 
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../adapters/peft_io.h"
-#include "../adapters/rosa_io.h"
+#include "adapters/formats/peft_io.h"
+#include "adapters/formats/rosa_io.h"
 #ifdef PEFTC_WITH_CUDA
-#include "../core/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_backend.h"
 #endif
 
 static MethodConfig method_config(const RunConfig *c) {

@@ -4,10 +4,10 @@
 #ifndef PEFTC_SESSION_H
 #define PEFTC_SESSION_H
 
-#include "../adapters/method.h"
-#include "../core/model_load.h"
-#include "../datasets/chat.h"
-#include "config.h"
+#include "adapters/method.h"
+#include "core/models/model_load.h"
+#include "datasets/chat.h"
+#include "launch/config/config.h"
 
 typedef struct {
     RunConfig cfg;

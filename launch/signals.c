@@ -1,5 +1,5 @@
 /* Preemption signals (see signals.h). */
-#include "signals.h"
+#include "launch/signals.h"
 
 #include <signal.h>
 #include <string.h>

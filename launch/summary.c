@@ -1,11 +1,11 @@
 /* summary.json (see summary.h). */
-#include "summary.h"
+#include "launch/summary.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
-#include "../core/fsutil.h"
+#include "core/base/fsutil.h"
 
 static void add_number_or_null(cJSON *o, const char *key, int present, double v) {
     if (present && isfinite(v)) cJSON_AddNumberToObject(o, key, v);

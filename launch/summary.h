@@ -10,7 +10,7 @@
 #ifndef PEFTC_SUMMARY_H
 #define PEFTC_SUMMARY_H
 
-#include "session.h"
+#include "launch/session.h"
 
 typedef struct {
     int ranks;

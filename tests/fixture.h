@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tensor.h"
+#include "core/base/tensor.h"
 
 typedef struct {
     cJSON *meta;

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "comm/comm.h"
-#include "core/backend.h"
-#include "core/cuda/cuda_backend.h"
-#include "core/status.h"
+#include "core/backend/backend.h"
+#include "core/backend/cuda/cuda_backend.h"
+#include "core/base/status.h"
 #include "tests/testutil.h"
 
 static const Backend *g_gpu;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_backend.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
 #include "tests/testutil.h"

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/cuda/cuda_backend.h"
+#include "core/backend/backend.h"
+#include "core/backend/cuda/cuda_backend.h"
 #include "tests/gpu_testutil.h"
-#include "core/rng.h"
-#include "core/status.h"
+#include "core/base/rng.h"
+#include "core/base/status.h"
 #include "tests/testutil.h"
 
 static const Backend *g_cpu, *g_gpu;

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_backend.h"
 
 /* Exits 0 with a SKIP line (CTest's skip pattern) when no GPU is visible; otherwise opens the
  * backend into *gpu. */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/csr.h"
+#include "core/nn/csr.h"
 #include "tests/testutil.h"
 
 #define FD_EPS 1e-5

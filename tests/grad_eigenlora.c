@@ -10,8 +10,8 @@
 
 #include "adapters/eigenlora.h"
 #include "adapters/method.h"
-#include "core/llama.h"
-#include "core/rng.h"
+#include "core/models/llama/llama.h"
+#include "core/base/rng.h"
 #include "tests/model_testutil.h"
 #include "tests/testutil.h"
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "core/backend/backend.h"
 #include "tests/testutil.h"
 
 /* Central differences in double: truncation ~eps^2 and roundoff ~1e-16/eps are both far below TOL,

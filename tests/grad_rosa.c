@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "adapters/rosa.h"
-#include "core/csr.h"
-#include "core/llama.h"
-#include "core/rng.h"
+#include "core/nn/csr.h"
+#include "core/models/llama/llama.h"
+#include "core/base/rng.h"
 #include "tests/model_testutil.h"
 #include "tests/testutil.h"
 

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "adapters/slora.h"
-#include "core/llama.h"
-#include "core/rng.h"
+#include "core/models/llama/llama.h"
+#include "core/base/rng.h"
 #include "tests/model_testutil.h"
 #include "tests/testutil.h"
 

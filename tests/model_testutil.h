@@ -6,9 +6,9 @@
 
 #include <string.h>
 
-#include "core/arena.h"
-#include "core/llama.h"
-#include "core/rng.h"
+#include "core/nn/arena.h"
+#include "core/models/llama/llama.h"
+#include "core/base/rng.h"
 #include "tests/testutil.h"
 
 /* Hidden 16, 2 layers, 4 heads over 2 kv heads, vocab 19: every op shape, small enough for finite

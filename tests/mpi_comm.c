@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "comm/comm.h"
-#include "core/clock.h"
-#include "core/real.h"
-#include "core/status.h"
+#include "core/base/clock.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
 
 static Comm *g_world;
 

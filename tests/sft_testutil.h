@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/real.h"
-#include "core/status.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
 #include "datasets/sft.h"
 
 #define FIX PEFTC_FIXTURE_DIR "/sft/"

@@ -10,7 +10,7 @@
 
 #include <hdf5.h>
 
-#include "core/checkpoint.h"
+#include "core/train/checkpoint.h"
 #include "tests/testutil.h"
 
 static char dir[] = "/tmp/peftc_ckpt_XXXXXX";

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "launch/config.h"
-#include "launch/config_keys.h"
+#include "launch/config/config.h"
+#include "launch/config/config_keys.h"
 #include "tests/testutil.h"
 
 static char tmpdir[64];

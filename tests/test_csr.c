@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/csr.h"
+#include "core/nn/csr.h"
 #include "tests/testutil.h"
 
 static const Backend *be;

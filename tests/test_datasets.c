@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/real.h"
-#include "core/status.h"
-#include "datasets/sampler.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
+#include "core/train/sampler.h"
 #include "datasets/synthetic.h"
 #include "tests/testutil.h"
 

@@ -12,8 +12,8 @@
 
 #include "adapters/eigenlora.h"
 #include "adapters/method.h"
-#include "adapters/peft_io.h"
-#include "core/rng.h"
+#include "adapters/formats/peft_io.h"
+#include "core/base/rng.h"
 #include "tests/model_testutil.h"
 #include "tests/testutil.h"
 

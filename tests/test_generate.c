@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "adapters/method.h"
-#include "core/generate.h"
-#include "core/rng.h"
+#include "core/models/llama/generate.h"
+#include "core/base/rng.h"
 #include "tests/testutil.h"
 
 static const LlamaConfig cfg = {.hidden = 64, .intermediate = 96, .layers = 2, .heads = 4, .kv_heads = 2, .vocab = 97,

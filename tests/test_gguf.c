@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/gguf_write.h"
-#include "core/quant.h"
+#include "core/formats/gguf.h"
+#include "core/formats/gguf_write.h"
+#include "core/formats/quant.h"
 #include "tests/gguf_testutil.h"
 #include "tests/testutil.h"
 

@@ -8,7 +8,7 @@
 
 #include "adapters/full.h"
 #include "adapters/gmt.h"
-#include "core/optim.h"
+#include "core/train/optim.h"
 #include "datasets/synthetic.h"
 #include "tests/testutil.h"
 

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapters/peft_io.h"
-#include "core/safetensors.h"
+#include "adapters/formats/peft_io.h"
+#include "core/formats/safetensors.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
 #include "tests/testutil.h"

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/adapter.h"
+#include "core/nn/adapter.h"
 #include "adapters/method.h"
-#include "core/optim.h"
-#include "core/rng.h"
+#include "core/train/optim.h"
+#include "core/base/rng.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8 };

@@ -8,10 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/gguf.h"
-#include "core/gguf_write.h"
-#include "core/model_formats.h"
-#include "core/quant.h"
+#include "core/formats/gguf.h"
+#include "core/formats/gguf_write.h"
+#include "core/models/llama/model_formats.h"
+#include "core/formats/quant.h"
 #include "tests/gguf_testutil.h"
 #include "tests/testutil.h"
 

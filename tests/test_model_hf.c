@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/model_load.h"
-#include "core/quant.h"
-#include "core/safetensors.h"
+#include "core/models/model_load.h"
+#include "core/formats/quant.h"
+#include "core/formats/safetensors.h"
 #include "tests/testutil.h"
 
 static const LlamaConfig base_cfg = {.hidden = 32, .intermediate = 48, .layers = 2, .heads = 4, .kv_heads = 2,

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/optim.h"
-#include "core/schedule.h"
+#include "core/train/optim.h"
+#include "core/train/schedule.h"
 #include "tests/testutil.h"
 
 static void two_group_arena(Arena *a, int *h0, int *h1) {

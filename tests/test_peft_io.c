@@ -9,11 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapters/adapter.h"
+#include "core/nn/adapter.h"
 #include "adapters/method.h"
-#include "adapters/peft_io.h"
-#include "core/gguf.h"
-#include "core/safetensors.h"
+#include "adapters/formats/peft_io.h"
+#include "core/formats/gguf.h"
+#include "core/formats/safetensors.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 6, R = 4 };

@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "adapters/method.h"
-#include "core/model_load.h"
-#include "core/safetensors.h"
-#include "launch/config.h"
+#include "core/models/model_load.h"
+#include "core/formats/safetensors.h"
+#include "launch/config/config.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 12, R = 4 };

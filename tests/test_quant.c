@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gguf.h"
-#include "core/quant.h"
+#include "core/formats/gguf.h"
+#include "core/formats/quant.h"
 #include "tests/gguf_testutil.h"
 #include "tests/testutil.h"
 

@@ -10,8 +10,8 @@
 #include "adapters/full.h"
 #include "adapters/method.h"
 #include "adapters/rosa.h"
-#include "core/csr.h"
-#include "core/rng.h"
+#include "core/nn/csr.h"
+#include "core/base/rng.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8, R = 4, NLIN = 14 };

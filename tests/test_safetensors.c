@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/quant.h"
-#include "core/rng.h"
-#include "core/safetensors.h"
+#include "core/formats/quant.h"
+#include "core/base/rng.h"
+#include "core/formats/safetensors.h"
 #include "tests/testutil.h"
 
 static char tmpdir[256];

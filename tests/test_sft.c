@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/real.h"
-#include "core/status.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
 #include "datasets/jsonl.h"
 #include "datasets/sft.h"
 #include "datasets/synthetic.h"

@@ -8,7 +8,7 @@
 
 #include "adapters/method.h"
 #include "adapters/slora.h"
-#include "core/rng.h"
+#include "core/base/rng.h"
 #include "tests/model_testutil.h"
 #include "tests/testutil.h"
 

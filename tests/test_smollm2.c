@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/generate.h"
-#include "core/model_load.h"
-#include "datasets/tokenizer.h"
+#include "core/models/llama/generate.h"
+#include "core/models/model_load.h"
+#include "datasets/tokenizer/tokenizer.h"
 #include "tests/fixture.h"
 #include "tests/testutil.h"
 

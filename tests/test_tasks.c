@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "datasets/tasks.h"
 #include "tests/testutil.h"
 

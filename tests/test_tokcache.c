@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "datasets/sft.h"
 #include "datasets/tokcache.h"
 #include "tests/sft_testutil.h"

@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/gguf_write.h"
+#include "core/formats/gguf_write.h"
 #include "datasets/chat.h"
-#include "datasets/pretok.h"
-#include "datasets/tok_internal.h"
-#include "datasets/tokenizer.h"
+#include "datasets/tokenizer/pretok.h"
+#include "datasets/tokenizer/tok_internal.h"
+#include "datasets/tokenizer/tokenizer.h"
 #include "tests/fixture.h"
 #include "tests/testutil.h"
 

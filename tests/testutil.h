@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/real.h"
-#include "core/rng.h"
+#include "core/base/real.h"
+#include "core/base/rng.h"
 
 /* Fills x(n) with uniform values in [lo, hi) from stream `key`. */
 static inline void tu_fill_uniform(real_t *x, size_t n, uint64_t key, double lo, double hi) {

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/arena.h"
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/h5util.h"
+#include "core/nn/arena.h"
+#include "core/backend/backend.h"
+#include "core/train/checkpoint.h"
+#include "core/formats/h5util.h"
 #include "tests/fuzz/fuzz_util.h"
 
 /* ---- the recipe: bytes consumed front to back, zeros once they run out ---- */

@@ -1,6 +1,6 @@
 /* The YAML run configuration (launch/config_yaml.c): nesting, sequences, duplicate and unknown keys,
  * every typed value, then the cross-field checks of config_finish on what was accepted. */
-#include "launch/config.h"
+#include "launch/config/config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/eigen_basis.h"
+#include "adapters/formats/eigen_basis.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static void read_sides(const EigenBasis *b) {

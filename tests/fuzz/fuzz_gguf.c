@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gguf.h"
-#include "core/quant.h"
-#include "datasets/tokenizer.h"
+#include "core/formats/gguf.h"
+#include "core/formats/quant.h"
+#include "datasets/tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static void read_every_key(const GgufFile *g) {

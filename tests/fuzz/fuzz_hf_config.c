@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/backend.h"
-#include "core/model_load.h"
+#include "core/backend/backend.h"
+#include "core/models/model_load.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static char dir[256];

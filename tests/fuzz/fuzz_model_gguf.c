@@ -2,8 +2,8 @@
  * full and the quantized load, whose tensor lookups, shape checks and dequantization follow from them. */
 #include <stdlib.h>
 
-#include "core/backend.h"
-#include "core/model_load.h"
+#include "core/backend/backend.h"
+#include "core/models/model_load.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

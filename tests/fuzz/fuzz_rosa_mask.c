@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "adapters/method.h"
-#include "adapters/rosa_io.h"
+#include "adapters/formats/rosa_io.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static LlamaModel base;

@@ -2,7 +2,7 @@
  * tensor read through the converters the loaders use (real and I32), and name lookups. */
 #include <stdlib.h>
 
-#include "core/safetensors.h"
+#include "core/formats/safetensors.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

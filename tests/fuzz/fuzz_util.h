@@ -16,7 +16,7 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size);
 
 /* Returns st. With FUZZ_DEBUG set in the environment, prints what a failing call reported (to see how
  * far a seed gets); silent otherwise, so a campaign's output is the fuzzer's own. */
-#include "core/status.h"
+#include "core/base/status.h"
 PeftcStatus fuzz_note(PeftcStatus st, const char *what);
 
 /* Copies a fixture file (at most 1 MiB) to fuzz_dir()/name, for the files a harness does not vary.

@@ -1,0 +1,50 @@
+/* Rotary position embedding, HF "rotate half" layout: element i pairs with element i + HD/2 (not with
+ * its neighbour as in the original paper), which is what HF LLaMA checkpoints were trained with. */
+#include <math.h>
+
+#include "core/backend/backend.h"
+#include "core/backend/cpu/cpu_ops.h"
+
+void rope_tables(real_t *ctab, real_t *stab, int T, int HD, double theta) {
+    /* ctab, stab (T, HD/2). Angles in double: t * theta^(-2i/HD) reaches thousands of radians at long
+     * positions, where a float angle would already be off by a visible fraction of a turn. */
+    int half = HD / 2;
+    for (int i = 0; i < half; i++) {
+        double inv_freq = pow(theta, -2.0 * i / HD);
+        for (int t = 0; t < T; t++) {
+            double a = (double)t * inv_freq;
+            ctab[(size_t)t * half + i] = (real_t)cos(a);
+            stab[(size_t)t * half + i] = (real_t)sin(a);
+        }
+    }
+}
+
+/* Rotates every (b,t,h) vector of x by +angle (dir = 1) or -angle (dir = -1). sin(-a) = -sin(a), so
+ * the backward is the forward with the sine negated. */
+static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD,
+                       real_t dir) {
+    /* x (B,T,NH,HD), ctab, stab (T,HD/2) */
+    int half = HD / 2;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * NH * HD >= CPU_PAR_MIN)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const real_t *c = ctab + (size_t)t * half, *s = stab + (size_t)t * half; /* (HD/2) */
+            for (int h = 0; h < NH; h++) {
+                real_t *v = x + (((size_t)b * T + t) * NH + h) * HD; /* (HD) */
+                for (int i = 0; i < half; i++) {
+                    real_t x1 = v[i], x2 = v[i + half], si = dir * s[i];
+                    v[i] = x1 * c[i] - x2 * si;
+                    v[i + half] = x2 * c[i] + x1 * si;
+                }
+            }
+        }
+    }
+}
+
+void cpu_rope_fwd(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+    rope_apply(x, ctab, stab, B, T, NH, HD, (real_t)1);
+}
+
+void cpu_rope_bwd(real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+    rope_apply(dx, ctab, stab, B, T, NH, HD, (real_t)-1);
+}

@@ -1,0 +1,129 @@
+/* Row-broadcast and elementwise ops: bias, token embedding, SwiGLU. Same formulas, in the same
+ * order, as core/cpu/cpu_norm.c and cpu_swiglu.c. */
+#include "core/backend/cuda/cuda_ops.h"
+
+/* bias_bwd tiles: 32 columns (one coalesced row segment) by BIAS_ROWS row strides. */
+#define BIAS_COLS 32
+#define BIAS_ROWS 32
+
+#define GRID_STRIDE(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+static __global__ void bias_fwd_kernel(float *out, const float *b, size_t n, int OC) {
+    /* out (n/OC,OC), b (OC) */
+    GRID_STRIDE(i, n) out[i] += b[i % (size_t)OC];
+}
+
+void cuda_bias_fwd(real_t *out, const real_t *b, int BT, int OC) {
+    size_t n = (size_t)BT * OC;
+    if (!n) return;
+    bias_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, b, n, OC);
+    CUDA_CHECK_LAUNCH(bias_fwd_kernel);
+}
+
+/* One block per 32 columns: thread (x,y) sums rows y, y+BIAS_ROWS, ... of column x in double, then
+ * row y = 0 adds the BIAS_ROWS partials in order. Each column is owned by one block: no atomics. */
+static __global__ void bias_bwd_kernel(float *db, const float *dout, int BT, int OC) {
+    /* db (OC), dout (BT,OC) */
+    __shared__ double part[BIAS_ROWS][BIAS_COLS + 1];
+    int c = blockIdx.x * BIAS_COLS + threadIdx.x;
+    double acc = 0.0;
+    if (c < OC)
+        for (int r = threadIdx.y; r < BT; r += BIAS_ROWS) acc += dout[(size_t)r * OC + c];
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < OC) {
+        double s = 0.0;
+        for (int y = 0; y < BIAS_ROWS; y++) s += part[y][threadIdx.x];
+        db[c] += (float)s;
+    }
+}
+
+void cuda_bias_bwd(real_t *db, const real_t *dout, int BT, int OC) {
+    if (!db || BT <= 0 || OC <= 0) return;
+    dim3 block(BIAS_COLS, BIAS_ROWS);
+    bias_bwd_kernel<<<(OC + BIAS_COLS - 1) / BIAS_COLS, block, 0, cuda_stream()>>>(db, dout, BT, OC);
+    CUDA_CHECK_LAUNCH(bias_bwd_kernel);
+}
+
+static __global__ void embedding_fwd_kernel(float *out, const int32_t *tokens, const float *wte, size_t n, int C) {
+    /* out (n/C,C), tokens (n/C), wte (V,C) */
+    GRID_STRIDE(i, n) {
+        size_t r = i / (size_t)C, c = i % (size_t)C;
+        out[i] = wte[(size_t)tokens[r] * C + c];
+    }
+}
+
+/* Stages tokens (host memory) for the gather/scatter; NULL after recording an error for a negative
+ * id, which would index before wte (the upper bound V is not passed in). */
+static const int32_t *stage_tokens(const int32_t *tokens, int BT, const char *op) {
+    for (int r = 0; r < BT; r++)
+        if (tokens[r] < 0) {
+            CUDA_FAIL(PEFTC_EINVAL, "%s: token id %d at row %d is negative", op, (int)tokens[r], r);
+            return NULL;
+        }
+    return (const int32_t *)cuda_stage(CUDA_STAGE_TOKENS, tokens, (size_t)BT * sizeof *tokens);
+}
+
+void cuda_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
+    /* tokens is host memory */
+    size_t n = (size_t)BT * C;
+    if (!n) return;
+    const int32_t *tok = stage_tokens(tokens, BT, "embedding_fwd");
+    if (!tok) return;
+    embedding_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, tok, wte, n, C);
+    CUDA_CHECK_LAUNCH(embedding_fwd_kernel);
+}
+
+/* A token repeated in the batch scatters into the same row of dwte: atomic adds. */
+static __global__ void embedding_bwd_kernel(float *dwte, const float *dout, const int32_t *tokens, size_t n, int C) {
+    /* dwte (V,C), dout (n/C,C), tokens (n/C) */
+    GRID_STRIDE(i, n) {
+        size_t r = i / (size_t)C, c = i % (size_t)C;
+        atomicAdd(&dwte[(size_t)tokens[r] * C + c], dout[i]);
+    }
+}
+
+void cuda_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {
+    /* tokens is host memory */
+    size_t n = (size_t)BT * C;
+    if (!dwte || !n) return;
+    const int32_t *tok = stage_tokens(tokens, BT, "embedding_bwd");
+    if (!tok) return;
+    embedding_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dwte, dout, tok, n, C);
+    CUDA_CHECK_LAUNCH(embedding_bwd_kernel);
+}
+
+/* sigmoid(x) = 1 / (1 + e^-x); e^-x overflowing to inf for very negative x gives the right limit 0. */
+static __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static __global__ void swiglu_fwd_kernel(float *out, const float *gate, const float *up, size_t n) {
+    /* out, gate, up (n); out may alias gate or up: each element is read before its own write */
+    GRID_STRIDE(i, n) {
+        float g = gate[i];
+        out[i] = g * sigmoidf(g) * up[i];
+    }
+}
+
+void cuda_swiglu_fwd(real_t *out, const real_t *gate, const real_t *up, size_t n) {
+    if (!n) return;
+    swiglu_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, gate, up, n);
+    CUDA_CHECK_LAUNCH(swiglu_fwd_kernel);
+}
+
+static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *dout, const float *gate,
+                                         const float *up, size_t n) {
+    /* dgate, dup, dout, gate, up (n); silu'(g) = sig(g) * (1 + g * (1 - sig(g))) */
+    GRID_STRIDE(i, n) {
+        float g = gate[i], sg = sigmoidf(g), d = dout[i];
+        if (dgate) dgate[i] += d * up[i] * sg * (1.0f + g * (1.0f - sg));
+        if (dup) dup[i] += d * g * sg;
+    }
+}
+
+void cuda_swiglu_bwd(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,
+                     size_t n) {
+    if (!n || (!dgate && !dup)) return;
+    swiglu_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dgate, dup, dout, gate, up, n);
+    CUDA_CHECK_LAUNCH(swiglu_bwd_kernel);
+}

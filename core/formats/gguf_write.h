@@ -1,0 +1,49 @@
+/* A small GGUF v3 writer: metadata, then tensors given as F32/real_t values or as raw ggml bytes.
+ *
+ * Values are copied when they are added, so the caller's buffers may be freed right away. Metadata
+ * keys keep the order they were first set in; setting a key again replaces its value. Tensors are
+ * written in the order added, each at an offset that is a multiple of the alignment: 32, or the u32
+ * `general.alignment` when that key is set (a power of two). The file is written atomically
+ * (path.tmp, fsync, rename).
+ *
+ * Shapes are in ggml order: ne[0] is the row length (fastest-varying). An HF (out, in) row-major matrix
+ * is ne = {in, out} with the same bytes. Names are limited to 63 bytes, as ggml's reader requires. */
+#ifndef PEFTC_GGUF_WRITE_H
+#define PEFTC_GGUF_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/formats/gguf.h"
+#include "core/base/real.h"
+#include "core/base/status.h"
+
+typedef struct GgufWriter GgufWriter;
+
+/* NULL when out of memory. */
+GgufWriter *gguf_writer_new(void);
+void gguf_writer_free(GgufWriter *w);
+
+PeftcStatus gguf_writer_u32(GgufWriter *w, const char *key, uint32_t v);
+PeftcStatus gguf_writer_i32(GgufWriter *w, const char *key, int32_t v);
+PeftcStatus gguf_writer_f32(GgufWriter *w, const char *key, float v);
+PeftcStatus gguf_writer_bool(GgufWriter *w, const char *key, int v);
+PeftcStatus gguf_writer_str(GgufWriter *w, const char *key, const char *v);
+PeftcStatus gguf_writer_str_array(GgufWriter *w, const char *key, const char *const *v, uint64_t n);
+PeftcStatus gguf_writer_i32_array(GgufWriter *w, const char *key, const int32_t *v, uint64_t n);
+PeftcStatus gguf_writer_f32_array(GgufWriter *w, const char *key, const float *v, uint64_t n);
+
+/* F32 tensor of n_dims (1..4) dimensions ne (each >= 1). EINVAL for a bad shape or a name used twice. */
+PeftcStatus gguf_writer_add_f32(GgufWriter *w, const char *name, int n_dims, const int64_t *ne, const float *data);
+/* real_t values stored as `type`: GGML_F32, GGML_F16 or GGML_BF16 (rounded to nearest even). */
+PeftcStatus gguf_writer_add_real(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
+                                 const real_t *data);
+/* nbytes of already-encoded data of any ggml type whose block size is known; nbytes must equal the
+ * size that type and shape take (ne[0] a multiple of the block size). */
+PeftcStatus gguf_writer_add_raw(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
+                                const void *data, size_t nbytes);
+
+/* Writes everything added so far to path. EIO naming the path on failure (no partial file is left). */
+PeftcStatus gguf_writer_write(GgufWriter *w, const char *path);
+
+#endif

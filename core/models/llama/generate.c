@@ -1,0 +1,414 @@
+/* KV-cache inference: the cache and its work buffers, prefill of one row, batched decode.
+ *
+ * Both passes run the training forward's layer (RMSNorm, q/k/v through linear_forward so adapters take
+ * part, RoPE, attention, o_proj, SwiGLU MLP) on a few rows, but attention reads keys and values from the
+ * cache instead of from the rows themselves: prefill writes its n rows' k/v at the row's next positions
+ * and runs each query against the cache up to itself; decode writes one k/v per active row. Everything
+ * is a backend call, so another backend runs this file unchanged. */
+#include "core/models/llama/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/nn/adapter.h"
+
+/* Prefill goes in chunks of at most this many tokens. Each query only reads the cache, so chunks give
+ * the same result as one pass, and the work buffers stay small when S is long. */
+#define GEN_PREFILL_CHUNK 256
+
+typedef struct {
+    const Backend *be;
+    int L, C, I, NH, NKV, HD, V;  /* the model shape the cache was made for */
+    int R;                        /* rows one pass holds: max(B, min(S, GEN_PREFILL_CHUNK)) */
+    real_t *x, *r2, *ln;          /* (R,C) residual entering a layer, after attention, normed */
+    real_t *rstd;                 /* (R) */
+    real_t *q, *atty;             /* (R,NH*HD) q after RoPE, attention output */
+    real_t *k, *v;                /* (R,NKV*HD) */
+    real_t *gate, *up, *act;      /* (R,I) */
+    real_t *logits;               /* (B,V) */
+    real_t *rope_cos, *rope_sin;  /* (S,HD/2) */
+    real_t *scratch;              /* (R,cols) adapter scratch */
+    uint8_t *mask_scratch;        /* (R,cols) */
+    uint64_t *key_scratch;        /* (R) */
+    int cols;
+    void *block;                  /* backend allocation holding every buffer above */
+    int *rows;                    /* (B) host: cache row of each active decode row, ascending */
+    int32_t *tok;                 /* (B) host: their tokens */
+    int *lens;                    /* (R) host: positions each query row attends to */
+} GenWork;
+
+typedef struct {
+    void **ptr;
+    size_t bytes;
+} Carve;
+
+static PeftcStatus work_alloc(GenWork *w, int B, int S) {
+    size_t R = (size_t)w->R, C = w->C, I = w->I, QD = (size_t)w->NH * w->HD, KVD = (size_t)w->NKV * w->HD;
+    size_t F = sizeof(real_t), half = (size_t)w->HD / 2, cols = (size_t)w->cols;
+    Carve plan[] = {
+        {(void **)&w->x, R * C * F},         {(void **)&w->r2, R * C * F},      {(void **)&w->ln, R * C * F},
+        {(void **)&w->rstd, R * F},          {(void **)&w->q, R * QD * F},      {(void **)&w->atty, R * QD * F},
+        {(void **)&w->k, R * KVD * F},       {(void **)&w->v, R * KVD * F},     {(void **)&w->gate, R * I * F},
+        {(void **)&w->up, R * I * F},        {(void **)&w->act, R * I * F},
+        {(void **)&w->logits, (size_t)B * w->V * F},
+        {(void **)&w->rope_cos, (size_t)S * half * F}, {(void **)&w->rope_sin, (size_t)S * half * F},
+        {(void **)&w->scratch, R * cols * F}, {(void **)&w->mask_scratch, R * cols},
+        {(void **)&w->key_scratch, R * sizeof(uint64_t)},
+    };
+    size_t n = sizeof plan / sizeof plan[0], total = 0;
+    for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
+    char *block = w->be->alloc(total);
+    w->rows = calloc((size_t)B + R, sizeof(int));
+    w->tok = calloc((size_t)B, sizeof(int32_t));
+    if (!block || !w->rows || !w->tok) {
+        w->be->free(block);
+        return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate %zu bytes of work buffers for B=%d S=%d", total, B, S);
+    }
+    w->block = block;
+    w->lens = w->rows + B;
+    for (size_t i = 0, off = 0; i < n; i++) {
+        *plan[i].ptr = block + off;
+        off += (plan[i].bytes + 63) & ~(size_t)63;
+    }
+    return PEFTC_OK;
+}
+
+/* Every adapter's saved-activation buffer must hold R rows; a no-op once it does, so calling it on
+ * each pass costs nothing and covers adapters attached after kv_create. */
+static PeftcStatus reserve_adapters(const LlamaModel *m, int R) {
+    for (int l = 0; l < m->cfg.layers; l++) {
+        LlamaLayer *Ly = &m->layers[l];
+        Linear *ls[7] = {&Ly->q, &Ly->k, &Ly->v, &Ly->o, &Ly->gate, &Ly->up, &Ly->down};
+        for (int i = 0; i < 7; i++)
+            if (ls[i]->adapter) PEFTC_TRY(ls[i]->adapter->ops->reserve(ls[i]->adapter, R));
+    }
+    return PEFTC_OK;
+}
+
+static void work_shape(GenWork *w, const LlamaModel *m, int B, int S) {
+    const LlamaConfig *c = &m->cfg;
+    w->be = m->be;
+    w->L = c->layers, w->C = c->hidden, w->I = c->intermediate, w->NH = c->heads, w->NKV = c->kv_heads;
+    w->HD = c->head_dim, w->V = c->vocab;
+    int chunk = S < GEN_PREFILL_CHUNK ? S : GEN_PREFILL_CHUNK, QD = w->NH * w->HD;
+    w->R = B > chunk ? B : chunk;
+    /* Adapter scratch holds one row of any linear layer's input. */
+    w->cols = w->C > w->I ? w->C : w->I;
+    w->cols = QD > w->cols ? QD : w->cols;
+}
+
+PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
+    memset(c, 0, sizeof *c);
+    if (B < 1 || S < 1) return PEFTC_ERR(PEFTC_EINVAL, "kv cache: rows B (%d) and capacity S (%d) must be >= 1", B, S);
+    GenWork *w = calloc(1, sizeof *w);
+    if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: out of memory");
+    work_shape(w, m, B, S);
+    c->work = w;
+    c->B = B;
+    c->S = S;
+    size_t n = (size_t)w->L * B * S * w->NKV * w->HD;
+    c->len = calloc((size_t)B, sizeof *c->len);
+    c->k = m->be->alloc(n * sizeof(real_t));
+    c->v = m->be->alloc(n * sizeof(real_t));
+    if (!c->len || !c->k || !c->v) {
+        kv_free(c);
+        return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate 2 x %zu bytes for B=%d S=%d", n * sizeof(real_t), B, S);
+    }
+    PeftcStatus st = work_alloc(w, B, S);
+    if (st == PEFTC_OK) st = reserve_adapters(m, w->R);
+    if (st != PEFTC_OK) {
+        kv_free(c);
+        return st;
+    }
+    st = backend_rope_tables(m->be, w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
+    if (st != PEFTC_OK) kv_free(c);
+    return st;
+}
+
+void kv_free(KvCache *c) {
+    GenWork *w = c->work;
+    if (w) {
+        w->be->free(c->k);
+        w->be->free(c->v);
+        w->be->free(w->block);
+        free(w->rows);
+        free(w->tok);
+        free(w);
+    }
+    free(c->len);
+    memset(c, 0, sizeof *c);
+}
+
+void kv_reset_row(KvCache *c, int b) {
+    if (b >= 0 && b < c->B) c->len[b] = 0;
+}
+
+/* Layer l's cache slot (l, b, pos) in kv (L,B,S,NKV*HD). */
+static real_t *kv_at(real_t *kv, const KvCache *c, int l, int b, int pos) {
+    const GenWork *w = c->work;
+    return kv + (((size_t)l * c->B + b) * c->S + pos) * (size_t)w->NKV * w->HD;
+}
+
+static PeftcStatus check_use(const LlamaModel *m, const KvCache *c) {
+    const GenWork *w = c->work;
+    const LlamaConfig *g = &m->cfg;
+    if (!w) return PEFTC_ERR(PEFTC_ESTATE, "kv cache: used before kv_create (or after kv_free)");
+    if (w->L != g->layers || w->C != g->hidden || w->I != g->intermediate || w->NH != g->heads ||
+        w->NKV != g->kv_heads || w->HD != g->head_dim || w->V != g->vocab || w->be != m->be)
+        return PEFTC_ERR(PEFTC_ESTATE, "kv cache: made for a model of %d layers, hidden %d, heads %d/%d, vocab %d, "
+                         "used with one of %d layers, hidden %d, heads %d/%d, vocab %d (or another backend)",
+                         w->L, w->C, w->NH, w->NKV, w->V, g->layers, g->hidden, g->heads, g->kv_heads, g->vocab);
+    return PEFTC_OK;
+}
+
+static StepCtx work_ctx(const GenWork *w) {
+    /* Inference: no dropout, so no row keys; the scratch is still valid for adapters that want it. */
+    return (StepCtx){0, NULL, w->scratch, w->mask_scratch, w->key_scratch, w->cols};
+}
+
+/* ln = rmsnorm(x); q, k, v (before RoPE) of the first R rows. */
+static void attn_inputs(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, const StepCtx *ctx, int R) {
+    const Backend *be = m->be;
+    be->rmsnorm_fwd(w->ln, w->rstd, w->x, Ly->ln1_w, R, w->C, (real_t)m->cfg.rms_eps);
+    linear_forward(be, &Ly->q, ctx, w->q, w->ln, R);
+    linear_forward(be, &Ly->k, ctx, w->k, w->ln, R);
+    linear_forward(be, &Ly->v, ctx, w->v, w->ln, R);
+}
+
+/* r2 = x + o(atty); x = r2 + down(silu(gate(ln2)) * up(ln2)) with ln2 = rmsnorm(r2), over R rows. */
+static void attn_out_mlp(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, const StepCtx *ctx, int R) {
+    const Backend *be = m->be;
+    size_t RC = (size_t)R * w->C;
+    linear_forward(be, &Ly->o, ctx, w->r2, w->atty, R);
+    be->axpy(w->r2, w->x, 1, RC);
+    be->rmsnorm_fwd(w->ln, w->rstd, w->r2, Ly->ln2_w, R, w->C, (real_t)m->cfg.rms_eps);
+    linear_forward(be, &Ly->gate, ctx, w->gate, w->ln, R);
+    linear_forward(be, &Ly->up, ctx, w->up, w->ln, R);
+    be->swiglu_fwd(w->act, w->gate, w->up, (size_t)R * w->I);
+    linear_forward(be, &Ly->down, ctx, w->x, w->act, R);
+    be->axpy(w->x, w->r2, 1, RC);
+}
+
+/* w->logits (R,V) = lm_head(rmsnorm(x)) for the R rows starting at x. */
+static void lm_head(const LlamaModel *m, GenWork *w, const real_t *x, int R) {
+    const Backend *be = m->be;
+    const real_t *head = m->cfg.tie_embeddings ? m->wte : m->lm_head; /* (V,C) */
+    be->rmsnorm_fwd(w->ln, w->rstd, x, m->lnf_w, R, w->C, (real_t)m->cfg.rms_eps);
+    be->matmul(w->logits, w->ln, head, R, w->V, w->C, 0, 1, 1, 0);
+}
+
+static PeftcStatus check_tokens(const int32_t *tok, int n, int V, const char *what) {
+    for (int i = 0; i < n; i++)
+        if (tok[i] < 0 || tok[i] >= V)
+            return PEFTC_ERR(PEFTC_EINVAL, "generate: %s token id %d at index %d is outside the vocabulary [0, %d)", what,
+                             tok[i], i, V);
+    return PEFTC_OK;
+}
+
+/* n <= R tokens of row b at positions len[b].. : through every layer, k/v appended to the cache. */
+static void prefill_chunk(const LlamaModel *m, KvCache *c, int b, const int32_t *tok, int n) {
+    GenWork *w = c->work;
+    const Backend *be = m->be;
+    StepCtx ctx = work_ctx(w);
+    int pos0 = c->len[b], half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
+    const real_t *cs = w->rope_cos + (size_t)pos0 * half, *sn = w->rope_sin + (size_t)pos0 * half; /* (n,HD/2) */
+    for (int i = 0; i < n; i++) w->lens[i] = pos0 + i + 1; /* causal: query i sees itself and before */
+    be->embedding_fwd(w->x, tok, m->wte, n, w->C);
+    for (int l = 0; l < w->L; l++) {
+        const LlamaLayer *Ly = &m->layers[l];
+        attn_inputs(m, w, Ly, &ctx, n);
+        be->rope_fwd(w->q, cs, sn, 1, n, w->NH, w->HD);
+        be->rope_fwd(w->k, cs, sn, 1, n, w->NKV, w->HD);
+        be->copy(kv_at(c->k, c, l, b, pos0), w->k, (size_t)n * KVD);
+        be->copy(kv_at(c->v, c, l, b, pos0), w->v, (size_t)n * KVD);
+        const real_t *kc = kv_at(c->k, c, l, b, 0), *vc = kv_at(c->v, c, l, b, 0); /* (1,S,KVD) */
+        for (int i = 0; i < n; i++)
+            be->attention_decode(w->atty + (size_t)i * QD, w->q + (size_t)i * QD, kc, vc, &w->lens[i], 1, c->S,
+                                 w->NH, w->NKV, w->HD);
+        attn_out_mlp(m, w, Ly, &ctx, n);
+    }
+    c->len[b] = pos0 + n;
+}
+
+PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens, int n, real_t *logits) {
+    PEFTC_TRY(check_use(m, c));
+    GenWork *w = c->work;
+    if (b < 0 || b >= c->B) return PEFTC_ERR(PEFTC_EINVAL, "generate: prefill of row %d, the cache has rows [0, %d)", b, c->B);
+    if (n < 1) return PEFTC_ERR(PEFTC_EINVAL, "generate: prefill of row %d needs at least one token, got %d", b, n);
+    if (n > c->S - c->len[b])
+        return PEFTC_ERR(PEFTC_EINVAL, "generate: row %d holds %d positions; %d more exceed the cache capacity S=%d", b,
+                         c->len[b], n, c->S);
+    PEFTC_TRY(check_tokens(tokens, n, w->V, "prompt"));
+    PEFTC_TRY(reserve_adapters(m, w->R));
+    int chunk = 0;
+    for (int done = 0; done < n; done += chunk) {
+        chunk = n - done < w->R ? n - done : w->R;
+        prefill_chunk(m, c, b, tokens + done, chunk);
+    }
+    lm_head(m, w, w->x + (size_t)(chunk - 1) * w->C, 1); /* only the last position is asked for */
+    m->be->download(logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
+    return PEFTC_OK;
+}
+
+/* RoPE at each active row's own position, then its k/v into the cache at that position. */
+static void decode_rope_append(const LlamaModel *m, KvCache *c, int l, int Ra) {
+    GenWork *w = c->work;
+    const Backend *be = m->be;
+    int half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
+    for (int i = 0; i < Ra; i++) {
+        int b = w->rows[i], pos = c->len[b];
+        const real_t *cs = w->rope_cos + (size_t)pos * half, *sn = w->rope_sin + (size_t)pos * half; /* (1,HD/2) */
+        be->rope_fwd(w->q + (size_t)i * QD, cs, sn, 1, 1, w->NH, w->HD);
+        be->rope_fwd(w->k + (size_t)i * KVD, cs, sn, 1, 1, w->NKV, w->HD);
+        be->copy(kv_at(c->k, c, l, b, pos), w->k + (size_t)i * KVD, (size_t)KVD);
+        be->copy(kv_at(c->v, c, l, b, pos), w->v + (size_t)i * KVD, (size_t)KVD);
+    }
+}
+
+/* The op reads consecutive cache rows, so each run of consecutive active rows is one call: a single
+ * call when every row is active. */
+static void decode_attention(const LlamaModel *m, KvCache *c, int l, int Ra) {
+    GenWork *w = c->work;
+    size_t QD = (size_t)w->NH * w->HD;
+    for (int i0 = 0, i1; i0 < Ra; i0 = i1) {
+        for (i1 = i0 + 1; i1 < Ra && w->rows[i1] == w->rows[i1 - 1] + 1; i1++) {}
+        m->be->attention_decode(w->atty + i0 * QD, w->q + i0 * QD, kv_at(c->k, c, l, w->rows[i0], 0),
+                                kv_at(c->v, c, l, w->rows[i0], 0), w->lens + i0, i1 - i0, c->S, w->NH, w->NKV,
+                                w->HD);
+    }
+}
+
+/* Lists the active rows in w->rows / w->tok / w->lens; returns how many, or -1 with the error set. */
+static int gather_active(KvCache *c, const int32_t *tokens, const uint8_t *active, PeftcStatus *st) {
+    GenWork *w = c->work;
+    int Ra = 0;
+    for (int b = 0; b < c->B; b++) {
+        if (active && !active[b]) continue;
+        if (c->len[b] >= c->S) {
+            *st = PEFTC_ERR(PEFTC_EINVAL, "generate: decode of row %d, which already holds the cache capacity S=%d", b,
+                            c->S);
+            return -1;
+        }
+        if ((*st = check_tokens(&tokens[b], 1, w->V, "decode")) != PEFTC_OK) return -1;
+        w->rows[Ra] = b;
+        w->tok[Ra] = tokens[b];
+        w->lens[Ra++] = c->len[b] + 1;
+    }
+    return Ra;
+}
+
+PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const uint8_t *active, real_t *logits) {
+    PEFTC_TRY(check_use(m, c));
+    GenWork *w = c->work;
+    const Backend *be = m->be;
+    PeftcStatus st = PEFTC_OK;
+    int Ra = gather_active(c, tokens, active, &st);
+    if (Ra <= 0) return st;
+    PEFTC_TRY(reserve_adapters(m, w->R));
+    StepCtx ctx = work_ctx(w);
+    be->embedding_fwd(w->x, w->tok, m->wte, Ra, w->C);
+    for (int l = 0; l < w->L; l++) {
+        attn_inputs(m, w, &m->layers[l], &ctx, Ra);
+        decode_rope_append(m, c, l, Ra);
+        decode_attention(m, c, l, Ra);
+        attn_out_mlp(m, w, &m->layers[l], &ctx, Ra);
+    }
+    lm_head(m, w, w->x, Ra);
+    for (int i = 0; i < Ra; i++) {
+        be->download(logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V * sizeof(real_t));
+        c->len[w->rows[i]]++;
+    }
+    return PEFTC_OK;
+}
+
+/* ---- batch generation ---- */
+
+typedef struct {
+    const SamplerConfig *sc;
+    int V, max_new, n_stop;
+    const int32_t *stop;  /* (n_stop) */
+    int32_t **out;        /* (B) x (max_new) */
+    int *out_n;           /* (B) */
+    int32_t *last;        /* (B) token each live row feeds to the next decode step */
+    uint8_t *live;        /* (B) */
+    GenTokenFn on_token;
+    void *user;
+} GenRun;
+
+/* Samples row b's next token from its logits (V) and records it; a stop id or the max_new-th token
+ * ends the row. */
+static PeftcStatus take_token(GenRun *g, int b, const real_t *logits) {
+    int n = g->sc->vocab_limit > 0 && g->sc->vocab_limit < g->V ? g->sc->vocab_limit : g->V;
+    int id = gen_sample(g->sc, logits, n, (uint64_t)b, (uint64_t)g->out_n[b]);
+    if (id < 0) return PEFTC_ERR(PEFTC_ENOMEM, "generate: cannot allocate the sampler's %d-entry buffer", g->V);
+    for (int i = 0; i < g->n_stop; i++)
+        if (g->stop[i] == id) {
+            g->live[b] = 0;
+            return PEFTC_OK;
+        }
+    g->out[b][g->out_n[b]++] = id;
+    g->last[b] = id;
+    if (b == 0 && g->on_token) g->on_token(g->user, id);
+    if (g->out_n[b] == g->max_new) g->live[b] = 0;
+    return PEFTC_OK;
+}
+
+static PeftcStatus check_generate(const SamplerConfig *sc, int B, const int32_t *const *ids, const int *n, int max_new,
+                                  int n_stop) {
+    if (B < 1) return PEFTC_ERR(PEFTC_EINVAL, "generate: batch size must be >= 1, got %d", B);
+    if (max_new < 0) return PEFTC_ERR(PEFTC_EINVAL, "generate: max_new must be >= 0, got %d", max_new);
+    if (n_stop < 0) return PEFTC_ERR(PEFTC_EINVAL, "generate: n_stop must be >= 0, got %d", n_stop);
+    if (!(sc->temperature >= 0)) return PEFTC_ERR(PEFTC_EINVAL, "sampler.temperature must be >= 0, got %g", sc->temperature);
+    if (!(sc->top_p > 0 && sc->top_p <= 1)) return PEFTC_ERR(PEFTC_EINVAL, "sampler.top_p must be in (0, 1], got %g", sc->top_p);
+    if (sc->top_k < 0) return PEFTC_ERR(PEFTC_EINVAL, "sampler.top_k must be >= 0 (0 = off), got %d", sc->top_k);
+    for (int b = 0; b < B; b++)
+        if (!ids[b] || n[b] < 1) return PEFTC_ERR(PEFTC_EINVAL, "generate: prompt %d is empty (n = %d)", b, n[b]);
+    return PEFTC_OK;
+}
+
+/* Prefills every row and takes its first token, then decodes the live rows together until none is left. */
+static PeftcStatus generate_rows(LlamaModel *m, KvCache *c, GenRun *g, const int32_t *const *ids, const int *n,
+                                 real_t *logits) {
+    int B = c->B;
+    for (int b = 0; b < B; b++) {
+        g->live[b] = 1;
+        PEFTC_TRY(gen_prefill(m, c, b, ids[b], n[b], logits + (size_t)b * g->V));
+        PEFTC_TRY(take_token(g, b, logits + (size_t)b * g->V));
+    }
+    for (;;) {
+        int live = 0;
+        for (int b = 0; b < B; b++) live |= g->live[b];
+        if (!live) return PEFTC_OK;
+        PEFTC_TRY(gen_decode(m, c, g->last, g->live, logits));
+        for (int b = 0; b < B; b++)
+            if (g->live[b]) PEFTC_TRY(take_token(g, b, logits + (size_t)b * g->V));
+    }
+}
+
+PeftcStatus gen_generate(LlamaModel *m, const SamplerConfig *sc, int B, const int32_t *const *ids, const int *n,
+                         int max_new, const int32_t *stop, int n_stop, int32_t **out, int *out_n,
+                         GenTokenFn on_token, void *user) {
+    PEFTC_TRY(check_generate(sc, B, ids, n, max_new, n_stop));
+    int max_n = 0;
+    for (int b = 0; b < B; b++) {
+        out_n[b] = 0;
+        max_n = n[b] > max_n ? n[b] : max_n;
+    }
+    if (max_new == 0) return PEFTC_OK;
+    KvCache c;
+    /* The last sampled token is never fed back, so max_n + max_new - 1 positions would do; one spare
+     * keeps the bound obvious. */
+    PEFTC_TRY(kv_create(&c, m, B, max_n + max_new));
+    GenRun g = {sc, m->cfg.vocab, max_new, n_stop, stop, out, out_n, calloc((size_t)B, sizeof(int32_t)),
+                calloc((size_t)B, 1), on_token, user};
+    real_t *logits = malloc((size_t)B * m->cfg.vocab * sizeof *logits); /* (B,V) */
+    PeftcStatus st = PEFTC_OK;
+    if (!g.last || !g.live || !logits)
+        st = PEFTC_ERR(PEFTC_ENOMEM, "generate: out of memory for %d rows of %d logits", B, m->cfg.vocab);
+    if (st == PEFTC_OK) st = generate_rows(m, &c, &g, ids, n, logits);
+    free(logits);
+    free(g.last);
+    free(g.live);
+    kv_free(&c);
+    return st;
+}

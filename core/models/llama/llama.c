@@ -1,0 +1,228 @@
+/* LLaMA model construction: configuration checks, the base-weight layout and its HF names. */
+#include "core/models/llama/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/nn/adapter.h"
+#include "core/base/rng.h"
+
+static int head_dim_of(const LlamaConfig *c) { return c->head_dim ? c->head_dim : c->hidden / c->heads; }
+
+PeftcStatus llama_config_check(const LlamaConfig *c) {
+    if (c->hidden < 1 || c->intermediate < 1 || c->layers < 1 || c->heads < 1 || c->kv_heads < 1 || c->vocab < 1)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: hidden, intermediate, layers, heads, kv_heads and vocab must be >= 1");
+    if (c->heads % c->kv_heads)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.kv_heads (%d) must divide model.heads (%d)", c->kv_heads, c->heads);
+    if (!c->head_dim && c->hidden % c->heads)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.hidden (%d) must be a multiple of model.heads (%d) when model.head_dim is 0",
+                         c->hidden, c->heads);
+    if (head_dim_of(c) % 2)
+        return PEFTC_ERR(PEFTC_EINVAL, "model head_dim (%d) must be even: RoPE rotates pairs of halves", head_dim_of(c));
+    if (!(c->rope_theta > 0) || !(c->rms_eps > 0))
+        return PEFTC_ERR(PEFTC_EINVAL, "model.rope_theta and model.rms_eps must be > 0");
+    return PEFTC_OK;
+}
+
+int64_t llama_param_count(const LlamaConfig *c) {
+    int64_t C = c->hidden, I = c->intermediate, V = c->vocab, HD = head_dim_of(c);
+    int64_t q = c->heads * HD, kv = c->kv_heads * HD;
+    int64_t layer = 2 * C + q * C + 2 * kv * C + C * q + 3 * I * C + (c->qkv_bias ? q + 2 * kv : 0);
+    return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : V * C);
+}
+
+static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
+    LlamaParamRef *r = &m->refs[m->n_refs++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->shape = shape;
+    r->data = data;
+    r->grad = grad;
+    r->decay = decay;
+}
+
+static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, const char *short_name, int in,
+                       int out, int bias) {
+    char name[128];
+    snprintf(l->name, sizeof l->name, "model.layers.%d.%s", layer, module);
+    l->short_name = short_name;
+    l->in = in;
+    l->out = out;
+    snprintf(name, sizeof name, "%s.weight", l->name);
+    add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
+    m->refs[m->n_refs - 1].quantized = m->cfg.quantized;
+    if (bias) {
+        snprintf(name, sizeof name, "%s.bias", l->name);
+        add_ref(m, name, shape1(out), &l->b, &l->db, 0);
+    }
+}
+
+/* Lists every base tensor with its HF name; pointers are assigned afterwards in list order. */
+static void build_refs(LlamaModel *m) {
+    const LlamaConfig *c = &m->cfg;
+    int C = c->hidden, I = c->intermediate, HD = c->head_dim, q = c->heads * HD, kv = c->kv_heads * HD;
+    char name[128];
+    add_ref(m, "model.embed_tokens.weight", shape2(c->vocab, C), &m->wte, &m->dwte, 0);
+    for (int i = 0; i < c->layers; i++) {
+        LlamaLayer *L = &m->layers[i];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
+        add_ref(m, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
+        add_linear(m, &L->q, i, "self_attn.q_proj", "q", C, q, c->qkv_bias);
+        add_linear(m, &L->k, i, "self_attn.k_proj", "k", C, kv, c->qkv_bias);
+        add_linear(m, &L->v, i, "self_attn.v_proj", "v", C, kv, c->qkv_bias);
+        add_linear(m, &L->o, i, "self_attn.o_proj", "o", q, C, 0);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
+        add_ref(m, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
+        add_linear(m, &L->gate, i, "mlp.gate_proj", "gate", C, I, 0);
+        add_linear(m, &L->up, i, "mlp.up_proj", "up", C, I, 0);
+        add_linear(m, &L->down, i, "mlp.down_proj", "down", I, C, 0);
+    }
+    add_ref(m, "model.norm.weight", shape1(C), &m->lnf_w, &m->dlnf_w, 0);
+    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", shape2(c->vocab, C), &m->lm_head, &m->dlm_head, 0);
+}
+
+/* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */
+static PeftcStatus init_ref(const Backend *be, const LlamaParamRef *r, uint64_t seed, double std) {
+    if (std < 0) return PEFTC_OK; /* a loader fills every tensor next (be->alloc zero-fills) */
+    size_t n = (size_t)shape_numel(&r->shape);
+    real_t *p = backend_host_begin(be, *r->data, n);
+    if (!p) return PEFTC_ERR(PEFTC_ENOMEM, "model: no host memory to initialise %s", r->name);
+    int is_norm = strstr(r->name, "norm.weight") != NULL, is_bias = strstr(r->name, ".bias") != NULL;
+    uint64_t key = rng_key_str(seed, r->name);
+    /* Each value depends only on (key, i), so threads cannot change the draw. */
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) p[i] = is_norm ? 1 : is_bias ? 0 : (real_t)(std * rng_normal(key, i));
+    backend_host_done(be, *r->data, p, n);
+    return PEFTC_OK;
+}
+
+/* The quantized layers' blocks come from a loader; here only their table and the one scratch that every
+ * quantized linear expands its W into, sized for the largest. */
+static PeftcStatus create_quantized(LlamaModel *m) {
+    size_t most = 0;
+    for (int i = 0; i < m->n_refs; i++)
+        if (m->refs[i].quantized && (size_t)shape_numel(&m->refs[i].shape) > most)
+            most = (size_t)shape_numel(&m->refs[i].shape);
+    m->qweights = calloc((size_t)llama_linear_count(m), sizeof *m->qweights);
+    m->wscratch = m->be->alloc(most * sizeof(real_t));
+    if (!m->qweights || !m->wscratch)
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate the %zu-byte dequantization scratch",
+                         most * sizeof(real_t));
+    for (int i = 0; i < m->n_refs; i++)
+        if (m->refs[i].quantized) *m->refs[i].data = m->wscratch;
+    return PEFTC_OK;
+}
+
+static PeftcStatus check_quantized(const Backend *be, const LlamaConfig *cfg, double init_std) {
+    if (!cfg->quantized) return PEFTC_OK;
+    if (be->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) runs on the CPU backend only, "
+                                       "not '%s'", be->name);
+    if (init_std >= 0)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) comes from a GGUF file; a "
+                                       "random model has no blocks to keep");
+    return PEFTC_OK;
+}
+
+PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
+    memset(m, 0, sizeof *m);
+    PEFTC_TRY(llama_config_check(cfg));
+    PEFTC_TRY(check_quantized(be, cfg, init_std));
+    m->cfg = *cfg;
+    m->cfg.head_dim = head_dim_of(cfg);
+    m->be = be;
+    int per_layer = 2 + 7 + (cfg->qkv_bias ? 3 : 0);
+    m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
+    m->refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->refs);
+    if (!m->layers || !m->refs) {
+        llama_free(m);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory for %d layers", cfg->layers);
+    }
+    build_refs(m);
+    size_t total = 0;
+    for (int i = 0; i < m->n_refs; i++)
+        if (!m->refs[i].quantized) total += (size_t)shape_numel(&m->refs[i].shape);
+    m->base_mem = be->alloc(total * sizeof(real_t));
+    if (!m->base_mem) {
+        llama_free(m);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
+    }
+    size_t off = 0;
+    for (int i = 0; i < m->n_refs; i++) {
+        if (m->refs[i].quantized) continue;
+        *m->refs[i].data = m->base_mem + off;
+        off += (size_t)shape_numel(&m->refs[i].shape);
+    }
+    if (cfg->quantized) {
+        PeftcStatus st = create_quantized(m);
+        if (st != PEFTC_OK) {
+            llama_free(m);
+            return st;
+        }
+    }
+    for (int i = 0; i < m->n_refs; i++) {
+        PeftcStatus st = init_ref(be, &m->refs[i], seed, init_std);
+        if (st != PEFTC_OK) {
+            llama_free(m);
+            return st;
+        }
+    }
+    return PEFTC_OK;
+}
+
+PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
+    if (src->be->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: weights can be copied from host memory only, not from %s", src->be->name);
+    if (dst->n_refs != src->n_refs)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: copying weights between models of different shapes");
+    for (int i = 0; i < src->n_refs; i++) {
+        const LlamaParamRef *s = &src->refs[i], *d = &dst->refs[i];
+        if (strcmp(s->name, d->name) != 0 || !shape_equal(&s->shape, &d->shape))
+            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s has no counterpart %s", s->name, d->name);
+        if (s->quantized || d->quantized)
+            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
+                             "model; load the base dense (model.quantized=false)", s->name);
+        dst->be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
+    }
+    return dst->be->status();
+}
+
+size_t llama_dense_bytes(const LlamaConfig *c) { return (size_t)llama_param_count(c) * sizeof(real_t); }
+
+size_t llama_base_bytes(const LlamaModel *m) {
+    size_t bytes = 0, scratch = 0;
+    for (int i = 0; i < m->n_refs; i++) {
+        size_t n = (size_t)shape_numel(&m->refs[i].shape) * sizeof(real_t);
+        if (!m->refs[i].quantized) bytes += n;
+        else if (n > scratch) scratch = n;
+    }
+    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) bytes += m->qweights[i].nbytes;
+    return bytes + scratch;
+}
+
+int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
+
+Linear *llama_linear(LlamaModel *m, int i) {
+    LlamaLayer *L = &m->layers[i / 7];
+    Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    return ls[i % 7];
+}
+
+void llama_free(LlamaModel *m) {
+    for (int i = 0; m->layers && i < llama_linear_count(m); i++) {
+        Linear *l = llama_linear(m, i);
+        if (l->adapter) l->adapter->ops->destroy(l->adapter);
+    }
+    if (m->be) {
+        m->be->free(m->base_mem);
+        m->be->free(m->wscratch);
+        m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+        free(m->acts.key_scratch);  /* but the row keys, which are host memory */
+    }
+    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
+    free(m->qweights);
+    free(m->layers);
+    free(m->refs);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,135 @@
+/* LLaMA-family decoder with explicit forward and backward.
+ *
+ * embedding -> L x [RMSNorm -> GQA attention (RoPE) -> residual, RMSNorm -> SwiGLU MLP -> residual]
+ * -> final RMSNorm -> LM head (tied to the embedding or not). */
+#ifndef PEFTC_LLAMA_H
+#define PEFTC_LLAMA_H
+
+#include "core/backend/backend.h"
+#include "core/nn/linear.h"
+#include "core/base/status.h"
+
+typedef struct {
+    int hidden;       /* C */
+    int intermediate; /* I */
+    int layers;       /* L */
+    int heads;        /* NH */
+    int kv_heads;     /* NKV, divides NH */
+    int head_dim;     /* HD; 0 means hidden / heads */
+    int vocab;        /* V */
+    double rope_theta;
+    double rms_eps;
+    int tie_embeddings;
+    int qkv_bias;
+    int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
+                         by the GGUF loader (model_load_quantized); the rest is fp32 as always */
+} LlamaConfig;
+
+PeftcStatus llama_config_check(const LlamaConfig *c);
+/* Number of base parameters (embedding counted once when tied). */
+int64_t llama_param_count(const LlamaConfig *c);
+
+/* One reference to a base tensor: where its pointer and its (optional) gradient pointer live, so
+ * loaders, full fine-tuning and later methods can walk every base tensor by name. */
+typedef struct {
+    char name[128];    /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    Shape shape;       /* elements are real_t on the model's backend device */
+    real_t **data;     /* points at the model's pointer to the tensor */
+    real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
+    int decay;         /* 1 for matrices, 0 for norms */
+    int quantized;     /* 1: *data is the shared dequantization scratch, not this tensor: walkers that
+                          read or write base tensors (full fine-tuning, copies, saving) must refuse */
+} LlamaParamRef;
+
+typedef struct {
+    real_t *ln1_w, *ln2_w;       /* (C) */
+    real_t *dln1_w, *dln2_w;     /* (C) or NULL */
+    Linear q, k, v, o;           /* q (NH*HD, C), k/v (NKV*HD, C), o (C, NH*HD) */
+    Linear gate, up, down;       /* gate/up (I, C), down (C, I) */
+} LlamaLayer;
+
+/* Activations of one (B, T); each layer keeps what its backward needs. */
+typedef struct {
+    int B, T;
+    real_t *resid;   /* (L+1, BT, C) residual stream entering each layer; [L] is the final one */
+    real_t *ln1;     /* (L, BT, C) */
+    real_t *rstd1;   /* (L, BT) */
+    real_t *q;       /* (L, BT, NH*HD) after RoPE */
+    real_t *k, *v;   /* (L, BT, NKV*HD) k after RoPE */
+    real_t *att;     /* (L, attention_saved(B,T,NH)) what each layer's attention backward needs */
+    real_t *atty;    /* (L, BT, NH*HD) attention output before o_proj */
+    real_t *resid2;  /* (L, BT, C) residual after attention */
+    real_t *ln2;     /* (L, BT, C) */
+    real_t *rstd2;   /* (L, BT) */
+    real_t *gate, *up; /* (L, BT, I) */
+    real_t *act;     /* (L, BT, I) silu(gate) * up */
+    real_t *lnf;     /* (BT, C) */
+    real_t *rstdf;   /* (BT) */
+    real_t *logits;  /* (BT, V) logits, then probabilities, then dlogits */
+    /* backward scratch */
+    real_t *dresid;  /* (BT, C) */
+    real_t *dx;      /* (BT, max(C, NH*HD)) */
+    real_t *dq, *dk, *dv; /* (BT, NH*HD), (BT, NKV*HD) x2 */
+    real_t *dgate, *dup, *dact; /* (BT, I) */
+    real_t *scratch; uint8_t *mask_scratch; int scratch_cols;
+    uint64_t *key_scratch; /* (BT) host memory: row keys are index arrays */
+    real_t *rope_cos, *rope_sin; /* (T, HD/2) */
+} LlamaActs;
+
+typedef struct {
+    LlamaConfig cfg;
+    const Backend *be;
+    real_t *base_mem;  /* one allocation holding every frozen base tensor (but quantized ones) */
+    QWeight *qweights; /* (7 L) layer-major q k v o gate up down, when cfg.quantized; else NULL */
+    real_t *wscratch;  /* (max out*in) where a quantized linear's W is expanded during one op; or NULL */
+    real_t *wte;       /* (V, C) */
+    real_t *dwte;      /* (V, C) or NULL */
+    real_t *lm_head;   /* (V, C); NULL when tied: the head then reads wte */
+    real_t *dlm_head;  /* (V, C) or NULL; NULL when tied (dwte takes the gradient) */
+    real_t *lnf_w, *dlnf_w; /* (C) */
+    LlamaLayer *layers; /* (L) */
+    LlamaParamRef *refs; int n_refs;
+    LlamaActs acts;
+} LlamaModel;
+
+/* Allocates a model with base weights drawn from N(0, init_std) (norms at 1, biases at 0), keyed by
+ * seed and tensor name so the draw does not depend on allocation order. init_std < 0 leaves every
+ * tensor zero, for loaders that fill them (model_load.h). */
+PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
+                         double init_std);
+void llama_free(LlamaModel *m);
+
+/* Copies every base tensor of src, whose weights are in host memory (the CPU backend), into dst, a
+ * model of the same configuration on any backend. How a pretrained model reaches a device: loaders
+ * read into host memory, then one upload per tensor. */
+PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src);
+
+/* Sizes activation memory for (B, T), and the saved activations of every attached adapter. The model's
+ * own buffers are reallocated only when (B, T) changes, so calling again after attaching adapters
+ * costs nothing but the adapters' buffers. */
+PeftcStatus llama_reserve(LlamaModel *m, int B, int T);
+
+/* Forward pass. tokens (B,T); targets (B,T) or NULL; row_keys (B*T) or NULL when not training.
+ * With targets, returns the summed token loss in *loss_sum and the count of valid targets in *n_valid
+ * and leaves probabilities in acts.logits; without, acts.logits holds the logits. */
+PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets,
+                          const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+                          int64_t *n_valid);
+
+/* Backward of (loss_scale * summed loss) after llama_forward with targets: accumulates into every
+ * non-NULL gradient (adapters, and base tensors that are trainable). */
+void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
+                    real_t loss_scale);
+
+
+/* Bytes the base weights hold resident: fp32 tensors at 4 bytes per value, quantized ones at their
+ * blocks' size, plus the shared dequantization scratch. */
+size_t llama_base_bytes(const LlamaModel *m);
+/* The same model's base held entirely in fp32 (4 bytes x llama_param_count). */
+size_t llama_dense_bytes(const LlamaConfig *c);
+
+/* Every linear layer of the model in order (layer-major, q k v o gate up down). */
+int llama_linear_count(const LlamaModel *m);
+Linear *llama_linear(LlamaModel *m, int i);
+
+#endif

@@ -1,0 +1,414 @@
+/* LLaMA weights from GGUF: `llama.*` hyperparameters, llama.cpp tensor names mapped to HF ones, and
+ * dequantization from the map straight into the model's base weights; or, for a quantized base, the
+ * projection weights' blocks copied as they are (whatever their type, F32/F16/BF16 included). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/models/llama/model_formats.h"
+#include "core/formats/quant.h"
+
+static int str_is(GgufStr s, const char *lit) { return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0; }
+
+/* A required (dflt < 0) or optional positive hyperparameter `llama.<suffix>`. */
+static PeftcStatus hparam(const GgufFile *g, const char *suffix, int64_t dflt, int *out) {
+    char key[128];
+    snprintf(key, sizeof key, "llama.%s", suffix);
+    uint32_t v;
+    if (dflt < 0) PEFTC_TRY(gguf_get_u32(g, key, &v));
+    else PEFTC_TRY(gguf_get_u32_or(g, key, (uint32_t)dflt, &v));
+    if (v < 1 || v > 1u << 30)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %u, expected 1..%u", g->file.path, key, v, 1u << 30);
+    *out = (int)v;
+    return PEFTC_OK;
+}
+
+/* A required (dflt < 0) or optional float hyperparameter `llama.<suffix>`: finite and > 0, since an
+ * infinite RoPE base or a NaN epsilon would only show up later as NaN losses. */
+static PeftcStatus fparam(const GgufFile *g, const char *suffix, float dflt, double *out) {
+    char key[128];
+    snprintf(key, sizeof key, "llama.%s", suffix);
+    float v;
+    if (dflt < 0) PEFTC_TRY(gguf_get_f32(g, key, &v));
+    else PEFTC_TRY(gguf_get_f32_or(g, key, dflt, &v));
+    if (!isfinite(v) || !(v > 0))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %g, expected a finite number > 0", g->file.path, key,
+                         (double)v);
+    *out = v;
+    return PEFTC_OK;
+}
+
+/* Features llama.cpp expresses in metadata or extra tensors that would change the math here. */
+static PeftcStatus refuse_unsupported(const GgufFile *g) {
+    const char *path = g->file.path;
+    uint32_t experts;
+    PEFTC_TRY(gguf_get_u32_or(g, "llama.expert_count", 0, &experts));
+    if (experts > 0)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.expert_count is %u: mixture-of-experts models are not supported",
+                         path, experts);
+    if (gguf_find(g, "llama.rope.scaling.type")) {
+        GgufStr t;
+        PEFTC_TRY(gguf_get_str(g, "llama.rope.scaling.type", &t));
+        if (!str_is(t, "none"))
+            return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scaling.type is '%.*s': RoPE scaling is not supported",
+                             path, (int)t.len, t.ptr);
+    }
+    float scale;
+    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scale_linear", 1.0f, &scale));
+    if (scale != 1.0f)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scale_linear is %g: RoPE scaling is not supported", path,
+                         (double)scale);
+    if (gguf_tensor(g, "rope_freqs.weight"))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor 'rope_freqs.weight' present: RoPE frequency scaling (LLaMA 3.1 "
+                         "style) is not supported", path);
+    return PEFTC_OK;
+}
+
+static PeftcStatus read_vocab(const GgufFile *g, int *vocab) {
+    if (gguf_find(g, "llama.vocab_size")) return hparam(g, "vocab_size", -1, vocab);
+    const GgufKV *tokens = gguf_find(g, "tokenizer.ggml.tokens");
+    if (tokens && tokens->type == GGUF_ARRAY && tokens->count >= 1 && tokens->count <= 1u << 30) {
+        *vocab = (int)tokens->count;
+        return PEFTC_OK;
+    }
+    const GgufTensor *emb = gguf_tensor(g, "token_embd.weight");
+    if (emb && emb->n_dims == 2 && emb->ne[1] >= 1 && emb->ne[1] <= 1 << 30) {
+        *vocab = (int)emb->ne[1];
+        return PEFTC_OK;
+    }
+    return PEFTC_ERR(PEFTC_EFORMAT, "%s: cannot tell the vocabulary size: no llama.vocab_size, no "
+                     "tokenizer.ggml.tokens and no 2-D token_embd.weight", g->file.path);
+}
+
+/* head_dim from attention.key_length or hidden / heads; rope.dimension_count must cover all of it. */
+static PeftcStatus read_head_dim(const GgufFile *g, LlamaConfig *c) {
+    const char *path = g->file.path;
+    if (gguf_find(g, "llama.attention.key_length")) {
+        PEFTC_TRY(hparam(g, "attention.key_length", -1, &c->head_dim));
+    } else {
+        if (c->hidden % c->heads)
+            return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.embedding_length (%d) is not a multiple of "
+                             "llama.attention.head_count (%d) and llama.attention.key_length is absent",
+                             path, c->hidden, c->heads);
+        c->head_dim = c->hidden / c->heads;
+    }
+    int vdim, rdim;
+    PEFTC_TRY(hparam(g, "attention.value_length", c->head_dim, &vdim));
+    if (vdim != c->head_dim)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.attention.value_length is %d, expected the key length %d", path,
+                         vdim, c->head_dim);
+    PEFTC_TRY(hparam(g, "rope.dimension_count", c->head_dim, &rdim));
+    if (rdim != c->head_dim)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.dimension_count is %d, expected the head size %d (partial "
+                         "RoPE is not supported)", path, rdim, c->head_dim);
+    return PEFTC_OK;
+}
+
+static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
+    memset(c, 0, sizeof *c);
+    PEFTC_TRY(hparam(g, "block_count", -1, &c->layers));
+    PEFTC_TRY(hparam(g, "embedding_length", -1, &c->hidden));
+    PEFTC_TRY(hparam(g, "feed_forward_length", -1, &c->intermediate));
+    PEFTC_TRY(hparam(g, "attention.head_count", -1, &c->heads));
+    PEFTC_TRY(hparam(g, "attention.head_count_kv", c->heads, &c->kv_heads));
+    PEFTC_TRY(read_head_dim(g, c));
+    PEFTC_TRY(read_vocab(g, &c->vocab));
+    PEFTC_TRY(fparam(g, "rope.freq_base", 10000.0f, &c->rope_theta));
+    PEFTC_TRY(fparam(g, "attention.layer_norm_rms_epsilon", -1.0f, &c->rms_eps));
+    c->tie_embeddings = gguf_tensor(g, "output.weight") == NULL;
+    c->qkv_bias = gguf_tensor(g, "blk.0.attn_q.bias") != NULL;
+    PeftcStatus st = llama_config_check(c);
+    if (st != PEFTC_OK) { /* the check's message names fields, not the file */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", peftc_err_msg());
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s", g->file.path, msg);
+    }
+    return PEFTC_OK;
+}
+
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* FNV-1a over the header (metadata and tensor infos: names, shapes, types, offsets) and, of every
+ * tensor's data, the first, middle and last 4 KiB: any re-quantisation or edit of the weights changes
+ * the header or those samples, and the hash costs milliseconds instead of a read of the whole file. */
+static uint64_t content_hash(const GgufFile *g) {
+    size_t header = g->file.size;
+    if (g->n_tensors) header = (size_t)(g->tensors[0].data - g->file.data) - (size_t)g->tensors[0].offset;
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, g->file.data, header);
+    const size_t win = 4096;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const GgufTensor *t = &g->tensors[i];
+        if (t->nbytes <= 3 * win) {
+            h = fnv1a(h, t->data, (size_t)t->nbytes);
+            continue;
+        }
+        size_t mid = ((size_t)t->nbytes / 2) & ~(win - 1);
+        h = fnv1a(h, t->data, win);
+        h = fnv1a(h, t->data + mid, win);
+        h = fnv1a(h, t->data + t->nbytes - win, win);
+    }
+    return h;
+}
+
+static void fill_info(const GgufFile *g, ModelInfo *info) {
+    memset(info, 0, sizeof *info);
+    snprintf(info->path, sizeof info->path, "%s", g->file.path);
+    info->is_gguf = 1;
+    snprintf(info->arch, sizeof info->arch, "llama");
+    GgufStr name;
+    if (gguf_find(g, "general.name") && gguf_get_str(g, "general.name", &name) == PEFTC_OK) {
+        int n = (int)(name.len < sizeof info->name ? name.len : sizeof info->name - 1);
+        snprintf(info->name, sizeof info->name, "%.*s", n, name.ptr);
+    } else {
+        const char *slash = strrchr(g->file.path, '/');
+        snprintf(info->name, sizeof info->name, "%.*s", (int)sizeof info->name - 1, slash ? slash + 1 : g->file.path);
+    }
+    uint32_t ctx = 0;
+    if (gguf_get_u32_or(g, "llama.context_length", 0, &ctx) != PEFTC_OK) ctx = 0; /* informative only */
+    info->context_length = ctx;
+    info->content_hash = content_hash(g);
+}
+
+PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *info) {
+    GgufStr arch;
+    PEFTC_TRY(gguf_get_str(g, "general.architecture", &arch));
+    if (!str_is(arch, "llama"))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: general.architecture is '%.*s', expected 'llama' (only LLaMA-family "
+                         "models are supported)", g->file.path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    PEFTC_TRY(refuse_unsupported(g));
+    PEFTC_TRY(read_hparams(g, cfg));
+    if (info) fill_info(g, info);
+    return PEFTC_OK;
+}
+
+/* ---- tensors ---- */
+
+/* llama.cpp's name of the HF tensor `hf`; 0 if it has none. */
+static int gguf_name_of(const char *hf, char *out, size_t n) {
+    static const char *const top[][2] = {
+        {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"}};
+    static const char *const layer[][2] = {
+        {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.o_proj.weight", "attn_output.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},        {"mlp.down_proj.weight", "ffn_down.weight"}};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (strcmp(hf, top[i][0]) == 0) return snprintf(out, n, "%s", top[i][1]) > 0;
+    int idx, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &idx, &used) != 1 || used == 0) return 0;
+    for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++)
+        if (strcmp(hf + used, layer[i][0]) == 0) return snprintf(out, n, "blk.%d.%s", idx, layer[i][1]) > 0;
+    return 0;
+}
+
+/* HF row of GGUF row r in a Q or K projection: llama.cpp stores each head's rows as (hd/2, 2) pairs
+ * (interleaved RoPE) where HF has (2, hd/2) halves (rotate-half). */
+static int64_t hf_row(int64_t r, int hd) {
+    int64_t h = r / hd, rem = r % hd;
+    return h * hd + (rem % 2) * (hd / 2) + rem / 2;
+}
+
+/* Rows [r0, r1) of one tensor: the unit of parallel work. */
+typedef struct {
+    const GgufTensor *t;
+    real_t *out; /* (rows, cols) */
+    int64_t r0, r1, cols;
+    int hd;      /* > 0: rows are un-permuted by hf_row */
+} RowJob;
+
+enum { JOB_ROWS = 64 };
+
+static void run_job(const RowJob *j) {
+    size_t rb = ggml_row_bytes(j->t->type, j->cols);
+    for (int64_t r = j->r0; r < j->r1; r++)
+        ggml_dequantize(j->t->type, j->t->data + (size_t)r * rb, j->out + (j->hd ? hf_row(r, j->hd) : r) * j->cols,
+                        j->cols);
+}
+
+/* A 1-D bias of a Q or K projection: one row in the file, so un-permuted element by element. */
+static PeftcStatus dequant_bias_permuted(const GgufTensor *t, real_t *out, int64_t n, int hd) {
+    real_t *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp) return PEFTC_ERR(PEFTC_ENOMEM, "out of memory for tensor '%s'", t->name);
+    ggml_dequantize(t->type, t->data, tmp, n);
+    for (int64_t i = 0; i < n; i++) out[hf_row(i, hd)] = tmp[i];
+    free(tmp);
+    return PEFTC_OK;
+}
+
+static void ne_str(const int64_t *ne, int n_dims, char *buf, size_t n) {
+    size_t used = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < n_dims && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+}
+
+/* The GGUF tensor for ref: present, of a readable type, with ne = the HF shape reversed. */
+static PeftcStatus find_tensor(const GgufFile *g, const LlamaParamRef *ref, const GgufTensor **out) {
+    const char *path = g->file.path;
+    char name[128];
+    if (!gguf_name_of(ref->name, name, sizeof name))
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: no GGUF name for model tensor '%s'", path, ref->name);
+    const GgufTensor *t = gguf_tensor(g, name);
+    if (!t) return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' (%s) is missing", path, name, ref->name);
+    int64_t want[4] = {1, 1, 1, 1};
+    int nd = ref->shape.ndim;
+    for (int i = 0; i < nd; i++) want[i] = ref->shape.dim[nd - 1 - i];
+    int ok = t->n_dims >= nd;
+    for (int i = 0; i < 4 && ok; i++) ok = t->ne[i] == want[i]; /* extra trailing dimensions must be 1 */
+    if (!ok) {
+        char got[96], exp[96], hfs[64];
+        ne_str(t->ne, t->n_dims, got, sizeof got);
+        ne_str(want, nd, exp, sizeof exp);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected %s (%s is %s)", path, name, got, exp,
+                         ref->name, shape_str(&ref->shape, hfs, sizeof hfs));
+    }
+    if (!ggml_type_supported(t->type))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has type %s, which cannot be dequantized (supported: F32 F16 "
+                         "BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)", path, name, ggml_type_name(t->type));
+    *out = t;
+    return PEFTC_OK;
+}
+
+/* Heads whose rows llama.cpp permuted for this tensor (q: heads, k: kv_heads), or 0. */
+static int permuted_heads(const LlamaConfig *c, const char *hf) {
+    if (strstr(hf, ".self_attn.q_proj.")) return c->heads;
+    if (strstr(hf, ".self_attn.k_proj.")) return c->kv_heads;
+    return 0;
+}
+
+/* Appends the row chunks of one tensor to jobs (sized for every row of the model by the caller). */
+static int add_jobs(RowJob *jobs, int n, const GgufTensor *t, real_t *out, int64_t rows, int64_t cols, int hd) {
+    for (int64_t r = 0; r < rows; r += JOB_ROWS)
+        jobs[n++] = (RowJob){t, out, r, r + JOB_ROWS < rows ? r + JOB_ROWS : rows, cols, hd};
+    return n;
+}
+
+/* A projection weight kept quantized: its rows of blocks copied out of the map (which closes after
+ * loading), Q/K rows moved to their HF place whole, since a row is a whole number of blocks. */
+static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const LlamaParamRef *ref, int hd,
+                               const char *path) {
+    Linear *l = llama_linear(m, qi);
+    if (ref->data != &l->W) /* refs list the linears in llama_linear order */
+        return PEFTC_ERR(PEFTC_ESTATE, "model: quantized tensor %s is not the weight of %s", ref->name, l->name);
+    QWeight *q = &m->qweights[qi];
+    char what[896];
+    snprintf(what, sizeof what, "%s: tensor '%s' (%s)", path, t->name, ref->name);
+    PEFTC_TRY(qweight_alloc(q, t->type, l->out, l->in, what));
+    size_t rb = qweight_row_bytes(q);
+    for (int64_t r = 0; r < l->out; r++)
+        memcpy(q->blocks + (size_t)(hd ? hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
+    l->qW = q;
+    return PEFTC_OK;
+}
+
+/* Every tensor is found and checked first (permuted biases, a few numbers each, are filled on the way);
+ * then one parallel region dequantizes all of them in chunks of rows: one region per tensor would wake
+ * the threads some 300 times, and dynamic scheduling keeps a thread that loses its core to another
+ * process from holding the others up. */
+static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
+    int64_t total_rows = 0;
+    for (int i = 0; i < m->n_refs; i++) {
+        const Shape *sh = &m->refs[i].shape;
+        total_rows += shape_numel(sh) / sh->dim[sh->ndim - 1];
+    }
+    RowJob *jobs = malloc((size_t)(total_rows / JOB_ROWS + m->n_refs + 1) * sizeof *jobs);
+    if (!jobs) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory planning the dequantization", g->file.path);
+    int n = 0, qi = 0;
+    PeftcStatus st = PEFTC_OK;
+    for (int i = 0; i < m->n_refs && st == PEFTC_OK; i++) {
+        const LlamaParamRef *ref = &m->refs[i];
+        const GgufTensor *t = NULL;
+        st = find_tensor(g, ref, &t);
+        if (st != PEFTC_OK) break;
+        int hd = permuted_heads(&m->cfg, ref->name) ? m->cfg.head_dim : 0;
+        int64_t cols = ref->shape.dim[ref->shape.ndim - 1], rows = shape_numel(&ref->shape) / cols;
+        if (ref->quantized) st = keep_blocks(m, qi++, t, ref, hd, g->file.path);
+        else if (hd && ref->shape.ndim == 1) st = dequant_bias_permuted(t, *ref->data, cols, hd);
+        else n = add_jobs(jobs, n, t, *ref->data, rows, cols, hd);
+    }
+    if (st == PEFTC_OK) {
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < n; i++) run_job(&jobs[i]);
+    }
+    free(jobs);
+    return st;
+}
+
+/* Tensor `name` is in the file with ne = {ne0, ne1} (ne1 = 1 for a vector) and a type that loads. */
+static PeftcStatus expect_tensor(const GgufFile *g, const char *name, int64_t ne0, int64_t ne1) {
+    const GgufTensor *t = gguf_tensor(g, name);
+    if (!t)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's llama.* sizes imply it)",
+                         g->file.path, name);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        char got[96];
+        ne_str(t->ne, t->n_dims, got, sizeof got);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the llama.* metadata",
+                         g->file.path, name, got, (long long)ne0, (long long)ne1);
+    }
+    if (!ggml_type_supported(t->type))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has type %s, which cannot be dequantized (supported: F32 F16 "
+                         "BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)", g->file.path, name, ggml_type_name(t->type));
+    return PEFTC_OK;
+}
+
+/* Every tensor the hyperparameters imply is in the file with their sizes, checked before the model is
+ * allocated: the tensors lie inside the file, so a block_count, width or vocabulary that the file
+ * cannot back is refused at once instead of after allocating (and zeroing) memory for it. */
+static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
+    int64_t C = c->hidden, I = c->intermediate, V = c->vocab;
+    int64_t q = (int64_t)c->heads * c->head_dim, kv = (int64_t)c->kv_heads * c->head_dim;
+    PEFTC_TRY(expect_tensor(g, "token_embd.weight", C, V));
+    PEFTC_TRY(expect_tensor(g, "output_norm.weight", C, 1));
+    if (!c->tie_embeddings) PEFTC_TRY(expect_tensor(g, "output.weight", C, V));
+    static const struct { const char *name; int in, out; } per_layer[] = {
+        /* in/out: 0 = hidden, 1 = intermediate, 2 = q width, 3 = kv width, 4 = 1 (a vector) */
+        {"attn_norm.weight", 0, 4}, {"ffn_norm.weight", 0, 4}, {"attn_q.weight", 0, 2}, {"attn_k.weight", 0, 3},
+        {"attn_v.weight", 0, 3}, {"attn_output.weight", 2, 0}, {"ffn_gate.weight", 0, 1}, {"ffn_up.weight", 0, 1},
+        {"ffn_down.weight", 1, 0}, {"attn_q.bias", 2, 4}, {"attn_k.bias", 3, 4}, {"attn_v.bias", 3, 4}};
+    const int64_t size[] = {C, I, q, kv, 1};
+    int n_kinds = c->qkv_bias ? 12 : 9;
+    for (int l = 0; l < c->layers; l++)
+        for (int k = 0; k < n_kinds; k++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, per_layer[k].name);
+            PEFTC_TRY(expect_tensor(g, name, size[per_layer[k].in], size[per_layer[k].out]));
+        }
+    return PEFTC_OK;
+}
+
+static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info, int quantized) {
+    memset(m, 0, sizeof *m);
+    if (be->device != DEV_CPU) /* weights are written in place; a device backend would need an upload */
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: loading GGUF weights is supported on the CPU backend only, not '%s'",
+                         path, be->name);
+    GgufFile g;
+    PEFTC_TRY(gguf_open(&g, path));
+    LlamaConfig cfg;
+    ModelInfo local;
+    PeftcStatus st = model_gguf_config(&g, &cfg, info ? info : &local);
+    cfg.quantized = quantized;
+    if (st == PEFTC_OK) st = check_tensors(&g, &cfg);
+    if (st == PEFTC_OK) st = llama_create(m, be, &cfg, 0, -1.0);
+    if (st == PEFTC_OK) {
+        st = fill_weights(m, &g);
+        if (st != PEFTC_OK) llama_free(m);
+    }
+    gguf_close(&g);
+    return st;
+}
+
+PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+    return load(m, be, path, info, 0);
+}
+
+PeftcStatus model_gguf_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+    return load(m, be, path, info, 1);
+}

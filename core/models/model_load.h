@@ -1,0 +1,38 @@
+/* One entry point for pretrained LLaMA-family weights: a GGUF file or an HF model folder.
+ *
+ * GGUF: hyperparameters from the `llama.*` metadata, tensors by GGUF name (blk.N.attn_q.weight ...)
+ * mapped to the HF names of the model, dequantized straight from the memory map into the model's base
+ * weights, with llama.cpp's Q/K row permutation undone so RoPE is HF's rotate-half.
+ * HF folder: config.json + model.safetensors, or shards listed in model.safetensors.index.json. */
+#ifndef PEFTC_MODEL_LOAD_H
+#define PEFTC_MODEL_LOAD_H
+
+#include "core/models/llama/llama.h"
+
+typedef struct {
+    char path[512];      /* what was loaded */
+    int is_gguf;
+    char arch[32];       /* "llama" */
+    char name[128];      /* general.name or the folder's name */
+    int64_t context_length; /* max positions the model was trained for (0 if unknown) */
+    uint64_t content_hash;  /* stable across copies of the same weights: GGUF: the header plus samples of
+                               every tensor's data; HF: each weight file's header and size */
+} ModelInfo;
+
+/* Reads only the hyperparameters (cheap): GGUF metadata or config.json. */
+PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *info);
+
+/* Creates m on `be` with the weights of `path`. Every base tensor must be present with the expected
+ * shape; errors name the file, the tensor and what was expected. */
+PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
+
+/* model_load with m->cfg.quantized set (QLoRA / QRoSA): the 7 projection weights of every layer stay in
+ * the GGUF file's ggml blocks (core/qweight.h) and are dequantized per layer during each pass. GGUF
+ * files only (an HF folder is an EINVAL naming the path), and the CPU backend only. */
+PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
+
+/* Writes the model's base weights as an HF folder: config.json + model.safetensors (dtype F32, F16 or
+ * BF16 via StDType). Used by `peftc merge`. */
+PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype);
+
+#endif

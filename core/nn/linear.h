@@ -1,0 +1,41 @@
+/* A linear layer y = x W^T + b with an optional adapter attached.
+ *
+ * The base weight is either frozen (dW == NULL) or an arena tensor (full fine-tuning). An adapter adds
+ * its own contribution in forward and accumulates its own gradients in backward; the layer does not
+ * know which method it is.
+ *
+ * A quantized base (qW != NULL, CPU backend only) keeps W in its ggml blocks; W then points at the
+ * model's shared scratch, which linear_forward and linear_backward fill by dequantizing right before
+ * the matmul that reads it. The scratch holds this layer's W only during one linear op: the next layer
+ * overwrites it, so nothing may keep W across calls. Such a layer is frozen (dW NULL). */
+#ifndef PEFTC_LINEAR_H
+#define PEFTC_LINEAR_H
+
+#include "core/backend/backend.h"
+#include "core/nn/qweight.h"
+#include "core/nn/stepctx.h"
+
+typedef struct Adapter Adapter;
+
+typedef struct {
+    char name[96];  /* HF module path, e.g. "model.layers.0.self_attn.q_proj" */
+    const char *short_name; /* target name: q k v o gate up down */
+    int in, out;
+    real_t *W;      /* (out,in); with qW: the shared scratch, valid during one linear op */
+    const QWeight *qW; /* NULL = W is dense; else the blocks W is expanded from */
+    real_t *dW;     /* (out,in) or NULL when frozen */
+    real_t *b, *db; /* (out) or NULL */
+    Adapter *adapter; /* NULL or one attached adapter */
+} Linear;
+
+/* y(R,out) = x(R,in) W^T + b + adapter(x) */
+void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R);
+/* dx(R,in) += dy W^T-path (skipped if dx NULL); dW, db, adapter grads += their parts. */
+void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *dx, const real_t *dy,
+                     const real_t *x, int R);
+
+/* W as dense values in host memory, host_out (out,in), whether W is dense on any backend or quantized.
+ * For adapters that read the base weight once at init (NLoRA). */
+PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host_out);
+
+#endif

@@ -1,0 +1,68 @@
+/* Inside the tokenizer: the Tokenizer's layout and how the loaders (GGUF, tokenizer.json) build one.
+ * Not for use outside datasets/tok*.c, except tok_encode_counted by tests.
+ *
+ * Building: tok_new -> tok_set_piece for every id -> tok_index_vocab -> tok_add_merge in rank order ->
+ * tok_finish. Any failure leaves the tokenizer for tok_free. */
+#ifndef PEFTC_TOK_INTERNAL_H
+#define PEFTC_TOK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datasets/tokenizer/tokenizer.h"
+
+typedef struct {
+    uint64_t key; /* (left id << 32) | right id */
+    int32_t rank; /* -1: empty slot */
+    int32_t result;
+} TokMerge;
+
+struct Tokenizer {
+    char source[512]; /* file the tokenizer came from, for messages */
+    int n_vocab;
+    char **piece;      /* (n_vocab) NUL-terminated token strings */
+    uint32_t *piece_len;
+    uint8_t *special;  /* (n_vocab) matched literally with allow_special, decoded as their text */
+    int32_t *vmap;     /* open-addressing piece -> id, -1 empty */
+    uint32_t vmap_mask;
+    TokMerge *mmap;    /* open-addressing (left, right) -> rank, merged id */
+    uint32_t mmap_mask;
+    int32_t n_merges;
+    int32_t byte_tok[256]; /* id of each byte's one-character token, -1 when the vocabulary lacks it */
+    int32_t *specials;     /* ids of special tokens, by first byte then longest first */
+    int n_specials;
+    int32_t special_start[257]; /* specials[special_start[b] .. special_start[b+1]) start with byte b */
+    PretokKind pre;
+    int ignore_merges; /* a whole pre-token found in the vocabulary is used as is (LLaMA-3) */
+    int bos, eos, add_bos;
+    char *chat_template;
+    uint64_t hash;
+};
+
+PeftcStatus tok_new(Tokenizer **out, int n_vocab, PretokKind pre, const char *source);
+PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int special);
+/* After every piece is set: EFORMAT naming the first id without one. */
+PeftcStatus tok_index_vocab(Tokenizer *t);
+/* The next merge by rank; EFORMAT (naming `what`, e.g. "merges[12]") when a part or the merged token is
+ * not in the vocabulary. */
+PeftcStatus tok_add_merge(Tokenizer *t, const char *a, size_t alen, const char *b, size_t blen, const char *what);
+PeftcStatus tok_set_chat_template(Tokenizer *t, const char *text, size_t len);
+/* Builds the special-token index and the hash. */
+PeftcStatus tok_finish(Tokenizer *t);
+
+/* tok_encode, also giving in *ops the work its BPE did: one per byte, per merge lookup and per heap
+ * level a candidate pair is pushed or popped through. The count is a pure function of the text and the
+ * tokenizer, so tests can check that encoding scales as O(n log n) without timing it (a clock would
+ * fail them on a busy machine). */
+PeftcStatus tok_encode_counted(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
+                               size_t *n_ids, size_t *cap, uint64_t *ops);
+
+/* Id of the piece s[0..len), or -1. */
+int32_t tok_lookup(const Tokenizer *t, const char *s, size_t len);
+/* The byte-level alphabet (GPT-2's bytes_to_unicode): the character standing for byte b, written as
+ * UTF-8 into out (2 bytes at most); returns its length. */
+int tok_byte_utf8(int b, char *out);
+/* The byte a code point stands for, or -1 when it is not in the alphabet. */
+int tok_char_byte(int32_t cp);
+
+#endif

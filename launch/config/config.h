@@ -1,0 +1,102 @@
+/* The run configuration: YAML file + dotted-key overrides, every key typed, documented and checked.
+ *
+ * Keys are dotted paths ("lora.r", "train.accum"). On the command line a key may also be given by its
+ * last component alone ("accum=2") when no other key ends the same way. */
+#ifndef PEFTC_CONFIG_H
+#define PEFTC_CONFIG_H
+
+#include <stdio.h>
+
+#include "adapters/method.h"
+#include "core/models/llama/llama.h"
+#include "core/train/trainer.h"
+#include "datasets/sft.h"
+#include "datasets/synthetic.h"
+
+/* data.task: the built-in instruction tasks (text, need a pretrained model and its tokenizer) and the
+ * digit-token tasks (any model, vocab >= SYN_VOCAB). */
+typedef enum {
+    DATA_ARITH = 0, DATA_RECORDS, DATA_SQL, /* in TaskKind order */
+    DATA_COPY, DATA_REVERSE, DATA_ADD,      /* in SynTask order */
+} DataTask;
+extern const char *const data_task_names[]; /* indexed by DataTask, NULL-terminated */
+extern const char *const device_names[];    /* indexed by Device, NULL-terminated */
+/* 1 for the digit-token tasks. */
+int data_task_is_synthetic(DataTask t);
+
+typedef struct {
+    /* model.* */
+    char model_path[512];   /* model.path: GGUF file or HF folder; "" = random LLaMA-shaped model */
+    LlamaConfig model;      /* read from model.path when set */
+    double init_std;        /* model.init_std */
+    uint64_t model_seed;    /* model.seed */
+    /* method.* */
+    MethodKind method;      /* method.name */
+    /* gmt.* */
+    GmtConfig gmt;          /* mask_ratio, masked_update */
+    NloraCore nlora_core;   /* nlora.core */
+    EigenConfig eigen;      /* eigenlora.*: basis, k, init, projection_from (r and targets: lora.*) */
+    /* rosa.*: RoSA and SpA (rank, alpha, dropout, targets: lora.*) */
+    double rosa_density;    /* rosa.density */
+    int64_t rosa_warmup;    /* rosa.warmup: LoRA-only steps before the gradients are collected */
+    int64_t rosa_grad_steps; /* rosa.grad_steps: steps whose micro-batches are collected */
+    RosaAccum rosa_accum;   /* rosa.statistic */
+    int rosa_restart;       /* rosa.restart: after the mask, start again from step 0 (the paper's recipe) */
+    char rosa_mask_path[512]; /* rosa.mask_path: masks to load, or where generated ones go */
+    double rosa_lr;         /* rosa.lr: the sparse values' lr; 0 = optim.lr */
+    /* lora.* */
+    LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
+    char lora_targets[128]; /* lora.targets */
+    double lora_lr;         /* lora.lr: 0 means optim.lr */
+    char lora_init_from[512]; /* lora.init_from: PEFT adapter folder to start from; "" = fresh init */
+    /* train.*, optim.*, sched.* */
+    TrainConfig train;      /* adamw and sched live inside */
+    double lr;              /* optim.lr */
+    double weight_decay;    /* optim.weight_decay */
+    /* data.* */
+    DataTask task;          /* data.task (used when data.path is "") */
+    SynConfig data;         /* the digit tasks; task derived from `task` */
+    SftConfig sft;          /* files and built-in instruction tasks; seq_len = train.seq_len */
+    /* eval.* */
+    int em_examples;        /* eval.examples: held-out answers generated for exact match; 0 = off */
+    int max_new_tokens;     /* eval.max_new_tokens */
+    /* output.* */
+    char out_dir[512];      /* output.dir */
+    int save_adapter;       /* output.save_adapter: write <dir>/adapter (PEFT format) at the end */
+    int64_t log_every;      /* output.log_every */
+    /* checkpoint.* */
+    int64_t ckpt_every;     /* checkpoint.every: steps between checkpoints; 0 = none */
+    double ckpt_minutes;    /* checkpoint.minutes: wall minutes between checkpoints; 0 = none */
+    int ckpt_keep;          /* checkpoint.keep */
+    char ckpt_dir[512];     /* checkpoint.folder; "" = <out_dir>/checkpoints */
+    char resume[512];       /* checkpoint.resume: "", "auto" or a checkpoint file */
+    char ckpt_allow[512];   /* checkpoint.allow_changes: comma-separated keys a resume may change */
+    int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
+    Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */
+} RunConfig;
+
+/* Built-in defaults: LoRA on SmolLM2-135M-Instruct (models/, fetched by tools/fetch-model.sh) learning
+ * the built-in `records` task. */
+void config_defaults(RunConfig *c);
+
+/* Applies a YAML file (nested mappings; sequences of scalars are joined with commas). Unknown keys,
+ * ill-typed values and out-of-range values fail with a message naming the file, line and key. */
+PeftcStatus config_load_yaml(RunConfig *c, const char *path);
+/* The same from YAML text in memory (a checkpoint's stored configuration); `name` stands for the file
+ * in messages. */
+PeftcStatus config_load_yaml_text(RunConfig *c, const char *text, const char *name);
+
+/* Applies one "key=value" override; the message names the key (and the candidates when ambiguous). */
+PeftcStatus config_apply_override(RunConfig *c, const char *kv);
+
+/* Cross-field checks (kv_heads divides heads, the task fits seq_len, ...) and derived fields (parsed
+ * LoRA targets, schedule total = train.steps). Call after all overrides. */
+PeftcStatus config_finish(RunConfig *c);
+
+/* Writes the resolved configuration as YAML that config_load_yaml reads back to the same values. */
+PeftcStatus config_write_yaml(const RunConfig *c, FILE *f);
+
+/* Lists every key with its type, default and a one-line description. */
+void config_print_help(FILE *f);
+
+#endif
