@@ -1,10 +1,10 @@
 #include "adapters/full.h"
 
-PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_decay) {
+PeftcStatus full_attach(Model *m, Arena *arena, double lr, double weight_decay) {
     int group, h;
     PEFTC_TRY(arena_group(arena, "base", lr, weight_decay, &group));
     for (int i = 0; i < m->n_refs; i++) {
-        const LlamaParamRef *r = &m->refs[i];
+        const ParamRef *r = &m->refs[i];
         if (r->quantized)
             return PEFTC_ERR(PEFTC_EINVAL, "full fine-tuning needs the dense base: set model.quantized=false (%s is "
                              "kept in quantized blocks)", r->name);
@@ -13,9 +13,9 @@ PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_de
     return PEFTC_OK;
 }
 
-PeftcStatus full_init(LlamaModel *m, Arena *arena) {
+PeftcStatus full_init(Model *m, Arena *arena) {
     for (int i = 0; i < m->n_refs; i++) {
-        const LlamaParamRef *r = &m->refs[i];
+        const ParamRef *r = &m->refs[i];
         int h = arena_find(arena, r->name);
         if (h < 0) return PEFTC_ERR(PEFTC_ESTATE, "full fine-tuning: tensor '%s' was not registered", r->name);
         real_t *p = arena_param(arena, h);

@@ -4,11 +4,11 @@
 #define PEFTC_FULL_H
 
 #include "core/nn/arena.h"
-#include "core/models/llama/llama.h"
+#include "core/models/model.h"
 
-PeftcStatus full_attach(LlamaModel *m, Arena *arena, double lr, double weight_decay);
+PeftcStatus full_attach(Model *m, Arena *arena, double lr, double weight_decay);
 /* After arena_finalize: copies each base tensor into the arena and points the model at the arena's
  * parameter and gradient. */
-PeftcStatus full_init(LlamaModel *m, Arena *arena);
+PeftcStatus full_init(Model *m, Arena *arena);
 
 #endif

@@ -38,7 +38,7 @@ SloraConfig method_slora_config(const MethodConfig *mc) {
 static int is_full(MethodKind k) { return k == METHOD_FULL || k == METHOD_GMT; }
 
 /* One adapter per targeted linear layer, its tensors in the method's learning-rate group. */
-static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConfig *mc, const EigenBasis *basis) {
+static PeftcStatus attach_adapters(Model *m, Arena *arena, const MethodConfig *mc, const EigenBasis *basis) {
     int group;
     SloraConfig sc = method_slora_config(mc);
     EigenConfig ec = mc->eigen;
@@ -53,9 +53,9 @@ static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConf
     if (mc->kind != METHOD_SPA) PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
     if (method_is_rosa(mc->kind)) PEFTC_TRY(arena_group(arena, "sparse", mc->sparse_lr, mc->weight_decay, &sparse_group));
     if (mc->kind == METHOD_SPA) group = sparse_group;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
-        if (!(lora_target_bit(l->short_name) & mc->lora.targets)) continue;
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
+        if (!(linear_target_bit(l) & mc->lora.targets)) continue;
         Adapter *a;
         if (mc->kind == METHOD_LORA) PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
         else if (mc->kind == METHOD_EIGENLORA) PEFTC_TRY(eigenlora_create(&a, m->be, l, basis, &ec, group));
@@ -68,7 +68,7 @@ static PeftcStatus attach_adapters(LlamaModel *m, Arena *arena, const MethodConf
 }
 
 /* EigenLoRAx adapters copy their components at creation, so the basis file is open only meanwhile. */
-static PeftcStatus attach_eigenlora(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
+static PeftcStatus attach_eigenlora(Model *m, Arena *arena, const MethodConfig *mc) {
     EigenBasis basis;
     PEFTC_TRY(eigen_basis_open(&basis, mc->eigen.basis_path));
     PeftcStatus st = attach_adapters(m, arena, mc, &basis);
@@ -76,31 +76,31 @@ static PeftcStatus attach_eigenlora(LlamaModel *m, Arena *arena, const MethodCon
     return st;
 }
 
-PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc) {
+PeftcStatus method_attach(Model *m, Arena *arena, const MethodConfig *mc) {
     if (is_full(mc->kind)) return full_attach(m, arena, mc->lr, mc->weight_decay);
     if (mc->kind == METHOD_EIGENLORA) return attach_eigenlora(m, arena, mc);
     return attach_adapters(m, arena, mc, NULL);
 }
 
-PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed) {
+PeftcStatus method_init(Model *m, Arena *arena, const MethodConfig *mc, uint64_t seed) {
     if (is_full(mc->kind)) return full_init(m, arena);
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter) PEFTC_TRY(l->adapter->ops->init(l->adapter, arena, l, seed));
     }
     return PEFTC_OK;
 }
 
-void method_merge(LlamaModel *m) {
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+void method_merge(Model *m) {
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter && !l->qW) l->adapter->ops->merge(l->adapter, l->W);
     }
 }
 
-void method_detach(LlamaModel *m) {
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+void method_detach(Model *m) {
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
         l->adapter = NULL;
     }

@@ -8,7 +8,7 @@
 #define PEFTC_METHOD_H
 
 #include "core/nn/arena.h"
-#include "core/models/llama/llama.h"
+#include "core/models/model.h"
 #include "adapters/eigenlora.h"
 #include "adapters/gmt.h"
 #include "adapters/lora.h"
@@ -47,11 +47,11 @@ LoraConfig method_export_config(const MethodConfig *mc);
 /* The three-matrix configuration of SLoRA / NLoRA / IntTune from the LoRA keys and the preset. */
 SloraConfig method_slora_config(const MethodConfig *mc);
 
-PeftcStatus method_attach(LlamaModel *m, Arena *arena, const MethodConfig *mc);
-PeftcStatus method_init(LlamaModel *m, Arena *arena, const MethodConfig *mc, uint64_t seed);
+PeftcStatus method_attach(Model *m, Arena *arena, const MethodConfig *mc);
+PeftcStatus method_init(Model *m, Arena *arena, const MethodConfig *mc, uint64_t seed);
 /* Folds every attached adapter into its base weight (W += delta); adapters stay attached. A quantized
  * base weight (Linear.qW) cannot take a delta and is left alone: model_save_hf refuses such a model. */
-void method_merge(LlamaModel *m);
-void method_detach(LlamaModel *m);
+void method_merge(Model *m);
+void method_detach(Model *m);
 
 #endif

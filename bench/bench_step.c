@@ -21,7 +21,7 @@ static const char *smollm2_shape[] = {
  * weights still pass gradients down), weight gradients 2N only for trainable matrices, plus attention
  * (QK^T and AV forward, twice that backward; causal halves it). */
 static double useful_flops_per_token(const Session *s) {
-    const LlamaConfig *c = &s->model.cfg;
+    const LlamaConfig *c = &llama_of(s->model)->cfg;
     double T = s->cfg.train.seq_len, VC = (double)c->vocab * c->hidden;
     /* The embedding lookup costs no FLOPs; the LM head matmul does, tied or not. */
     double N = (double)llama_param_count(c) - VC + (c->tie_embeddings ? VC : 0);

@@ -18,9 +18,9 @@ static PeftcStatus add(CkptState *st, const char *name, CkptKind kind, void *dat
 }
 
 static PeftcStatus gather_rosa(const Session *s, CkptState *st) {
-    LlamaModel *m = (LlamaModel *)&s->model;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        const Adapter *a = llama_linear(m, i)->adapter;
+    const Model *m = s->model;
+    for (int i = 0; i < m->n_linears; i++) {
+        const Adapter *a = m->linears[i]->adapter;
         if (!a || !rosa_is(a) || !rosa_has_mask(a)) continue;
         int64_t nnz = rosa_layer_nnz(a);
         int64_t *flat = malloc((size_t)(nnz ? nnz : 1) * sizeof *flat);

@@ -64,8 +64,8 @@ int cmd_export(int argc, char **argv) {
     static Session s;
     st = open_adapted(&s, &a);
     if (st != PEFTC_OK) return finish(st, 0);
-    if (!strcmp(a.format, "gguf")) st = peft_save_gguf(&s.model, &s.cfg.lora, a.out);
-    else st = peft_save(&s.model, &s.cfg.lora, s.cfg.model_path, a.out);
+    if (!strcmp(a.format, "gguf")) st = peft_save_gguf(s.model, &s.cfg.lora, a.out);
+    else st = peft_save(s.model, &s.cfg.lora, s.cfg.model_path, a.out);
     if (st == PEFTC_OK) printf("peftc: wrote %s adapter %s\n", a.format, a.out);
     session_close(&s);
     return finish(st, 0);
@@ -99,8 +99,8 @@ int cmd_merge(int argc, char **argv) {
     static Session s;
     st = open_adapted(&s, &a);
     if (st != PEFTC_OK) return finish(st, 0);
-    method_merge(&s.model);
-    st = model_save_hf(&s.model, a.out, dtype);
+    method_merge(s.model);
+    st = s.model->ops->save_hf(s.model, a.out, dtype);
     if (st == PEFTC_OK) printf("peftc: wrote merged model %s (%s)\n", a.out, a.dtype);
     session_close(&s);
     return finish(st, 0);

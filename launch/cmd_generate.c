@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/base/clock.h"
-#include "core/models/llama/generate.h"
+#include "core/models/generate.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/session.h"
@@ -104,7 +104,7 @@ static PeftcStatus generate(const GenArgs *a) {
         Stream stream = {s.tok, 0};
         fputs(a->chat ? "" : a->prompt, stdout);
         double t0 = clock_seconds();
-        st = gen_generate(&s.model, &sc, 1, prompts, &len, a->max_new, stop, n_stop, &out, &out_n, print_token, &stream);
+        st = gen_generate(s.model, &sc, 1, prompts, &len, a->max_new, stop, n_stop, &out, &out_n, print_token, &stream);
         double dt = clock_seconds() - t0;
         if (st == PEFTC_OK)
             fprintf(stderr, "\npeftc: %d prompt + %d new tokens in %.2f s (%.1f tokens/s)\n", len, out_n, dt,

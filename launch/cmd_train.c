@@ -97,14 +97,15 @@ static void on_eval(void *user, const EvalStats *s) {
 }
 
 /* The base's resident size; for a quantized base beside what fp32 would take, with the block types held. */
-static void print_base_bytes(const LlamaModel *m) {
+static void print_base_bytes(const Model *m) {
     const double mib = 1024.0 * 1024.0;
-    double dense = (double)llama_dense_bytes(&m->cfg) / mib;
-    if (!m->cfg.quantized) return; /* the dense size is the param count in the banner, times 4 */
+    double dense = (double)m->ops->dense_bytes(m) / mib;
+    if (!m->quantized) return; /* the dense size is the param count in the banner, times 4 */
     char types[96] = "";
     size_t used = 0;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        const char *name = ggml_type_name(m->qweights[i].type);
+    for (int i = 0; i < m->n_linears; i++) {
+        if (!m->linears[i]->qW) continue;
+        const char *name = ggml_type_name(m->linears[i]->qW->type);
         char tagged[24];
         snprintf(tagged, sizeof tagged, "/%s/", name);
         char probe[100];
@@ -113,12 +114,12 @@ static void print_base_bytes(const LlamaModel *m) {
         used += (size_t)snprintf(types + used, sizeof types - used, "%s%s", used ? "/" : "", name);
     }
     printf("peftc: base weights %.1f MiB quantized (%s blocks) instead of %.1f MiB fp32\n",
-           (double)llama_base_bytes(m) / mib, types, dense);
+           (double)m->ops->base_bytes(m) / mib, types, dense);
 }
 
 static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
-    print_base_bytes(&s->model);
+    print_base_bytes(s->model);
     if (c->model_path[0])
         printf("peftc: model %s (%s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path, s->info.name,
                c->model.layers, c->model.hidden, c->model.vocab, chat_format_names[s->chat.format]);
@@ -128,7 +129,7 @@ static void print_banner(const Session *s, int world) {
                (long long)s->data_stats.examples[1], (long long)s->data_stats.tokens,
                (long long)s->data_stats.dropped, s->data_stats.from_cache ? " (tokenized cache)" : "");
     printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", method_names[c->method], world,
-           omp_get_max_threads(), (long long)llama_param_count(&c->model), arena_trainable(&s->arena),
+           omp_get_max_threads(), (long long)s->model->ops->param_count(s->model), arena_trainable(&s->arena),
            s->arena.n_groups ? s->arena.groups[0].name : "-");
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
            c->train.micro_batch * c->train.accum * world, c->train.seq_len, c->train.micro_batch, c->train.accum,
@@ -150,13 +151,13 @@ static PeftcStatus write_adapter(Session *s, const char *dir) {
     const char *base = c->model_path[0] ? c->model_path : "random";
     if (method_is_lora_shaped(c->method) && !(c->method == METHOD_ROSA && c->lora.r == 0)) {
         LoraConfig lc = method_export_config(&s->method);
-        PEFTC_TRY(peft_save(&s->model, &lc, base, dir));
+        PEFTC_TRY(peft_save(s->model, &lc, base, dir));
     }
     if (method_is_rosa(c->method) && c->rosa_density > 0) {
         char path[700];
         PEFTC_TRY(fs_mkdir_p(dir));
         snprintf(path, sizeof path, "%s/rosa_sparse.safetensors", dir);
-        PEFTC_TRY(rosa_save_sparse(&s->model, path));
+        PEFTC_TRY(rosa_save_sparse(s->model, path));
     }
     return PEFTC_OK;
 }

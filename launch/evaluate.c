@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/base/clock.h"
-#include "core/models/llama/generate.h"
+#include "core/models/generate.h"
 
 /* How many prompts are decoded together: one batched decode step reads the weights once for all. */
 enum { EM_BATCH = 16 };
@@ -58,7 +58,7 @@ static PeftcStatus em_batch(Session *s, const int64_t *ids, int n, int max_new, 
         if (!(gen[b] = malloc((size_t)max_new * sizeof *gen[b]))) st = PEFTC_ERR(PEFTC_ENOMEM, "eval: out of memory");
     SamplerConfig greedy = {.temperature = 0, .top_p = 1, .top_k = 0, .seed = 0, .vocab_limit = tok_vocab_size(s->tok)};
     if (st == PEFTC_OK)
-        st = gen_generate(&s->model, &greedy, n, prompts, lens, max_new, stop, n_stop, gen, out_n, NULL, NULL);
+        st = gen_generate(s->model, &greedy, n, prompts, lens, max_new, stop, n_stop, gen, out_n, NULL, NULL);
     for (int b = 0; b < n && st == PEFTC_OK; b++) {
         char *text = NULL;
         size_t len;

@@ -13,25 +13,25 @@ int rosa_needs_masks(const Session *s) {
 }
 
 /* One shared (out*in) device scratch for G^T X: backward visits one layer at a time. */
-static size_t largest_layer(LlamaModel *m) {
+static size_t largest_layer(const Model *m) {
     size_t n = 0;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        const Linear *l = llama_linear(m, i);
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
         if ((size_t)l->in * (size_t)l->out > n) n = (size_t)l->in * (size_t)l->out;
     }
     return n;
 }
 
 static PeftcStatus collect_step(Session *s, real_t *scratch, int64_t *micro) {
-    LlamaModel *m = &s->model;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+    Model *m = s->model;
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter && rosa_is(l->adapter)) PEFTC_TRY(rosa_collect_begin(l->adapter, s->cfg.rosa_accum, scratch));
     }
     StepStats st;
     PeftcStatus r = trainer_step(&s->trainer, &st);
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter && rosa_is(l->adapter)) rosa_collect_end(l->adapter);
     }
     *micro += s->cfg.train.accum;
@@ -42,9 +42,9 @@ static PeftcStatus collect_step(Session *s, real_t *scratch, int64_t *micro) {
 static PeftcStatus masks_from_sums(Session *s, Comm *comm, int64_t local_micro) {
     double total = (double)local_micro;
     PEFTC_TRY(comm_allreduce_f64(comm, &total, 1, COMM_SUM));
-    LlamaModel *m = &s->model;
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
+    Model *m = s->model;
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
         if (!l->adapter || !rosa_is(l->adapter)) continue;
         int64_t count;
         float *acc = rosa_accumulator(l->adapter, &count);
@@ -58,10 +58,10 @@ static PeftcStatus masks_from_sums(Session *s, Comm *comm, int64_t local_micro) 
 /* Every rank must hold rank 0's masks: compare them once (an all-reduce that summed differently on
  * some rank would show here, not as silently diverging models). */
 static PeftcStatus check_same_masks(Session *s, Comm *comm) {
-    LlamaModel *m = &s->model;
+    Model *m = s->model;
     PeftcStatus local = PEFTC_OK;
-    for (int i = 0; i < llama_linear_count(m) && local == PEFTC_OK; i++) {
-        Linear *l = llama_linear(m, i);
+    for (int i = 0; i < m->n_linears && local == PEFTC_OK; i++) {
+        Linear *l = m->linears[i];
         int64_t nnz = l->adapter ? rosa_layer_nnz(l->adapter) : 0;
         if (nnz == 0) continue;
         int64_t *mine = malloc((size_t)nnz * sizeof *mine), *root = malloc((size_t)nnz * sizeof *root);
@@ -78,13 +78,13 @@ static PeftcStatus check_same_masks(Session *s, Comm *comm) {
 }
 
 static PeftcStatus save_masks(Session *s, Comm *comm) {
-    PeftcStatus st = comm_rank(comm) == 0 ? rosa_save_sparse(&s->model, s->cfg.rosa_mask_path) : PEFTC_OK;
+    PeftcStatus st = comm_rank(comm) == 0 ? rosa_save_sparse(s->model, s->cfg.rosa_mask_path) : PEFTC_OK;
     return comm_agree(comm, st);
 }
 
 PeftcStatus rosa_make_masks(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
-    real_t *scratch = s->model.be->alloc(largest_layer(&s->model) * sizeof(real_t));
+    real_t *scratch = s->model->be->alloc(largest_layer(s->model) * sizeof(real_t));
     if (!scratch) return PEFTC_ERR(PEFTC_ENOMEM, "rosa: no memory for the gradient scratch");
     PeftcStatus st = PEFTC_OK;
     int64_t micro = 0, steps = c->rosa_warmup + c->rosa_grad_steps;
@@ -96,7 +96,7 @@ PeftcStatus rosa_make_masks(Session *s, Comm *comm) {
             st = collect_step(s, scratch, &micro);
         }
     }
-    s->model.be->free(scratch);
+    s->model->be->free(scratch);
     if (st == PEFTC_OK) st = masks_from_sums(s, comm, micro);
     st = comm_agree(comm, st);
     if (st == PEFTC_OK) st = check_same_masks(s, comm);

@@ -53,13 +53,13 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
 #endif
 }
 
-/* The weights in host memory: the file's, or a seeded random model. */
-static PeftcStatus load_weights(Session *s, LlamaModel *m) {
+/* The weights in host memory: the file's, or a seeded random LLaMA-shaped model (model.* keys). */
+static PeftcStatus load_weights(Session *s, Model **m) {
     RunConfig *c = &s->cfg;
-    if (!c->model_path[0]) return llama_create(m, backend_cpu(), &c->model, c->model_seed, c->init_std);
-    if (c->model.quantized) PEFTC_TRY(model_load_quantized(m, backend_cpu(), c->model_path, &s->info));
-    else PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, &s->info));
-    c->model = m->cfg;
+    if (!c->model_path[0]) return llama_new(m, backend_cpu(), &c->model, c->model_seed, c->init_std);
+    PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, c->model.quantized, &s->info));
+    /* The resolved configuration shows the file's hyperparameters (head_dim resolved). */
+    if (!strcmp((*m)->ops->family, "llama")) c->model = llama_of(*m)->cfg;
     return PEFTC_OK;
 }
 
@@ -71,11 +71,11 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
         PEFTC_TRY(load_weights(s, &s->model));
     } else {
         /* Loaders write host memory: load there, then one upload per tensor. */
-        LlamaModel host;
+        Model *host = NULL;
         PEFTC_TRY(load_weights(s, &host));
-        PeftcStatus st = llama_create(&s->model, be, &c->model, 0, -1.0);
-        if (st == PEFTC_OK) st = llama_copy_weights(&s->model, &host);
-        llama_free(&host);
+        PeftcStatus st = host->ops->empty_like(host, be, &s->model);
+        if (st == PEFTC_OK) st = s->model->ops->copy_weights(s->model, host);
+        model_free(host);
         PEFTC_TRY(st);
     }
     if (!c->model_path[0] || !has_tokenizer(c->model_path)) return PEFTC_OK; /* weights only: fine for export and merge */
@@ -104,16 +104,16 @@ static PeftcStatus open_method(Session *s) {
         c->lora.dropout = dropout; /* a training choice, not part of the adapter */
     }
     s->method = method_config(c);
-    arena_init(&s->arena, s->model.be);
-    PEFTC_TRY(method_attach(&s->model, &s->arena, &s->method));
+    arena_init(&s->arena, s->model->be);
+    PEFTC_TRY(method_attach(s->model, &s->arena, &s->method));
     PEFTC_TRY(arena_finalize(&s->arena));
     /* Adapter init is keyed by the training seed so one base model can host differently seeded runs. */
-    PEFTC_TRY(method_init(&s->model, &s->arena, &s->method, c->train.seed));
-    if (c->lora_init_from[0]) PEFTC_TRY(peft_load(&s->model, &s->arena, c->lora_init_from));
+    PEFTC_TRY(method_init(s->model, &s->arena, &s->method, c->train.seed));
+    if (c->lora_init_from[0]) PEFTC_TRY(peft_load(s->model, &s->arena, c->lora_init_from));
     /* The second launch of RoSA's recipe: the masks the first one saved. */
     struct stat sb;
     if (method_is_rosa(c->method) && c->rosa_density > 0 && stat(c->rosa_mask_path, &sb) == 0) {
-        PEFTC_TRY(rosa_load_sparse(&s->model, &s->arena, c->rosa_mask_path, 0));
+        PEFTC_TRY(rosa_load_sparse(s->model, &s->arena, c->rosa_mask_path, 0));
         s->rosa_masks_loaded = 1;
     }
     return PEFTC_OK;
@@ -160,7 +160,7 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
     PEFTC_TRY(open_model(s, cfg, comm));
     PeftcStatus st = reduce_on_device(s);
     if (st == PEFTC_OK) st = open_data(s);
-    if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, &s->model, &s->arena, comm, s->data);
+    if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, s->model, &s->arena, comm, s->data);
     if (st == PEFTC_OK && s->cfg.method == METHOD_GMT) st = gmt_create(&s->gmt, &s->arena, &s->cfg.gmt);
     if (st == PEFTC_OK && s->gmt) {
         GradHook h = gmt_hook(s->gmt);
@@ -173,7 +173,8 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
 void session_close(Session *s) {
     trainer_free(&s->trainer);
     gmt_free(s->gmt);
-    llama_free(&s->model); /* also destroys attached adapters */
+    model_free(s->model); /* also destroys attached adapters */
+    s->model = NULL;
     arena_free(&s->arena);
     if (s->data) s->data->free(s->data);
     tok_free(s->tok);

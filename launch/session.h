@@ -12,7 +12,7 @@
 typedef struct {
     RunConfig cfg;
     MethodConfig method;
-    LlamaModel model;
+    Model *model;            /* NULL until loaded */
     ModelInfo info;          /* of model.path (zero for a random model) */
     Tokenizer *tok;          /* NULL for a random model */
     ChatTemplate chat;

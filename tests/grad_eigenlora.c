@@ -64,9 +64,9 @@ static void attach(Fixture *f, const EigenConfig *c) {
     ck_assert_int_eq(arena_group(&f->arena, "eigenlora", 4e-3, 0.1, &group), PEFTC_OK);
     for (int i = 0; i < llama_linear_count(&f->model); i++) {
         Linear *l = llama_linear(&f->model, i);
-        if (!(lora_target_bit(l->short_name) & c->targets)) continue;
+        if (!(linear_target_bit(l) & c->targets)) continue;
         Adapter *ad;
-        PeftcStatus st = eigenlora_create(&ad, f->model.be, l, &basis, c, group);
+        PeftcStatus st = eigenlora_create(&ad, f->model.base.be, l, &basis, c, group);
         ck_assert_msg(st == PEFTC_OK, "%s", peftc_err_msg());
         l->adapter = ad;
         ck_assert_int_eq(ad->ops->register_params(ad, &f->arena), PEFTC_OK);
@@ -82,8 +82,8 @@ static void attach(Fixture *f, const EigenConfig *c) {
 static void fixture_open(Fixture *f, LlamaConfig cfg, const EigenConfig *c) {
     memset(f, 0, sizeof *f);
     ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &cfg, 11, 0.3), PEFTC_OK);
-    for (int i = 0; i < f->model.n_refs; i++) {
-        const LlamaParamRef *r = &f->model.refs[i];
+    for (int i = 0; i < f->model.base.n_refs; i++) {
+        const ParamRef *r = &f->model.base.refs[i];
         if (r->shape.ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape.dim[0], rng_key_str(5, r->name), 0.5, 1.5);
     }
     snprintf(f->dir, sizeof f->dir, "/tmp/grad_eigen_XXXXXX");
@@ -96,7 +96,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, const EigenConfig *c) {
 }
 
 static void fixture_close(Fixture *f) {
-    method_detach(&f->model);
+    method_detach(&f->model.base);
     llama_free(&f->model);
     arena_free(&f->arena);
     unlink(f->basis);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "adapters/method.h"
+#include "core/models/llama/llama.h"
 #include "tests/fixture.h"
 #include "tests/testutil.h"
 
@@ -35,13 +36,13 @@ static void check_case(const char *name) {
     MethodConfig mc = {.kind = METHOD_FULL, .lr = 1e-3};
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.02), PEFTC_OK);
     arena_init(&a, backend_cpu());
-    ck_assert_int_eq(method_attach(&m, &a, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_int_eq(method_init(&m, &a, &mc, 1), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m.base, &a, &mc, 1), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
     /* Every base tensor comes from the fixture, by its HF name. */
-    for (int i = 0; i < m.n_refs; i++) {
-        const LlamaParamRef *r = &m.refs[i];
+    for (int i = 0; i < m.base.n_refs; i++) {
+        const ParamRef *r = &m.base.refs[i];
         size_t n = (size_t)shape_numel(&r->shape);
         const double *src = fixture_tensor(&fx, r->name, r->shape);
         for (size_t j = 0; j < n; j++) (*r->data)[j] = (real_t)src[j];

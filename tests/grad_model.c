@@ -31,14 +31,14 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     f->mc = mc;
     ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &cfg, 11, 0.3), PEFTC_OK);
     /* Random norms and biases, so their gradients are not checked at a special point. */
-    for (int i = 0; i < f->model.n_refs; i++) {
-        const LlamaParamRef *r = &f->model.refs[i];
+    for (int i = 0; i < f->model.base.n_refs; i++) {
+        const ParamRef *r = &f->model.base.refs[i];
         if (r->shape.ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape.dim[0], rng_key_str(5, r->name), 0.5, 1.5);
     }
     arena_init(&f->arena, backend_cpu());
-    ck_assert_int_eq(method_attach(&f->model, &f->arena, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&f->model.base, &f->arena, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&f->arena), PEFTC_OK);
-    ck_assert_int_eq(method_init(&f->model, &f->arena, &mc, 3), PEFTC_OK);
+    ck_assert_int_eq(method_init(&f->model.base, &f->arena, &mc, 3), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
     tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, cfg.vocab);
     /* LoRA B starts at zero, where dA vanishes: move it so both factors are checked non-trivially. */
@@ -85,7 +85,7 @@ END_TEST
 START_TEST(full_finetune_tied) {
     Fixture f;
     fixture_open(&f, tu_tiny_config(1, 0), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
-    ck_assert_int_eq(f.arena.n_entries, f.model.n_refs);
+    ck_assert_int_eq(f.arena.n_entries, f.model.base.n_refs);
     check_all_tensors(&f);
     fixture_close(&f);
 }

@@ -36,7 +36,7 @@ static void attach(Fixture *f, const RosaConfig *rc) {
     for (int i = 0; i < llama_linear_count(&f->model); i++) {
         Linear *l = llama_linear(&f->model, i);
         Adapter *a;
-        ck_assert_int_eq(rosa_create(&a, f->model.be, l, rc, lora_group, sparse_group), PEFTC_OK);
+        ck_assert_int_eq(rosa_create(&a, f->model.base.be, l, rc, lora_group, sparse_group), PEFTC_OK);
         l->adapter = a;
         ck_assert_int_eq(a->ops->register_params(a, &f->arena), PEFTC_OK);
     }
@@ -58,8 +58,8 @@ static void fixture_open(Fixture *f, const RosaConfig *rc) {
     memset(f, 0, sizeof *f);
     LlamaConfig tiny = tu_tiny_config(1, 0);
     ck_assert_int_eq(llama_create(&f->model, backend_cpu(), &tiny, 11, 0.3), PEFTC_OK);
-    for (int i = 0; i < f->model.n_refs; i++) {
-        const LlamaParamRef *r = &f->model.refs[i];
+    for (int i = 0; i < f->model.base.n_refs; i++) {
+        const ParamRef *r = &f->model.base.refs[i];
         if (r->shape.ndim == 1) tu_fill_uniform(*r->data, (size_t)r->shape.dim[0], rng_key_str(5, r->name), 0.5, 1.5);
     }
     arena_init(&f->arena, backend_cpu());

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "adapters/eigenlora.h"
+#include "core/models/llama/llama.h"
 #include "adapters/method.h"
 #include "adapters/formats/peft_io.h"
 #include "core/base/rng.h"
@@ -39,12 +40,12 @@ static void write_source(const char *dir, int r, unsigned targets, uint64_t seed
     mc.lora = (LoraConfig){.r = r, .alpha = 2.0 * r, .targets = targets};
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     arena_init(&a, backend_cpu());
-    ck_assert_int_eq(method_attach(&m, &a, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_int_eq(method_init(&m, &a, &mc, seed), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m.base, &a, &mc, seed), PEFTC_OK);
     tu_fill_uniform(a.params, a.numel, seed, -0.5, 0.5);
-    ck_assert_int_eq(peft_save(&m, &mc.lora, "tiny", dir), PEFTC_OK);
-    method_detach(&m);
+    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny", dir), PEFTC_OK);
+    method_detach(&m.base);
     llama_free(&m);
     arena_free(&a);
 }
@@ -206,9 +207,9 @@ static void attach(LlamaModel *m, Arena *a, const char *basis_path, const EigenC
     ck_assert_int_eq(arena_group(a, "eigenlora", 4e-3, 0.1, &group), PEFTC_OK);
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
-        if (!(lora_target_bit(l->short_name) & c->targets)) continue;
+        if (!(linear_target_bit(l) & c->targets)) continue;
         Adapter *ad;
-        PeftcStatus st = eigenlora_create(&ad, m->be, l, &basis, c, group);
+        PeftcStatus st = eigenlora_create(&ad, m->base.be, l, &basis, c, group);
         ck_assert_msg(st == PEFTC_OK, "%s", peftc_err_msg());
         l->adapter = ad;
         ck_assert_int_eq(ad->ops->register_params(ad, a), PEFTC_OK);
@@ -230,7 +231,7 @@ static void open_model(LlamaModel *m, Arena *a, const char *basis_path, const Ei
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(m);
+    method_detach(&m->base);
     llama_free(m);
     arena_free(a);
 }
@@ -428,8 +429,8 @@ START_TEST(merge_gives_same_logits) {
     double diff_base = 0, worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)base[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2); /* U(-0.5, 0.5) loadings: the delta is nonzero at init */
-    method_merge(&m);
-    method_detach(&m);
+    method_merge(&m.base);
+    method_detach(&m.base);
     real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));
@@ -478,7 +479,7 @@ START_TEST(export_is_unit_scale_lora) {
         if (ad) ck_assert_int_eq(ad->ops->export_tensors(ad, collect, &sinks[i]), PEFTC_OK);
     }
     real_t *before = weights(&m);
-    method_merge(&m);
+    method_merge(&m.base);
     real_t *after = weights(&m);
     size_t at = 0;
     int checked = 0;
@@ -553,7 +554,7 @@ START_TEST(projection_from_full_basis_reproduces_source) {
     snprintf(c.projection_from, sizeof c.projection_from, "%s", src_qo[2]);
     open_model(&m, &a, path, &c, 3);
     real_t *before = weights(&m);
-    method_merge(&m);
+    method_merge(&m.base);
     real_t *after = weights(&m);
     size_t at = 0;
     int checked = 0;
@@ -618,15 +619,15 @@ START_TEST(adapter_errors_name_basis_and_module) {
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     Adapter *ad;
     EigenConfig c = eigen_cfg(R, 5, LORA_T_K);
-    ck_assert_int_eq(eigenlora_create(&ad, m.be, &m.layers[0].k, &b, &c, 0), PEFTC_EFORMAT);
+    ck_assert_int_eq(eigenlora_create(&ad, m.base.be, &m.layers[0].k, &b, &c, 0), PEFTC_EFORMAT);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), path));
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "model.layers.0.self_attn.k_proj"));
     c = eigen_cfg(R, 6, QVD);
-    ck_assert_int_eq(eigenlora_create(&ad, m.be, &m.layers[0].q, &b, &c, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(eigenlora_create(&ad, m.base.be, &m.layers[0].q, &b, &c, 0), PEFTC_EINVAL);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "eigenlora.k"));
     c = eigen_cfg(R, 5, QVD);
     c.init_projection = 1;
-    ck_assert_int_eq(eigenlora_create(&ad, m.be, &m.layers[0].q, &b, &c, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(eigenlora_create(&ad, m.base.be, &m.layers[0].q, &b, &c, 0), PEFTC_EINVAL);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "projection_from"));
     eigen_basis_close(&b);
     /* a projection source of another rank */
@@ -635,7 +636,7 @@ START_TEST(adapter_errors_name_basis_and_module) {
     c.init_projection = 1;
     snprintf(c.projection_from, sizeof c.projection_from, "%s", src_qvd[0]);
     ck_assert_int_eq(eigen_basis_open(&b, path), PEFTC_OK);
-    ck_assert_int_eq(eigenlora_create(&ad, m.be, &m.layers[0].q, &b, &c, 0), PEFTC_OK);
+    ck_assert_int_eq(eigenlora_create(&ad, m.base.be, &m.layers[0].q, &b, &c, 0), PEFTC_OK);
     eigen_basis_close(&b);
     arena_init(&a, backend_cpu());
     int group;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "adapters/method.h"
+#include "core/models/generate.h"
 #include "core/models/llama/generate.h"
 #include "core/base/rng.h"
 #include "tests/testutil.h"
@@ -28,9 +29,9 @@ static void open_model(Fixture *f) {
     mc.lora = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL};
     ck_assert_int_eq(llama_create(&f->m, backend_cpu(), &cfg, 7, 0.02), PEFTC_OK);
     arena_init(&f->a, backend_cpu());
-    ck_assert_int_eq(method_attach(&f->m, &f->a, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&f->m.base, &f->a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&f->a), PEFTC_OK);
-    ck_assert_int_eq(method_init(&f->m, &f->a, &mc, 5), PEFTC_OK);
+    ck_assert_int_eq(method_init(&f->m.base, &f->a, &mc, 5), PEFTC_OK);
     int n_b = 0;
     for (int i = 0; i < f->a.n_entries; i++) {
         const ArenaEntry *e = &f->a.entries[i];
@@ -210,12 +211,12 @@ START_TEST(greedy_generation_matches_argmax) {
     SamplerConfig sc = {.temperature = 0, .top_p = 1, .top_k = 0, .seed = 1};
     Stream st = {0};
     int32_t *out[2] = {o0[0], o1[0]}, *out2[2] = {o0[1], o1[1]};
-    ck_assert_int_eq(gen_generate(&f.m, &sc, 2, ids, n, NEW, NULL, 0, out, out_n, on_token, &st), PEFTC_OK);
+    ck_assert_int_eq(gen_generate(&f.m.base, &sc, 2, ids, n, NEW, NULL, 0, out, out_n, on_token, &st), PEFTC_OK);
     ck_assert_int_eq(out_n[0], NEW);
     ck_assert_int_eq(out_n[1], NEW);
     ck_assert_int_eq(st.n, NEW);
     ck_assert_mem_eq(st.ids, o0[0], NEW * sizeof(int32_t));
-    ck_assert_int_eq(gen_generate(&f.m, &sc, 2, ids, n, NEW, NULL, 0, out2, out_n2, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(gen_generate(&f.m.base, &sc, 2, ids, n, NEW, NULL, 0, out2, out_n2, NULL, NULL), PEFTC_OK);
     ck_assert_mem_eq(o0[0], o0[1], NEW * sizeof(int32_t));
     ck_assert_mem_eq(o1[0], o1[1], NEW * sizeof(int32_t));
     /* each token is the argmax of the full forward over prompt + what came before it (up to a rounding
@@ -236,7 +237,7 @@ START_TEST(greedy_generation_matches_argmax) {
     int32_t stop = o0[0][3];
     int first = 0;
     while (o0[0][first] != stop) first++;
-    ck_assert_int_eq(gen_generate(&f.m, &sc, 2, ids, n, NEW, &stop, 1, out2, out_n2, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(gen_generate(&f.m.base, &sc, 2, ids, n, NEW, &stop, 1, out2, out_n2, NULL, NULL), PEFTC_OK);
     ck_assert_int_eq(out_n2[0], first);
     ck_assert_mem_eq(o0[1], o0[0], (size_t)first * sizeof(int32_t));
     close_model(&f);
@@ -255,7 +256,7 @@ START_TEST(generation_stays_inside_the_tokenizer) {
     int n[1] = {P}, out_n[1];
     int32_t *out[1] = {o};
     SamplerConfig greedy = {.temperature = 0, .top_p = 1, .seed = 1, .vocab_limit = LIMIT};
-    ck_assert_int_eq(gen_generate(&f.m, &greedy, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(gen_generate(&f.m.base, &greedy, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
     int32_t seq[P + NEW];
     memcpy(seq, p0, sizeof p0);
     memcpy(seq + P, o, sizeof o);
@@ -272,7 +273,7 @@ START_TEST(generation_stays_inside_the_tokenizer) {
     ck_assert_int_gt(above, 0);
     free(ref);
     SamplerConfig hot = {.temperature = 5, .top_p = 1, .seed = 9, .vocab_limit = LIMIT};
-    ck_assert_int_eq(gen_generate(&f.m, &hot, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(gen_generate(&f.m.base, &hot, 1, ids, n, NEW, NULL, 0, out, out_n, NULL, NULL), PEFTC_OK);
     for (int i = 0; i < out_n[0]; i++) ck_assert_int_lt(o[i], LIMIT);
     close_model(&f);
 }

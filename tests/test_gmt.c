@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "adapters/full.h"
+#include "core/models/llama/llama.h"
 #include "adapters/gmt.h"
 #include "core/train/optim.h"
 #include "datasets/synthetic.h"
@@ -386,12 +387,12 @@ static void train(Curve *out, Comm *comm, const TrainConfig *tc, const GmtConfig
     ck_assert_int_le(syn_max_len(&sc), tc->seq_len);
     memset(out, 0, sizeof *out);
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &model_cfg, 1, 0.1), PEFTC_OK);
-    arena_init(&a, m.be);
-    ck_assert_int_eq(full_attach(&m, &a, 3e-3, 0.01), PEFTC_OK);
+    arena_init(&a, m.base.be);
+    ck_assert_int_eq(full_attach(&m.base, &a, 3e-3, 0.01), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_int_eq(full_init(&m, &a), PEFTC_OK);
+    ck_assert_int_eq(full_init(&m.base, &a), PEFTC_OK);
     ck_assert_int_eq(syn_dataset_create(&data, &sc), PEFTC_OK);
-    ck_assert_msg(trainer_init(&t, tc, &m, &a, comm, data) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(trainer_init(&t, tc, &m.base, &a, comm, data) == PEFTC_OK, "%s", peftc_err_msg());
     if (gcfg) {
         ck_assert_int_eq(gmt_create(&g, &a, gcfg), PEFTC_OK);
         GradHook h = gmt_hook(g);

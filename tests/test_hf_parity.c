@@ -1,6 +1,6 @@
 /* peftc against HF transformers + PEFT on the same files (tests/fixtures/gen_peft_parity.py): a tiny
  * LLaMA saved by transformers (config.json + model.safetensors) and a LoRA adapter saved by PEFT are
- * loaded by model_load() and lora.init_from; logits, the loss and every LoRA gradient must match what
+ * loaded by llama_load() and lora.init_from; logits, the loss and every LoRA gradient must match what
  * PyTorch computed. Then the adapter goes back out through peft_save: the export must reload in peftc
  * with bit-identical logits, and hold exactly the bytes of tests/fixtures/peftc_export_tiny, the folder
  * check_peft_export.py verified loads in PEFT with the logits PEFT gives for the original adapter.
@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "adapters/formats/peft_io.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/formats/safetensors.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
@@ -30,7 +32,7 @@ static void open_adapted(Session *s, const char *adapter, int B, int T) {
     c.lora.dropout = 0;
     ck_assert_msg(session_resolve_model(&c) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_msg(session_open_model(s, &c) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_int_eq(llama_reserve(&s->model, B, T), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(llama_of(s->model), B, T), PEFTC_OK);
 }
 
 static void read_batch(const Fixture *fx, int32_t *tok, int32_t *tgt, int BT) {
@@ -48,7 +50,7 @@ START_TEST(forward_and_gradients_match_peft) {
     int32_t *tok = malloc(sizeof *tok * BT), *tgt = malloc(sizeof *tgt * BT);
     read_batch(&fx, tok, tgt, BT);
 
-    LlamaModel *m = &s.model;
+    LlamaModel *m = llama_of(s.model);
     int V = m->cfg.vocab;
     ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double e = fixture_rel_err(m->acts.logits, fixture_tensor(&fx, "logits", (Shape){3, {B, T, V}}), (size_t)BT * V);
@@ -88,10 +90,10 @@ END_TEST
 static real_t *adapted_logits(const char *dir, const int32_t *tok, int B, int T) {
     static Session s;
     open_adapted(&s, dir, B, T);
-    size_t n = (size_t)B * T * s.model.cfg.vocab;
-    ck_assert_int_eq(llama_forward(&s.model, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    size_t n = (size_t)B * T * llama_of(s.model)->cfg.vocab;
+    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     real_t *out = malloc(n * sizeof *out);
-    memcpy(out, s.model.acts.logits, n * sizeof *out);
+    memcpy(out, llama_of(s.model)->acts.logits, n * sizeof *out);
     session_close(&s);
     return out;
 }
@@ -125,7 +127,7 @@ START_TEST(export_reloads_with_identical_logits) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
     static Session s;
     open_adapted(&s, ADAPTER, B, T);
-    ck_assert_msg(peft_save(&s.model, &s.cfg.lora, "hf_tiny_llama", dir) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(peft_save(s.model, &s.cfg.lora, "hf_tiny_llama", dir) == PEFTC_OK, "%s", peftc_err_msg());
     session_close(&s);
     real_t *again = adapted_logits(dir, tok, B, T);
     ck_assert_msg(memcmp(orig, again, n * sizeof *orig) == 0, "re-imported export changes the logits");
@@ -162,12 +164,12 @@ START_TEST(merged_model_equals_adapted_model) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
     static Session s;
     open_adapted(&s, ADAPTER, B, T);
-    method_merge(&s.model);
-    ck_assert_msg(model_save_hf(&s.model, dir, ST_F32) == PEFTC_OK, "%s", peftc_err_msg());
+    method_merge(s.model);
+    ck_assert_msg(model_save_hf(llama_of(s.model), dir, ST_F32) == PEFTC_OK, "%s", peftc_err_msg());
     session_close(&s);
 
     LlamaModel merged;
-    ck_assert_msg(model_load(&merged, backend_cpu(), dir, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load(&merged, backend_cpu(), dir, NULL) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(llama_reserve(&merged, B, T), PEFTC_OK);
     ck_assert_int_eq(llama_forward(&merged, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double e = 0, scale = 0;

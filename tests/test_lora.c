@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/nn/adapter.h"
+#include "core/models/llama/llama.h"
 #include "adapters/method.h"
 #include "core/train/optim.h"
 #include "core/base/rng.h"
@@ -19,9 +20,9 @@ static const LlamaConfig cfg = {.hidden = 32, .intermediate = 48, .layers = 2, .
 static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc) {
     ck_assert_int_eq(llama_create(m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     arena_init(a, backend_cpu());
-    ck_assert_int_eq(method_attach(m, a, mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&m->base, a, mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
-    ck_assert_int_eq(method_init(m, a, mc, 5), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m->base, a, mc, 5), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
 }
 
@@ -54,8 +55,8 @@ START_TEST(merge_gives_same_logits) {
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)m.acts.logits[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2);
     for (int i = 0; i < llama_linear_count(&m); i++) llama_linear(&m, i)->adapter = saved[i];
-    method_merge(&m);
-    method_detach(&m);
+    method_merge(&m.base);
+    method_detach(&m.base);
     ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
@@ -158,9 +159,9 @@ START_TEST(adapters_attached_after_reserve_are_sized) {
     ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
     real_t *acts = m.acts.resid;
     arena_init(&a, backend_cpu());
-    ck_assert_int_eq(method_attach(&m, &a, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_int_eq(method_init(&m, &a, &mc, 5), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m.base, &a, &mc, 5), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
     ck_assert_ptr_eq(m.acts.resid, acts); /* same shape: the model's buffers were kept */
     int32_t tok[B * T], tgt[B * T];

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/formats/gguf.h"
+#include "core/models/llama/llama.h"
 #include "core/formats/gguf_write.h"
 #include "core/models/llama/model_formats.h"
 #include "core/formats/quant.h"
@@ -95,7 +96,7 @@ static void write_meta(GgufWriter *w, const LlamaConfig *c, const LlamaGgufOpts 
     }
 }
 
-static void add_ref_tensor(GgufWriter *w, const LlamaModel *m, const LlamaParamRef *r, const LlamaGgufOpts *o) {
+static void add_ref_tensor(GgufWriter *w, const LlamaModel *m, const ParamRef *r, const LlamaGgufOpts *o) {
     char name[96];
     gguf_name(r->name, name, sizeof name);
     if (o->skip && !strcmp(o->skip, name)) return;
@@ -136,7 +137,7 @@ static void add_ref_tensor(GgufWriter *w, const LlamaModel *m, const LlamaParamR
 static void write_llama_gguf(const LlamaModel *m, const char *path, const LlamaGgufOpts *o) {
     GgufWriter *w = gguf_writer_new();
     write_meta(w, &m->cfg, o);
-    for (int i = 0; i < m->n_refs; i++) add_ref_tensor(w, m, &m->refs[i], o);
+    for (int i = 0; i < m->base.n_refs; i++) add_ref_tensor(w, m, &m->base.refs[i], o);
     if (o->rope_freqs) {
         float f[8] = {1, 1, 1, 1, 1, 1, 1, 1};
         ck_assert_int_eq(gguf_writer_add_f32(w, "rope_freqs.weight", 1, (int64_t[]){8}, f), PEFTC_OK);
@@ -155,9 +156,9 @@ static LlamaConfig tiny_cfg(int tie, int bias) {
 
 /* Every base tensor of b equals a's (rounded through f16 for the MLP when f16_mlp). */
 static void expect_same_weights(const LlamaModel *a, const LlamaModel *b, int f16_mlp) {
-    ck_assert_int_eq(a->n_refs, b->n_refs);
-    for (int i = 0; i < a->n_refs; i++) {
-        const LlamaParamRef *ra = &a->refs[i], *rb = &b->refs[i];
+    ck_assert_int_eq(a->base.n_refs, b->base.n_refs);
+    for (int i = 0; i < a->base.n_refs; i++) {
+        const ParamRef *ra = &a->base.refs[i], *rb = &b->base.refs[i];
         ck_assert_str_eq(ra->name, rb->name);
         ck_assert(shape_equal(&ra->shape, &rb->shape));
         int f16 = f16_mlp && strstr(ra->name, ".mlp.");
@@ -177,9 +178,9 @@ static void check_roundtrip(int tie, int bias, const LlamaGgufOpts *o) {
     LlamaModel src, got;
     ck_assert_int_eq(llama_create(&src, backend_cpu(), &cfg, 11, 0.5), PEFTC_OK);
     if (bias) /* llama_create zeroes biases; give them values so their permutation is checked */
-        for (int i = 0; i < src.n_refs; i++)
-            if (strstr(src.refs[i].name, ".bias"))
-                tu_fill_uniform(*src.refs[i].data, (size_t)shape_numel(&src.refs[i].shape), (uint64_t)i, -1, 1);
+        for (int i = 0; i < src.base.n_refs; i++)
+            if (strstr(src.base.refs[i].name, ".bias"))
+                tu_fill_uniform(*src.base.refs[i].data, (size_t)shape_numel(&src.base.refs[i].shape), (uint64_t)i, -1, 1);
     const char *path = tmp_path("tiny.gguf");
     write_llama_gguf(&src, path, o);
 

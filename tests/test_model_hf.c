@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "core/models/model_load.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/formats/quant.h"
 #include "core/formats/safetensors.h"
 #include "tests/testutil.h"
@@ -53,9 +55,9 @@ static void make_model(LlamaModel *m, int tied, int bias, int head_dim) {
     c.qkv_bias = bias;
     c.head_dim = head_dim;
     ck_assert_int_eq(llama_create(m, backend_cpu(), &c, 7, 0.02), PEFTC_OK);
-    for (int i = 0; i < m->n_refs; i++)
-        if (!m->refs[i].decay)
-            tu_fill_uniform(*m->refs[i].data, (size_t)shape_numel(&m->refs[i].shape), 100 + (uint64_t)i, 0.5, 1.5);
+    for (int i = 0; i < m->base.n_refs; i++)
+        if (!m->base.refs[i].decay)
+            tu_fill_uniform(*m->base.refs[i].data, (size_t)shape_numel(&m->base.refs[i].shape), 100 + (uint64_t)i, 0.5, 1.5);
 }
 
 static void assert_same_config(const LlamaConfig *a, const LlamaConfig *b) {
@@ -74,13 +76,13 @@ static void assert_same_config(const LlamaConfig *a, const LlamaConfig *b) {
 static void assert_same_weights(const LlamaModel *a, const LlamaModel *b) {
     assert_same_config(&a->cfg, &b->cfg);
     ck_assert_int_eq(a->cfg.head_dim, b->cfg.head_dim);
-    ck_assert_int_eq(a->n_refs, b->n_refs);
-    for (int i = 0; i < a->n_refs; i++) {
-        ck_assert_str_eq(a->refs[i].name, b->refs[i].name);
-        ck_assert(shape_equal(&a->refs[i].shape, &b->refs[i].shape));
-        size_t n = (size_t)shape_numel(&a->refs[i].shape);
-        ck_assert_msg(memcmp(*a->refs[i].data, *b->refs[i].data, n * sizeof(real_t)) == 0, "%s differs",
-                      a->refs[i].name);
+    ck_assert_int_eq(a->base.n_refs, b->base.n_refs);
+    for (int i = 0; i < a->base.n_refs; i++) {
+        ck_assert_str_eq(a->base.refs[i].name, b->base.refs[i].name);
+        ck_assert(shape_equal(&a->base.refs[i].shape, &b->base.refs[i].shape));
+        size_t n = (size_t)shape_numel(&a->base.refs[i].shape);
+        ck_assert_msg(memcmp(*a->base.refs[i].data, *b->base.refs[i].data, n * sizeof(real_t)) == 0, "%s differs",
+                      a->base.refs[i].name);
     }
 }
 
@@ -88,9 +90,9 @@ static void assert_same_weights(const LlamaModel *a, const LlamaModel *b) {
 static void write_tensors(const char *path, const LlamaModel *m, const char *skip, const char *extra, Shape es,
                           StDType extra_dtype) {
     StWriter *w = st_writer_new();
-    for (int i = 0; i < m->n_refs; i++)
-        if (!skip || strcmp(skip, m->refs[i].name) != 0)
-            ck_assert_int_eq(st_writer_add(w, m->refs[i].name, ST_F32, &m->refs[i].shape, *m->refs[i].data), PEFTC_OK);
+    for (int i = 0; i < m->base.n_refs; i++)
+        if (!skip || strcmp(skip, m->base.refs[i].name) != 0)
+            ck_assert_int_eq(st_writer_add(w, m->base.refs[i].name, ST_F32, &m->base.refs[i].shape, *m->base.refs[i].data), PEFTC_OK);
     if (extra) {
         real_t *z = calloc((size_t)shape_numel(&es) + 1, sizeof *z);
         ck_assert_int_eq(st_writer_add(w, extra, extra_dtype, &es, z), PEFTC_OK);
@@ -103,7 +105,7 @@ static void write_tensors(const char *path, const LlamaModel *m, const char *ski
 static void expect_load_error(const char *dir, PeftcStatus want, const char *n1, const char *n2, const char *n3) {
     LlamaModel m;
     peftc_err_clear();
-    PeftcStatus st = model_load(&m, backend_cpu(), dir, NULL);
+    PeftcStatus st = llama_load(&m, backend_cpu(), dir, NULL);
     ck_assert_msg(st == want, "expected status %d, got %d: %s", want, st, peftc_err_msg());
     const char *needles[3] = {n1, n2, n3};
     for (int i = 0; i < 3; i++)
@@ -127,13 +129,13 @@ static void round_trip(int tied, int bias, int head_dim) {
     ck_assert_str_eq(info.path, dir);
     ck_assert_str_eq(info.arch, bias ? "qwen2" : "llama");
     ck_assert_uint_ne(info.content_hash, 0);
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, &info2), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, &info2), PEFTC_OK);
     ck_assert_uint_eq(info2.content_hash, info.content_hash);
     assert_same_weights(&a, &b);
     StFile f;
     in_dir(file, dir, "model.safetensors");
     ck_assert_int_eq(st_open(&f, file), PEFTC_OK);
-    ck_assert_int_eq(f.n_tensors, a.n_refs);
+    ck_assert_int_eq(f.n_tensors, a.base.n_refs);
     ck_assert_int_eq(st_find(&f, "lm_head.weight") != NULL, !tied);
     ck_assert_int_eq(st_find(&f, "model.layers.1.self_attn.k_proj.bias") != NULL, bias);
     st_close(&f);
@@ -207,13 +209,13 @@ START_TEST(save_load_16bit) {
         char dir[512];
         snprintf(dir, sizeof dir, "%s/half%d", tmpdir, d);
         ck_assert_int_eq(model_save_hf(&a, dir, dts[d]), PEFTC_OK);
-        ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+        ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
         int changed = 0;
-        for (int i = 0; i < a.n_refs; i++) {
-            const real_t *x = *a.refs[i].data, *y = *b.refs[i].data;
-            for (int64_t k = 0; k < shape_numel(&a.refs[i].shape); k++) {
+        for (int i = 0; i < a.base.n_refs; i++) {
+            const real_t *x = *a.base.refs[i].data, *y = *b.base.refs[i].data;
+            for (int64_t k = 0; k < shape_numel(&a.base.refs[i].shape); k++) {
                 float want = dts[d] == ST_F16 ? f16_to_f32(f32_to_f16((float)x[k])) : bf16_to_f32(f32_to_bf16((float)x[k]));
-                ck_assert_msg(y[k] == want, "%s[%lld]: %g, expected %g", a.refs[i].name, (long long)k, (double)y[k], want);
+                ck_assert_msg(y[k] == want, "%s[%lld]: %g, expected %g", a.base.refs[i].name, (long long)k, (double)y[k], want);
                 changed += y[k] != x[k];
             }
         }
@@ -231,9 +233,9 @@ static void write_sharded(const char *dir, const LlamaModel *m, const char *misp
     cJSON *index = cJSON_CreateObject(), *map = cJSON_CreateObject();
     cJSON_AddItemToObject(cJSON_AddObjectToObject(index, "metadata"), "total_size", cJSON_CreateNumber(1));
     cJSON_AddItemToObject(index, "weight_map", map);
-    for (int i = 0; i < m->n_refs; i++) {
-        int s = i >= m->n_refs / 2;
-        const LlamaParamRef *r = &m->refs[i];
+    for (int i = 0; i < m->base.n_refs; i++) {
+        int s = i >= m->base.n_refs / 2;
+        const ParamRef *r = &m->base.refs[i];
         ck_assert_int_eq(st_writer_add(w[s], r->name, ST_F32, &r->shape, *r->data), PEFTC_OK);
         int listed = misplace && strcmp(misplace, r->name) == 0 ? 1 - s : s;
         cJSON_AddStringToObject(map, r->name, shard[listed]);
@@ -267,7 +269,7 @@ START_TEST(sharded_folder_loads_the_same) {
     ck_assert_int_eq(model_save_hf(&a, dir, ST_F32), PEFTC_OK); /* for config.json */
     write_sharded(dir, &a, NULL);
     ModelInfo info;
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, &info), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, &info), PEFTC_OK);
     assert_same_weights(&a, &b);
     ck_assert_str_eq(info.name, "sharded");
     llama_free(&b);
@@ -393,7 +395,7 @@ START_TEST(weight_errors_name_file_and_tensor) {
     expect_load_error(dir, PEFTC_EFORMAT, file, "'model.layers.1.mlp.up_proj.weight' has shape (32, 48)",
                       "expected (48, 32)");
     write_tensors(file, &a, up, up, shape2(48, 32), ST_BF16); /* 16-bit weights load too */
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
     llama_free(&b);
     write_tensors(file, &a, "lm_head.weight", NULL, shape1(1), ST_F32);
     expect_load_error(dir, PEFTC_EFORMAT, file, "'lm_head.weight' is missing", "tie_word_embeddings");
@@ -403,14 +405,14 @@ START_TEST(weight_errors_name_file_and_tensor) {
     expect_load_error(dir, PEFTC_EFORMAT, file, "'model.layers.2.input_layernorm.weight'", "2 layers");
     /* Buffers and tensors outside the decoder layers are not the model's business. */
     write_tensors(file, &a, NULL, "model.layers.1.self_attn.rotary_emb.inv_freq", shape1(4), ST_F32);
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
     assert_same_weights(&a, &b);
     llama_free(&b);
     write_tensors(file, &a, NULL, "score.weight", shape2(2, 32), ST_F32);
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
     llama_free(&b);
     write_tensors(file, &a, NULL, "model.norm.bias", shape1(4), ST_F32);
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
     llama_free(&b);
     llama_free(&a);
 }
@@ -453,7 +455,7 @@ START_TEST(tied_config_ignores_lm_head) {
     ck_assert_int_eq(model_save_hf(&a, dir, ST_F32), PEFTC_OK);
     in_dir(file, dir, "model.safetensors");
     write_tensors(file, &a, NULL, "lm_head.weight", shape2(40, 32), ST_F32);
-    ck_assert_int_eq(model_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&b, backend_cpu(), dir, NULL), PEFTC_OK);
     assert_same_weights(&a, &b);
     llama_free(&a);
     llama_free(&b);
@@ -515,20 +517,20 @@ START_TEST(transformers_fixture_loads) {
     ck_assert_str_eq(info.arch, "llama");
     ck_assert_str_eq(info.name, "hf_tiny_llama");
     LlamaModel m;
-    ck_assert_int_eq(model_load(&m, backend_cpu(), dir, &info), PEFTC_OK);
+    ck_assert_int_eq(llama_load(&m, backend_cpu(), dir, &info), PEFTC_OK);
     StFile f;
     ck_assert_int_eq(st_open(&f, PEFTC_FIXTURE_DIR "/hf_tiny_llama/model.safetensors"), PEFTC_OK);
-    ck_assert_int_eq(f.n_tensors, m.n_refs); /* every tensor in the file is one of the model's */
-    for (int i = 0; i < m.n_refs; i++) {
-        const StTensor *t = st_find(&f, m.refs[i].name);
-        ck_assert_msg(t != NULL, "%s not in the file", m.refs[i].name);
+    ck_assert_int_eq(f.n_tensors, m.base.n_refs); /* every tensor in the file is one of the model's */
+    for (int i = 0; i < m.base.n_refs; i++) {
+        const StTensor *t = st_find(&f, m.base.refs[i].name);
+        ck_assert_msg(t != NULL, "%s not in the file", m.base.refs[i].name);
         ck_assert_str_eq(t->dtype_name, "F32");
-        size_t n = (size_t)shape_numel(&m.refs[i].shape);
+        size_t n = (size_t)shape_numel(&m.base.refs[i].shape);
         ck_assert_uint_eq(t->nbytes, n * 4);
-        ck_assert_msg(memcmp(t->data, *m.refs[i].data, t->nbytes) == 0, "%s differs from the file", m.refs[i].name);
+        ck_assert_msg(memcmp(t->data, *m.base.refs[i].data, t->nbytes) == 0, "%s differs from the file", m.base.refs[i].name);
         double sumsq = 0;
-        for (size_t k = 0; k < n; k++) sumsq += (double)(*m.refs[i].data)[k] * (*m.refs[i].data)[k];
-        ck_assert_msg(sumsq > 0, "%s is all zeros", m.refs[i].name);
+        for (size_t k = 0; k < n; k++) sumsq += (double)(*m.base.refs[i].data)[k] * (*m.base.refs[i].data)[k];
+        ck_assert_msg(sumsq > 0, "%s is all zeros", m.base.refs[i].name);
     }
     st_close(&f);
     llama_free(&m);

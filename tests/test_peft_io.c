@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/nn/adapter.h"
+#include "core/models/llama/llama.h"
 #include "adapters/method.h"
 #include "adapters/formats/peft_io.h"
 #include "core/formats/gguf.h"
@@ -34,14 +35,14 @@ static MethodConfig lora_mc(unsigned targets, int rslora) {
 static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc, uint64_t lora_seed) {
     ck_assert_int_eq(llama_create(m, backend_cpu(), &cfg, 1, 0.02), PEFTC_OK);
     arena_init(a, backend_cpu());
-    ck_assert_int_eq(method_attach(m, a, mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&m->base, a, mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
-    ck_assert_int_eq(method_init(m, a, mc, lora_seed), PEFTC_OK);
+    ck_assert_int_eq(method_init(&m->base, a, mc, lora_seed), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(m);
+    method_detach(&m->base);
     llama_free(m);
     arena_free(a);
 }
@@ -92,7 +93,7 @@ START_TEST(save_then_load_round_trips) {
     open_trained(&m1, &a1, &mc);
     char dir[64];
     make_dir(dir);
-    ck_assert_int_eq(peft_save(&m1, &mc.lora, "tiny-llama", dir), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m1.base, &mc.lora, "tiny-llama", dir), PEFTC_OK);
 
     LoraConfig back;
     ck_assert_int_eq(peft_read_config(dir, &back), PEFTC_OK);
@@ -111,7 +112,7 @@ START_TEST(save_then_load_round_trips) {
     ck_assert_msg(memcmp(want, got, n * sizeof *got) != 0, "a fresh adapter must change nothing to compare");
     ck_assert(!same_entry(&a1, &a2, "model.layers.1.self_attn.k_proj.lora_A"));
 
-    ck_assert_int_eq(peft_load(&m2, &a2, dir), PEFTC_OK);
+    ck_assert_int_eq(peft_load(&m2.base, &a2, dir), PEFTC_OK);
     for (int i = 0; i < a1.n_entries; i++)
         ck_assert_msg(same_entry(&a1, &a2, a1.entries[i].name), "%s differs after load", a1.entries[i].name);
     logits_of(&m2, got);
@@ -223,7 +224,7 @@ START_TEST(files_hold_peft_names_and_keys) {
     char dir[64], sub[96];
     make_dir(dir);
     snprintf(sub, sizeof sub, "%s/nested", dir); /* created if missing */
-    ck_assert_int_eq(peft_save(&m, &mc.lora, "tiny-llama", sub), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny-llama", sub), PEFTC_OK);
     check_st_names(sub);
     check_config_keys(sub);
     char tmp[160];
@@ -281,7 +282,7 @@ static void write_weights(LlamaModel *m, const char *dir, WriteMode mode, const 
 }
 
 static void expect_load_error(LlamaModel *m, Arena *a, const char *dir, const char *needle) {
-    ck_assert_int_ne(peft_load(m, a, dir), PEFTC_OK);
+    ck_assert_int_ne(peft_load(&m->base, a, dir), PEFTC_OK);
     const char *msg = peftc_err_msg();
     ck_assert_msg(strstr(msg, dir) != NULL, "message does not name the folder: %s", msg);
     ck_assert_msg(strstr(msg, needle) != NULL, "message does not name %s: %s", needle, msg);
@@ -304,7 +305,7 @@ START_TEST(bad_weights_are_named) {
     write_weights(&m, dir, W_UNKNOWN, victim);
     expect_load_error(&m, &a, dir, "lora_C.weight");
     write_weights(&m, dir, W_DEFAULT, victim);
-    ck_assert_msg(peft_load(&m, &a, dir) == PEFTC_OK, "PEFT's .default. names must load: %s", peftc_err_msg());
+    ck_assert_msg(peft_load(&m.base, &a, dir) == PEFTC_OK, "PEFT's .default. names must load: %s", peftc_err_msg());
 
     char path[128], legacy[128];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
@@ -350,7 +351,7 @@ START_TEST(bad_configs_are_named) {
     open_trained(&m, &a, &mc);
     char dir[64];
     make_dir(dir);
-    ck_assert_int_eq(peft_save(&m, &mc.lora, "tiny-llama", dir), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny-llama", dir), PEFTC_OK);
     cJSON *saved = read_json(dir);
 
     write_text(dir, "{ \"peft_type\": \"LORA\", \"r\": 4,");
@@ -455,7 +456,7 @@ START_TEST(gguf_export_follows_llama_cpp) {
     char dir[64], path[96];
     make_dir(dir);
     snprintf(path, sizeof path, "%s/adapter.gguf", dir);
-    ck_assert_int_eq(peft_save_gguf(&m, &mc.lora, path), PEFTC_OK);
+    ck_assert_int_eq(peft_save_gguf(&m.base, &mc.lora, path), PEFTC_OK);
     GgufFile g;
     ck_assert_int_eq(gguf_open(&g, path), PEFTC_OK);
     ck_assert_int_eq(g.version, 3);

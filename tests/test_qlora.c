@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "adapters/method.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/models/model_load.h"
 #include "core/formats/safetensors.h"
 #include "launch/config/config.h"
@@ -23,8 +25,8 @@ static int have_model(void) {
 }
 
 static void load_pair(LlamaModel *dense, LlamaModel *quant) {
-    ck_assert_msg(model_load(dense, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_msg(model_load_quantized(quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s",
+    ck_assert_msg(llama_load(dense, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s",
                   peftc_err_msg());
     ck_assert(quant->cfg.quantized && !dense->cfg.quantized);
 }
@@ -66,10 +68,10 @@ static void attach_lora(LlamaModel *m, Arena *a) {
     MethodConfig mc = {.kind = METHOD_LORA,
                        .lora = {.r = R, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL},
                        .lr = 1e-3};
-    arena_init(a, m->be);
-    ck_assert_msg(method_attach(m, a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
+    arena_init(a, m->base.be);
+    ck_assert_msg(method_attach(&m->base, a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
-    ck_assert_msg(method_init(m, a, &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(method_init(&m->base, a, &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
     tu_fill_uniform(a->params, a->numel, 77, -0.05, 0.05);
     ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
 }
@@ -96,8 +98,8 @@ START_TEST(lora_grads_bit_identical) {
     double g = ad.be->sumsq(ad.grads, ad.numel);
     ck_assert_msg(g > 0, "no LoRA gradient reached the arena");
     ck_assert_msg(same_bits(ad.grads, aq.grads, ad.numel), "LoRA gradients differ on the quantized base");
-    method_detach(&dense);
-    method_detach(&quant);
+    method_detach(&dense.base);
+    method_detach(&quant.base);
     llama_free(&dense);
     llama_free(&quant);
     arena_free(&ad);
@@ -116,14 +118,14 @@ START_TEST(nlora_init_from_blocks) {
     LlamaModel *ms[2] = {&dense, &quant};
     for (int i = 0; i < 2; i++) {
         arena_init(as[i], backend_cpu());
-        ck_assert_msg(method_attach(ms[i], as[i], &mc) == PEFTC_OK, "%s", peftc_err_msg());
+        ck_assert_msg(method_attach(&ms[i]->base, as[i], &mc) == PEFTC_OK, "%s", peftc_err_msg());
         ck_assert_int_eq(arena_finalize(as[i]), PEFTC_OK);
-        ck_assert_msg(method_init(ms[i], as[i], &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
+        ck_assert_msg(method_init(&ms[i]->base, as[i], &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
     }
     ck_assert(ad.be->sumsq(ad.params, ad.numel) > 0);
     ck_assert_msg(same_bits(ad.params, aq.params, ad.numel), "NLoRA init differs on the quantized base");
     for (int i = 0; i < 2; i++) {
-        method_detach(ms[i]);
+        method_detach(&ms[i]->base);
         llama_free(ms[i]);
         arena_free(as[i]);
     }
@@ -158,11 +160,11 @@ END_TEST
 START_TEST(dense_only_paths_refuse) {
     if (!have_model()) return;
     LlamaModel quant, copy;
-    ck_assert_int_eq(model_load_quantized(&quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load_quantized(&quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL), PEFTC_OK);
     Arena a;
     arena_init(&a, backend_cpu());
     MethodConfig full = {.kind = METHOD_FULL, .lr = 1e-3};
-    ck_assert_int_eq(method_attach(&quant, &a, &full), PEFTC_EINVAL);
+    ck_assert_int_eq(method_attach(&quant.base, &a, &full), PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), "full fine-tuning needs the dense base: set model.quantized=false"), "%s",
                   peftc_err_msg());
     arena_free(&a);
@@ -181,7 +183,7 @@ END_TEST
 START_TEST(hf_folder_and_random_refused) {
     LlamaModel m;
     const char *hf = PEFTC_FIXTURE_DIR "/hf_tiny_llama";
-    ck_assert_int_eq(model_load_quantized(&m, backend_cpu(), hf, NULL), PEFTC_EINVAL);
+    ck_assert_int_eq(llama_load_quantized(&m, backend_cpu(), hf, NULL), PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), hf) && strstr(peftc_err_msg(), "GGUF"), "%s", peftc_err_msg());
     LlamaConfig c = {.hidden = 16, .intermediate = 24, .layers = 1, .heads = 2, .kv_heads = 1, .vocab = 20,
                      .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1, .quantized = 1};

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "adapters/full.h"
+#include "core/models/llama/llama.h"
 #include "adapters/method.h"
 #include "adapters/rosa.h"
 #include "core/nn/csr.h"
@@ -42,7 +43,7 @@ static void net_open(Net *n, const RosaConfig *rc) {
     for (int i = 0; i < llama_linear_count(&n->m); i++) {
         Linear *l = llama_linear(&n->m, i);
         Adapter *ad;
-        ck_assert_int_eq(rosa_create(&ad, n->m.be, l, rc, lg, sg), PEFTC_OK);
+        ck_assert_int_eq(rosa_create(&ad, n->m.base.be, l, rc, lg, sg), PEFTC_OK);
         l->adapter = ad;
         ck_assert_int_eq(ad->ops->register_params(ad, &n->a), PEFTC_OK);
     }
@@ -73,7 +74,7 @@ static void net_mask(Net *n, const RosaConfig *rc, uint64_t seed) {
 }
 
 static void net_close(Net *n) {
-    method_detach(&n->m);
+    method_detach(&n->m.base);
     llama_free(&n->m);
     arena_free(&n->a);
     for (int i = 0; i < NLIN; i++) free(n->flat[i]);
@@ -214,7 +215,7 @@ static void check_dense_equivalence(int r, double dropout) {
     if (r) {
         for (int i = 0; i < llama_linear_count(&ref); i++) {
             Linear *l = llama_linear(&ref, i);
-            ck_assert_int_eq(lora_create(&l->adapter, ref.be, l, &rc.lora, group), PEFTC_OK);
+            ck_assert_int_eq(lora_create(&l->adapter, ref.base.be, l, &rc.lora, group), PEFTC_OK);
             ck_assert_int_eq(l->adapter->ops->register_params(l->adapter, &ra), PEFTC_OK);
         }
         ck_assert_int_eq(arena_finalize(&ra), PEFTC_OK);
@@ -243,7 +244,7 @@ static void check_dense_equivalence(int r, double dropout) {
         double d = rel_diff(g, ra.grads + en->offset, en->numel);
         ck_assert_msg(d <= 1e-4, "%s: gradient differs from LoRA on W+S by %g", en->name, d);
     }
-    method_detach(&ref);
+    method_detach(&ref.base);
     llama_free(&ref);
     arena_free(&ra);
     net_close(&n);
@@ -265,9 +266,9 @@ START_TEST(no_mask_is_plain_lora) {
     ck_assert_int_eq(llama_create(&lo.m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     MethodConfig mc = {.kind = METHOD_LORA, .lora = rc.lora, .lr = 1e-3};
     arena_init(&lo.a, backend_cpu());
-    ck_assert_int_eq(method_attach(&lo.m, &lo.a, &mc), PEFTC_OK);
+    ck_assert_int_eq(method_attach(&lo.m.base, &lo.a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&lo.a), PEFTC_OK);
-    ck_assert_int_eq(method_init(&lo.m, &lo.a, &mc, 5), PEFTC_OK);
+    ck_assert_int_eq(method_init(&lo.m.base, &lo.a, &mc, 5), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&lo.m, B, T), PEFTC_OK);
     fill_by_name(&n.a, ".lora_B", 9);
     fill_by_name(&lo.a, ".lora_B", 9);
@@ -312,8 +313,8 @@ static void check_merge(int r) {
     real_t *with = eval_logits(&n.m);
     size_t np = (size_t)B * T * cfg.vocab;
     ck_assert_double_gt(rel_diff(base, with, np), 1e-2);
-    method_merge(&n.m);
-    method_detach(&n.m);
+    method_merge(&n.m.base);
+    method_detach(&n.m.base);
     real_t *merged = eval_logits(&n.m);
     double d = rel_diff(merged, with, np);
     ck_assert_msg(d <= 1e-5, "merged logits differ by %g (r = %d)", d, r);
@@ -398,9 +399,9 @@ static void check_collection(RosaAccum mode) {
         ad->ops->merge(ad, llama_linear(&f, i)->W);
     }
     arena_init(&fa, backend_cpu());
-    ck_assert_int_eq(full_attach(&f, &fa, 1e-3, 0), PEFTC_OK);
+    ck_assert_int_eq(full_attach(&f.base, &fa, 1e-3, 0), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&fa), PEFTC_OK);
-    ck_assert_int_eq(full_init(&f, &fa), PEFTC_OK);
+    ck_assert_int_eq(full_init(&f.base, &fa), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&f, B, T), PEFTC_OK);
     double *ref[NLIN];
     real_t *shared = backend_cpu()->alloc((size_t)cfg.intermediate * cfg.hidden * sizeof(real_t));
@@ -464,7 +465,7 @@ END_TEST
 
 /* A (16, 32) layer outside any model: nnz = floor(5/512 * 512) = 5. */
 static Linear toy_linear(void) {
-    Linear l = {.name = "toy.k_proj", .short_name = "k", .in = 32, .out = 16};
+    Linear l = {.name = "toy.k_proj", .target = 1, .in = 32, .out = 16};
     return l;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "adapters/method.h"
+#include "core/models/llama/llama.h"
 #include "adapters/slora.h"
 #include "core/base/rng.h"
 #include "tests/model_testutil.h"
@@ -29,9 +30,9 @@ static void attach(LlamaModel *m, Arena *a, const SloraConfig *sc) {
     ck_assert_int_eq(arena_group(a, "slora", 1e-3, 0, &group), PEFTC_OK);
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
-        if (!(lora_target_bit(l->short_name) & sc->targets)) continue;
+        if (!(linear_target_bit(l) & sc->targets)) continue;
         Adapter *ad;
-        ck_assert_int_eq(slora_create(&ad, m->be, l, sc, group), PEFTC_OK);
+        ck_assert_int_eq(slora_create(&ad, m->base.be, l, sc, group), PEFTC_OK);
         l->adapter = ad;
         ck_assert_int_eq(ad->ops->register_params(ad, a), PEFTC_OK);
     }
@@ -49,7 +50,7 @@ static void open_model(LlamaModel *m, Arena *a, const SloraConfig *sc) {
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(m);
+    method_detach(&m->base);
     llama_free(m);
     arena_free(a);
 }
@@ -217,8 +218,8 @@ static void check_merge(const SloraConfig *sc) {
     double diff_base = 0, worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)base[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2); /* or the comparison below proves nothing */
-    method_merge(&m);
-    method_detach(&m);
+    method_merge(&m.base);
+    method_detach(&m.base);
     real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));
@@ -354,24 +355,24 @@ START_TEST(config_errors_name_the_problem) {
     Adapter *ad;
     SloraConfig sc = sc_of(SLORA_INIT_NLORA, NLORA_CORE_BLOCK, 1, LORA_T_ALL);
     sc.r = 17;
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_EINVAL);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "model.layers.0.self_attn.k_proj"));
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "min(in, out) = 16"));
     sc.r = 16; /* the largest rank NLoRA allows there */
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_OK);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_OK);
     ad->ops->destroy(ad);
     sc = sc_of(SLORA_INIT_SLORA, NLORA_CORE_BLOCK, 1, LORA_T_ALL);
     sc.r = 17; /* SLoRA has no such bound, like LoRA */
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_OK);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_OK);
     ad->ops->destroy(ad);
     sc.train_ab = 0;
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_EINVAL);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "IntTune"));
     sc = sc_of(SLORA_INIT_SLORA, NLORA_CORE_BLOCK, 1, LORA_T_ALL);
     sc.r = 0;
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_EINVAL);
     sc.r = 4, sc.dropout = 1;
-    ck_assert_int_eq(slora_create(&ad, m.be, k, &sc, 0), PEFTC_EINVAL);
+    ck_assert_int_eq(slora_create(&ad, m.base.be, k, &sc, 0), PEFTC_EINVAL);
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "dropout"));
     ck_assert_str_eq(slora_init_names[SLORA_INIT_NLORA], "nlora");
     ck_assert_str_eq(nlora_core_names[NLORA_CORE_PINV], "pinv");

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/models/generate.h"
 #include "core/models/llama/generate.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/models/model_load.h"
 #include "datasets/tokenizer/tokenizer.h"
 #include "tests/fixture.h"
@@ -63,7 +66,7 @@ static void check_case(LlamaModel *m, const Tokenizer *tok, const Fixture *fx, c
     int32_t *out = malloc((size_t)max_new * sizeof *out);
     int out_n = 0, len = (int)n;
     const int32_t *prompts[1] = {ids};
-    ck_assert_int_eq(gen_generate(m, &(SamplerConfig){0, 1, 0, 0, 0}, 1, prompts, &len, max_new, NULL, 0, &out, &out_n,
+    ck_assert_int_eq(gen_generate(&m->base, &(SamplerConfig){0, 1, 0, 0, 0}, 1, prompts, &len, max_new, NULL, 0, &out, &out_n,
                                   NULL, NULL), PEFTC_OK);
     int32_t *ref_gen = malloc((size_t)max_new * sizeof *ref_gen);
     fixture_ints(cJSON_GetObjectItemCaseSensitive(c, "greedy_ids"), ref_gen, max_new);
@@ -87,7 +90,7 @@ START_TEST(matches_transformers_on_the_same_gguf) {
     Fixture fx = fixture_load("smollm2_logits");
     LlamaModel m;
     ModelInfo info;
-    ck_assert_msg(model_load(&m, backend_cpu(), PEFTC_DEFAULT_MODEL, &info) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load(&m, backend_cpu(), PEFTC_DEFAULT_MODEL, &info) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(m.cfg.vocab, (int)fixture_num(fx.meta, "vocab"));
     Tokenizer *tok;
     ck_assert_msg(tok_load(&tok, PEFTC_DEFAULT_MODEL) == PEFTC_OK, "%s", peftc_err_msg());

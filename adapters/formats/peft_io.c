@@ -23,40 +23,17 @@
 #define PEFT_PREFIX "base_model.model."
 #define PEFT_PATH_MAX 1024
 
-enum { N_MODULES = 7 };
-
-/* The modules LoRA can adapt, in LlamaLayer order, which is also the order target_modules lists them.
- * parent: the HF submodule holding it; gguf: llama.cpp's tensor name. */
-static const struct {
-    unsigned bit;
-    const char *parent, *hf, *gguf;
-} modules[N_MODULES] = {
-    {LORA_T_Q, "self_attn", "q_proj", "attn_q"},    {LORA_T_K, "self_attn", "k_proj", "attn_k"},
-    {LORA_T_V, "self_attn", "v_proj", "attn_v"},    {LORA_T_O, "self_attn", "o_proj", "attn_output"},
-    {LORA_T_GATE, "mlp", "gate_proj", "ffn_gate"}, {LORA_T_UP, "mlp", "up_proj", "ffn_up"},
-    {LORA_T_DOWN, "mlp", "down_proj", "ffn_down"},
-};
-
-static void layer_linears(const LlamaLayer *L, const Linear *out[N_MODULES]) {
-    out[0] = &L->q, out[1] = &L->k, out[2] = &L->v, out[3] = &L->o;
-    out[4] = &L->gate, out[5] = &L->up, out[6] = &L->down;
-}
-
 static int has_lora(const Linear *l) { return l->adapter && strcmp(l->adapter->ops->kind, "lora") == 0; }
 
 /* Every adapter exports itself as a LoRA pair (three-matrix and subspace methods fold into A and B),
  * so any adapted module is saved; only plain LoRA adapters can be loaded back into. */
 static int exports_lora(const Linear *l) { return l->adapter != NULL; }
 
-/* Union of the LORA_T_* bits of the modules that carry a LoRA adapter. */
-static unsigned adapted_targets(const LlamaModel *m) {
+/* Union of the target bits (the family's target list) of the modules that carry an adapter. */
+static unsigned adapted_targets(const Model *m) {
     unsigned bits = 0;
-    for (int i = 0; i < m->cfg.layers; i++) {
-        const Linear *ls[N_MODULES];
-        layer_linears(&m->layers[i], ls);
-        for (int j = 0; j < N_MODULES; j++)
-            if (exports_lora(ls[j])) bits |= modules[j].bit;
-    }
+    for (int i = 0; i < m->n_linears; i++)
+        if (exports_lora(m->linears[i])) bits |= linear_target_bit(m->linears[i]);
     return bits;
 }
 
@@ -129,26 +106,25 @@ static PeftcStatus st_sink(void *user, const char *name, const Tensor *t) {
     return st;
 }
 
-static PeftcStatus save_tensors(const LlamaModel *m, int r, const char *path) {
+static PeftcStatus save_tensors(const Model *m, int r, const char *path) {
     StSink s = {st_writer_new(), path, r, m->be};
     if (!s.w) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for the safetensors writer", path);
     PeftcStatus st = st_writer_meta(s.w, "format", "pt");
-    for (int i = 0; i < m->cfg.layers && st == PEFTC_OK; i++) {
-        const Linear *ls[N_MODULES];
-        layer_linears(&m->layers[i], ls);
-        for (int j = 0; j < N_MODULES && st == PEFTC_OK; j++)
-            if (exports_lora(ls[j])) st = ls[j]->adapter->ops->export_tensors(ls[j]->adapter, st_sink, &s);
+    for (int i = 0; i < m->n_linears && st == PEFTC_OK; i++) {
+        const Linear *l = m->linears[i];
+        if (exports_lora(l)) st = l->adapter->ops->export_tensors(l->adapter, st_sink, &s);
     }
     if (st == PEFTC_OK) st = st_write(s.w, path);
     st_writer_free(s.w);
     return st;
 }
 
-static cJSON *target_list(unsigned targets) {
+/* The HF module names of the targets, in the family's order. */
+static cJSON *target_list(const Model *m, unsigned targets) {
     cJSON *list = cJSON_CreateArray();
-    for (int j = 0; list && j < N_MODULES; j++) {
-        if (!(targets & modules[j].bit)) continue;
-        cJSON *s = cJSON_CreateString(modules[j].hf);
+    for (int j = 0; list && j < m->n_targets; j++) {
+        if (!(targets & (1u << j))) continue;
+        cJSON *s = cJSON_CreateString(m->targets[j].hf);
         if (!s || !cJSON_AddItemToArray(list, s)) {
             cJSON_Delete(s);
             cJSON_Delete(list);
@@ -159,9 +135,9 @@ static cJSON *target_list(unsigned targets) {
 }
 
 /* The fields PEFT's LoraConfig writes, with the values that describe what this program trains. */
-static cJSON *config_json(const LoraConfig *cfg, unsigned targets, const char *base_name) {
+static cJSON *config_json(const Model *m, const LoraConfig *cfg, unsigned targets, const char *base_name) {
     cJSON *o = cJSON_CreateObject();
-    cJSON *list = target_list(targets);
+    cJSON *list = target_list(m, targets);
     int ok = o && list && cJSON_AddStringToObject(o, "peft_type", "LORA") &&
              cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM") &&
              cJSON_AddStringToObject(o, "base_model_name_or_path", base_name ? base_name : "") &&
@@ -183,8 +159,9 @@ static cJSON *config_json(const LoraConfig *cfg, unsigned targets, const char *b
     return o;
 }
 
-static PeftcStatus save_config(const LoraConfig *cfg, unsigned targets, const char *base_name, const char *path) {
-    cJSON *o = config_json(cfg, targets, base_name);
+static PeftcStatus save_config(const Model *m, const LoraConfig *cfg, unsigned targets, const char *base_name,
+                               const char *path) {
+    cJSON *o = config_json(m, cfg, targets, base_name);
     char *text = o ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     if (!text) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory building the adapter config", path);
@@ -193,7 +170,7 @@ static PeftcStatus save_config(const LoraConfig *cfg, unsigned targets, const ch
     return st;
 }
 
-PeftcStatus peft_save(const LlamaModel *m, const LoraConfig *cfg, const char *base_name, const char *dir) {
+PeftcStatus peft_save(const Model *m, const LoraConfig *cfg, const char *base_name, const char *dir) {
     unsigned targets = adapted_targets(m);
     if (!targets) return PEFTC_ERR(PEFTC_ESTATE, "PEFT adapter '%s': no LoRA adapter is attached to the model", dir);
     char path[PEFT_PATH_MAX];
@@ -201,7 +178,7 @@ PeftcStatus peft_save(const LlamaModel *m, const LoraConfig *cfg, const char *ba
     PEFTC_TRY(join_path(path, dir, PEFT_WEIGHTS));
     PEFTC_TRY(save_tensors(m, cfg->r, path));
     PEFTC_TRY(join_path(path, dir, PEFT_CONFIG));
-    return save_config(cfg, targets, base_name, path);
+    return save_config(m, cfg, targets, base_name, path);
 }
 
 /* ---------------------------------------------------------------- adapter_config.json */
@@ -232,13 +209,24 @@ static PeftcStatus json_bool(const cJSON *o, const char *path, const char *key, 
     return PEFTC_OK;
 }
 
+/* The module names a config's target_modules may list, with their parent module and LORA_T_* bit:
+ * lora.targets' names (lora.h) as HF spells them. */
+static const struct {
+    unsigned bit;
+    const char *parent, *hf;
+} config_modules[] = {
+    {LORA_T_Q, "self_attn", "q_proj"},  {LORA_T_K, "self_attn", "k_proj"}, {LORA_T_V, "self_attn", "v_proj"},
+    {LORA_T_O, "self_attn", "o_proj"},  {LORA_T_GATE, "mlp", "gate_proj"}, {LORA_T_UP, "mlp", "up_proj"},
+    {LORA_T_DOWN, "mlp", "down_proj"},
+};
+
 /* A target_modules entry: "q_proj", or the same with its parent ("self_attn.q_proj"), as PEFT matches
  * module-name suffixes. */
 static unsigned target_bit(const char *s) {
-    for (int j = 0; j < N_MODULES; j++) {
+    for (size_t j = 0; j < sizeof config_modules / sizeof config_modules[0]; j++) {
         char dotted[48];
-        snprintf(dotted, sizeof dotted, "%s.%s", modules[j].parent, modules[j].hf);
-        if (strcmp(s, modules[j].hf) == 0 || strcmp(s, dotted) == 0) return modules[j].bit;
+        snprintf(dotted, sizeof dotted, "%s.%s", config_modules[j].parent, config_modules[j].hf);
+        if (strcmp(s, config_modules[j].hf) == 0 || strcmp(s, dotted) == 0) return config_modules[j].bit;
     }
     return 0;
 }
@@ -386,21 +374,17 @@ int peft_split_name(const char *name, char *module, size_t cap, int *which) {
     return 0;
 }
 
-/* Index (layer * N_MODULES + j) of the linear named `module`, or -1. */
-static int find_linear(const LlamaModel *m, const char *module, const Linear **out) {
-    for (int i = 0; i < m->cfg.layers; i++) {
-        const Linear *ls[N_MODULES];
-        layer_linears(&m->layers[i], ls);
-        for (int j = 0; j < N_MODULES; j++)
-            if (strcmp(ls[j]->name, module) == 0) {
-                *out = ls[j];
-                return i * N_MODULES + j;
-            }
-    }
+/* Index in m->linears of the linear named `module`, or -1. */
+static int find_linear(const Model *m, const char *module, const Linear **out) {
+    for (int i = 0; i < m->n_linears; i++)
+        if (strcmp(m->linears[i]->name, module) == 0) {
+            *out = m->linears[i];
+            return i;
+        }
     return -1;
 }
 
-static PeftcStatus load_tensor(const LlamaModel *m, Arena *arena, const StFile *f, const StTensor *t,
+static PeftcStatus load_tensor(const Model *m, Arena *arena, const StFile *f, const StTensor *t,
                                unsigned char *seen) {
     char module[ARENA_NAME_MAX - 8];
     int which;
@@ -431,16 +415,12 @@ static PeftcStatus load_tensor(const LlamaModel *m, Arena *arena, const StFile *
     return st;
 }
 
-static PeftcStatus check_complete(const LlamaModel *m, const char *path, const unsigned char *seen) {
-    for (int i = 0; i < m->cfg.layers; i++) {
-        const Linear *ls[N_MODULES];
-        layer_linears(&m->layers[i], ls);
-        for (int j = 0; j < N_MODULES; j++) {
-            int idx = i * N_MODULES + j;
-            if (!has_lora(ls[j]) || (seen[2 * idx] && seen[2 * idx + 1])) continue;
-            return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s%s.lora_%c.weight' is missing (the run adapts %s)", path,
-                             PEFT_PREFIX, ls[j]->name, seen[2 * idx] ? 'B' : 'A', ls[j]->name);
-        }
+static PeftcStatus check_complete(const Model *m, const char *path, const unsigned char *seen) {
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
+        if (!has_lora(l) || (seen[2 * i] && seen[2 * i + 1])) continue;
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s%s.lora_%c.weight' is missing (the run adapts %s)", path,
+                         PEFT_PREFIX, l->name, seen[2 * i] ? 'B' : 'A', l->name);
     }
     return PEFTC_OK;
 }
@@ -455,14 +435,14 @@ static PeftcStatus open_weights(const char *dir, StFile *f) {
     return st_open(f, path);
 }
 
-PeftcStatus peft_load(LlamaModel *m, Arena *arena, const char *dir) {
+PeftcStatus peft_load(Model *m, Arena *arena, const char *dir) {
     if (!arena->finalized)
         return PEFTC_ERR(PEFTC_ESTATE, "PEFT adapter '%s': the arena must be finalized before loading", dir);
     if (!adapted_targets(m))
         return PEFTC_ERR(PEFTC_ESTATE, "PEFT adapter '%s': no LoRA adapter is attached to the model", dir);
     StFile f;
     PEFTC_TRY(open_weights(dir, &f));
-    unsigned char *seen = calloc((size_t)m->cfg.layers * N_MODULES * 2, 1);
+    unsigned char *seen = calloc((size_t)m->n_linears * 2 + 1, 1);
     PeftcStatus st = seen ? PEFTC_OK : PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", f.file.path);
     for (int i = 0; i < f.n_tensors && st == PEFTC_OK; i++) st = load_tensor(m, arena, &f, &f.tensors[i], seen);
     if (st == PEFTC_OK) st = check_complete(m, f.file.path, seen);
@@ -521,37 +501,32 @@ static PeftcStatus add_gguf_pair(GgufWriter *w, const LoraPair *p, const char *p
     return st;
 }
 
-static PeftcStatus add_gguf_layer(GgufWriter *w, const LlamaModel *m, int layer, int r, const char *path) {
-    const Linear *ls[N_MODULES];
-    layer_linears(&m->layers[layer], ls);
-    for (int j = 0; j < N_MODULES; j++) {
-        if (!exports_lora(ls[j])) continue;
-        LoraPair p = {0};
-        PEFTC_TRY(ls[j]->adapter->ops->export_tensors(ls[j]->adapter, pair_sink, &p));
-        if (p.got != 3 || p.A.shape.dim[0] != r)
-            return PEFTC_ERR(PEFTC_EINVAL, "%s: layer %s: adapter rank differs from lora.r = %d", path, ls[j]->name, r);
-        int n_head = modules[j].bit == LORA_T_Q ? m->cfg.heads : modules[j].bit == LORA_T_K ? m->cfg.kv_heads : 0;
-        PEFTC_TRY(add_gguf_pair(w, &p, path, layer, modules[j].gguf, n_head, m->cfg.head_dim));
-    }
-    return PEFTC_OK;
+static PeftcStatus add_gguf_linear(GgufWriter *w, const Model *m, const Linear *l, int r, const char *path) {
+    LoraPair p = {0};
+    PEFTC_TRY(l->adapter->ops->export_tensors(l->adapter, pair_sink, &p));
+    if (p.got != 3 || p.A.shape.dim[0] != r)
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: layer %s: adapter rank differs from lora.r = %d", path, l->name, r);
+    int hd = l->rope_heads ? l->out / l->rope_heads : 0;
+    return add_gguf_pair(w, &p, path, l->layer, m->targets[l->target].gguf, l->rope_heads, hd);
 }
 
 /* llama.cpp scales an adapter by alpha / r (r read from the tensors); storing scale * r makes that
  * equal this run's scale, rsLoRA included. */
-static PeftcStatus add_gguf_meta(GgufWriter *w, const LoraConfig *cfg) {
-    PEFTC_TRY(gguf_writer_str(w, "general.architecture", "llama"));
+static PeftcStatus add_gguf_meta(GgufWriter *w, const Model *m, const LoraConfig *cfg) {
+    PEFTC_TRY(gguf_writer_str(w, "general.architecture", m->ops->family));
     PEFTC_TRY(gguf_writer_str(w, "general.type", "adapter"));
     PEFTC_TRY(gguf_writer_str(w, "adapter.type", "lora"));
     return gguf_writer_f32(w, "adapter.lora.alpha", (float)(lora_scale(cfg) * cfg->r));
 }
 
-PeftcStatus peft_save_gguf(const LlamaModel *m, const LoraConfig *cfg, const char *path) {
+PeftcStatus peft_save_gguf(const Model *m, const LoraConfig *cfg, const char *path) {
     if (!adapted_targets(m))
         return PEFTC_ERR(PEFTC_ESTATE, "GGUF adapter '%s': no LoRA adapter is attached to the model", path);
     GgufWriter *w = gguf_writer_new();
     if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for the GGUF writer", path);
-    PeftcStatus st = add_gguf_meta(w, cfg);
-    for (int i = 0; i < m->cfg.layers && st == PEFTC_OK; i++) st = add_gguf_layer(w, m, i, cfg->r, path);
+    PeftcStatus st = add_gguf_meta(w, m, cfg);
+    for (int i = 0; i < m->n_linears && st == PEFTC_OK; i++)
+        if (exports_lora(m->linears[i])) st = add_gguf_linear(w, m, m->linears[i], cfg->r, path);
     if (st == PEFTC_OK) st = gguf_writer_write(w, path);
     gguf_writer_free(w);
     return st;

@@ -7,12 +7,12 @@
 #ifndef PEFTC_PEFT_IO_H
 #define PEFTC_PEFT_IO_H
 
-#include "core/models/llama/llama.h"
+#include "core/models/model.h"
 #include "adapters/lora.h"
 
 /* Writes the LoRA adapters attached to m as a PEFT folder (created if missing; files written
  * atomically). base_name goes to base_model_name_or_path. Tensors stored as F32. */
-PeftcStatus peft_save(const LlamaModel *m, const LoraConfig *cfg, const char *base_name, const char *dir);
+PeftcStatus peft_save(const Model *m, const LoraConfig *cfg, const char *base_name, const char *dir);
 
 /* Reads a PEFT folder's adapter_config.json into cfg (r, alpha, rslora, targets, dropout). */
 PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg);
@@ -20,13 +20,13 @@ PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg);
 /* Copies a PEFT folder's tensors into the arena entries of the LoRA adapters attached to m (created with the same config):
  * every adapted module must have both tensors with the expected shapes and every tensor in the file
  * must belong to an adapted module; errors name the file and tensor. */
-PeftcStatus peft_load(LlamaModel *m, Arena *arena, const char *dir);
+PeftcStatus peft_load(Model *m, Arena *arena, const char *dir);
 
 /* Splits "base_model.model.<module>.lora_A.weight" (or PEFT's in-memory ".lora_A.default.weight") into
  * module and which (0 = A, 1 = B). Returns 0 for any other name. */
 int peft_split_name(const char *name, char *module, size_t cap, int *which);
 
 /* Writes the attached LoRA adapters as a llama.cpp GGUF LoRA adapter file. */
-PeftcStatus peft_save_gguf(const LlamaModel *m, const LoraConfig *cfg, const char *path);
+PeftcStatus peft_save_gguf(const Model *m, const LoraConfig *cfg, const char *path);
 
 #endif

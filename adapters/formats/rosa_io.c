@@ -33,12 +33,12 @@ static PeftcStatus add_layer(StWriter *w, const Adapter *a, const char *path) {
     return st;
 }
 
-PeftcStatus rosa_save_sparse(const LlamaModel *m, const char *path) {
+PeftcStatus rosa_save_sparse(const Model *m, const char *path) {
     StWriter *w = st_writer_new();
     if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for the writer", path);
     PeftcStatus st = st_writer_meta(w, "format", "peftc-rosa");
-    for (int i = 0; i < llama_linear_count(m) && st == PEFTC_OK; i++) {
-        const Linear *l = llama_linear((LlamaModel *)m, i);
+    for (int i = 0; i < m->n_linears && st == PEFTC_OK; i++) {
+        const Linear *l = m->linears[i];
         if (l->adapter && rosa_is(l->adapter)) st = add_layer(w, l->adapter, path);
     }
     if (st == PEFTC_OK) st = st_write(w, path);
@@ -122,12 +122,12 @@ static PeftcStatus load_layer(const StFile *f, Adapter *a, Arena *arena, int wit
     return st;
 }
 
-PeftcStatus rosa_load_sparse(LlamaModel *m, Arena *arena, const char *path, int with_values) {
+PeftcStatus rosa_load_sparse(Model *m, Arena *arena, const char *path, int with_values) {
     StFile f;
     PEFTC_TRY(st_open(&f, path));
     PeftcStatus st = PEFTC_OK;
-    for (int i = 0; i < llama_linear_count(m) && st == PEFTC_OK; i++) {
-        Linear *l = llama_linear(m, i);
+    for (int i = 0; i < m->n_linears && st == PEFTC_OK; i++) {
+        Linear *l = m->linears[i];
         if (l->adapter && rosa_is(l->adapter)) st = load_layer(&f, l->adapter, arena, with_values);
     }
     st_close(&f);

@@ -9,13 +9,13 @@
 #define PEFTC_ROSA_IO_H
 
 #include "core/nn/arena.h"
-#include "core/models/llama/llama.h"
+#include "core/models/model.h"
 
 /* Writes every RoSA layer's pattern and values (atomically). ESTATE when a layer has no mask yet. */
-PeftcStatus rosa_save_sparse(const LlamaModel *m, const char *path);
+PeftcStatus rosa_save_sparse(const Model *m, const char *path);
 
 /* Sets every RoSA layer's mask from the file; with_values also loads the values into the arena. Every
  * RoSA layer must be in the file with its expected nnz; errors name the file and the tensor. */
-PeftcStatus rosa_load_sparse(LlamaModel *m, Arena *arena, const char *path, int with_values);
+PeftcStatus rosa_load_sparse(Model *m, Arena *arena, const char *path, int with_values);
 
 #endif

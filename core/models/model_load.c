@@ -1,6 +1,9 @@
-/* model_load.h's entry points: a GGUF file goes to model_gguf_*, a folder to model_hf_*. */
+/* model_load.h's entry points: the file's format (GGUF or HF folder) and family (its architecture
+ * name) choose the loader. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -55,7 +58,7 @@ PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *inf
     return st;
 }
 
-PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+PeftcStatus llama_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
     memset(m, 0, sizeof *m); /* llama_free() is safe on m whatever happens */
     ModelInfo local;
     if (!info) info = &local;
@@ -66,7 +69,7 @@ PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, Model
     return st;
 }
 
-PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
     memset(m, 0, sizeof *m);
     ModelInfo local;
     if (!info) info = &local;
@@ -78,4 +81,79 @@ PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *p
     PEFTC_TRY(model_gguf_load_quantized(m, be, path, info));
     note_source(info, path, src);
     return PEFTC_OK;
+}
+
+/* ---------------------------------------------------------------- families */
+
+static PeftcStatus llama_family_load(Model **out, const Backend *be, const char *path, int quantized,
+                                     ModelInfo *info) {
+    LlamaModel *m = calloc(1, sizeof *m);
+    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model '%s': out of memory", path);
+    PeftcStatus st = quantized ? llama_load_quantized(m, be, path, info) : llama_load(m, be, path, info);
+    if (st != PEFTC_OK) {
+        llama_free(m);
+        free(m);
+        return st;
+    }
+    *out = &m->base;
+    return PEFTC_OK;
+}
+
+typedef struct {
+    const char *const *names; /* GGUF general.architecture and HF model_type values it reads */
+    PeftcStatus (*load)(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
+} ModelFamily;
+
+/* The first family also takes files whose architecture no family names: its loader's error then says
+ * what it expected. */
+static const ModelFamily families[] = {
+    {(const char *const[]){"llama", "mistral", "qwen2", NULL}, llama_family_load},
+};
+
+/* The architecture name a file declares, or "" when it cannot be read here (the loader reports why). */
+static void file_arch(const char *path, ModelSource src, char *arch, size_t cap) {
+    arch[0] = '\0';
+    if (src == SRC_GGUF) {
+        GgufFile g;
+        GgufStr s;
+        if (gguf_open(&g, path) != PEFTC_OK) return;
+        if (gguf_get_str(&g, "general.architecture", &s) == PEFTC_OK)
+            snprintf(arch, cap, "%.*s", (int)(s.len < cap ? s.len : cap - 1), s.ptr);
+        gguf_close(&g);
+        return;
+    }
+    char file[600];
+    snprintf(file, sizeof file, "%s/config.json", path);
+    FILE *f = fopen(file, "rb");
+    char *text = f ? calloc(1, 1 << 20) : NULL;
+    if (text && fread(text, 1, (1 << 20) - 1, f) > 0) {
+        cJSON *j = cJSON_Parse(text);
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+        if (cJSON_IsString(mt)) snprintf(arch, cap, "%s", mt->valuestring);
+        cJSON_Delete(j);
+    }
+    free(text);
+    if (f) fclose(f);
+}
+
+static const ModelFamily *family_of(const char *arch) {
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        for (const char *const *n = families[i].names; *n; n++)
+            if (strcmp(*n, arch) == 0) return &families[i];
+    return &families[0];
+}
+
+PeftcStatus model_load(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {
+    ModelSource src;
+    char arch[64];
+    *out = NULL;
+    PEFTC_TRY(classify(path, &src));
+    file_arch(path, src, arch, sizeof arch);
+    return family_of(arch)->load(out, be, path, quantized, info);
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    m->ops->destroy(m);
+    free(m);
 }

@@ -1,4 +1,5 @@
-/* One entry point for pretrained LLaMA-family weights: a GGUF file or an HF model folder.
+/* One entry point for pretrained weights: a GGUF file or an HF model folder, dispatched to the family
+ * the file names. The LLaMA family (core/models/llama/):
  *
  * GGUF: hyperparameters from the `llama.*` metadata, tensors by GGUF name (blk.N.attn_q.weight ...)
  * mapped to the HF names of the model, dequantized straight from the memory map into the model's base
@@ -22,17 +23,11 @@ typedef struct {
 /* Reads only the hyperparameters (cheap): GGUF metadata or config.json. */
 PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *info);
 
-/* Creates m on `be` with the weights of `path`. Every base tensor must be present with the expected
- * shape; errors name the file, the tensor and what was expected. */
-PeftcStatus model_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
-
-/* model_load with m->cfg.quantized set (QLoRA / QRoSA): the 7 projection weights of every layer stay in
- * the GGUF file's ggml blocks (core/qweight.h) and are dequantized per layer during each pass. GGUF
- * files only (an HF folder is an EINVAL naming the path), and the CPU backend only. */
-PeftcStatus model_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
-
-/* Writes the model's base weights as an HF folder: config.json + model.safetensors (dtype F32, F16 or
- * BF16 via StDType). Used by `peftc merge`. */
-PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype);
+/* Creates *out on `be` with the weights of `path`, in the family the file names (GGUF
+ * general.architecture, HF model_type or architectures). Every base tensor must be present with the
+ * expected shape; errors name the file, the tensor and what was expected. quantized (QLoRA / QRoSA):
+ * the adaptable layers keep the GGUF file's ggml blocks (core/nn/qweight.h), dequantized per layer
+ * during each pass; GGUF files and the CPU backend only. Release with model_free. */
+PeftcStatus model_load(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
 
 #endif

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "core/models/llama/generate.h"
+#include "core/models/generate.h"
 #include "core/base/rng.h"
 
 /* Candidate weights relative to the largest (exp of the scaled logit gap): below this a token can only

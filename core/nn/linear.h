@@ -19,7 +19,9 @@ typedef struct Adapter Adapter;
 
 typedef struct {
     char name[96];  /* HF module path, e.g. "model.layers.0.self_attn.q_proj" */
-    const char *short_name; /* target name: q k v o gate up down */
+    int target;     /* index of its kind in the model family's target list (ModelTarget) */
+    int layer;      /* the block it belongs to */
+    int rope_heads; /* heads whose output rows llama.cpp's GGUF permutes for RoPE (q, k); 0 = none */
     int in, out;
     real_t *W;      /* (out,in); with qW: the shared scratch, valid during one linear op */
     const QWeight *qW; /* NULL = W is dense; else the blocks W is expanded from */
@@ -27,6 +29,9 @@ typedef struct {
     real_t *b, *db; /* (out) or NULL */
     Adapter *adapter; /* NULL or one attached adapter */
 } Linear;
+
+/* The bit of l's kind in a target mask (bit i = the family's target i). */
+static inline unsigned linear_target_bit(const Linear *l) { return 1u << l->target; }
 
 /* y(R,out) = x(R,in) W^T + b + adapter(x) */
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R);

@@ -9,7 +9,7 @@
 
 const char *const nonfinite_names[] = {[NONFINITE_STOP] = "stop", [NONFINITE_SKIP] = "skip", NULL};
 
-PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
+PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, Model *model, Arena *arena, Comm *comm,
                          Dataset *data) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -31,7 +31,7 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, 
         trainer_free(t);
         return PEFTC_ERR(PEFTC_ENOMEM, "trainer: out of memory for batch buffers");
     }
-    PEFTC_TRY(llama_reserve(model, B, T));
+    PEFTC_TRY(model_reserve(model, B, T));
     t->start_time = clock_seconds();
     return PEFTC_OK;
 }
@@ -84,9 +84,9 @@ static PeftcStatus accumulate(Trainer *t, double *loss_sum, double *n_tokens) {
         make_row_keys(t);
         double ls;
         int64_t nv;
-        PEFTC_TRY(llama_forward(t->model, t->tokens, t->targets, t->row_keys, 1, B, T, &ls, &nv));
+        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, t->row_keys, 1, B, T, &ls, &nv));
         /* Gradients of the summed loss; the global token count normalises them after the reduce. */
-        llama_backward(t->model, t->tokens, t->targets, t->row_keys, 1);
+        model_backward(t->model, t->tokens, t->targets, t->row_keys, 1);
         *loss_sum += ls;
         *n_tokens += (double)nv;
     }
@@ -185,7 +185,7 @@ static PeftcStatus eval_local(Trainer *t, double *sums) {
         PEFTC_TRY(load_rows(t, SPLIT_EVAL));
         double ls;
         int64_t nv;
-        PEFTC_TRY(llama_forward(t->model, t->tokens, t->targets, NULL, 0, B, T, &ls, &nv));
+        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, NULL, 0, B, T, &ls, &nv));
         sums[0] += ls;
         sums[1] += (double)nv;
     }

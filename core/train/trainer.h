@@ -10,7 +10,7 @@
 #include "core/train/dataset.h"
 #include "core/train/sampler.h"
 #include "core/nn/arena.h"
-#include "core/models/llama/llama.h"
+#include "core/models/model.h"
 #include "core/train/optim.h"
 #include "core/train/schedule.h"
 
@@ -93,7 +93,7 @@ typedef struct {
 
 typedef struct Trainer {
     TrainConfig cfg;
-    LlamaModel *model;
+    Model *model;
     Arena *arena;
     Comm *comm;
     Dataset *data;
@@ -110,7 +110,7 @@ typedef struct Trainer {
     int skips_in_row;           /* non-finite steps skipped since the last applied update */
 } Trainer;
 
-PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, LlamaModel *model, Arena *arena, Comm *comm,
+PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, Model *model, Arena *arena, Comm *comm,
                          Dataset *data);
 void trainer_free(Trainer *t);
 /* Installs h for every later step (a copy is kept; h->user must outlive the trainer's use of it);

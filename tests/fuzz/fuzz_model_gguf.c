@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include "core/backend/backend.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/models/model_load.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -19,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ModelInfo info;
     if (fuzz_note(model_read_config(path, &cfg, &info), "model_read_config") != PEFTC_OK) return 0;
     LlamaModel m;
-    if (fuzz_note(model_load(&m, backend_cpu(), path, &info), "model_load") == PEFTC_OK) llama_free(&m);
-    if (fuzz_note(model_load_quantized(&m, backend_cpu(), path, &info), "model_load_quantized") == PEFTC_OK) llama_free(&m);
+    if (fuzz_note(llama_load(&m, backend_cpu(), path, &info), "model_load") == PEFTC_OK) llama_free(&m);
+    if (fuzz_note(llama_load_quantized(&m, backend_cpu(), path, &info), "model_load_quantized") == PEFTC_OK) llama_free(&m);
     return 0;
 }

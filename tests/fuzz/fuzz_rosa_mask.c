@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "adapters/method.h"
+#include "core/models/llama/llama.h"
 #include "adapters/formats/rosa_io.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -25,13 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     MethodConfig mc = {.kind = METHOD_ROSA, .lora = {.r = 2, .alpha = 4, .targets = LORA_T_Q | LORA_T_V},
                        .rosa_density = 0.05, .sparse_lr = 1e-3, .lr = 1e-3};
     Arena arena;
-    arena_init(&arena, base.be);
-    PeftcStatus st = fuzz_note(method_attach(&base, &arena, &mc), "method_attach");
+    arena_init(&arena, base.base.be);
+    PeftcStatus st = fuzz_note(method_attach(&base.base, &arena, &mc), "method_attach");
     if (st == PEFTC_OK) st = fuzz_note(arena_finalize(&arena), "arena_finalize");
-    if (st == PEFTC_OK) st = fuzz_note(method_init(&base, &arena, &mc, 1), "method_init");
+    if (st == PEFTC_OK) st = fuzz_note(method_init(&base.base, &arena, &mc, 1), "method_init");
     if (st != PEFTC_OK) abort(); /* the fixed setup, not the input */
-    (void)fuzz_note(rosa_load_sparse(&base, &arena, path, 1), "rosa_load_sparse");
-    method_detach(&base);
+    (void)fuzz_note(rosa_load_sparse(&base.base, &arena, path, 1), "rosa_load_sparse");
+    method_detach(&base.base);
     arena_free(&arena);
     return 0;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #include "core/backend/backend.h"
+#include "core/models/llama/llama.h"
+#include "core/models/llama/model_formats.h"
 #include "core/models/model_load.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -27,6 +29,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ModelInfo info;
     if (fuzz_note(model_read_config(dir, &cfg, &info), "model_read_config") != PEFTC_OK) return 0;
     LlamaModel m;
-    if (fuzz_note(model_load(&m, backend_cpu(), dir, &info), "model_load") == PEFTC_OK) llama_free(&m);
+    if (fuzz_note(llama_load(&m, backend_cpu(), dir, &info), "model_load") == PEFTC_OK) llama_free(&m);
     return 0;
 }

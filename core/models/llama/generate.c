@@ -87,7 +87,7 @@ static PeftcStatus reserve_adapters(const LlamaModel *m, int R) {
 
 static void work_shape(GenWork *w, const LlamaModel *m, int B, int S) {
     const LlamaConfig *c = &m->cfg;
-    w->be = m->be;
+    w->be = m->base.be;
     w->L = c->layers, w->C = c->hidden, w->I = c->intermediate, w->NH = c->heads, w->NKV = c->kv_heads;
     w->HD = c->head_dim, w->V = c->vocab;
     int chunk = S < GEN_PREFILL_CHUNK ? S : GEN_PREFILL_CHUNK, QD = w->NH * w->HD;
@@ -108,8 +108,8 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
     c->S = S;
     size_t n = (size_t)w->L * B * S * w->NKV * w->HD;
     c->len = calloc((size_t)B, sizeof *c->len);
-    c->k = m->be->alloc(n * sizeof(real_t));
-    c->v = m->be->alloc(n * sizeof(real_t));
+    c->k = m->base.be->alloc(n * sizeof(real_t));
+    c->v = m->base.be->alloc(n * sizeof(real_t));
     if (!c->len || !c->k || !c->v) {
         kv_free(c);
         return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate 2 x %zu bytes for B=%d S=%d", n * sizeof(real_t), B, S);
@@ -120,7 +120,7 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
         kv_free(c);
         return st;
     }
-    st = backend_rope_tables(m->be, w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
+    st = backend_rope_tables(m->base.be, w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
     if (st != PEFTC_OK) kv_free(c);
     return st;
 }
@@ -154,7 +154,7 @@ static PeftcStatus check_use(const LlamaModel *m, const KvCache *c) {
     const LlamaConfig *g = &m->cfg;
     if (!w) return PEFTC_ERR(PEFTC_ESTATE, "kv cache: used before kv_create (or after kv_free)");
     if (w->L != g->layers || w->C != g->hidden || w->I != g->intermediate || w->NH != g->heads ||
-        w->NKV != g->kv_heads || w->HD != g->head_dim || w->V != g->vocab || w->be != m->be)
+        w->NKV != g->kv_heads || w->HD != g->head_dim || w->V != g->vocab || w->be != m->base.be)
         return PEFTC_ERR(PEFTC_ESTATE, "kv cache: made for a model of %d layers, hidden %d, heads %d/%d, vocab %d, "
                          "used with one of %d layers, hidden %d, heads %d/%d, vocab %d (or another backend)",
                          w->L, w->C, w->NH, w->NKV, w->V, g->layers, g->hidden, g->heads, g->kv_heads, g->vocab);
@@ -168,7 +168,7 @@ static StepCtx work_ctx(const GenWork *w) {
 
 /* ln = rmsnorm(x); q, k, v (before RoPE) of the first R rows. */
 static void attn_inputs(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, const StepCtx *ctx, int R) {
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     be->rmsnorm_fwd(w->ln, w->rstd, w->x, Ly->ln1_w, R, w->C, (real_t)m->cfg.rms_eps);
     linear_forward(be, &Ly->q, ctx, w->q, w->ln, R);
     linear_forward(be, &Ly->k, ctx, w->k, w->ln, R);
@@ -177,7 +177,7 @@ static void attn_inputs(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, c
 
 /* r2 = x + o(atty); x = r2 + down(silu(gate(ln2)) * up(ln2)) with ln2 = rmsnorm(r2), over R rows. */
 static void attn_out_mlp(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, const StepCtx *ctx, int R) {
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     size_t RC = (size_t)R * w->C;
     linear_forward(be, &Ly->o, ctx, w->r2, w->atty, R);
     be->axpy(w->r2, w->x, 1, RC);
@@ -191,7 +191,7 @@ static void attn_out_mlp(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, 
 
 /* w->logits (R,V) = lm_head(rmsnorm(x)) for the R rows starting at x. */
 static void lm_head(const LlamaModel *m, GenWork *w, const real_t *x, int R) {
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     const real_t *head = m->cfg.tie_embeddings ? m->wte : m->lm_head; /* (V,C) */
     be->rmsnorm_fwd(w->ln, w->rstd, x, m->lnf_w, R, w->C, (real_t)m->cfg.rms_eps);
     be->matmul(w->logits, w->ln, head, R, w->V, w->C, 0, 1, 1, 0);
@@ -208,7 +208,7 @@ static PeftcStatus check_tokens(const int32_t *tok, int n, int V, const char *wh
 /* n <= R tokens of row b at positions len[b].. : through every layer, k/v appended to the cache. */
 static void prefill_chunk(const LlamaModel *m, KvCache *c, int b, const int32_t *tok, int n) {
     GenWork *w = c->work;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     StepCtx ctx = work_ctx(w);
     int pos0 = c->len[b], half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
     const real_t *cs = w->rope_cos + (size_t)pos0 * half, *sn = w->rope_sin + (size_t)pos0 * half; /* (n,HD/2) */
@@ -246,14 +246,14 @@ PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens,
         prefill_chunk(m, c, b, tokens + done, chunk);
     }
     lm_head(m, w, w->x + (size_t)(chunk - 1) * w->C, 1); /* only the last position is asked for */
-    m->be->download(logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
+    m->base.be->download(logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
     return PEFTC_OK;
 }
 
 /* RoPE at each active row's own position, then its k/v into the cache at that position. */
 static void decode_rope_append(const LlamaModel *m, KvCache *c, int l, int Ra) {
     GenWork *w = c->work;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     int half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
     for (int i = 0; i < Ra; i++) {
         int b = w->rows[i], pos = c->len[b];
@@ -272,7 +272,7 @@ static void decode_attention(const LlamaModel *m, KvCache *c, int l, int Ra) {
     size_t QD = (size_t)w->NH * w->HD;
     for (int i0 = 0, i1; i0 < Ra; i0 = i1) {
         for (i1 = i0 + 1; i1 < Ra && w->rows[i1] == w->rows[i1 - 1] + 1; i1++) {}
-        m->be->attention_decode(w->atty + i0 * QD, w->q + i0 * QD, kv_at(c->k, c, l, w->rows[i0], 0),
+        m->base.be->attention_decode(w->atty + i0 * QD, w->q + i0 * QD, kv_at(c->k, c, l, w->rows[i0], 0),
                                 kv_at(c->v, c, l, w->rows[i0], 0), w->lens + i0, i1 - i0, c->S, w->NH, w->NKV,
                                 w->HD);
     }
@@ -300,7 +300,7 @@ static int gather_active(KvCache *c, const int32_t *tokens, const uint8_t *activ
 PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const uint8_t *active, real_t *logits) {
     PEFTC_TRY(check_use(m, c));
     GenWork *w = c->work;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     PeftcStatus st = PEFTC_OK;
     int Ra = gather_active(c, tokens, active, &st);
     if (Ra <= 0) return st;
@@ -322,93 +322,3 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
 }
 
 /* ---- batch generation ---- */
-
-typedef struct {
-    const SamplerConfig *sc;
-    int V, max_new, n_stop;
-    const int32_t *stop;  /* (n_stop) */
-    int32_t **out;        /* (B) x (max_new) */
-    int *out_n;           /* (B) */
-    int32_t *last;        /* (B) token each live row feeds to the next decode step */
-    uint8_t *live;        /* (B) */
-    GenTokenFn on_token;
-    void *user;
-} GenRun;
-
-/* Samples row b's next token from its logits (V) and records it; a stop id or the max_new-th token
- * ends the row. */
-static PeftcStatus take_token(GenRun *g, int b, const real_t *logits) {
-    int n = g->sc->vocab_limit > 0 && g->sc->vocab_limit < g->V ? g->sc->vocab_limit : g->V;
-    int id = gen_sample(g->sc, logits, n, (uint64_t)b, (uint64_t)g->out_n[b]);
-    if (id < 0) return PEFTC_ERR(PEFTC_ENOMEM, "generate: cannot allocate the sampler's %d-entry buffer", g->V);
-    for (int i = 0; i < g->n_stop; i++)
-        if (g->stop[i] == id) {
-            g->live[b] = 0;
-            return PEFTC_OK;
-        }
-    g->out[b][g->out_n[b]++] = id;
-    g->last[b] = id;
-    if (b == 0 && g->on_token) g->on_token(g->user, id);
-    if (g->out_n[b] == g->max_new) g->live[b] = 0;
-    return PEFTC_OK;
-}
-
-static PeftcStatus check_generate(const SamplerConfig *sc, int B, const int32_t *const *ids, const int *n, int max_new,
-                                  int n_stop) {
-    if (B < 1) return PEFTC_ERR(PEFTC_EINVAL, "generate: batch size must be >= 1, got %d", B);
-    if (max_new < 0) return PEFTC_ERR(PEFTC_EINVAL, "generate: max_new must be >= 0, got %d", max_new);
-    if (n_stop < 0) return PEFTC_ERR(PEFTC_EINVAL, "generate: n_stop must be >= 0, got %d", n_stop);
-    if (!(sc->temperature >= 0)) return PEFTC_ERR(PEFTC_EINVAL, "sampler.temperature must be >= 0, got %g", sc->temperature);
-    if (!(sc->top_p > 0 && sc->top_p <= 1)) return PEFTC_ERR(PEFTC_EINVAL, "sampler.top_p must be in (0, 1], got %g", sc->top_p);
-    if (sc->top_k < 0) return PEFTC_ERR(PEFTC_EINVAL, "sampler.top_k must be >= 0 (0 = off), got %d", sc->top_k);
-    for (int b = 0; b < B; b++)
-        if (!ids[b] || n[b] < 1) return PEFTC_ERR(PEFTC_EINVAL, "generate: prompt %d is empty (n = %d)", b, n[b]);
-    return PEFTC_OK;
-}
-
-/* Prefills every row and takes its first token, then decodes the live rows together until none is left. */
-static PeftcStatus generate_rows(LlamaModel *m, KvCache *c, GenRun *g, const int32_t *const *ids, const int *n,
-                                 real_t *logits) {
-    int B = c->B;
-    for (int b = 0; b < B; b++) {
-        g->live[b] = 1;
-        PEFTC_TRY(gen_prefill(m, c, b, ids[b], n[b], logits + (size_t)b * g->V));
-        PEFTC_TRY(take_token(g, b, logits + (size_t)b * g->V));
-    }
-    for (;;) {
-        int live = 0;
-        for (int b = 0; b < B; b++) live |= g->live[b];
-        if (!live) return PEFTC_OK;
-        PEFTC_TRY(gen_decode(m, c, g->last, g->live, logits));
-        for (int b = 0; b < B; b++)
-            if (g->live[b]) PEFTC_TRY(take_token(g, b, logits + (size_t)b * g->V));
-    }
-}
-
-PeftcStatus gen_generate(LlamaModel *m, const SamplerConfig *sc, int B, const int32_t *const *ids, const int *n,
-                         int max_new, const int32_t *stop, int n_stop, int32_t **out, int *out_n,
-                         GenTokenFn on_token, void *user) {
-    PEFTC_TRY(check_generate(sc, B, ids, n, max_new, n_stop));
-    int max_n = 0;
-    for (int b = 0; b < B; b++) {
-        out_n[b] = 0;
-        max_n = n[b] > max_n ? n[b] : max_n;
-    }
-    if (max_new == 0) return PEFTC_OK;
-    KvCache c;
-    /* The last sampled token is never fed back, so max_n + max_new - 1 positions would do; one spare
-     * keeps the bound obvious. */
-    PEFTC_TRY(kv_create(&c, m, B, max_n + max_new));
-    GenRun g = {sc, m->cfg.vocab, max_new, n_stop, stop, out, out_n, calloc((size_t)B, sizeof(int32_t)),
-                calloc((size_t)B, 1), on_token, user};
-    real_t *logits = malloc((size_t)B * m->cfg.vocab * sizeof *logits); /* (B,V) */
-    PeftcStatus st = PEFTC_OK;
-    if (!g.last || !g.live || !logits)
-        st = PEFTC_ERR(PEFTC_ENOMEM, "generate: out of memory for %d rows of %d logits", B, m->cfg.vocab);
-    if (st == PEFTC_OK) st = generate_rows(m, &c, &g, ids, n, logits);
-    free(logits);
-    free(g.last);
-    free(g.live);
-    kv_free(&c);
-    return st;
-}

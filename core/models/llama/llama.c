@@ -34,7 +34,7 @@ int64_t llama_param_count(const LlamaConfig *c) {
 }
 
 static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
-    LlamaParamRef *r = &m->refs[m->n_refs++];
+    ParamRef *r = &m->base.refs[m->base.n_refs++];
     snprintf(r->name, sizeof r->name, "%s", name);
     r->shape = shape;
     r->data = data;
@@ -42,16 +42,26 @@ static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data,
     r->decay = decay;
 }
 
-static void add_linear(LlamaModel *m, Linear *l, int layer, const char *module, const char *short_name, int in,
-                       int out, int bias) {
+const ModelTarget llama_targets[LLAMA_N_TARGETS] = {
+    {"q", "q_proj", "attn_q"},    {"k", "k_proj", "attn_k"},       {"v", "v_proj", "attn_v"},
+    {"o", "o_proj", "attn_output"}, {"gate", "gate_proj", "ffn_gate"}, {"up", "up_proj", "ffn_up"},
+    {"down", "down_proj", "ffn_down"},
+};
+
+/* target: index into llama_targets; rope_heads: heads of q or k, whose rows GGUF files permute. */
+static void add_linear(LlamaModel *m, Linear *l, int layer, const char *parent, int target, int rope_heads,
+                       int in, int out, int bias) {
     char name[128];
-    snprintf(l->name, sizeof l->name, "model.layers.%d.%s", layer, module);
-    l->short_name = short_name;
+    snprintf(l->name, sizeof l->name, "model.layers.%d.%s.%s", layer, parent, llama_targets[target].hf);
+    l->target = target;
+    l->layer = layer;
+    l->rope_heads = rope_heads;
+    m->base.linears[m->base.n_linears++] = l;
     l->in = in;
     l->out = out;
     snprintf(name, sizeof name, "%s.weight", l->name);
     add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
-    m->refs[m->n_refs - 1].quantized = m->cfg.quantized;
+    m->base.refs[m->base.n_refs - 1].quantized = m->cfg.quantized;
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
         add_ref(m, name, shape1(out), &l->b, &l->db, 0);
@@ -68,22 +78,22 @@ static void build_refs(LlamaModel *m) {
         LlamaLayer *L = &m->layers[i];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
         add_ref(m, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
-        add_linear(m, &L->q, i, "self_attn.q_proj", "q", C, q, c->qkv_bias);
-        add_linear(m, &L->k, i, "self_attn.k_proj", "k", C, kv, c->qkv_bias);
-        add_linear(m, &L->v, i, "self_attn.v_proj", "v", C, kv, c->qkv_bias);
-        add_linear(m, &L->o, i, "self_attn.o_proj", "o", q, C, 0);
+        add_linear(m, &L->q, i, "self_attn", 0, c->heads, C, q, c->qkv_bias);
+        add_linear(m, &L->k, i, "self_attn", 1, c->kv_heads, C, kv, c->qkv_bias);
+        add_linear(m, &L->v, i, "self_attn", 2, 0, C, kv, c->qkv_bias);
+        add_linear(m, &L->o, i, "self_attn", 3, 0, q, C, 0);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
         add_ref(m, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
-        add_linear(m, &L->gate, i, "mlp.gate_proj", "gate", C, I, 0);
-        add_linear(m, &L->up, i, "mlp.up_proj", "up", C, I, 0);
-        add_linear(m, &L->down, i, "mlp.down_proj", "down", I, C, 0);
+        add_linear(m, &L->gate, i, "mlp", 4, 0, C, I, 0);
+        add_linear(m, &L->up, i, "mlp", 5, 0, C, I, 0);
+        add_linear(m, &L->down, i, "mlp", 6, 0, I, C, 0);
     }
     add_ref(m, "model.norm.weight", shape1(C), &m->lnf_w, &m->dlnf_w, 0);
     if (!c->tie_embeddings) add_ref(m, "lm_head.weight", shape2(c->vocab, C), &m->lm_head, &m->dlm_head, 0);
 }
 
 /* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */
-static PeftcStatus init_ref(const Backend *be, const LlamaParamRef *r, uint64_t seed, double std) {
+static PeftcStatus init_ref(const Backend *be, const ParamRef *r, uint64_t seed, double std) {
     if (std < 0) return PEFTC_OK; /* a loader fills every tensor next (be->alloc zero-fills) */
     size_t n = (size_t)shape_numel(&r->shape);
     real_t *p = backend_host_begin(be, *r->data, n);
@@ -101,16 +111,16 @@ static PeftcStatus init_ref(const Backend *be, const LlamaParamRef *r, uint64_t 
  * quantized linear expands its W into, sized for the largest. */
 static PeftcStatus create_quantized(LlamaModel *m) {
     size_t most = 0;
-    for (int i = 0; i < m->n_refs; i++)
-        if (m->refs[i].quantized && (size_t)shape_numel(&m->refs[i].shape) > most)
-            most = (size_t)shape_numel(&m->refs[i].shape);
+    for (int i = 0; i < m->base.n_refs; i++)
+        if (m->base.refs[i].quantized && (size_t)shape_numel(&m->base.refs[i].shape) > most)
+            most = (size_t)shape_numel(&m->base.refs[i].shape);
     m->qweights = calloc((size_t)llama_linear_count(m), sizeof *m->qweights);
-    m->wscratch = m->be->alloc(most * sizeof(real_t));
+    m->wscratch = m->base.be->alloc(most * sizeof(real_t));
     if (!m->qweights || !m->wscratch)
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate the %zu-byte dequantization scratch",
                          most * sizeof(real_t));
-    for (int i = 0; i < m->n_refs; i++)
-        if (m->refs[i].quantized) *m->refs[i].data = m->wscratch;
+    for (int i = 0; i < m->base.n_refs; i++)
+        if (m->base.refs[i].quantized) *m->base.refs[i].data = m->wscratch;
     return PEFTC_OK;
 }
 
@@ -131,28 +141,29 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     PEFTC_TRY(check_quantized(be, cfg, init_std));
     m->cfg = *cfg;
     m->cfg.head_dim = head_dim_of(cfg);
-    m->be = be;
+    llama_model_init(&m->base, be, &m->cfg);
     int per_layer = 2 + 7 + (cfg->qkv_bias ? 3 : 0);
     m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
-    m->refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->refs);
-    if (!m->layers || !m->refs) {
+    m->base.refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->base.refs);
+    m->base.linears = calloc((size_t)cfg->layers * LLAMA_N_TARGETS, sizeof *m->base.linears);
+    if (!m->layers || !m->base.refs || !m->base.linears) {
         llama_free(m);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory for %d layers", cfg->layers);
     }
     build_refs(m);
     size_t total = 0;
-    for (int i = 0; i < m->n_refs; i++)
-        if (!m->refs[i].quantized) total += (size_t)shape_numel(&m->refs[i].shape);
+    for (int i = 0; i < m->base.n_refs; i++)
+        if (!m->base.refs[i].quantized) total += (size_t)shape_numel(&m->base.refs[i].shape);
     m->base_mem = be->alloc(total * sizeof(real_t));
     if (!m->base_mem) {
         llama_free(m);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
     }
     size_t off = 0;
-    for (int i = 0; i < m->n_refs; i++) {
-        if (m->refs[i].quantized) continue;
-        *m->refs[i].data = m->base_mem + off;
-        off += (size_t)shape_numel(&m->refs[i].shape);
+    for (int i = 0; i < m->base.n_refs; i++) {
+        if (m->base.refs[i].quantized) continue;
+        *m->base.refs[i].data = m->base_mem + off;
+        off += (size_t)shape_numel(&m->base.refs[i].shape);
     }
     if (cfg->quantized) {
         PeftcStatus st = create_quantized(m);
@@ -161,8 +172,8 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
             return st;
         }
     }
-    for (int i = 0; i < m->n_refs; i++) {
-        PeftcStatus st = init_ref(be, &m->refs[i], seed, init_std);
+    for (int i = 0; i < m->base.n_refs; i++) {
+        PeftcStatus st = init_ref(be, &m->base.refs[i], seed, init_std);
         if (st != PEFTC_OK) {
             llama_free(m);
             return st;
@@ -172,57 +183,54 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
 }
 
 PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
-    if (src->be->device != DEV_CPU)
-        return PEFTC_ERR(PEFTC_EINVAL, "model: weights can be copied from host memory only, not from %s", src->be->name);
-    if (dst->n_refs != src->n_refs)
+    if (src->base.be->device != DEV_CPU)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: weights can be copied from host memory only, not from %s", src->base.be->name);
+    if (dst->base.n_refs != src->base.n_refs)
         return PEFTC_ERR(PEFTC_EINVAL, "model: copying weights between models of different shapes");
-    for (int i = 0; i < src->n_refs; i++) {
-        const LlamaParamRef *s = &src->refs[i], *d = &dst->refs[i];
+    for (int i = 0; i < src->base.n_refs; i++) {
+        const ParamRef *s = &src->base.refs[i], *d = &dst->base.refs[i];
         if (strcmp(s->name, d->name) != 0 || !shape_equal(&s->shape, &d->shape))
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s has no counterpart %s", s->name, d->name);
         if (s->quantized || d->quantized)
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
                              "model; load the base dense (model.quantized=false)", s->name);
-        dst->be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
+        dst->base.be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
     }
-    return dst->be->status();
+    return dst->base.be->status();
 }
 
 size_t llama_dense_bytes(const LlamaConfig *c) { return (size_t)llama_param_count(c) * sizeof(real_t); }
 
 size_t llama_base_bytes(const LlamaModel *m) {
     size_t bytes = 0, scratch = 0;
-    for (int i = 0; i < m->n_refs; i++) {
-        size_t n = (size_t)shape_numel(&m->refs[i].shape) * sizeof(real_t);
-        if (!m->refs[i].quantized) bytes += n;
+    for (int i = 0; i < m->base.n_refs; i++) {
+        size_t n = (size_t)shape_numel(&m->base.refs[i].shape) * sizeof(real_t);
+        if (!m->base.refs[i].quantized) bytes += n;
         else if (n > scratch) scratch = n;
     }
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) bytes += m->qweights[i].nbytes;
     return bytes + scratch;
 }
 
-int llama_linear_count(const LlamaModel *m) { return 7 * m->cfg.layers; }
+int llama_linear_count(const LlamaModel *m) { return m->base.n_linears; }
 
-Linear *llama_linear(LlamaModel *m, int i) {
-    LlamaLayer *L = &m->layers[i / 7];
-    Linear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-    return ls[i % 7];
-}
+Linear *llama_linear(LlamaModel *m, int i) { return m->base.linears[i]; }
 
 void llama_free(LlamaModel *m) {
     for (int i = 0; m->layers && i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
     }
-    if (m->be) {
-        m->be->free(m->base_mem);
-        m->be->free(m->wscratch);
-        m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+    if (m->base.be) {
+        m->base.be->free(m->base_mem);
+        m->base.be->free(m->wscratch);
+        m->base.be->free(m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
     free(m->qweights);
     free(m->layers);
-    free(m->refs);
+    free(m->base.refs);
+    free(m->base.linears);
     memset(m, 0, sizeof *m);
 }

@@ -6,8 +6,9 @@
 #define PEFTC_LLAMA_H
 
 #include "core/backend/backend.h"
-#include "core/nn/linear.h"
 #include "core/base/status.h"
+#include "core/models/model.h"
+#include "core/nn/linear.h"
 
 typedef struct {
     int hidden;       /* C */
@@ -28,18 +29,6 @@ typedef struct {
 PeftcStatus llama_config_check(const LlamaConfig *c);
 /* Number of base parameters (embedding counted once when tied). */
 int64_t llama_param_count(const LlamaConfig *c);
-
-/* One reference to a base tensor: where its pointer and its (optional) gradient pointer live, so
- * loaders, full fine-tuning and later methods can walk every base tensor by name. */
-typedef struct {
-    char name[128];    /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
-    Shape shape;       /* elements are real_t on the model's backend device */
-    real_t **data;     /* points at the model's pointer to the tensor */
-    real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
-    int decay;         /* 1 for matrices, 0 for norms */
-    int quantized;     /* 1: *data is the shared dequantization scratch, not this tensor: walkers that
-                          read or write base tensors (full fine-tuning, copies, saving) must refuse */
-} LlamaParamRef;
 
 typedef struct {
     real_t *ln1_w, *ln2_w;       /* (C) */
@@ -76,9 +65,11 @@ typedef struct {
     real_t *rope_cos, *rope_sin; /* (T, HD/2) */
 } LlamaActs;
 
+/* base.linears lists the 7 L projections layer-major (q k v o gate up down), base.refs every base
+ * tensor, base.logits is acts.logits. */
 typedef struct {
+    Model base;        /* first member: a Model * of a LLaMA model points at its LlamaModel */
     LlamaConfig cfg;
-    const Backend *be;
     real_t *base_mem;  /* one allocation holding every frozen base tensor (but quantized ones) */
     QWeight *qweights; /* (7 L) layer-major q k v o gate up down, when cfg.quantized; else NULL */
     real_t *wscratch;  /* (max out*in) where a quantized linear's W is expanded during one op; or NULL */
@@ -88,9 +79,15 @@ typedef struct {
     real_t *dlm_head;  /* (V, C) or NULL; NULL when tied (dwte takes the gradient) */
     real_t *lnf_w, *dlnf_w; /* (C) */
     LlamaLayer *layers; /* (L) */
-    LlamaParamRef *refs; int n_refs;
     LlamaActs acts;
 } LlamaModel;
+
+static inline LlamaModel *llama_of(Model *m) { return (LlamaModel *)m; }
+static inline const LlamaModel *llama_of_const(const Model *m) { return (const LlamaModel *)m; }
+
+/* The LLaMA family's adaptable layers, in LlamaLayer order: q k v o gate up down. */
+extern const ModelTarget llama_targets[];
+#define LLAMA_N_TARGETS 7
 
 /* Allocates a model with base weights drawn from N(0, init_std) (norms at 1, biases at 0), keyed by
  * seed and tensor name so the draw does not depend on allocation order. init_std < 0 leaves every
@@ -98,6 +95,10 @@ typedef struct {
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
                          double init_std);
 void llama_free(LlamaModel *m);
+/* Points m (the base of a LlamaModel) at the LLaMA family's operations and fills its shape fields. */
+void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c);
+/* A heap LlamaModel behind the Model interface (model_free releases it). */
+PeftcStatus llama_new(Model **out, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std);
 
 /* Copies every base tensor of src, whose weights are in host memory (the CPU backend), into dst, a
  * model of the same configuration on any backend. How a pretrained model reaches a device: loaders

@@ -22,7 +22,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, L * BT * C * R},
         {(void **)&a->rstd1, L * BT * R},           {(void **)&a->q, L * BT * QD * R},
         {(void **)&a->k, L * BT * KVD * R},         {(void **)&a->v, L * BT * KVD * R},
-        {(void **)&a->att, L * m->be->attention_saved(B, T, c->heads) * R},
+        {(void **)&a->att, L * m->base.be->attention_saved(B, T, c->heads) * R},
         {(void **)&a->atty, L * BT * QD * R},       {(void **)&a->resid2, L * BT * C * R},
         {(void **)&a->ln2, L * BT * C * R},         {(void **)&a->rstd2, L * BT * R},
         {(void **)&a->gate, L * BT * I * R},        {(void **)&a->up, L * BT * I * R},
@@ -38,12 +38,12 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     };
     size_t n = sizeof plan / sizeof plan[0], total = 0;
     for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
-    char *block = m->be->alloc(total);
+    char *block = m->base.be->alloc(total);
     if (!block) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of activations for B=%d T=%d", total, B, T);
     /* Row keys are an index array, host memory on every backend (backend.h). */
     a->key_scratch = malloc(BT * sizeof(uint64_t));
     if (!a->key_scratch) {
-        m->be->free(block);
+        m->base.be->free(block);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys", BT);
     }
     for (size_t i = 0, off = 0; i < n; i++) {
@@ -53,7 +53,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     a->B = B;
     a->T = T;
     a->scratch_cols = cols;
-    return backend_rope_tables(m->be, a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta);
+    return backend_rope_tables(m->base.be, a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta);
 }
 
 /* Adapter scratch holds one row of any linear layer's input: the widest of C, I and NH*HD. */
@@ -64,7 +64,7 @@ static int scratch_cols(const LlamaConfig *c) {
 
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
     if (m->acts.B != B || m->acts.T != T) {
-        m->be->free(m->acts.resid);
+        m->base.be->free(m->acts.resid);
         free(m->acts.key_scratch);
         memset(&m->acts, 0, sizeof m->acts);
         PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
@@ -109,7 +109,7 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
         .x = a->resid + L * BT * C,       .ln1 = a->ln1 + L * BT * C,   .ln2 = a->ln2 + L * BT * C,
         .rstd1 = a->rstd1 + L * BT,       .rstd2 = a->rstd2 + L * BT,   .q = a->q + L * BT * QD,
         .k = a->k + L * BT * KVD,         .v = a->v + L * BT * KVD,
-        .att = a->att + L * m->be->attention_saved(a->B, a->T, c->heads),
+        .att = a->att + L * m->base.be->attention_saved(a->B, a->T, c->heads),
         .atty = a->atty + L * BT * QD,    .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
         .up = a->up + L * BT * I,         .act = a->act + L * BT * I,   .out = a->resid + (L + 1) * BT * C,
     };
@@ -117,7 +117,7 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
 
 static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     const LlamaConfig *c = &m->cfg;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     LlamaActs *a = &m->acts;
     LlamaLayer *L = &m->layers[l];
     int B = a->B, T = a->T, BT = B * T, C = c->hidden, I = c->intermediate, HD = c->head_dim;
@@ -152,16 +152,16 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
                              i, c->vocab);
     StepCtx ctx = make_ctx(m, row_keys, training);
     int BT = B * T, C = c->hidden;
-    m->be->embedding_fwd(a->resid, tokens, m->wte, BT, C);
+    m->base.be->embedding_fwd(a->resid, tokens, m->wte, BT, C);
     for (int l = 0; l < c->layers; l++) layer_forward(m, l, &ctx);
-    m->be->rmsnorm_fwd(a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
-    m->be->matmul(a->logits, a->lnf, lm_head_of(m), BT, c->vocab, C, 0, 1, 1, 0); /* (BT,V) */
+    m->base.be->rmsnorm_fwd(a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
+    m->base.be->matmul(a->logits, a->lnf, lm_head_of(m), BT, c->vocab, C, 0, 1, 1, 0); /* (BT,V) */
     if (!targets) return PEFTC_OK;
     for (int i = 0; i < BT; i++)
         if (targets[i] != PEFTC_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= c->vocab))
             return PEFTC_ERR(PEFTC_EINVAL, "model: target id %d at position %d is outside the vocabulary [0, %d)",
                              targets[i], i, c->vocab);
-    *loss_sum = m->be->xent_fwd(a->logits, a->logits, targets, BT, c->vocab, n_valid);
+    *loss_sum = m->base.be->xent_fwd(a->logits, a->logits, targets, BT, c->vocab, n_valid);
     return PEFTC_OK;
 }
 
@@ -169,7 +169,7 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
  * (the layer-0 case when nothing below it trains). */
 static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx) {
     const LlamaConfig *c = &m->cfg;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     LlamaActs *a = &m->acts;
     LlamaLayer *L = &m->layers[l];
     int B = a->B, T = a->T, BT = B * T, C = c->hidden, I = c->intermediate, HD = c->head_dim;
@@ -209,7 +209,7 @@ static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                     real_t loss_scale) {
     const LlamaConfig *c = &m->cfg;
-    const Backend *be = m->be;
+    const Backend *be = m->base.be;
     LlamaActs *a = &m->acts;
     int BT = a->B * a->T, C = c->hidden, V = c->vocab;
     StepCtx ctx = make_ctx(m, row_keys, 1);

@@ -1,4 +1,4 @@
-/* The per-format halves of model_load.h (internal to core/): model_load.c dispatches on the path. */
+/* The LLaMA family's loaders and writer, per format; model_load.c dispatches to llama_load*. */
 #ifndef PEFTC_MODEL_FORMATS_H
 #define PEFTC_MODEL_FORMATS_H
 
@@ -14,5 +14,14 @@ PeftcStatus model_gguf_load_quantized(LlamaModel *m, const Backend *be, const ch
 /* HF folder (core/model_hf.c) */
 PeftcStatus model_hf_config(const char *dir, LlamaConfig *cfg, ModelInfo *info);
 PeftcStatus model_hf_load(LlamaModel *m, const Backend *be, const char *dir, ModelInfo *info);
+
+/* Fills m (a LlamaModel on the caller's memory) from a GGUF file or HF folder. */
+PeftcStatus llama_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
+/* The same keeping the projection weights in the GGUF file's blocks (m->cfg.quantized). */
+PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
+
+/* Writes the model's base weights as an HF folder: config.json + model.safetensors (dtype F32, F16 or
+ * BF16 via StDType). Used by `peftc merge`. */
+PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype);
 
 #endif

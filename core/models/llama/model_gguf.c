@@ -250,7 +250,7 @@ static void ne_str(const int64_t *ne, int n_dims, char *buf, size_t n) {
 }
 
 /* The GGUF tensor for ref: present, of a readable type, with ne = the HF shape reversed. */
-static PeftcStatus find_tensor(const GgufFile *g, const LlamaParamRef *ref, const GgufTensor **out) {
+static PeftcStatus find_tensor(const GgufFile *g, const ParamRef *ref, const GgufTensor **out) {
     const char *path = g->file.path;
     char name[128];
     if (!gguf_name_of(ref->name, name, sizeof name))
@@ -292,7 +292,7 @@ static int add_jobs(RowJob *jobs, int n, const GgufTensor *t, real_t *out, int64
 
 /* A projection weight kept quantized: its rows of blocks copied out of the map (which closes after
  * loading), Q/K rows moved to their HF place whole, since a row is a whole number of blocks. */
-static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const LlamaParamRef *ref, int hd,
+static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const ParamRef *ref, int hd,
                                const char *path) {
     Linear *l = llama_linear(m, qi);
     if (ref->data != &l->W) /* refs list the linears in llama_linear order */
@@ -314,16 +314,16 @@ static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const
  * process from holding the others up. */
 static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
     int64_t total_rows = 0;
-    for (int i = 0; i < m->n_refs; i++) {
-        const Shape *sh = &m->refs[i].shape;
+    for (int i = 0; i < m->base.n_refs; i++) {
+        const Shape *sh = &m->base.refs[i].shape;
         total_rows += shape_numel(sh) / sh->dim[sh->ndim - 1];
     }
-    RowJob *jobs = malloc((size_t)(total_rows / JOB_ROWS + m->n_refs + 1) * sizeof *jobs);
+    RowJob *jobs = malloc((size_t)(total_rows / JOB_ROWS + m->base.n_refs + 1) * sizeof *jobs);
     if (!jobs) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory planning the dequantization", g->file.path);
     int n = 0, qi = 0;
     PeftcStatus st = PEFTC_OK;
-    for (int i = 0; i < m->n_refs && st == PEFTC_OK; i++) {
-        const LlamaParamRef *ref = &m->refs[i];
+    for (int i = 0; i < m->base.n_refs && st == PEFTC_OK; i++) {
+        const ParamRef *ref = &m->base.refs[i];
         const GgufTensor *t = NULL;
         st = find_tensor(g, ref, &t);
         if (st != PEFTC_OK) break;

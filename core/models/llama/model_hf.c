@@ -355,7 +355,7 @@ PeftcStatus model_hf_config(const char *dir, LlamaConfig *cfg, ModelInfo *info) 
 
 /* ---- loading ---- */
 
-static PeftcStatus locate(const HfWeights *w, const char *dir, const StFile *sf, const LlamaParamRef *r,
+static PeftcStatus locate(const HfWeights *w, const char *dir, const StFile *sf, const ParamRef *r,
                           const StFile **file, const StTensor **t) {
     char want[96];
     shape_str(&r->shape, want, sizeof want);
@@ -389,16 +389,16 @@ static int ends_with(const char *s, const char *suffix) {
 /* Extra tensors are ignored (tied lm_head, rotary buffers, other heads), except inside the decoder
  * layers: there they are parameters the model would drop, e.g. an o_proj bias or a 31st layer. */
 static PeftcStatus check_extras(const LlamaModel *m, const StFile *sf, int n_files) {
-    const char **names = malloc((size_t)m->n_refs * sizeof *names);
+    const char **names = malloc((size_t)m->base.n_refs * sizeof *names);
     if (!names) return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory");
-    for (int i = 0; i < m->n_refs; i++) names[i] = m->refs[i].name;
-    qsort(names, (size_t)m->n_refs, sizeof *names, cmp_str);
+    for (int i = 0; i < m->base.n_refs; i++) names[i] = m->base.refs[i].name;
+    qsort(names, (size_t)m->base.n_refs, sizeof *names, cmp_str);
     PeftcStatus st = PEFTC_OK;
     for (int f = 0; f < n_files && st == PEFTC_OK; f++) {
         for (int i = 0; i < sf[f].n_tensors && st == PEFTC_OK; i++) {
             const char *name = sf[f].tensors[i].name;
             if (strncmp(name, "model.layers.", 13) != 0 || ends_with(name, ".rotary_emb.inv_freq")) continue;
-            if (!bsearch(&name, names, (size_t)m->n_refs, sizeof *names, cmp_str))
+            if (!bsearch(&name, names, (size_t)m->base.n_refs, sizeof *names, cmp_str))
                 st = PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has no place in the model config.json describes (%d "
                                "layers, %s); loading without it would compute a different model", sf[f].file.path,
                                name, m->cfg.layers, m->cfg.qkv_bias ? "q/k/v biases only" : "no biases");
@@ -409,8 +409,8 @@ static PeftcStatus check_extras(const LlamaModel *m, const StFile *sf, int n_fil
 }
 
 static PeftcStatus fill_refs(LlamaModel *m, const HfWeights *w, const char *dir, const StFile *sf) {
-    for (int i = 0; i < m->n_refs; i++) {
-        const LlamaParamRef *r = &m->refs[i];
+    for (int i = 0; i < m->base.n_refs; i++) {
+        const ParamRef *r = &m->base.refs[i];
         const StFile *file = NULL;
         const StTensor *t = NULL;
         PEFTC_TRY(locate(w, dir, sf, r, &file, &t));
@@ -421,7 +421,7 @@ static PeftcStatus fill_refs(LlamaModel *m, const HfWeights *w, const char *dir,
 
 /* One tensor the config implies: present (where the index says) with that shape. */
 static PeftcStatus expect_tensor(const HfWeights *w, const char *dir, const StFile *sf, const char *name, Shape shape) {
-    LlamaParamRef r = {.shape = shape};
+    ParamRef r = {.shape = shape};
     snprintf(r.name, sizeof r.name, "%s", name);
     const StFile *file;
     const StTensor *t;
@@ -547,8 +547,8 @@ static PeftcStatus save_weights(const LlamaModel *m, const char *dir, int st_dty
     StWriter *w = st_writer_new();
     if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", path);
     PeftcStatus st = PEFTC_OK;
-    for (int i = 0; i < m->n_refs && st == PEFTC_OK; i++)
-        st = st_writer_add(w, m->refs[i].name, (StDType)st_dtype, &m->refs[i].shape, *m->refs[i].data);
+    for (int i = 0; i < m->base.n_refs && st == PEFTC_OK; i++)
+        st = st_writer_add(w, m->base.refs[i].name, (StDType)st_dtype, &m->base.refs[i].shape, *m->base.refs[i].data);
     if (st == PEFTC_OK) st = st_write(w, path);
     st_writer_free(w);
     return st;
@@ -557,7 +557,7 @@ static PeftcStatus save_weights(const LlamaModel *m, const char *dir, int st_dty
 PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype) {
     if (st_dtype != ST_F32 && st_dtype != ST_F16 && st_dtype != ST_BF16)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: save dtype %d, expected ST_F32, ST_F16 or ST_BF16", dir, st_dtype);
-    if (!m->be || m->be->device != DEV_CPU)
+    if (!m->base.be || m->base.be->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the HF writer reads host memory; the model is not on the CPU", dir);
     if (m->cfg.quantized)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the model's base is kept quantized (model.quantized=true): load it dense "

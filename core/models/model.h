@@ -1,0 +1,116 @@
+/* The Model interface: what the trainer, the methods, the exports, the checkpoints and generation see
+ * of a model family (LLaMA today). A family fills a ModelOps table and embeds a Model as the first
+ * member of its own struct, so its functions recover the family struct from the Model pointer.
+ *
+ * Contract of the passes (all families):
+ *   reserve(B, T) sizes activations for B sequences of T tokens, and the attached adapters' saved
+ *   inputs; forward with targets returns the summed token loss and the count of valid targets and
+ *   leaves probabilities in m->logits; without targets m->logits holds the logits (B*T, V);
+ *   backward(loss_scale) accumulates d(loss_scale * summed loss) into every non-NULL gradient:
+ *   adapters' (through their Linear) and base tensors' that a method made trainable (ParamRef.grad). */
+#ifndef PEFTC_MODEL_H
+#define PEFTC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend/backend.h"
+#include "core/base/status.h"
+#include "core/base/tensor.h"
+#include "core/nn/linear.h"
+
+typedef struct Model Model;
+/* A family's generation state for B rows of up to S positions (LLaMA: the KV cache). */
+typedef struct GenState GenState;
+
+/* One reference to a base tensor: where its pointer and its (optional) gradient pointer live, so
+ * loaders, full fine-tuning and later methods can walk every base tensor by name. */
+typedef struct {
+    char name[128];    /* HF name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    Shape shape;       /* elements are real_t on the model's backend device */
+    real_t **data;     /* points at the model's pointer to the tensor */
+    real_t **grad;     /* points at the model's gradient pointer (NULL pointer = frozen) */
+    int decay;         /* 1 for matrices, 0 for norms */
+    int quantized;     /* 1: *data is the shared dequantization scratch, not this tensor: walkers that
+                          read or write base tensors (full fine-tuning, copies, saving) must refuse */
+} ParamRef;
+
+/* A kind of adaptable linear layer of a family, as adapter targets name it. Linear.target indexes the
+ * family's list; LoRA-shaped methods select targets by bits of that index. */
+typedef struct {
+    const char *name;  /* short target name: "q", "gate", ... */
+    const char *hf;    /* the HF module name: "q_proj", "gate_proj", ... */
+    const char *gguf;  /* llama.cpp's tensor name within a block: "attn_q", ... */
+} ModelTarget;
+
+typedef struct {
+    const char *family; /* "llama" */
+    PeftcStatus (*reserve)(Model *m, int B, int T);
+    /* tokens, targets (B,T) host; targets or row_keys (B*T) may be NULL (row keys: not training). */
+    PeftcStatus (*forward)(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
+                           int training, int B, int T, double *loss_sum, int64_t *n_valid);
+    void (*backward)(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
+                     real_t loss_scale);
+
+    /* Generation: B rows that may sit at different positions. prefill runs row b's n prompt tokens
+     * (appended after what it holds) and writes the last one's logits (V, host); decode appends
+     * tokens[b] to every row with active[b] (NULL = all) and writes their logits (B, V, host). */
+    PeftcStatus (*gen_create)(Model *m, int B, int S, GenState **out);
+    void (*gen_reset_row)(GenState *g, int b);
+    PeftcStatus (*gen_prefill)(Model *m, GenState *g, int b, const int32_t *tokens, int n, real_t *logits);
+    PeftcStatus (*gen_decode)(Model *m, GenState *g, const int32_t *tokens, const uint8_t *active,
+                              real_t *logits);
+    void (*gen_free)(GenState *g);
+
+    /* Base parameters (a tied embedding counted once); bytes the base holds resident (quantized
+     * blocks at their size); the same base in fp32. */
+    int64_t (*param_count)(const Model *m);
+    size_t (*base_bytes)(const Model *m);
+    size_t (*dense_bytes)(const Model *m);
+    /* A model of m's family and shape on `be` with every base tensor zero, for copy_weights. */
+    PeftcStatus (*empty_like)(const Model *m, const Backend *be, Model **out);
+    /* Copies every base tensor of src (host memory) into dst, a model of the same shape on any
+     * backend: how a pretrained model reaches a device. */
+    PeftcStatus (*copy_weights)(Model *dst, const Model *src);
+    /* Writes the base (with whatever was merged into it) as an HF folder: config.json +
+     * model.safetensors, weights as st_dtype (an StDType of core/formats/safetensors.h). */
+    PeftcStatus (*save_hf)(const Model *m, const char *dir, int st_dtype);
+    /* Releases everything but the Model struct's own memory (the family struct embedding it stays
+     * the caller's); attached adapters are destroyed with their layers. */
+    void (*destroy)(Model *m);
+} ModelOps;
+
+struct Model {
+    const ModelOps *ops;
+    const Backend *be;
+    int vocab;          /* V */
+    int hidden;         /* C: the residual stream's width */
+    int layers;         /* blocks */
+    int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW) */
+    Linear **linears;   /* (n_linears) every adaptable linear layer, layer-major in the family's order */
+    int n_linears;
+    const ModelTarget *targets; /* (n_targets) the family's kinds of adaptable layer */
+    int n_targets;
+    ParamRef *refs;     /* (n_refs) every base tensor */
+    int n_refs;
+    real_t *logits;     /* (B*T, V) after forward: logits, or probabilities with targets */
+};
+
+static inline PeftcStatus model_reserve(Model *m, int B, int T) { return m->ops->reserve(m, B, T); }
+static inline PeftcStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
+                                        const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+                                        int64_t *n_valid) {
+    return m->ops->forward(m, tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
+}
+static inline void model_backward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
+                                  real_t loss_scale) {
+    m->ops->backward(m, tokens, targets, row_keys, loss_scale);
+}
+
+/* The target kind named `name` (short or HF name) in m's family, or -1. */
+int model_target_index(const Model *m, const char *name);
+
+/* Frees a model made by model_load / model_create (the family struct too); NULL is a no-op. */
+void model_free(Model *m);
+
+#endif
