@@ -209,8 +209,7 @@ static void eigen_destroy(Adapter *a) {
     Eigen *E = a->state;
     real_t *bufs[] = {E->CA, E->CB, E->Ae, E->dAe, E->Be, E->dBe, E->At, E->xa, E->dxa};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) a->be->free(bufs[i]);
-    free(E);
-    free(a);
+    adapter_free(a);
 }
 
 static const AdapterOps eigen_ops = {
@@ -259,19 +258,9 @@ static PeftcStatus alloc_buffers(Adapter *a, const EigenBasis *basis) {
 PeftcStatus eigenlora_create(Adapter **out, const Backend *be, const Linear *base, const EigenBasis *basis,
                              const EigenConfig *cfg, int group) {
     PEFTC_TRY(check_config(cfg, basis, base->name));
-    Adapter *a = calloc(1, sizeof *a);
-    Eigen *E = calloc(1, sizeof *E);
-    if (!a || !E) {
-        free(a);
-        free(E);
-        return PEFTC_ERR(PEFTC_ENOMEM, "eigenlora: out of memory for layer %s", base->name);
-    }
-    a->ops = &eigen_ops;
-    a->be = be;
-    snprintf(a->name, sizeof a->name, "%s", base->name);
-    a->in = base->in;
-    a->out = base->out;
-    a->state = E;
+    Adapter *a;
+    PEFTC_TRY(adapter_new(&a, &eigen_ops, be, base, sizeof(Eigen)));
+    Eigen *E = a->state;
     E->cfg = *cfg;
     E->group = group;
     PeftcStatus st = alloc_buffers(a, basis);

@@ -25,3 +25,33 @@ PeftcStatus full_init(Model *m, Arena *arena) {
     }
     return PEFTC_OK;
 }
+
+PeftcStatus full_validate(const MethodSettings *s, const MethodEnv *env, const char *name) {
+    (void)s;
+    if (env->quantized_base)
+        return PEFTC_ERR(PEFTC_EINVAL, "method.name=%s: full fine-tuning needs the dense base: set model.quantized=false",
+                         name);
+    return PEFTC_OK;
+}
+
+static PeftcStatus validate(const MethodSettings *s, const MethodEnv *env) { return full_validate(s, env, "full"); }
+
+PeftcStatus full_method_attach(Model *m, Arena *a, MethodConfig *mc) {
+    return full_attach(m, a, mc->lr, mc->weight_decay);
+}
+
+PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed) {
+    (void)mc;
+    (void)seed;
+    return full_init(m, a);
+}
+
+const MethodDesc full_method = {
+    .name = "full",
+    .help = "every base tensor",
+    .sections = (const MethodSection *const[]){NULL},
+    .trains_base = 1,
+    .validate = validate,
+    .attach = full_method_attach,
+    .init = full_method_init,
+};

@@ -3,6 +3,7 @@
 #ifndef PEFTC_FULL_H
 #define PEFTC_FULL_H
 
+#include "adapters/method.h"
 #include "core/nn/arena.h"
 #include "core/models/model.h"
 
@@ -10,5 +11,11 @@ PeftcStatus full_attach(Model *m, Arena *arena, double lr, double weight_decay);
 /* After arena_finalize: copies each base tensor into the arena and points the model at the arena's
  * parameter and gradient. */
 PeftcStatus full_init(Model *m, Arena *arena);
+
+/* Full fine-tuning's descriptor functions, for every method that trains the whole base: the check
+ * (name: its method.name), attach and init. */
+PeftcStatus full_validate(const MethodSettings *s, const MethodEnv *env, const char *name);
+PeftcStatus full_method_attach(Model *m, Arena *a, MethodConfig *mc);
+PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed);
 
 #endif

@@ -107,15 +107,9 @@ static PeftcStatus lora_reserve(Adapter *a, int R) {
     return PEFTC_OK;
 }
 
-/* Returns the adapter's input: x itself, or its dropped-out copy in ctx->scratch (R,in) with the mask
- * in ctx->mask_scratch. The mask is a pure function of (row key, layer), so backward recomputes it
- * instead of storing (R,in) bytes per layer. */
 static const real_t *lora_input(Adapter *a, const StepCtx *ctx, const real_t *x, int R) {
-    Lora *L = a->state;
-    if (!ctx->training || L->cfg.dropout <= 0) return x;
-    for (int r = 0; r < R; r++) ctx->key_scratch[r] = rng_key(ctx->row_keys[r], L->key);
-    a->be->dropout_fwd(ctx->scratch, ctx->mask_scratch, x, ctx->key_scratch, R, a->in, (real_t)L->cfg.dropout);
-    return ctx->scratch;
+    const Lora *L = a->state;
+    return adapter_dropout_input(a, ctx, x, R, L->cfg.dropout, L->key);
 }
 
 static void lora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
@@ -165,8 +159,7 @@ static void lora_destroy(Adapter *a) {
     Lora *L = a->state;
     a->be->free(L->xa);
     a->be->free(L->dxa);
-    free(L);
-    free(a);
+    adapter_free(a);
 }
 
 static const AdapterOps lora_ops = {
@@ -185,19 +178,9 @@ PeftcStatus lora_create(Adapter **out, const Backend *be, const Linear *base, co
     if (cfg->r < 1) return PEFTC_ERR(PEFTC_EINVAL, "lora.r must be >= 1, got %d", cfg->r);
     if (cfg->dropout < 0 || cfg->dropout >= 1)
         return PEFTC_ERR(PEFTC_EINVAL, "lora.dropout must be in [0, 1), got %g", cfg->dropout);
-    Adapter *a = calloc(1, sizeof *a);
-    Lora *L = calloc(1, sizeof *L);
-    if (!a || !L) {
-        free(a);
-        free(L);
-        return PEFTC_ERR(PEFTC_ENOMEM, "lora: out of memory for layer %s", base->name);
-    }
-    a->ops = &lora_ops;
-    a->be = be;
-    snprintf(a->name, sizeof a->name, "%s", base->name);
-    a->in = base->in;
-    a->out = base->out;
-    a->state = L;
+    Adapter *a;
+    PEFTC_TRY(adapter_new(&a, &lora_ops, be, base, sizeof(Lora)));
+    Lora *L = a->state;
     L->cfg = *cfg;
     L->scale = (real_t)lora_scale(cfg);
     L->group = group;

@@ -3,6 +3,7 @@
 #ifndef PEFTC_LORA_H
 #define PEFTC_LORA_H
 
+#include "adapters/method.h"
 #include "core/nn/adapter.h"
 
 /* Bits of LoraConfig.targets. */
@@ -29,5 +30,22 @@ double lora_scale(const LoraConfig *c);
 /* Creates a LoRA adapter for `base` and attaches nothing; the caller sets base->adapter. */
 PeftcStatus lora_create(Adapter **out, const Backend *be, const Linear *base, const LoraConfig *cfg,
                         int group);
+
+/* ---- the lora.* keys, shared by every LoRA-shaped method (adapters/lora_method.c) ---- */
+
+typedef struct {
+    LoraConfig lora;      /* r, alpha, dropout, rslora; targets parsed from `targets` by the finish */
+    char targets[128];    /* lora.targets as written */
+    double lr;            /* lora.lr: the adapters' peak lr; 0 = optim.lr */
+    char init_from[512];  /* lora.init_from: a PEFT folder to start from (methods with loads_peft) */
+} LoraSettings;
+
+extern const MethodSection lora_section;
+LoraSettings *lora_settings(MethodSettings *s);
+const LoraSettings *lora_settings_c(const MethodSettings *s);
+/* The peak lr of the adapters' group: lora.lr, or optim.lr when it is 0. */
+double lora_group_lr(const MethodConfig *mc);
+/* Writes the attached adapters as a PEFT LoRA folder with configuration lc. */
+PeftcStatus lora_export_peft(const Model *m, const LoraConfig *lc, const char *dir, const char *base_name);
 
 #endif

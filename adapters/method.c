@@ -1,89 +1,81 @@
+/* What every method shares: settings storage, defaults, the finish of its sections, and attaching one
+ * adapter per targeted linear layer. */
 #include "adapters/method.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "core/nn/adapter.h"
-#include "adapters/full.h"
 
-const char *const method_names[] = {[METHOD_LORA] = "lora",   [METHOD_FULL] = "full",   [METHOD_GMT] = "gmt",
-                                    [METHOD_SLORA] = "slora", [METHOD_NLORA] = "nlora", [METHOD_INTTUNE] = "inttune",
-                                    [METHOD_EIGENLORA] = "eigenlora", [METHOD_ROSA] = "rosa", [METHOD_SPA] = "spa",
-                                    NULL};
-
-/* SpA has no LoRA part to export; RoSA's LoRA part is a plain PEFT LoRA. */
-int method_is_lora_shaped(MethodKind k) {
-    return k == METHOD_LORA || (k >= METHOD_SLORA && k <= METHOD_EIGENLORA) || k == METHOD_ROSA;
+void *method_section_settings(MethodSettings *s, const MethodSection *sec) {
+    int i = method_section_index(sec);
+    return i < 0 ? NULL : s->sec[i].bytes;
 }
 
-int method_is_rosa(MethodKind k) { return k == METHOD_ROSA || k == METHOD_SPA; }
+const void *method_section_settings_c(const MethodSettings *s, const MethodSection *sec) {
+    int i = method_section_index(sec);
+    return i < 0 ? NULL : s->sec[i].bytes;
+}
 
-LoraConfig method_export_config(const MethodConfig *mc) {
-    LoraConfig c = mc->lora;
-    if (mc->kind == METHOD_EIGENLORA) {
-        EigenConfig e = mc->eigen;
-        e.r = c.r;
-        c.alpha = eigenlora_export_alpha(&e);
-        c.rslora = 0;
-        c.dropout = 0;
+int method_reads(const MethodDesc *d, const MethodSection *sec) {
+    for (const MethodSection *const *s = d->sections; s && *s; s++)
+        if (*s == sec) return 1;
+    return 0;
+}
+
+PeftcStatus method_settings_defaults(MethodSettings *s) {
+    memset(s, 0, sizeof *s);
+    int n;
+    const MethodSection *const *secs = method_sections(&n);
+    for (int i = 0; i < n; i++) {
+        if (secs[i]->size > METHOD_SECTION_BYTES)
+            return PEFTC_ERR(PEFTC_EINVAL, "method section %s: settings of %zu bytes exceed METHOD_SECTION_BYTES (%d)",
+                             secs[i]->name, secs[i]->size, METHOD_SECTION_BYTES);
+        for (int k = 0; k < secs[i]->n_keys; k++)
+            PEFTC_TRY(setting_set(&secs[i]->keys[k], s->sec[i].bytes, secs[i]->keys[k].def, "default: "));
     }
-    return c;
+    return PEFTC_OK;
 }
 
-SloraConfig method_slora_config(const MethodConfig *mc) {
-    const LoraConfig *l = &mc->lora;
-    return (SloraConfig){.r = l->r, .alpha = l->alpha, .dropout = l->dropout, .rslora = l->rslora,
-                         .init = mc->kind == METHOD_SLORA ? SLORA_INIT_SLORA : SLORA_INIT_NLORA,
-                         .core = mc->nlora_core, .train_ab = mc->kind != METHOD_INTTUNE, .targets = l->targets};
+PeftcStatus method_finish(const MethodDesc *d, MethodSettings *s, const MethodEnv *env) {
+    int n;
+    const MethodSection *const *secs = method_sections(&n);
+    for (int i = 0; i < n; i++)
+        if (secs[i]->finish) PEFTC_TRY(secs[i]->finish(s->sec[i].bytes, d, env));
+    return d->validate ? d->validate(s, env) : PEFTC_OK;
 }
 
-/* GMT trains what full fine-tuning trains; only the update differs (the trainer's gradient hook). */
-static int is_full(MethodKind k) { return k == METHOD_FULL || k == METHOD_GMT; }
+PeftcStatus method_config_defaults(MethodConfig *mc, const char *name, double lr) {
+    memset(mc, 0, sizeof *mc);
+    mc->desc = method_find(name);
+    if (!mc->desc) return PEFTC_ERR(PEFTC_EINVAL, "method.name: no method called '%s'", name);
+    mc->lr = lr;
+    PEFTC_TRY(method_settings_defaults(&mc->settings));
+    /* No output folder: nothing derived from one (RoSA's mask file) is set. */
+    MethodEnv env = {.out_dir = NULL, .train_steps = INT64_MAX, .on_cpu = 1, .quantized_base = 0};
+    return method_finish(mc->desc, &mc->settings, &env);
+}
 
-/* One adapter per targeted linear layer, its tensors in the method's learning-rate group. */
-static PeftcStatus attach_adapters(Model *m, Arena *arena, const MethodConfig *mc, const EigenBasis *basis) {
-    int group;
-    SloraConfig sc = method_slora_config(mc);
-    EigenConfig ec = mc->eigen;
-    ec.r = mc->lora.r;
-    ec.targets = mc->lora.targets;
-    if (basis && ec.K == 0) ec.K = basis->columns; /* every component the file holds */
-    /* RoSA's sparse values learn at their own rate (the paper: 2e-4 against LoRA's 7e-4); SpA has
-     * nothing else. */
-    RosaConfig rc = {.lora = mc->lora, .density = mc->rosa_density};
-    if (mc->kind == METHOD_SPA) rc.lora.r = 0;
-    int sparse_group = -1;
-    if (mc->kind != METHOD_SPA) PEFTC_TRY(arena_group(arena, method_names[mc->kind], mc->lr, mc->weight_decay, &group));
-    if (method_is_rosa(mc->kind)) PEFTC_TRY(arena_group(arena, "sparse", mc->sparse_lr, mc->weight_decay, &sparse_group));
-    if (mc->kind == METHOD_SPA) group = sparse_group;
+PeftcStatus method_attach(Model *m, Arena *arena, MethodConfig *mc) { return mc->desc->attach(m, arena, mc); }
+
+PeftcStatus method_init(Model *m, Arena *arena, MethodConfig *mc, uint64_t seed) {
+    return mc->desc->init(m, arena, mc, seed);
+}
+
+PeftcStatus method_attach_each(Model *m, Arena *arena, unsigned targets, AdapterMaker make, const void *cfg,
+                               int group, int group2) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        if (!(linear_target_bit(l) & mc->lora.targets)) continue;
+        if (!(linear_target_bit(l) & targets)) continue;
         Adapter *a;
-        if (mc->kind == METHOD_LORA) PEFTC_TRY(lora_create(&a, m->be, l, &mc->lora, group));
-        else if (mc->kind == METHOD_EIGENLORA) PEFTC_TRY(eigenlora_create(&a, m->be, l, basis, &ec, group));
-        else if (method_is_rosa(mc->kind)) PEFTC_TRY(rosa_create(&a, m->be, l, &rc, group, sparse_group));
-        else PEFTC_TRY(slora_create(&a, m->be, l, &sc, group));
+        PEFTC_TRY(make(&a, m->be, l, cfg, group, group2));
         l->adapter = a;
         PEFTC_TRY(a->ops->register_params(a, arena));
     }
     return PEFTC_OK;
 }
 
-/* EigenLoRAx adapters copy their components at creation, so the basis file is open only meanwhile. */
-static PeftcStatus attach_eigenlora(Model *m, Arena *arena, const MethodConfig *mc) {
-    EigenBasis basis;
-    PEFTC_TRY(eigen_basis_open(&basis, mc->eigen.basis_path));
-    PeftcStatus st = attach_adapters(m, arena, mc, &basis);
-    eigen_basis_close(&basis);
-    return st;
-}
-
-PeftcStatus method_attach(Model *m, Arena *arena, const MethodConfig *mc) {
-    if (is_full(mc->kind)) return full_attach(m, arena, mc->lr, mc->weight_decay);
-    if (mc->kind == METHOD_EIGENLORA) return attach_eigenlora(m, arena, mc);
-    return attach_adapters(m, arena, mc, NULL);
-}
-
-PeftcStatus method_init(Model *m, Arena *arena, const MethodConfig *mc, uint64_t seed) {
-    if (is_full(mc->kind)) return full_init(m, arena);
+PeftcStatus method_init_adapters(Model *m, Arena *arena, uint64_t seed) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
         if (l->adapter) PEFTC_TRY(l->adapter->ops->init(l->adapter, arena, l, seed));
@@ -98,10 +90,12 @@ void method_merge(Model *m) {
     }
 }
 
-void method_detach(Model *m) {
-    for (int i = 0; i < m->n_linears; i++) {
+void method_detach(Model *m, MethodConfig *mc) {
+    for (int i = 0; m && i < m->n_linears; i++) {
         Linear *l = m->linears[i];
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
         l->adapter = NULL;
     }
+    if (mc && mc->desc && mc->desc->release) mc->desc->release(mc);
+    if (mc) mc->state = NULL;
 }

@@ -285,8 +285,7 @@ static void rosa_destroy(Adapter *a) {
     if (S->lora) S->lora->ops->destroy(S->lora);
     accumulator_free(S, a->be);
     csr_free(&S->pat, a->be);
-    free(S);
-    free(a);
+    adapter_free(a);
 }
 
 static const AdapterOps rosa_ops = {
@@ -322,20 +321,13 @@ PeftcStatus rosa_create(Adapter **out, const Backend *be, const Linear *base, co
     PEFTC_TRY(check_config(cfg, be, base));
     Adapter *lora = NULL;
     if (cfg->lora.r > 0) PEFTC_TRY(lora_create(&lora, be, base, &cfg->lora, lora_group));
-    Adapter *a = calloc(1, sizeof *a);
-    Rosa *S = calloc(1, sizeof *S);
-    if (!a || !S) {
+    Adapter *a;
+    PeftcStatus st = adapter_new(&a, &rosa_ops, be, base, sizeof(Rosa));
+    if (st != PEFTC_OK) {
         if (lora) lora->ops->destroy(lora);
-        free(a);
-        free(S);
-        return PEFTC_ERR(PEFTC_ENOMEM, "rosa: out of memory for layer %s", base->name);
+        return st;
     }
-    a->ops = &rosa_ops;
-    a->be = be;
-    snprintf(a->name, sizeof a->name, "%s", base->name);
-    a->in = base->in;
-    a->out = base->out;
-    a->state = S;
+    Rosa *S = a->state;
     S->cfg = *cfg;
     S->lora = lora;
     S->sparse_group = sparse_group;

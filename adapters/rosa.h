@@ -40,6 +40,8 @@
 
 #include "core/nn/adapter.h"
 #include "adapters/lora.h"
+#include "comm/comm.h"
+#include "core/train/trainer.h"
 
 typedef enum { ROSA_ACC_MEAN_SQUARED = 0, ROSA_ACC_MEAN = 1 } RosaAccum;
 
@@ -50,6 +52,25 @@ typedef struct {
     LoraConfig lora; /* the LoRA branch; lora.r == 0: SpA (then alpha, dropout, rslora are unused) */
     double density;  /* d in [0, 1]: nnz = floor(d * out * in) per layer; 0: plain LoRA */
 } RosaConfig;
+
+/* The rosa.* keys (adapters/rosa_method.c), read by RoSA and SpA. */
+typedef struct {
+    double density;      /* rosa.density */
+    int64_t warmup;      /* rosa.warmup: LoRA-only steps before the gradients are collected */
+    int64_t grad_steps;  /* rosa.grad_steps: steps whose micro-batches are collected */
+    RosaAccum statistic; /* rosa.statistic */
+    int restart;         /* rosa.restart: after the mask, start again from step 0 (the paper's recipe) */
+    char mask_path[512]; /* rosa.mask_path: masks to load, or where generated ones go */
+    double lr;           /* rosa.lr: the sparse values' lr; 0 = optim.lr */
+} RosaSettings;
+
+extern const MethodSection rosa_section;
+
+/* RoSA's mask schedule (adapters/rosa_masks.c, METHODS.md "Mask generation"): train LoRA for
+ * rosa.warmup steps, collect the frozen weights' gradients over rosa.grad_steps steps, all-reduce the
+ * accumulators once, take the same deterministic top-k on every rank and check it, and rank 0 saves
+ * the masks to rosa.mask_path. *report receives a line for rank 0 to print. Collective. */
+PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *comm, char *report, size_t cap);
 
 /* Nonzeros of S for an (out, in) layer: floor(density * out * in). */
 int64_t rosa_nnz(const RosaConfig *cfg, int in, int out);

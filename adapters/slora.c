@@ -189,11 +189,8 @@ static PeftcStatus slora_reserve(Adapter *a, int R) {
 /* The adapter's input: x, or its dropped-out copy in ctx->scratch (mask in ctx->mask_scratch). The mask
  * is a pure function of (row key, layer), so backward recomputes it instead of storing it. */
 static const real_t *slora_input(Adapter *a, const StepCtx *ctx, const real_t *x, int R) {
-    Slora *S = a->state;
-    if (!ctx->training || S->cfg.dropout <= 0) return x;
-    for (int r = 0; r < R; r++) ctx->key_scratch[r] = rng_key(ctx->row_keys[r], S->key);
-    a->be->dropout_fwd(ctx->scratch, ctx->mask_scratch, x, ctx->key_scratch, R, a->in, (real_t)S->cfg.dropout);
-    return ctx->scratch;
+    const Slora *S = a->state;
+    return adapter_dropout_input(a, ctx, x, R, S->cfg.dropout, S->key);
 }
 
 static void slora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
@@ -262,8 +259,7 @@ static void slora_destroy(Adapter *a) {
     }
     real_t *bufs[5] = {S->bn, S->xa, S->xn, S->g, S->dxa};
     for (int i = 0; i < 5; i++) a->be->free(bufs[i]);
-    free(S);
-    free(a);
+    adapter_free(a);
 }
 
 static const AdapterOps slora_ops = {
@@ -298,19 +294,9 @@ static PeftcStatus check_config(const Linear *base, const SloraConfig *c) {
 
 PeftcStatus slora_create(Adapter **out, const Backend *be, const Linear *base, const SloraConfig *cfg, int group) {
     PEFTC_TRY(check_config(base, cfg));
-    Adapter *a = calloc(1, sizeof *a);
-    Slora *S = calloc(1, sizeof *S);
-    if (!a || !S) {
-        free(a);
-        free(S);
-        return PEFTC_ERR(PEFTC_ENOMEM, "slora: out of memory for layer %s", base->name);
-    }
-    a->ops = &slora_ops;
-    a->be = be;
-    snprintf(a->name, sizeof a->name, "%s", base->name);
-    a->in = base->in;
-    a->out = base->out;
-    a->state = S;
+    Adapter *a;
+    PEFTC_TRY(adapter_new(&a, &slora_ops, be, base, sizeof(Slora)));
+    Slora *S = a->state;
     S->cfg = *cfg;
     S->scale = (real_t)slora_scale(cfg);
     S->group = group;

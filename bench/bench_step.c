@@ -25,8 +25,9 @@ static double useful_flops_per_token(const Session *s) {
     double T = s->cfg.train.seq_len, VC = (double)c->vocab * c->hidden;
     /* The embedding lookup costs no FLOPs; the LM head matmul does, tied or not. */
     double N = (double)llama_param_count(c) - VC + (c->tie_embeddings ? VC : 0);
-    double train = s->method.kind == METHOD_FULL || s->method.kind == METHOD_GMT ? 2 * N : 0;
-    double adapter = method_is_lora_shaped(s->method.kind) ? 6.0 * (double)arena_trainable(&s->arena) : 0;
+    int trains_base = s->method.desc->trains_base;
+    double train = trains_base ? 2 * N : 0;
+    double adapter = trains_base ? 0 : 6.0 * (double)arena_trainable(&s->arena);
     double attn = 3 * 2 * 2 * (double)c->layers * c->heads * c->head_dim * T / 2;
     return 4 * N + train + adapter + attn;
 }
@@ -45,7 +46,7 @@ int main(int argc, char **argv) {
     double t0 = clock_seconds();
     if (session_open(&s, &cfg, comm) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
     printf("bench_step: %s, %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), setup %.1f s\n",
-           method_names[cfg.method], (long long)llama_param_count(&cfg.model), arena_trainable(&s.arena), cfg.train.micro_batch, cfg.train.seq_len,
+           config_method(&cfg)->name, (long long)llama_param_count(&cfg.model), arena_trainable(&s.arena), cfg.train.micro_batch, cfg.train.seq_len,
            comm_size(comm), omp_get_max_threads(), clock_seconds() - t0);
     double total_s = 0, total_tok = 0, fpt = useful_flops_per_token(&s);
     for (int64_t i = 0; i < cfg.train.steps; i++) {

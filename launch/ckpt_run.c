@@ -126,7 +126,7 @@ static PeftcStatus save_rank0(CkptRun *r) {
     CkptMeta m = {.step = t->step, .cursor = t->train_sampler.cursor, .seed = c->train.seed,
                   .global_batch = (int64_t)c->train.micro_batch * c->train.accum * comm_size(r->comm),
                   .world = comm_size(r->comm)};
-    snprintf(m.method, sizeof m.method, "%s", method_names[c->method]);
+    snprintf(m.method, sizeof m.method, "%s", config_method(c)->name);
     snprintf(m.base_model, sizeof m.base_model, "%s", c->model_path[0] ? c->model_path : "random");
     snprintf(m.base_hash, sizeof m.base_hash, "%s", r->base_hash);
     m.config = config_text(c);
@@ -215,9 +215,9 @@ void ckpt_run_attach(CkptRun *r) {
 static PeftcStatus check_compatible(const CkptRun *r, const char *path, const CkptMeta *m) {
     const RunConfig *c = &r->s->cfg;
     int64_t batch = (int64_t)c->train.micro_batch * c->train.accum * comm_size(r->comm);
-    if (strcmp(m->method, method_names[c->method]) != 0)
+    if (strcmp(m->method, config_method(c)->name) != 0)
         return PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s' was made by method.name=%s; this run is %s", path, m->method,
-                         method_names[c->method]);
+                         config_method(c)->name);
     if (strcmp(m->base_hash, r->base_hash) != 0)
         return PEFTC_ERR(PEFTC_EINVAL, "checkpoint '%s' was made for base model '%s' (%s); model.path '%s' is %s",
                          path, m->base_model, m->base_hash, c->model_path[0] ? c->model_path : "random",

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapters/rosa.h"
 
 #define MAX_BLOBS 4096
 
@@ -17,33 +16,11 @@ static PeftcStatus add(CkptState *st, const char *name, CkptKind kind, void *dat
     return PEFTC_OK;
 }
 
-static PeftcStatus gather_rosa(const Session *s, CkptState *st) {
-    const Model *m = s->model;
-    for (int i = 0; i < m->n_linears; i++) {
-        const Adapter *a = m->linears[i]->adapter;
-        if (!a || !rosa_is(a) || !rosa_has_mask(a)) continue;
-        int64_t nnz = rosa_layer_nnz(a);
-        int64_t *flat = malloc((size_t)(nnz ? nnz : 1) * sizeof *flat);
-        if (!flat) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory for the mask of %s", a->name);
-        PeftcStatus r = rosa_mask_flat(a, flat);
-        char name[300];
-        snprintf(name, sizeof name, "rosa/%s/mask", a->name);
-        if (r == PEFTC_OK) r = add(st, name, CKPT_I64, flat, (size_t)nnz);
-        if (r != PEFTC_OK) {
-            if (st->n == 0 || st->owned[st->n - 1] != flat) free(flat);
-            return r;
-        }
-    }
-    return PEFTC_OK;
-}
-
-static PeftcStatus gather_eigen(const Session *s, CkptState *st) {
-    char *id = malloc(96);
-    if (!id) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory");
-    PeftcStatus r = ckpt_file_hash(s->cfg.eigen.basis_path, id, 96);
-    if (r == PEFTC_OK) r = add(st, "eigenlora/basis", CKPT_U8, id, strlen(id));
-    else free(id);
-    return r;
+/* The sink the method's state() fills: the state takes ownership of data. */
+static PeftcStatus take(void *user, const char *name, CkptKind kind, void *data, size_t n) {
+    PeftcStatus st = add(user, name, kind, data, n);
+    if (st != PEFTC_OK) free(data);
+    return st;
 }
 
 PeftcStatus ckpt_state_gather(const Session *s, CkptState *out) {
@@ -54,9 +31,8 @@ PeftcStatus ckpt_state_gather(const Session *s, CkptState *out) {
         ckpt_state_free(out);
         return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint: out of memory for the method state");
     }
-    PeftcStatus r = PEFTC_OK;
-    if (method_is_rosa(s->cfg.method)) r = gather_rosa(s, out);
-    if (r == PEFTC_OK && s->cfg.method == METHOD_EIGENLORA) r = gather_eigen(s, out);
+    const MethodDesc *d = s->method.desc;
+    PeftcStatus r = d->state ? d->state(&s->method, s->model, take, out) : PEFTC_OK;
     if (r != PEFTC_OK) ckpt_state_free(out);
     return r;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "adapters/formats/peft_io.h"
+#include "adapters/lora.h"
 #include "core/formats/safetensors.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
@@ -25,7 +26,8 @@ static PeftcStatus open_adapted(Session *s, const AdapterArgs *a) {
     static RunConfig cfg;
     config_defaults(&cfg);
     if (a->model[0]) snprintf(cfg.model_path, sizeof cfg.model_path, "%s", a->model);
-    snprintf(cfg.lora_init_from, sizeof cfg.lora_init_from, "%s", a->adapter);
+    LoraSettings *ls = lora_settings(&cfg.methods);
+    snprintf(ls->init_from, sizeof ls->init_from, "%s", a->adapter);
     PEFTC_TRY(session_resolve_model(&cfg));
     return session_open_model(s, &cfg);
 }
@@ -64,8 +66,8 @@ int cmd_export(int argc, char **argv) {
     static Session s;
     st = open_adapted(&s, &a);
     if (st != PEFTC_OK) return finish(st, 0);
-    if (!strcmp(a.format, "gguf")) st = peft_save_gguf(s.model, &s.cfg.lora, a.out);
-    else st = peft_save(s.model, &s.cfg.lora, s.cfg.model_path, a.out);
+    if (!strcmp(a.format, "gguf")) st = peft_save_gguf(s.model, &lora_settings(&s.method.settings)->lora, a.out);
+    else st = peft_save(s.model, &lora_settings(&s.method.settings)->lora, s.cfg.model_path, a.out);
     if (st == PEFTC_OK) printf("peftc: wrote %s adapter %s\n", a.format, a.out);
     session_close(&s);
     return finish(st, 0);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/lora.h"
 #include "core/base/clock.h"
 #include "core/models/generate.h"
 #include "launch/commands.h"
@@ -85,7 +86,8 @@ static PeftcStatus generate(const GenArgs *a) {
     static RunConfig cfg;
     config_defaults(&cfg);
     if (a->model[0]) snprintf(cfg.model_path, sizeof cfg.model_path, "%s", a->model);
-    snprintf(cfg.lora_init_from, sizeof cfg.lora_init_from, "%s", a->adapter);
+    LoraSettings *ls = lora_settings(&cfg.methods);
+    snprintf(ls->init_from, sizeof ls->init_from, "%s", a->adapter);
     static Session s;
     PEFTC_TRY(session_resolve_model(&cfg));
     PEFTC_TRY(session_open_model(&s, &cfg));

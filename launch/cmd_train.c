@@ -15,8 +15,6 @@
 #include "core/base/fsutil.h"
 #include "launch/commands.h"
 #include "launch/evaluate.h"
-#include "launch/rosa_run.h"
-#include "adapters/formats/rosa_io.h"
 #include "launch/metrics.h"
 #include "launch/summary.h"
 #include "launch/ckpt_run.h"
@@ -128,7 +126,7 @@ static void print_banner(const Session *s, int world) {
                c->sft.path[0] ? c->sft.path : data_task_names[c->task], (long long)s->data_stats.examples[0],
                (long long)s->data_stats.examples[1], (long long)s->data_stats.tokens,
                (long long)s->data_stats.dropped, s->data_stats.from_cache ? " (tokenized cache)" : "");
-    printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", method_names[c->method], world,
+    printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", config_method(c)->name, world,
            omp_get_max_threads(), (long long)s->model->ops->param_count(s->model), arena_trainable(&s->arena),
            s->arena.n_groups ? s->arena.groups[0].name : "-");
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
@@ -145,32 +143,16 @@ static int redraw_in_place(void) {
     return isatty(fileno(stdout)) && !(term && strcmp(term, "dumb") == 0);
 }
 
-/* The LoRA part as a PEFT folder; RoSA's and SpA's sparse deltas beside it. */
-static PeftcStatus write_adapter(Session *s, const char *dir) {
-    const RunConfig *c = &s->cfg;
-    const char *base = c->model_path[0] ? c->model_path : "random";
-    if (method_is_lora_shaped(c->method) && !(c->method == METHOD_ROSA && c->lora.r == 0)) {
-        LoraConfig lc = method_export_config(&s->method);
-        PEFTC_TRY(peft_save(s->model, &lc, base, dir));
-    }
-    if (method_is_rosa(c->method) && c->rosa_density > 0) {
-        char path[700];
-        PEFTC_TRY(fs_mkdir_p(dir));
-        snprintf(path, sizeof path, "%s/rosa_sparse.safetensors", dir);
-        PEFTC_TRY(rosa_save_sparse(s->model, path));
-    }
-    return PEFTC_OK;
-}
-
-/* Rank 0 writes the adapter; the others wait for its verdict. */
+/* Rank 0 writes what the method leaves behind (its descriptor's export: a PEFT adapter, RoSA's sparse
+ * deltas); the others wait for its verdict. */
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
-    if (!c->save_adapter || !(method_is_lora_shaped(c->method) || method_is_rosa(c->method))) return PEFTC_OK;
+    if (!c->save_adapter || !s->method.desc->export) return PEFTC_OK;
     PeftcStatus st = PEFTC_OK;
     if (comm_rank(comm) == 0) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/adapter", c->out_dir);
-        st = write_adapter(s, dir);
+        st = s->method.desc->export(&s->method, s->model, dir, c->model_path[0] ? c->model_path : "random");
         if (st == PEFTC_OK) printf("peftc: adapter saved to %s\n", dir);
     }
     return comm_agree(comm, st);
@@ -222,7 +204,7 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
     int em = em_enabled(s);
     if (st == PEFTC_OK && em && resumed == 0) st = em_report(s, comm, "before training", &em0);
     else if (st == PEFTC_OK && em && root) printf("exact match before training: see the run that wrote the checkpoint\n");
-    if (st == PEFTC_OK && rosa_needs_masks(s)) st = rosa_make_masks(s, comm);
+    if (st == PEFTC_OK) st = session_prepare(s, comm);
     if (st == PEFTC_OK) {
         ckpt_run_attach(&ck);
         st = trainer_run(&s->trainer, root ? &hooks : NULL);

@@ -1,23 +1,15 @@
 #include "launch/session.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "adapters/formats/peft_io.h"
-#include "adapters/formats/rosa_io.h"
 #ifdef PEFTC_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"
 #endif
 
 static MethodConfig method_config(const RunConfig *c) {
-    return (MethodConfig){.kind = c->method,
-                          .lora = c->lora,
-                          .gmt = c->gmt,
-                          .nlora_core = c->nlora_core,
-                          .eigen = c->eigen,
-                          .rosa_density = c->rosa_density,
-                          .sparse_lr = c->rosa_lr > 0 ? c->rosa_lr : c->lr,
-                          .lr = (method_is_lora_shaped(c->method) && c->lora_lr > 0) ? c->lora_lr : c->lr,
+    return (MethodConfig){.desc = config_method(c), .settings = c->methods, .lr = c->lr,
                           .weight_decay = c->weight_decay};
 }
 
@@ -93,30 +85,13 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     return PEFTC_OK;
 }
 
-/* A PEFT adapter to start from brings its own shape (rank, alpha, targets). */
 static PeftcStatus open_method(Session *s) {
-    RunConfig *c = &s->cfg;
-    if (c->lora_init_from[0]) {
-        if (c->method != METHOD_LORA)
-            return PEFTC_ERR(PEFTC_EINVAL, "lora.init_from is set but method.name is %s", method_names[c->method]);
-        double dropout = c->lora.dropout;
-        PEFTC_TRY(peft_read_config(c->lora_init_from, &c->lora));
-        c->lora.dropout = dropout; /* a training choice, not part of the adapter */
-    }
-    s->method = method_config(c);
+    s->method = method_config(&s->cfg);
     arena_init(&s->arena, s->model->be);
     PEFTC_TRY(method_attach(s->model, &s->arena, &s->method));
     PEFTC_TRY(arena_finalize(&s->arena));
     /* Adapter init is keyed by the training seed so one base model can host differently seeded runs. */
-    PEFTC_TRY(method_init(s->model, &s->arena, &s->method, c->train.seed));
-    if (c->lora_init_from[0]) PEFTC_TRY(peft_load(s->model, &s->arena, c->lora_init_from));
-    /* The second launch of RoSA's recipe: the masks the first one saved. */
-    struct stat sb;
-    if (method_is_rosa(c->method) && c->rosa_density > 0 && stat(c->rosa_mask_path, &sb) == 0) {
-        PEFTC_TRY(rosa_load_sparse(s->model, &s->arena, c->rosa_mask_path, 0));
-        s->rosa_masks_loaded = 1;
-    }
-    return PEFTC_OK;
+    return method_init(s->model, &s->arena, &s->method, s->cfg.train.seed);
 }
 
 static PeftcStatus open_data(Session *s) {
@@ -161,10 +136,10 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
     PeftcStatus st = reduce_on_device(s);
     if (st == PEFTC_OK) st = open_data(s);
     if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, s->model, &s->arena, comm, s->data);
-    if (st == PEFTC_OK && s->cfg.method == METHOD_GMT) st = gmt_create(&s->gmt, &s->arena, &s->cfg.gmt);
-    if (st == PEFTC_OK && s->gmt) {
-        GradHook h = gmt_hook(s->gmt);
-        trainer_set_grad_hook(&s->trainer, &h);
+    if (st == PEFTC_OK && s->method.desc->grad_hook) {
+        GradHook h;
+        st = s->method.desc->grad_hook(&s->method, &s->arena, &h);
+        if (st == PEFTC_OK) trainer_set_grad_hook(&s->trainer, &h);
     }
     if (st != PEFTC_OK) session_close(s);
     return st;
@@ -172,11 +147,32 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
 
 void session_close(Session *s) {
     trainer_free(&s->trainer);
-    gmt_free(s->gmt);
-    model_free(s->model); /* also destroys attached adapters */
+    method_detach(s->model, &s->method);
+    model_free(s->model);
     s->model = NULL;
     arena_free(&s->arena);
     if (s->data) s->data->free(s->data);
     tok_free(s->tok);
     memset(s, 0, sizeof *s);
+}
+
+PeftcStatus session_prepare(Session *s, Comm *comm) {
+    for (int round = 0; s->method.desc->prepare; round++) {
+        int restart = 0;
+        char report[512] = "";
+        PEFTC_TRY(s->method.desc->prepare(&s->method, s->model, &s->trainer, comm, &restart, report, sizeof report));
+        if (report[0] && comm_rank(comm) == 0) {
+            printf("%s\n", report);
+            fflush(stdout);
+        }
+        if (!restart) return PEFTC_OK;
+        if (round > 0)
+            return PEFTC_ERR(PEFTC_ESTATE, "method %s asked to start again a second time", s->method.desc->name);
+        /* A fresh model, method, optimizer and schedule from the same configuration; the method finds
+         * what its first run left (RoSA: the mask file), as a second launch would. */
+        RunConfig cfg = s->cfg;
+        session_close(s);
+        PEFTC_TRY(session_open(s, &cfg, comm));
+    }
+    return PEFTC_OK;
 }

@@ -21,8 +21,6 @@ typedef struct {
     Dataset *data;
     SftStats data_stats;     /* for text data */
     Trainer trainer;
-    Gmt *gmt;                /* method.name=gmt: the trainer's gradient hook */
-    int rosa_masks_loaded;   /* RoSA / SpA: masks came from rosa.mask_path (no generation needed) */
     Comm *comm; /* borrowed */
 } Session;
 
@@ -33,6 +31,10 @@ PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm);
 /* The model, tokenizer and method only: for generation, export and merge. */
 PeftcStatus session_open_model(Session *s, const RunConfig *cfg);
 void session_close(Session *s);
+
+/* The method's phases before the main run (RoSA's masks), rebuilding the session from its
+ * configuration when the method asks to start again from step 0. Collective. */
+PeftcStatus session_prepare(Session *s, Comm *comm);
 
 /* Reads model.path's hyperparameters into c->model (cheap; no weights), so the resolved configuration
  * shows the real shape. No-op for a random model. */

@@ -16,7 +16,7 @@ static cJSON *build(const Session *s, const RunSummary *r) {
     const RunConfig *c = &s->cfg;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "method", method_names[c->method]);
+    cJSON_AddStringToObject(o, "method", config_method(c)->name);
     cJSON_AddStringToObject(o, "model", c->model_path[0] ? c->model_path : "random");
     cJSON_AddStringToObject(o, "task", c->sft.path[0] ? c->sft.path : data_task_names[c->task]);
     cJSON_AddNumberToObject(o, "ranks", r->ranks);

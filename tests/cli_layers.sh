@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The layer check (tools/check-layers.sh) passes on this tree and fails, naming the file and the rule,
-# on copies of it with one forbidden include each: core calling up into adapters/, a format reading a
-# model, and a header named with "../".
+# on copies of it with one forbidden edge each: core calling up into adapters/, a format reading a
+# model, a header named with "../", and launch/ comparing a method kind.
 #
 # usage: cli_layers.sh PATH_TO_PEFTC (unused: the check reads sources, not the binary)
 set -u
@@ -32,4 +32,6 @@ violate format_model core/formats/gguf.c '#include "core/models/llama/llama.h"' 
     'core/formats/gguf.c includes "core/models/llama/llama.h": layer formats may include only: base'
 violate relative launch/main.c '#include "../core/base/status.h"' \
     'launch/main.c includes "../core/base/status.h": name project headers from the repository root'
-finish ok.log core_up.log format_model.log relative.log
+violate method_kind launch/session.c 'static int is_full(int k) { return k == METHOD_FULL; }' \
+    'method kinds compared outside adapters/'
+finish ok.log core_up.log format_model.log relative.log method_kind.log

@@ -13,6 +13,7 @@
 #include "core/models/llama/llama.h"
 #include "core/base/rng.h"
 #include "tests/model_testutil.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -96,7 +97,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, const EigenConfig *c) {
 }
 
 static void fixture_close(Fixture *f) {
-    method_detach(&f->model.base);
+    method_detach(&f->model.base, NULL);
     llama_free(&f->model);
     arena_free(&f->arena);
     unlink(f->basis);

@@ -14,6 +14,7 @@
 #include "adapters/method.h"
 #include "core/models/llama/llama.h"
 #include "tests/fixture.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -33,7 +34,7 @@ static void check_case(const char *name) {
     int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), BT = B * T;
     LlamaModel m;
     Arena a;
-    MethodConfig mc = {.kind = METHOD_FULL, .lr = 1e-3};
+    MethodConfig mc = tu_method("full");
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.02), PEFTC_OK);
     arena_init(&a, backend_cpu());
     ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);

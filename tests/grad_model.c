@@ -9,6 +9,7 @@
 #include "core/models/llama/llama.h"
 #include "core/base/rng.h"
 #include "tests/model_testutil.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 #ifndef PEFTC_REAL_DOUBLE
@@ -42,7 +43,7 @@ static void fixture_open(Fixture *f, LlamaConfig cfg, MethodConfig mc) {
     ck_assert_int_eq(llama_reserve(&f->model, B, T), PEFTC_OK);
     tu_fill_batch(f->tokens, f->targets, f->row_keys, B * T, cfg.vocab);
     /* LoRA B starts at zero, where dA vanishes: move it so both factors are checked non-trivially. */
-    if (mc.kind == METHOD_LORA) tu_fill_uniform(f->arena.params, f->arena.numel, 99, -0.5, 0.5);
+    if (mc.desc == method_find("lora")) tu_fill_uniform(f->arena.params, f->arena.numel, 99, -0.5, 0.5);
 }
 
 static void fixture_close(Fixture *f) {
@@ -57,8 +58,8 @@ static void check_all_tensors(Fixture *f) {
 }
 
 static MethodConfig lora_method(int rslora, double dropout) {
-    MethodConfig mc = {.kind = METHOD_LORA, .lr = 1e-3};
-    mc.lora = (LoraConfig){.r = 3, .alpha = 6, .dropout = dropout, .rslora = rslora, .targets = LORA_T_ALL};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = 3, .alpha = 6, .dropout = dropout, .rslora = rslora, .targets = LORA_T_ALL};
     return mc;
 }
 
@@ -74,7 +75,7 @@ END_TEST
 START_TEST(lora_rslora_subset_untied_bias) {
     Fixture f;
     MethodConfig mc = lora_method(1, 0);
-    mc.lora.targets = LORA_T_Q | LORA_T_V | LORA_T_DOWN;
+    tu_lora(&mc)->targets = LORA_T_Q | LORA_T_V | LORA_T_DOWN;
     fixture_open(&f, tu_tiny_config(0, 1), mc);
     ck_assert_int_eq(f.arena.n_entries, 2 * 3 * 2);
     check_all_tensors(&f);
@@ -84,7 +85,7 @@ END_TEST
 
 START_TEST(full_finetune_tied) {
     Fixture f;
-    fixture_open(&f, tu_tiny_config(1, 0), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
+    fixture_open(&f, tu_tiny_config(1, 0), tu_method("full"));
     ck_assert_int_eq(f.arena.n_entries, f.model.base.n_refs);
     check_all_tensors(&f);
     fixture_close(&f);
@@ -93,7 +94,7 @@ END_TEST
 
 START_TEST(full_finetune_untied_bias) {
     Fixture f;
-    fixture_open(&f, tu_tiny_config(0, 1), (MethodConfig){.kind = METHOD_FULL, .lr = 1e-3});
+    fixture_open(&f, tu_tiny_config(0, 1), tu_method("full"));
     ck_assert_int_ge(arena_find(&f.arena, "lm_head.weight"), 0);
     ck_assert_int_ge(arena_find(&f.arena, "model.layers.1.self_attn.k_proj.bias"), 0);
     check_all_tensors(&f);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/gmt.h"
+#include "adapters/lora.h"
 #include "launch/session.h"
 
 enum { STEPS = 6 };
@@ -51,7 +53,7 @@ static RunConfig small_config(const char *method, int micro_batch, int accum) {
     c.train.eval_batches = 12 / micro_batch; /* the same 12 held-out sequences in every layout */
     c.train.sched.warmup = 2;
     c.lr = 1e-2;
-    c.lora.dropout = 0.1; /* masks follow the sample, so they must not break the equivalence */
+    lora_settings(&c.methods)->lora.dropout = 0.1; /* masks follow the sample, so they must not break the equivalence */
     ck_assert_int_eq(config_finish(&c), PEFTC_OK);
     return c;
 }
@@ -156,7 +158,7 @@ START_TEST(gmt_mask_identical_on_every_rank) {
     for (int step = 0; step < 3; step++) {
         StepStats st;
         ck_assert_int_eq(trainer_step(&s.trainer, &st), PEFTC_OK);
-        memcpy(mine, gmt_keep_mask(s.gmt), n);
+        memcpy(mine, gmt_keep_mask(s.method.state), n);
         memcpy(root, mine, n);
         ck_assert_int_eq(comm_bcast(world, root, n, 0), PEFTC_OK);
         ck_assert_msg(memcmp(mine, root, n) == 0, "step %d: rank %d's GMT mask differs from rank 0's", step + 1,

@@ -8,6 +8,7 @@
 
 #include "launch/config/config.h"
 #include "launch/config/config_keys.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 static char tmpdir[64];
@@ -54,9 +55,9 @@ START_TEST(defaults_pass_finish) {
     ck_assert(c.lr == 1e-3);
     ck_assert_str_eq(c.model_path, "models/SmolLM2-135M-Instruct.Q4_1.gguf");
     ck_assert(c.train.adamw.beta2 == 0.999);
-    ck_assert_int_eq(c.method, METHOD_LORA);
-    ck_assert_int_eq(c.lora.r, 8);
-    ck_assert_uint_eq(c.lora.targets, LORA_T_ALL);
+    ck_assert_str_eq(config_method(&c)->name, "lora");
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.r, 8);
+    ck_assert_uint_eq(lora_settings(&c.methods)->lora.targets, LORA_T_ALL);
     ck_assert_int_eq(c.train.steps, 40);
     ck_assert_int_eq(c.train.sched.total, 40);
     ck_assert_int_eq(c.train.sched.type, SCHED_COSINE);
@@ -94,7 +95,7 @@ START_TEST(table_is_consistent) {
     override_ok(&c, "data.task=reverse");
     ck_assert_int_eq(c.task, DATA_REVERSE);
     override_ok(&c, "method.name=full");
-    ck_assert_int_eq(c.method, METHOD_FULL);
+    ck_assert_str_eq(config_method(&c)->name, "full");
     override_fails(&c, "sched.type=step");
     ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "cosine, linear, constant"));
     override_fails(&c, "data.task=sort");
@@ -132,8 +133,8 @@ START_TEST(yaml_sets_nested_keys) {
     ck_assert_int_eq(c.model.kv_heads, 4);
     ck_assert_int_eq(c.model.tie_embeddings, 0);
     ck_assert_uint_eq(c.model_seed, 99);
-    ck_assert_int_eq(c.method, METHOD_FULL);
-    ck_assert(c.lora.alpha == 32.5);
+    ck_assert_str_eq(config_method(&c)->name, "full");
+    ck_assert(lora_settings(&c.methods)->lora.alpha == 32.5);
     ck_assert_int_eq(c.train.steps, 1000);
     ck_assert_int_eq(c.train.accum, 4);
     ck_assert(c.lr == 1e-4);
@@ -141,7 +142,7 @@ START_TEST(yaml_sets_nested_keys) {
     ck_assert_int_eq(c.train.sched.type, SCHED_LINEAR);
     ck_assert_int_eq(c.task, DATA_ADD);
     ck_assert_str_eq(c.out_dir, "runs/a: b #1");
-    ck_assert_int_eq(c.lora.r, 8); /* untouched keys keep their defaults */
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.r, 8); /* untouched keys keep their defaults */
     ck_assert_msg(config_finish(&c) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(c.model.head_dim, 8);
     ck_assert_int_eq(c.train.sched.total, 1000);
@@ -152,15 +153,15 @@ START_TEST(yaml_sequence_targets) {
     RunConfig c = defaults();
     const char *path = write_tmp("flow.yaml", "lora:\n  targets: [q, v, down]\n");
     ck_assert_msg(config_load_yaml(&c, path) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_str_eq(c.lora_targets, "q,v,down");
+    ck_assert_str_eq(lora_settings(&c.methods)->targets, "q,v,down");
     ck_assert_int_eq(config_finish(&c), PEFTC_OK);
-    ck_assert_uint_eq(c.lora.targets, LORA_T_Q | LORA_T_V | LORA_T_DOWN);
+    ck_assert_uint_eq(lora_settings(&c.methods)->lora.targets, LORA_T_Q | LORA_T_V | LORA_T_DOWN);
 
     c = defaults();
     path = write_tmp("block.yaml", "lora:\n  targets:\n    - gate\n    - up\n");
     ck_assert_msg(config_load_yaml(&c, path) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(config_finish(&c), PEFTC_OK);
-    ck_assert_uint_eq(c.lora.targets, LORA_T_GATE | LORA_T_UP);
+    ck_assert_uint_eq(lora_settings(&c.methods)->lora.targets, LORA_T_GATE | LORA_T_UP);
 
     c = defaults();
     path = write_tmp("nested_seq.yaml", "lora:\n  targets: [q, [k]]\n");
@@ -178,12 +179,12 @@ START_TEST(override_full_key_and_leaf) {
     override_ok(&c, "sched.type=constant");
     override_ok(&c, "targets=q,v");
     override_ok(&c, "dir=runs/x=y"); /* only the first '=' separates */
-    ck_assert_int_eq(c.lora.r, 4);
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.r, 4);
     ck_assert_int_eq(c.train.accum, 2);
     ck_assert(c.train.adamw.beta2 == 0.95);
-    ck_assert_int_eq(c.lora.rslora, 1);
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.rslora, 1);
     ck_assert_int_eq(c.train.sched.type, SCHED_CONSTANT);
-    ck_assert_str_eq(c.lora_targets, "q,v");
+    ck_assert_str_eq(lora_settings(&c.methods)->targets, "q,v");
     ck_assert_str_eq(c.out_dir, "runs/x=y");
 }
 END_TEST
@@ -235,7 +236,7 @@ START_TEST(yaml_unknown_key_names_file_and_line) {
     ck_assert_int_ne(config_load_yaml(&c, path), PEFTC_OK);
     ck_assert_str_eq(peftc_err_msg(), want);
     ck_assert_int_eq(c.model.hidden, before.model.hidden); /* a failed file changes nothing */
-    ck_assert_int_eq(c.lora.r, before.lora.r);
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.r, lora_settings(&before.methods)->lora.r);
 
     path = write_tmp("section.yaml", "trian:\n  steps: 5\n");
     ck_assert_int_ne(config_load_yaml(&c, path), PEFTC_OK);
@@ -324,7 +325,7 @@ START_TEST(yaml_file_errors) {
     path = write_tmp("empty_section.yaml", "lora:\ntrain:\n  steps: 7\n");
     ck_assert_msg(config_load_yaml(&c, path) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(c.train.steps, 7);
-    ck_assert_int_eq(c.lora.r, 8);
+    ck_assert_int_eq(lora_settings(&c.methods)->lora.r, 8);
 }
 END_TEST
 
@@ -450,7 +451,7 @@ START_TEST(write_yaml_round_trips) {
     RunConfig c = defaults();
     round_trip(&c, "rt_defaults.yaml");
 
-    c.lora.alpha = 0.1 + 0.2; /* not the double nearest 0.3 */
+    lora_settings(&c.methods)->lora.alpha = 0.1 + 0.2; /* not the double nearest 0.3 */
     c.lr = 1.0 / 3.0;
     c.model.rms_eps = 1e-300;
     c.train.adamw.eps = 5e-324;
@@ -458,8 +459,8 @@ START_TEST(write_yaml_round_trips) {
     c.model_seed = 18446744073709ULL;
     c.train.steps = 1LL << 40;
     c.model.qkv_bias = 1;
-    c.method = METHOD_FULL;
-    snprintf(c.lora_targets, sizeof c.lora_targets, "q,v,gate");
+    c.method = tu_method_index("full");
+    snprintf(lora_settings(&c.methods)->targets, sizeof lora_settings(&c.methods)->targets, "q,v,gate");
     snprintf(c.out_dir, sizeof c.out_dir, "runs/\"odd\": #dir\\ with\ttab and \xc3\xa9");
     c.train.sched.type = SCHED_LINEAR;
     c.task = DATA_COPY;

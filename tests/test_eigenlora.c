@@ -16,6 +16,7 @@
 #include "adapters/formats/peft_io.h"
 #include "core/base/rng.h"
 #include "tests/model_testutil.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 6, R = 2, NSRC = 3, MAXN = 24 };
@@ -36,16 +37,16 @@ static char src_qo[NSRC][96];  /* q and o only: every side has n = 16 */
 static void write_source(const char *dir, int r, unsigned targets, uint64_t seed) {
     LlamaModel m;
     Arena a;
-    MethodConfig mc = {.kind = METHOD_LORA, .lr = 1e-3};
-    mc.lora = (LoraConfig){.r = r, .alpha = 2.0 * r, .targets = targets};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = r, .alpha = 2.0 * r, .targets = targets};
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     arena_init(&a, backend_cpu());
     ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
     ck_assert_int_eq(method_init(&m.base, &a, &mc, seed), PEFTC_OK);
     tu_fill_uniform(a.params, a.numel, seed, -0.5, 0.5);
-    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny", dir), PEFTC_OK);
-    method_detach(&m.base);
+    ck_assert_int_eq(peft_save(&m.base, tu_lora(&mc), "tiny", dir), PEFTC_OK);
+    method_detach(&m.base, NULL);
     llama_free(&m);
     arena_free(&a);
 }
@@ -231,7 +232,7 @@ static void open_model(LlamaModel *m, Arena *a, const char *basis_path, const Ei
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(&m->base);
+    method_detach(&m->base, NULL);
     llama_free(m);
     arena_free(a);
 }
@@ -430,7 +431,7 @@ START_TEST(merge_gives_same_logits) {
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)base[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2); /* U(-0.5, 0.5) loadings: the delta is nonzero at init */
     method_merge(&m.base);
-    method_detach(&m.base);
+    method_detach(&m.base, NULL);
     real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));

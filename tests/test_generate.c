@@ -11,6 +11,7 @@
 #include "core/models/generate.h"
 #include "core/models/llama/generate.h"
 #include "core/base/rng.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 static const LlamaConfig cfg = {.hidden = 64, .intermediate = 96, .layers = 2, .heads = 4, .kv_heads = 2, .vocab = 97,
@@ -25,8 +26,8 @@ typedef struct {
 /* Random model, LoRA on every linear with B filled at random (PEFT's zero B would make the adapters
  * invisible), q/k/v biases random too. Dropout 0.1 must not act: inference passes training = 0. */
 static void open_model(Fixture *f) {
-    MethodConfig mc = {.kind = METHOD_LORA, .lr = 1e-3};
-    mc.lora = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL};
     ck_assert_int_eq(llama_create(&f->m, backend_cpu(), &cfg, 7, 0.02), PEFTC_OK);
     arena_init(&f->a, backend_cpu());
     ck_assert_int_eq(method_attach(&f->m.base, &f->a, &mc), PEFTC_OK);

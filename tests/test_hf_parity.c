@@ -16,6 +16,7 @@
 #include "core/formats/safetensors.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 #define TOL 1e-4
@@ -28,8 +29,8 @@ static void open_adapted(Session *s, const char *adapter, int B, int T) {
     static RunConfig c;
     config_defaults(&c);
     ck_assert_int_eq(config_apply_override(&c, "model.path=" BASE), PEFTC_OK);
-    snprintf(c.lora_init_from, sizeof c.lora_init_from, "%s", adapter);
-    c.lora.dropout = 0;
+    snprintf(lora_settings(&c.methods)->init_from, sizeof lora_settings(&c.methods)->init_from, "%s", adapter);
+    lora_settings(&c.methods)->lora.dropout = 0;
     ck_assert_msg(session_resolve_model(&c) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_msg(session_open_model(s, &c) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(llama_reserve(llama_of(s->model), B, T), PEFTC_OK);
@@ -45,8 +46,8 @@ START_TEST(forward_and_gradients_match_peft) {
     int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), BT = B * T;
     static Session s;
     open_adapted(&s, ADAPTER, B, T);
-    ck_assert_int_eq(s.cfg.lora.r, 4);
-    ck_assert(s.cfg.lora.alpha == 8);
+    ck_assert_int_eq(lora_settings(&s.method.settings)->lora.r, 4);
+    ck_assert(lora_settings(&s.method.settings)->lora.alpha == 8);
     int32_t *tok = malloc(sizeof *tok * BT), *tgt = malloc(sizeof *tgt * BT);
     read_batch(&fx, tok, tgt, BT);
 
@@ -127,7 +128,7 @@ START_TEST(export_reloads_with_identical_logits) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
     static Session s;
     open_adapted(&s, ADAPTER, B, T);
-    ck_assert_msg(peft_save(s.model, &s.cfg.lora, "hf_tiny_llama", dir) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(peft_save(s.model, &lora_settings(&s.method.settings)->lora, "hf_tiny_llama", dir) == PEFTC_OK, "%s", peftc_err_msg());
     session_close(&s);
     real_t *again = adapted_logits(dir, tok, B, T);
     ck_assert_msg(memcmp(orig, again, n * sizeof *orig) == 0, "re-imported export changes the logits");

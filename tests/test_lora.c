@@ -10,6 +10,7 @@
 #include "adapters/method.h"
 #include "core/train/optim.h"
 #include "core/base/rng.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8 };
@@ -17,7 +18,7 @@ enum { B = 2, T = 8 };
 static const LlamaConfig cfg = {.hidden = 32, .intermediate = 48, .layers = 2, .heads = 4, .kv_heads = 2, .vocab = 40,
                                 .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1};
 
-static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc) {
+static void open_model(LlamaModel *m, Arena *a, MethodConfig *mc) {
     ck_assert_int_eq(llama_create(m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     arena_init(a, backend_cpu());
     ck_assert_int_eq(method_attach(&m->base, a, mc), PEFTC_OK);
@@ -27,8 +28,8 @@ static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc) {
 }
 
 static MethodConfig lora_mc(unsigned targets) {
-    MethodConfig mc = {.kind = METHOD_LORA, .lr = 1e-3};
-    mc.lora = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = targets};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = targets};
     return mc;
 }
 
@@ -56,7 +57,7 @@ START_TEST(merge_gives_same_logits) {
     ck_assert_double_gt(diff_base, 1e-2);
     for (int i = 0; i < llama_linear_count(&m); i++) llama_linear(&m, i)->adapter = saved[i];
     method_merge(&m.base);
-    method_detach(&m.base);
+    method_detach(&m.base, NULL);
     ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {

@@ -15,6 +15,7 @@
 #include "adapters/formats/peft_io.h"
 #include "core/formats/gguf.h"
 #include "core/formats/safetensors.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 6, R = 4 };
@@ -26,13 +27,13 @@ static const int HD = 16; /* hidden / heads */
 static const unsigned TARGETS = LORA_T_Q | LORA_T_K | LORA_T_V | LORA_T_DOWN;
 
 static MethodConfig lora_mc(unsigned targets, int rslora) {
-    MethodConfig mc = {.kind = METHOD_LORA, .lr = 1e-3};
-    mc.lora = (LoraConfig){.r = R, .alpha = 8, .dropout = 0.05, .rslora = rslora, .targets = targets};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .dropout = 0.05, .rslora = rslora, .targets = targets};
     return mc;
 }
 
 /* Same base weights whatever the adapter seed: only the LoRA initialisation differs. */
-static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc, uint64_t lora_seed) {
+static void open_model(LlamaModel *m, Arena *a, MethodConfig *mc, uint64_t lora_seed) {
     ck_assert_int_eq(llama_create(m, backend_cpu(), &cfg, 1, 0.02), PEFTC_OK);
     arena_init(a, backend_cpu());
     ck_assert_int_eq(method_attach(&m->base, a, mc), PEFTC_OK);
@@ -42,13 +43,13 @@ static void open_model(LlamaModel *m, Arena *a, const MethodConfig *mc, uint64_t
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(&m->base);
+    method_detach(&m->base, NULL);
     llama_free(m);
     arena_free(a);
 }
 
 /* A trained-looking adapter: B != 0 so it changes the logits. */
-static void open_trained(LlamaModel *m, Arena *a, const MethodConfig *mc) {
+static void open_trained(LlamaModel *m, Arena *a, MethodConfig *mc) {
     open_model(m, a, mc, 5);
     tu_fill_uniform(a->params, a->numel, 11, -0.3, 0.3);
 }
@@ -93,17 +94,17 @@ START_TEST(save_then_load_round_trips) {
     open_trained(&m1, &a1, &mc);
     char dir[64];
     make_dir(dir);
-    ck_assert_int_eq(peft_save(&m1.base, &mc.lora, "tiny-llama", dir), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m1.base, tu_lora(&mc), "tiny-llama", dir), PEFTC_OK);
 
     LoraConfig back;
     ck_assert_int_eq(peft_read_config(dir, &back), PEFTC_OK);
     ck_assert_int_eq(back.r, R);
-    ck_assert(back.alpha == mc.lora.alpha);
-    ck_assert(back.dropout == mc.lora.dropout);
+    ck_assert(back.alpha == tu_lora(&mc)->alpha);
+    ck_assert(back.dropout == tu_lora(&mc)->dropout);
     ck_assert_int_eq(back.rslora, 1);
     ck_assert_uint_eq(back.targets, TARGETS);
 
-    mc.lora = back;
+    *tu_lora(&mc) = back;
     open_model(&m2, &a2, &mc, 99);
     size_t n = (size_t)B * T * cfg.vocab;
     real_t *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
@@ -224,7 +225,7 @@ START_TEST(files_hold_peft_names_and_keys) {
     char dir[64], sub[96];
     make_dir(dir);
     snprintf(sub, sizeof sub, "%s/nested", dir); /* created if missing */
-    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny-llama", sub), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m.base, tu_lora(&mc), "tiny-llama", sub), PEFTC_OK);
     check_st_names(sub);
     check_config_keys(sub);
     char tmp[160];
@@ -351,7 +352,7 @@ START_TEST(bad_configs_are_named) {
     open_trained(&m, &a, &mc);
     char dir[64];
     make_dir(dir);
-    ck_assert_int_eq(peft_save(&m.base, &mc.lora, "tiny-llama", dir), PEFTC_OK);
+    ck_assert_int_eq(peft_save(&m.base, tu_lora(&mc), "tiny-llama", dir), PEFTC_OK);
     cJSON *saved = read_json(dir);
 
     write_text(dir, "{ \"peft_type\": \"LORA\", \"r\": 4,");
@@ -456,7 +457,7 @@ START_TEST(gguf_export_follows_llama_cpp) {
     char dir[64], path[96];
     make_dir(dir);
     snprintf(path, sizeof path, "%s/adapter.gguf", dir);
-    ck_assert_int_eq(peft_save_gguf(&m.base, &mc.lora, path), PEFTC_OK);
+    ck_assert_int_eq(peft_save_gguf(&m.base, tu_lora(&mc), path), PEFTC_OK);
     GgufFile g;
     ck_assert_int_eq(gguf_open(&g, path), PEFTC_OK);
     ck_assert_int_eq(g.version, 3);
@@ -466,7 +467,7 @@ START_TEST(gguf_export_follows_llama_cpp) {
     float alpha;
     ck_assert_int_eq(gguf_get_f32(&g, "adapter.lora.alpha", &alpha), PEFTC_OK);
     /* llama.cpp scales by alpha / r: the stored alpha reproduces the rsLoRA scale 8 / sqrt(4) = 4. */
-    ck_assert_double_eq_tol(alpha / R, lora_scale(&mc.lora), 1e-6);
+    ck_assert_double_eq_tol(alpha / R, lora_scale(tu_lora(&mc)), 1e-6);
     ck_assert_double_eq_tol(alpha, 16.0, 1e-5);
     ck_assert_int_eq(g.n_tensors, cfg.layers * 3 * 2);
     check_gguf_tensors(&g, &a);

@@ -14,6 +14,7 @@
 #include "core/models/model_load.h"
 #include "core/formats/safetensors.h"
 #include "launch/config/config.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 12, R = 4 };
@@ -65,9 +66,8 @@ END_TEST
 /* LoRA on every linear with random A and B (B = 0 would hide dA), dropout on: one training step's loss
  * and every adapter gradient must match the dense model's exactly. */
 static void attach_lora(LlamaModel *m, Arena *a) {
-    MethodConfig mc = {.kind = METHOD_LORA,
-                       .lora = {.r = R, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL},
-                       .lr = 1e-3};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .dropout = 0.1, .targets = LORA_T_ALL};
     arena_init(a, m->base.be);
     ck_assert_msg(method_attach(&m->base, a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(arena_finalize(a), PEFTC_OK);
@@ -98,8 +98,8 @@ START_TEST(lora_grads_bit_identical) {
     double g = ad.be->sumsq(ad.grads, ad.numel);
     ck_assert_msg(g > 0, "no LoRA gradient reached the arena");
     ck_assert_msg(same_bits(ad.grads, aq.grads, ad.numel), "LoRA gradients differ on the quantized base");
-    method_detach(&dense.base);
-    method_detach(&quant.base);
+    method_detach(&dense.base, NULL);
+    method_detach(&quant.base, NULL);
     llama_free(&dense);
     llama_free(&quant);
     arena_free(&ad);
@@ -112,7 +112,8 @@ START_TEST(nlora_init_from_blocks) {
     if (!have_model()) return;
     LlamaModel dense, quant;
     load_pair(&dense, &quant);
-    MethodConfig mc = {.kind = METHOD_NLORA, .lora = {.r = R, .alpha = 8, .targets = LORA_T_ALL}, .lr = 1e-3};
+    MethodConfig mc = tu_method("nlora");
+    *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .targets = LORA_T_ALL};
     Arena ad, aq;
     Arena *as[2] = {&ad, &aq};
     LlamaModel *ms[2] = {&dense, &quant};
@@ -125,7 +126,7 @@ START_TEST(nlora_init_from_blocks) {
     ck_assert(ad.be->sumsq(ad.params, ad.numel) > 0);
     ck_assert_msg(same_bits(ad.params, aq.params, ad.numel), "NLoRA init differs on the quantized base");
     for (int i = 0; i < 2; i++) {
-        method_detach(&ms[i]->base);
+        method_detach(&ms[i]->base, NULL);
         llama_free(ms[i]);
         arena_free(as[i]);
     }
@@ -163,7 +164,7 @@ START_TEST(dense_only_paths_refuse) {
     ck_assert_int_eq(llama_load_quantized(&quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL), PEFTC_OK);
     Arena a;
     arena_init(&a, backend_cpu());
-    MethodConfig full = {.kind = METHOD_FULL, .lr = 1e-3};
+    MethodConfig full = tu_method("full");
     ck_assert_int_eq(method_attach(&quant.base, &a, &full), PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), "full fine-tuning needs the dense base: set model.quantized=false"), "%s",
                   peftc_err_msg());

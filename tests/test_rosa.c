@@ -13,6 +13,7 @@
 #include "adapters/rosa.h"
 #include "core/nn/csr.h"
 #include "core/base/rng.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8, R = 4, NLIN = 14 };
@@ -74,7 +75,7 @@ static void net_mask(Net *n, const RosaConfig *rc, uint64_t seed) {
 }
 
 static void net_close(Net *n) {
-    method_detach(&n->m.base);
+    method_detach(&n->m.base, NULL);
     llama_free(&n->m);
     arena_free(&n->a);
     for (int i = 0; i < NLIN; i++) free(n->flat[i]);
@@ -244,7 +245,7 @@ static void check_dense_equivalence(int r, double dropout) {
         double d = rel_diff(g, ra.grads + en->offset, en->numel);
         ck_assert_msg(d <= 1e-4, "%s: gradient differs from LoRA on W+S by %g", en->name, d);
     }
-    method_detach(&ref.base);
+    method_detach(&ref.base, NULL);
     llama_free(&ref);
     arena_free(&ra);
     net_close(&n);
@@ -264,7 +265,8 @@ START_TEST(no_mask_is_plain_lora) {
     net_open(&n, &rc);
     Net lo = {0};
     ck_assert_int_eq(llama_create(&lo.m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
-    MethodConfig mc = {.kind = METHOD_LORA, .lora = rc.lora, .lr = 1e-3};
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = rc.lora;
     arena_init(&lo.a, backend_cpu());
     ck_assert_int_eq(method_attach(&lo.m.base, &lo.a, &mc), PEFTC_OK);
     ck_assert_int_eq(arena_finalize(&lo.a), PEFTC_OK);
@@ -314,7 +316,7 @@ static void check_merge(int r) {
     size_t np = (size_t)B * T * cfg.vocab;
     ck_assert_double_gt(rel_diff(base, with, np), 1e-2);
     method_merge(&n.m.base);
-    method_detach(&n.m.base);
+    method_detach(&n.m.base, NULL);
     real_t *merged = eval_logits(&n.m);
     double d = rel_diff(merged, with, np);
     ck_assert_msg(d <= 1e-5, "merged logits differ by %g (r = %d)", d, r);

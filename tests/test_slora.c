@@ -11,6 +11,7 @@
 #include "adapters/slora.h"
 #include "core/base/rng.h"
 #include "tests/model_testutil.h"
+#include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 8, R = 4 };
@@ -50,7 +51,7 @@ static void open_model(LlamaModel *m, Arena *a, const SloraConfig *sc) {
 }
 
 static void close_model(LlamaModel *m, Arena *a) {
-    method_detach(&m->base);
+    method_detach(&m->base, NULL);
     llama_free(m);
     arena_free(a);
 }
@@ -219,7 +220,7 @@ static void check_merge(const SloraConfig *sc) {
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)base[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2); /* or the comparison below proves nothing */
     method_merge(&m.base);
-    method_detach(&m.base);
+    method_detach(&m.base, NULL);
     real_t *merged = tu_logits(&m, B, T);
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)merged[i] - with[i]));

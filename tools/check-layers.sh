@@ -10,8 +10,8 @@
 #   nn          -> backend formats base
 #   backend, formats, comm -> base
 #
-# It also enforces one include style: project headers are named from the repository root, never
-# with "../".
+# It also enforces one include style (project headers named from the repository root, never with
+# "../") and that no method kind is compared outside adapters/.
 set -euo pipefail
 root=${1:-$(dirname "$0")/..}
 cd "$root"
@@ -74,6 +74,14 @@ while IFS= read -r -d '' f; do
         fi
     done < <(grep -E '^\s*#\s*include\s+"' "$f" || true)
 done < <(find core comm datasets adapters launch bench tests \( -name '*.c' -o -name '*.h' -o -name '*.cu' \) -print0)
+
+# Method kinds belong to adapters/: everything else asks the method's descriptor (adapters/method.h).
+if matches=$(grep -rnE '\bMETHOD_[A-Z]+\b|\bmethod_is_[a-z_]+\(|\brosa_is\(' core comm datasets launch bench \
+                 --include='*.c' --include='*.h' --include='*.cu'); then
+    echo "check-layers: method kinds compared outside adapters/ (ask the MethodDesc instead):" >&2
+    echo "$matches" >&2
+    bad=1
+fi
 
 if (( list )); then
     for e in "${!edges[@]}"; do printf '%5d  %s\n' "${edges[$e]}" "$e"; done | sort -k2

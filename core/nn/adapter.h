@@ -42,4 +42,17 @@ struct Adapter {
     void *state;   /* method-specific */
 };
 
+/* A zeroed Adapter for layer `base` with `ops` and a zeroed state of state_bytes (a->state); errors
+ * name ops->kind and the layer. */
+PeftcStatus adapter_new(Adapter **out, const AdapterOps *ops, const Backend *be, const Linear *base,
+                        size_t state_bytes);
+/* Frees what adapter_new allocated (the state's own buffers are the caller's). */
+void adapter_free(Adapter *a);
+
+/* The input an adapter with dropout p sees: x itself (eval, or p == 0), or its dropped-out copy in
+ * ctx->scratch (R,in) with the mask in ctx->mask_scratch. The mask is a pure function of (row key,
+ * layer_key), so backward recomputes it instead of storing (R,in) bytes per layer. */
+const real_t *adapter_dropout_input(const Adapter *a, const StepCtx *ctx, const real_t *x, int R, double p,
+                                    uint64_t layer_key);
+
 #endif

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "adapters/lora.h"
 #include "launch/config/config_keys.h"
 
 const char *const data_task_names[] = {"arith", "records", "sql", "copy", "reverse", "add", NULL};
@@ -11,6 +12,12 @@ const char *const data_task_names[] = {"arith", "records", "sql", "copy", "rever
 const char *const device_names[] = {"cpu", "cuda", NULL};
 
 int data_task_is_synthetic(DataTask t) { return t >= DATA_COPY; }
+
+const MethodDesc *config_method(const RunConfig *c) {
+    int n;
+    const MethodDesc *const *all = method_registry(&n);
+    return all[c->method >= 0 && c->method < n ? c->method : 0];
+}
 
 void config_defaults(RunConfig *c) {
     memset(c, 0, sizeof *c);
@@ -20,7 +27,8 @@ void config_defaults(RunConfig *c) {
      * suite checks every default parses; a failure here would leave the field zero. */
     for (int i = 0; i < n; i++) (void)config_key_set(&keys[i], c, keys[i].def, "default: ");
     peftc_err_clear();
-    c->lora.targets = LORA_T_ALL; /* what "all-linear" parses to; config_finish re-parses the text */
+    /* what "all-linear" parses to; config_finish re-parses the text */
+    lora_settings(&c->methods)->lora.targets = LORA_T_ALL;
     c->train.sched.total = c->train.steps;
 }
 
@@ -93,9 +101,6 @@ static PeftcStatus finish_quantized(const RunConfig *c) {
     if (!c->model_path[0])
         return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true needs model.path to be a GGUF file; the random model has "
                                        "no quantized blocks");
-    if (c->method == METHOD_FULL || c->method == METHOD_GMT)
-        return PEFTC_ERR(PEFTC_EINVAL, "method.name=%s: full fine-tuning needs the dense base: set model.quantized=false",
-                         method_names[c->method]);
     if (c->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true runs on the CPU backend only; set train.device=cpu");
     return PEFTC_OK;
@@ -148,41 +153,11 @@ static PeftcStatus finish_data(RunConfig *c) {
     return PEFTC_OK;
 }
 
-static PeftcStatus finish_eigenlora(const RunConfig *c) {
-    if (c->method != METHOD_EIGENLORA) return PEFTC_OK;
-    if (!c->eigen.basis_path[0])
-        return PEFTC_ERR(PEFTC_EINVAL, "method.name=eigenlora needs eigenlora.basis (a file from 'peftc eigen build')");
-    if (c->eigen.init_projection && !c->eigen.projection_from[0])
-        return PEFTC_ERR(PEFTC_EINVAL, "eigenlora.init=projection needs eigenlora.projection_from (a PEFT folder)");
-    return PEFTC_OK;
-}
-
-static PeftcStatus finish_rosa(RunConfig *c) {
-    if (!method_is_rosa(c->method)) return PEFTC_OK;
-    if (c->method == METHOD_SPA && !(c->rosa_density > 0))
-        return PEFTC_ERR(PEFTC_EINVAL, "method.name=spa needs rosa.density > 0 (SpA is the sparse delta alone)");
-    if (c->rosa_density > 0 && c->rosa_warmup + c->rosa_grad_steps > c->train.steps && !c->rosa_restart)
-        return PEFTC_ERR(PEFTC_EINVAL, "rosa.warmup + rosa.grad_steps (%lld) must fit in train.steps (%lld) when "
-                                       "rosa.restart is false", (long long)(c->rosa_warmup + c->rosa_grad_steps),
-                         (long long)c->train.steps);
-    if (c->rosa_mask_path[0]) return PEFTC_OK;
-    const char *leaf = "/rosa_masks.safetensors";
-    if (strlen(c->out_dir) + strlen(leaf) >= sizeof c->rosa_mask_path)
-        return PEFTC_ERR(PEFTC_EINVAL, "output.dir is too long to hold rosa_masks.safetensors; set rosa.mask_path");
-    memcpy(c->rosa_mask_path, c->out_dir, strlen(c->out_dir));
-    strcpy(c->rosa_mask_path + strlen(c->out_dir), leaf);
-    return PEFTC_OK;
-}
-
-static PeftcStatus finish_lora(RunConfig *c) {
-    PEFTC_TRY(finish_eigenlora(c));
-    PEFTC_TRY(finish_rosa(c));
-    if (!method_is_lora_shaped(c->method)) return PEFTC_OK;
-    PeftcStatus st = lora_parse_targets(c->lora_targets, &c->lora.targets);
-    if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
-    char why[512];
-    snprintf(why, sizeof why, "%s", peftc_err_msg()); /* the next PEFTC_ERR overwrites it */
-    return PEFTC_ERR(st, "lora.targets: %s", why);
+/* The chosen method's sections and checks (adapters/method.h). */
+static PeftcStatus finish_method(RunConfig *c) {
+    MethodEnv env = {.out_dir = c->out_dir, .train_steps = c->train.steps, .on_cpu = c->device == DEV_CPU,
+                     .quantized_base = c->model.quantized};
+    return method_finish(config_method(c), &c->methods, &env);
 }
 
 /* What the CUDA path cannot do yet is refused before anything starts. */
@@ -195,9 +170,6 @@ static PeftcStatus finish_device(const RunConfig *c) {
     if (c->em_examples > 0)
         return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: generation (eval.examples) runs on the CPU backend only "
                                        "for now; set eval.examples=0");
-    if (c->method == METHOD_GMT || (method_is_rosa(c->method) && c->rosa_density > 0))
-        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: method.name=%s runs on the CPU backend only for now",
-                         method_names[c->method]);
     return PEFTC_OK;
 #endif
 }
@@ -232,5 +204,5 @@ PeftcStatus config_finish(RunConfig *c) {
     PEFTC_TRY(finish_quantized(c));
     PEFTC_TRY(finish_train(c));
     PEFTC_TRY(finish_data(c));
-    return finish_lora(c);
+    return finish_method(c);
 }

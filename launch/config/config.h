@@ -30,25 +30,9 @@ typedef struct {
     LlamaConfig model;      /* read from model.path when set */
     double init_std;        /* model.init_std */
     uint64_t model_seed;    /* model.seed */
-    /* method.* */
-    MethodKind method;      /* method.name */
-    /* gmt.* */
-    GmtConfig gmt;          /* mask_ratio, masked_update */
-    NloraCore nlora_core;   /* nlora.core */
-    EigenConfig eigen;      /* eigenlora.*: basis, k, init, projection_from (r and targets: lora.*) */
-    /* rosa.*: RoSA and SpA (rank, alpha, dropout, targets: lora.*) */
-    double rosa_density;    /* rosa.density */
-    int64_t rosa_warmup;    /* rosa.warmup: LoRA-only steps before the gradients are collected */
-    int64_t rosa_grad_steps; /* rosa.grad_steps: steps whose micro-batches are collected */
-    RosaAccum rosa_accum;   /* rosa.statistic */
-    int rosa_restart;       /* rosa.restart: after the mask, start again from step 0 (the paper's recipe) */
-    char rosa_mask_path[512]; /* rosa.mask_path: masks to load, or where generated ones go */
-    double rosa_lr;         /* rosa.lr: the sparse values' lr; 0 = optim.lr */
-    /* lora.* */
-    LoraConfig lora;        /* r, alpha, dropout, rslora; targets parsed from lora_targets */
-    char lora_targets[128]; /* lora.targets */
-    double lora_lr;         /* lora.lr: 0 means optim.lr */
-    char lora_init_from[512]; /* lora.init_from: PEFT adapter folder to start from; "" = fresh init */
+    /* method.* and every method's own sections (lora.*, rosa.*, ...: adapters/) */
+    int method;             /* method.name: index into method_registry() */
+    MethodSettings methods; /* the keys of every method section */
     /* train.*, optim.*, sched.* */
     TrainConfig train;      /* adamw and sched live inside */
     double lr;              /* optim.lr */
@@ -74,6 +58,9 @@ typedef struct {
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
     Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */
 } RunConfig;
+
+/* The descriptor of method.name. */
+const MethodDesc *config_method(const RunConfig *c);
 
 /* Built-in defaults: LoRA on SmolLM2-135M-Instruct (models/, fetched by tools/fetch-model.sh) learning
  * the built-in `records` task. */

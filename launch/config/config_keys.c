@@ -2,43 +2,34 @@
 #include "launch/config/config_keys.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
-#define FIELD(f) offsetof(RunConfig, f), sizeof(((RunConfig *)0)->f)
-
-#define NO_RANGE {0, 0, 0, 0}
-#define GE(x) {'[', 0, (x), 0}
-#define GT(x) {'(', 0, (x), 0}
-#define IN(a, b) {'[', ']', (a), (b)}      /* [a, b] */
-#define IN_HO(a, b) {'[', ')', (a), (b)}   /* [a, b) */
-
+#define GE KEY_GE
+#define GT KEY_GT
+#define IN KEY_IN
+#define IN_HO KEY_IN_HO
+/* setting.h's SETTING_* for RunConfig fields (spelt out: a range argument expanded here would reach
+ * SETTING_* as several arguments). */
+#define FIELD(f) SETTING_FIELD(RunConfig, f)
 #define INT(n, f, d, r, h) {n, KEY_INT, FIELD(f), d, r, NULL, 0, h}
 #define FLT(n, f, d, r, h) {n, KEY_FLOAT, FIELD(f), d, r, NULL, 0, h}
-#define BOOL(n, f, d, h) {n, KEY_BOOL, FIELD(f), d, NO_RANGE, NULL, 0, h}
-#define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, NO_RANGE, NULL, fl, h}
-#define ENUM(n, f, d, names, h) {n, KEY_ENUM, FIELD(f), d, NO_RANGE, names, 0, h}
-
-/* eigenlora.init is stored in EigenConfig.init_projection (an int: 0 uniform, 1 projection). */
-static const char *const eigen_init_names[] = {"uniform", "projection", NULL};
+#define BOOL(n, f, d, h) {n, KEY_BOOL, FIELD(f), d, KEY_NO_RANGE, NULL, 0, h}
+#define STR(n, f, d, fl, h) {n, KEY_STRING, FIELD(f), d, KEY_NO_RANGE, NULL, fl, h}
+#define ENUM(n, f, d, names, h) {n, KEY_ENUM, FIELD(f), d, KEY_NO_RANGE, names, 0, h}
 
 /* Enum keys are C enums whose values index their names, written through an int. */
-_Static_assert(sizeof(MethodKind) == sizeof(int), "MethodKind must be int-sized");
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
 _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
-_Static_assert(sizeof(GmtUpdate) == sizeof(int), "GmtUpdate must be int-sized");
-_Static_assert(sizeof(NloraCore) == sizeof(int), "NloraCore must be int-sized");
-_Static_assert(sizeof(RosaAccum) == sizeof(int), "RosaAccum must be int-sized");
 _Static_assert(sizeof(NonfiniteAction) == sizeof(int), "NonfiniteAction must be int-sized");
 
-static const ConfigSection SECTIONS[] = {
+/* Sections before the methods' own (which the registry adds at run time), then after them. */
+static const ConfigSection HEAD_SECTIONS[] = {
     {"model", "the base model: a pretrained file, or a random LLaMA-shaped one"},
     {"method", "which parameters train"},
-    {"lora", "LoRA-shaped adapters (method.name=lora, slora, nlora, inttune)"},
-    {"nlora", "NLoRA / IntTune initialisation from the base weight"},
-    {"rosa", "RoSA and SpA (method.name=rosa, spa): LoRA plus a sparse delta on a Fisher mask"},
-    {"eigenlora", "EigenLoRAx (method.name=eigenlora): loadings on a basis from 'peftc eigen build'"},
-    {"gmt", "gradient-mask tuning (method.name=gmt): full fine-tuning, each step's gradient masked per tensor"},
+};
+static const ConfigSection TAIL_SECTIONS[] = {
     {"train", "the training loop"},
     {"optim", "AdamW and gradient clipping"},
     {"sched", "learning-rate schedule"},
@@ -48,7 +39,7 @@ static const ConfigSection SECTIONS[] = {
     {"checkpoint", "HDF5 checkpoints and resuming after preemption"},
 };
 
-static const ConfigKey KEYS[] = {
+static const ConfigKey HEAD_KEYS[] = {
     STR("model.path", model_path, "models/SmolLM2-135M-Instruct.Q4_1.gguf", KEYF_OPTIONAL,
         "GGUF file or HF folder (config.json + safetensors); \"\" = random model shaped by the keys below"),
     INT("model.hidden", model.hidden, "128", GE(1), "hidden size (random model only)"),
@@ -67,39 +58,11 @@ static const ConfigKey KEYS[] = {
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 
-    ENUM("method.name", method, "lora", method_names,
-         "lora; full (every base tensor); gmt (full, masked gradients); slora, nlora, inttune (s B N A)"),
+    /* values and help: from the registry, filled in when the table is built */
+    ENUM("method.name", method, "lora", NULL, NULL),
+};
 
-    INT("lora.r", lora.r, "8", IN(1, 4096), "adapter rank"),
-    FLT("lora.alpha", lora.alpha, "16", GT(0), "scale numerator: alpha/r (alpha/sqrt(r) with rslora)"),
-    FLT("lora.dropout", lora.dropout, "0.05", IN_HO(0, 1), "dropout on the adapter input"),
-    BOOL("lora.rslora", lora.rslora, "false", "rank-stabilised scale alpha/sqrt(r)"),
-    STR("lora.targets", lora_targets, "all-linear", KEYF_LIST,
-        "all-linear or a list of q,k,v,o,gate,up,down"),
-    FLT("lora.lr", lora_lr, "0", GE(0), "adapter learning rate; 0 = optim.lr"),
-    STR("lora.init_from", lora_init_from, "", KEYF_OPTIONAL,
-        "PEFT adapter folder to start from (its r, alpha, targets and rslora replace the lora.* keys)"),
-
-    ENUM("nlora.core", nlora_core, "block", nlora_core_names,
-         "N from the base weight: block = W[:r,:r] (the code's), pinv = its pseudo-inverse (the paper figure's)"),
-    FLT("rosa.density", rosa_density, "0.01", IN(0, 1), "nonzeros of each layer's sparse delta, as a fraction"),
-    INT("rosa.warmup", rosa_warmup, "10", GE(0), "LoRA-only steps before gradients are collected for the mask"),
-    INT("rosa.grad_steps", rosa_grad_steps, "1", GE(1), "steps whose micro-batch gradients make the mask"),
-    ENUM("rosa.statistic", rosa_accum, "mean_squared", rosa_accum_names,
-         "what ranks the mask: mean_squared (empirical Fisher diagonal) or mean of the frozen weight's gradients"),
-    BOOL("rosa.restart", rosa_restart, "true", "after the mask, train again from step 0 with fresh adapters"),
-    STR("rosa.mask_path", rosa_mask_path, "", KEYF_OPTIONAL,
-        "masks to load (skips generation) if the file exists, else where generated masks go; \"\" = <output.dir>/rosa_masks.safetensors"),
-    FLT("rosa.lr", rosa_lr, "0", GE(0), "sparse values' learning rate; 0 = optim.lr"),
-    STR("eigenlora.basis", eigen.basis_path, "", KEYF_OPTIONAL, "basis file written by 'peftc eigen build'"),
-    INT("eigenlora.k", eigen.K, "0", GE(0), "components per side; 0 = all the basis holds"),
-    ENUM("eigenlora.init", eigen.init_projection, "uniform", eigen_init_names,
-         "uniform: loadings U(-0.5, 0.5); projection: loadings of the adapter in eigenlora.projection_from"),
-    STR("eigenlora.projection_from", eigen.projection_from, "", KEYF_OPTIONAL, "PEFT LoRA folder for init=projection"),
-    FLT("gmt.mask_ratio", gmt.mask_ratio, "0.5", IN_HO(0, 1), "fraction of each tensor's gradient zeroed every step (smallest |g|)"),
-    ENUM("gmt.masked_update", gmt.update, "zero", gmt_update_names,
-         "zero: AdamW sees zeros there; skip: masked entries keep parameter, m and v"),
-
+static const ConfigKey TAIL_KEYS[] = {
     INT("train.steps", train.steps, "40", GE(1), "optimizer steps"),
     INT("train.micro_batch", train.micro_batch, "4", GE(1), "sequences per micro-batch per rank"),
     INT("train.accum", train.accum, "1", GE(1), "micro-batches per step per rank"),
@@ -158,19 +121,67 @@ static const ConfigKey KEYS[] = {
         "any other changed setting that alters the result is refused"),
 };
 
+enum { MAX_KEYS = 256, MAX_SECTIONS = 32 };
+static ConfigKey KEYS[MAX_KEYS];
+static ConfigSection SECTIONS[MAX_SECTIONS];
+static int n_keys = -1, n_sections;
+
+static char method_help[1024];
+
+/* "lora (LoRA); full (every base tensor); ...": each registered method with its descriptor's words. */
+static const char *describe_methods(void) {
+    int n;
+    const MethodDesc *const *all = method_registry(&n);
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof method_help; i++)
+        used += (size_t)snprintf(method_help + used, sizeof method_help - used, "%s%s (%s)", i ? "; " : "",
+                                 all[i]->name, all[i]->help);
+    return method_help;
+}
+
+static void add_keys(const ConfigKey *keys, int n, size_t base) {
+    for (int i = 0; i < n && n_keys < MAX_KEYS; i++) {
+        KEYS[n_keys] = keys[i];
+        KEYS[n_keys++].offset += base;
+    }
+}
+
+/* The run's own keys with every method section's keys between method.name and train.*: a section's
+ * settings live in RunConfig.methods.sec[i], so its keys' offsets are shifted there. */
+static void build(void) {
+    n_keys = n_sections = 0;
+    int ns;
+    const MethodSection *const *secs = method_sections(&ns);
+    add_keys(HEAD_KEYS, (int)(sizeof HEAD_KEYS / sizeof HEAD_KEYS[0]), 0);
+    for (int i = 0; i < n_keys; i++)
+        if (strcmp(KEYS[i].name, "method.name") == 0) KEYS[i].values = method_names(), KEYS[i].help = describe_methods();
+    for (size_t i = 0; i < sizeof HEAD_SECTIONS / sizeof HEAD_SECTIONS[0]; i++) SECTIONS[n_sections++] = HEAD_SECTIONS[i];
+    for (int i = 0; i < ns && n_sections < MAX_SECTIONS; i++) {
+        add_keys(secs[i]->keys, secs[i]->n_keys, offsetof(RunConfig, methods) + offsetof(MethodSettings, sec[i]));
+        SECTIONS[n_sections++] = (ConfigSection){secs[i]->name, secs[i]->help};
+    }
+    add_keys(TAIL_KEYS, (int)(sizeof TAIL_KEYS / sizeof TAIL_KEYS[0]), 0);
+    for (size_t i = 0; i < sizeof TAIL_SECTIONS / sizeof TAIL_SECTIONS[0] && n_sections < MAX_SECTIONS; i++)
+        SECTIONS[n_sections++] = TAIL_SECTIONS[i];
+}
+
 const ConfigKey *config_keys(int *n) {
-    *n = (int)(sizeof KEYS / sizeof KEYS[0]);
+    if (n_keys < 0) build();
+    *n = n_keys;
     return KEYS;
 }
 
 const ConfigSection *config_sections(int *n) {
-    *n = (int)(sizeof SECTIONS / sizeof SECTIONS[0]);
+    if (n_keys < 0) build();
+    *n = n_sections;
     return SECTIONS;
 }
 
 const ConfigKey *config_key_find(const char *name) {
-    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(keys[i].name, name) == 0) return &keys[i];
     return NULL;
 }
 
@@ -180,8 +191,10 @@ int config_key_in_section(const ConfigKey *k, const char *section) {
 }
 
 int config_key_is_section(const char *prefix) {
-    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (config_key_in_section(&KEYS[i], prefix)) return 1;
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++)
+        if (config_key_in_section(&keys[i], prefix)) return 1;
     return 0;
 }
 
@@ -212,14 +225,15 @@ static int edit_distance(const char *a, const char *b) {
 const ConfigKey *config_key_suggest(const char *name) {
     const ConfigKey *best = NULL;
     int best_d = INT_MAX;
-    int dotless = strchr(name, '.') == NULL;
-    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) {
-        int d = edit_distance(name, KEYS[i].name);
+    int dotless = strchr(name, '.') == NULL, n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++) {
+        int d = edit_distance(name, keys[i].name);
         if (dotless) {
-            int dl = edit_distance(name, config_key_leaf(&KEYS[i]));
+            int dl = edit_distance(name, config_key_leaf(&keys[i]));
             if (dl < d) d = dl;
         }
-        if (d < best_d) best_d = d, best = &KEYS[i];
+        if (d < best_d) best_d = d, best = &keys[i];
     }
     /* A third of the name may be wrong ("lora.rank" -> "lora.r"), and one edit always may, so short
      * names ("acum") still get a hint without "rank" suggesting "task". */

@@ -8,32 +8,11 @@
 
 #include <stddef.h>
 
+#include "core/base/setting.h"
 #include "launch/config/config.h"
 
-typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STRING, KEY_ENUM } KeyType;
-
-/* A numeric range. lo_kind is 0 (unbounded), '[' (closed) or '(' (open); hi_kind 0, ']' or ')'. */
-typedef struct {
-    char lo_kind, hi_kind;
-    double lo, hi;
-} KeyRange;
-
-enum {
-    KEYF_LIST = 1,     /* a YAML sequence of scalars is accepted and joined with commas */
-    KEYF_OPTIONAL = 2, /* a string that may be empty ("" = not set) */
-};
-
-typedef struct {
-    const char *name;           /* "section.leaf" */
-    KeyType type;
-    size_t offset, size;        /* where the value lives in RunConfig, and its size in bytes */
-    const char *def;            /* default, as the text a user would write */
-    KeyRange range;             /* KEY_INT / KEY_FLOAT only */
-    const char *const *values;  /* KEY_ENUM: names indexed by the stored (int-sized) enum value,
-                                   NULL-terminated; the owning module's table */
-    unsigned flags;             /* KEYF_* */
-    const char *help;
-} ConfigKey;
+/* A key of the run configuration: a setting whose offset is into RunConfig. */
+typedef SettingKey ConfigKey;
 
 typedef struct {
     const char *name; /* "model" */
@@ -56,18 +35,15 @@ const char *config_key_leaf(const ConfigKey *k);
  * when nothing is close enough to be a plausible typo. */
 const ConfigKey *config_key_suggest(const char *name);
 
-/* Parses `text` as key k's value and stores it into c; c is untouched on failure. Messages start with
- * `where` (e.g. "job.yaml:7: ") and name the key. */
-PeftcStatus config_key_set(const ConfigKey *k, RunConfig *c, const char *text, const char *where);
-/* The value of key k in c as text that config_key_set reads back to the identical value (strings are
- * returned raw: the YAML writer quotes them). */
-void config_key_format(const ConfigKey *k, const RunConfig *c, char *buf, size_t n);
-/* "an integer", "a number", "a boolean", "a string" or "one of a, b, c". */
-void config_key_type_phrase(const ConfigKey *k, char *buf, size_t n);
-/* The constraint as text: "int >= 1", "float in [0, 1)", "bool", "lora|full", "string". */
-void config_key_type_label(const ConfigKey *k, char *buf, size_t n);
-
-/* Shortest "%.Ng" text that strtod reads back to exactly v. */
-void config_fmt_double(double v, char *buf, size_t n);
+/* The setting codec (core/base/setting.h) on a RunConfig. */
+static inline PeftcStatus config_key_set(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+    return setting_set(k, c, text, where);
+}
+static inline void config_key_format(const ConfigKey *k, const RunConfig *c, char *buf, size_t n) {
+    setting_format(k, c, buf, n);
+}
+static inline void config_key_type_phrase(const ConfigKey *k, char *buf, size_t n) { setting_type_phrase(k, buf, n); }
+static inline void config_key_type_label(const ConfigKey *k, char *buf, size_t n) { setting_type_label(k, buf, n); }
+static inline void config_fmt_double(double v, char *buf, size_t n) { setting_fmt_double(v, buf, n); }
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "adapters/method.h"
+#include "adapters/rosa.h"
 #include "core/models/llama/llama.h"
 #include "adapters/formats/rosa_io.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -23,8 +24,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 /* A mask is fixed once set, so every input gets fresh adapters on the shared base. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write("masks.safetensors", data, size);
-    MethodConfig mc = {.kind = METHOD_ROSA, .lora = {.r = 2, .alpha = 4, .targets = LORA_T_Q | LORA_T_V},
-                       .rosa_density = 0.05, .sparse_lr = 1e-3, .lr = 1e-3};
+    MethodConfig mc;
+    if (method_config_defaults(&mc, "rosa", 1e-3) != PEFTC_OK) abort();
+    lora_settings(&mc.settings)->lora = (LoraConfig){.r = 2, .alpha = 4, .targets = LORA_T_Q | LORA_T_V};
+    RosaSettings *rs = method_section_settings(&mc.settings, &rosa_section);
+    rs->density = 0.05; /* mask_path stays empty: the masks come from the fuzzed file only */
     Arena arena;
     arena_init(&arena, base.base.be);
     PeftcStatus st = fuzz_note(method_attach(&base.base, &arena, &mc), "method_attach");
@@ -32,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (st == PEFTC_OK) st = fuzz_note(method_init(&base.base, &arena, &mc, 1), "method_init");
     if (st != PEFTC_OK) abort(); /* the fixed setup, not the input */
     (void)fuzz_note(rosa_load_sparse(&base.base, &arena, path, 1), "rosa_load_sparse");
-    method_detach(&base.base);
+    method_detach(&base.base, &mc);
     arena_free(&arena);
     return 0;
 }

@@ -1,4 +1,4 @@
-/* Reading and writing one key's value: strict parsing (the whole text or nothing), range checks, and
+/* Reading and writing one setting's value: strict parsing (the whole text or nothing), range checks, and
  * text that reads back bit-identically. */
 #include <ctype.h>
 #include <errno.h>
@@ -6,20 +6,21 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "launch/config/config_keys.h"
+#include "core/base/setting.h"
 
 /* Values quoted back in messages are clipped so one absurd argument cannot swamp the message. */
 #define CLIP 80
 #define CLIPPED(s) (int)(strlen(s) > CLIP ? CLIP : strlen(s)), (s), (strlen(s) > CLIP ? "..." : "")
 
-static void *field(RunConfig *c, const ConfigKey *k) { return (char *)c + k->offset; }
-static const void *cfield(const RunConfig *c, const ConfigKey *k) { return (const char *)c + k->offset; }
+static void *field(void *c, const SettingKey *k) { return (char *)c + k->offset; }
+static const void *cfield(const void *c, const SettingKey *k) { return (const char *)c + k->offset; }
 
-void config_fmt_double(double v, char *buf, size_t n) {
+void setting_fmt_double(double v, char *buf, size_t n) {
     /* Whole numbers read better as "10000" than as the shorter "1e+04". */
     if (fabs(v) < 1e15 && v == (double)(long long)v) {
         snprintf(buf, n, "%.0f", v);
@@ -33,8 +34,8 @@ void config_fmt_double(double v, char *buf, size_t n) {
 
 static void fmt_range(const KeyRange *r, char *buf, size_t n) {
     char lo[32], hi[32];
-    config_fmt_double(r->lo, lo, sizeof lo);
-    config_fmt_double(r->hi, hi, sizeof hi);
+    setting_fmt_double(r->lo, lo, sizeof lo);
+    setting_fmt_double(r->hi, hi, sizeof hi);
     if (r->lo_kind && r->hi_kind)
         snprintf(buf, n, "in %c%s, %s%c", r->lo_kind, lo, hi, r->hi_kind);
     else if (r->lo_kind)
@@ -46,7 +47,7 @@ static void fmt_range(const KeyRange *r, char *buf, size_t n) {
 }
 
 /* The range a value must satisfy: the table's, narrowed to what an int field can hold. */
-static KeyRange effective_range(const ConfigKey *k) {
+static KeyRange effective_range(const SettingKey *k) {
     KeyRange r = k->range;
     if (k->type == KEY_INT && k->size == sizeof(int)) {
         if (!r.lo_kind) r.lo_kind = '[', r.lo = INT_MIN;
@@ -63,21 +64,21 @@ static int in_range(const KeyRange *r, double v) {
     return 1;
 }
 
-static PeftcStatus range_error(const ConfigKey *k, const char *text, const char *where) {
+static PeftcStatus range_error(const SettingKey *k, const char *text, const char *where) {
     KeyRange r = effective_range(k);
     char rs[96];
     fmt_range(&r, rs, sizeof rs);
     return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' must be %s, got %.*s%s", where, k->name, rs, CLIPPED(text));
 }
 
-static PeftcStatus type_error(const ConfigKey *k, const char *text, const char *where, const char *why) {
+static PeftcStatus type_error(const SettingKey *k, const char *text, const char *where, const char *why) {
     char phrase[160];
-    config_key_type_phrase(k, phrase, sizeof phrase);
+    setting_type_phrase(k, phrase, sizeof phrase);
     return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' expects %s, got '%.*s%s'%s", where, k->name, phrase,
                      CLIPPED(text), why);
 }
 
-static PeftcStatus set_int(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+static PeftcStatus set_int(const SettingKey *k, void *c, const char *text, const char *where) {
     char *end;
     errno = 0;
     long long v = strtoll(text, &end, 10);
@@ -96,7 +97,7 @@ static PeftcStatus set_int(const ConfigKey *k, RunConfig *c, const char *text, c
     return PEFTC_OK;
 }
 
-static PeftcStatus set_float(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+static PeftcStatus set_float(const SettingKey *k, void *c, const char *text, const char *where) {
     char *end;
     errno = 0;
     double v = strtod(text, &end);
@@ -109,7 +110,7 @@ static PeftcStatus set_float(const ConfigKey *k, RunConfig *c, const char *text,
     return PEFTC_OK;
 }
 
-static PeftcStatus set_bool(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+static PeftcStatus set_bool(const SettingKey *k, void *c, const char *text, const char *where) {
     static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
     for (int i = 0; i < 4; i++) {
         int v = strcasecmp(text, yes[i]) == 0 ? 1 : strcasecmp(text, no[i]) == 0 ? 0 : -1;
@@ -121,7 +122,7 @@ static PeftcStatus set_bool(const ConfigKey *k, RunConfig *c, const char *text, 
     return type_error(k, text, where, "");
 }
 
-static PeftcStatus set_enum(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+static PeftcStatus set_enum(const SettingKey *k, void *c, const char *text, const char *where) {
     for (int i = 0; k->values[i]; i++) {
         if (strcasecmp(text, k->values[i]) != 0) continue;
         memcpy(field(c, k), &i, sizeof i);
@@ -130,7 +131,7 @@ static PeftcStatus set_enum(const ConfigKey *k, RunConfig *c, const char *text, 
     return type_error(k, text, where, "");
 }
 
-static PeftcStatus set_string(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+static PeftcStatus set_string(const SettingKey *k, void *c, const char *text, const char *where) {
     size_t len = strlen(text);
     if (len == 0 && !(k->flags & KEYF_OPTIONAL)) return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' must not be empty", where, k->name);
     if (len >= k->size)
@@ -140,7 +141,7 @@ static PeftcStatus set_string(const ConfigKey *k, RunConfig *c, const char *text
     return PEFTC_OK;
 }
 
-PeftcStatus config_key_set(const ConfigKey *k, RunConfig *c, const char *text, const char *where) {
+PeftcStatus setting_set(const SettingKey *k, void *c, const char *text, const char *where) {
     switch (k->type) {
     case KEY_INT: return set_int(k, c, text, where);
     case KEY_FLOAT: return set_float(k, c, text, where);
@@ -151,7 +152,7 @@ PeftcStatus config_key_set(const ConfigKey *k, RunConfig *c, const char *text, c
     return PEFTC_ERR(PEFTC_EINVAL, "%skey '%s' has an unknown type", where, k->name);
 }
 
-static void format_enum(const ConfigKey *k, const RunConfig *c, char *buf, size_t n) {
+static void format_enum(const SettingKey *k, const void *c, char *buf, size_t n) {
     int code;
     memcpy(&code, cfield(c, k), sizeof code);
     for (int i = 0; k->values[i]; i++)
@@ -162,7 +163,7 @@ static void format_enum(const ConfigKey *k, const RunConfig *c, char *buf, size_
     snprintf(buf, n, "%d", code); /* not a valid value: shows up as an error when read back */
 }
 
-void config_key_format(const ConfigKey *k, const RunConfig *c, char *buf, size_t n) {
+void setting_format(const SettingKey *k, const void *c, char *buf, size_t n) {
     int iv;
     int64_t lv;
     double dv;
@@ -178,7 +179,7 @@ void config_key_format(const ConfigKey *k, const RunConfig *c, char *buf, size_t
         return;
     case KEY_FLOAT:
         memcpy(&dv, cfield(c, k), sizeof dv);
-        config_fmt_double(dv, buf, n);
+        setting_fmt_double(dv, buf, n);
         return;
     case KEY_BOOL:
         memcpy(&iv, cfield(c, k), sizeof iv);
@@ -189,14 +190,14 @@ void config_key_format(const ConfigKey *k, const RunConfig *c, char *buf, size_t
     }
 }
 
-static void join_values(const ConfigKey *k, const char *sep, char *buf, size_t n) {
+static void join_values(const SettingKey *k, const char *sep, char *buf, size_t n) {
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; k->values[i] && used < n; i++)
         used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? sep : "", k->values[i]);
 }
 
-void config_key_type_phrase(const ConfigKey *k, char *buf, size_t n) {
+void setting_type_phrase(const SettingKey *k, char *buf, size_t n) {
     char vals[128];
     switch (k->type) {
     case KEY_INT: snprintf(buf, n, "an integer"); return;
@@ -210,7 +211,7 @@ void config_key_type_phrase(const ConfigKey *k, char *buf, size_t n) {
     }
 }
 
-void config_key_type_label(const ConfigKey *k, char *buf, size_t n) {
+void setting_type_label(const SettingKey *k, char *buf, size_t n) {
     char rs[96];
     KeyRange r = k->range;
     fmt_range(&r, rs, sizeof rs);

@@ -1,4 +1,6 @@
-#include "launch/rosa_run.h"
+/* RoSA's mask schedule (rosa.h): warm-up, collection, the all-reduced top-k, the check that every rank
+ * holds rank 0's masks, and the mask file. */
+#include "adapters/rosa.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,10 +8,17 @@
 
 #include "adapters/formats/rosa_io.h"
 
-_Static_assert(sizeof(real_t) == sizeof(float), "RoSA accumulators (float) are all-reduced as real_t");
-
-int rosa_needs_masks(const Session *s) {
-    return method_is_rosa(s->cfg.method) && s->cfg.rosa_density > 0 && !s->rosa_masks_loaded;
+/* Sums a layer's float accumulator acc (n) over the ranks. The reduction runs on real_t buffers: the
+ * float build reduces acc in place; the double build (gradient checks) widens a copy first. */
+static PeftcStatus reduce_floats(Comm *comm, float *acc, size_t n) {
+    if (sizeof(real_t) == sizeof(float)) return comm_allreduce(comm, (real_t *)(void *)acc, n, COMM_SUM);
+    real_t *wide = malloc((n ? n : 1) * sizeof *wide);
+    if (!wide) return PEFTC_ERR(PEFTC_ENOMEM, "rosa: out of memory reducing %zu accumulator values", n);
+    for (size_t i = 0; i < n; i++) wide[i] = acc[i];
+    PeftcStatus st = comm_allreduce(comm, wide, n, COMM_SUM);
+    for (size_t i = 0; st == PEFTC_OK && i < n; i++) acc[i] = (float)wide[i];
+    free(wide);
+    return st;
 }
 
 /* One shared (out*in) device scratch for G^T X: backward visits one layer at a time. */
@@ -22,34 +31,32 @@ static size_t largest_layer(const Model *m) {
     return n;
 }
 
-static PeftcStatus collect_step(Session *s, real_t *scratch, int64_t *micro) {
-    Model *m = s->model;
+static PeftcStatus collect_step(Model *m, Trainer *t, RosaAccum statistic, real_t *scratch, int64_t *micro) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        if (l->adapter && rosa_is(l->adapter)) PEFTC_TRY(rosa_collect_begin(l->adapter, s->cfg.rosa_accum, scratch));
+        if (l->adapter && rosa_is(l->adapter)) PEFTC_TRY(rosa_collect_begin(l->adapter, statistic, scratch));
     }
     StepStats st;
-    PeftcStatus r = trainer_step(&s->trainer, &st);
+    PeftcStatus r = trainer_step(t, &st);
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
         if (l->adapter && rosa_is(l->adapter)) rosa_collect_end(l->adapter);
     }
-    *micro += s->cfg.train.accum;
+    *micro += t->cfg.accum;
     return r;
 }
 
 /* Sums every layer's accumulator over the ranks, then the same top-k everywhere. */
-static PeftcStatus masks_from_sums(Session *s, Comm *comm, int64_t local_micro) {
+static PeftcStatus masks_from_sums(Model *m, Comm *comm, int64_t local_micro) {
     double total = (double)local_micro;
     PEFTC_TRY(comm_allreduce_f64(comm, &total, 1, COMM_SUM));
-    Model *m = s->model;
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
         if (!l->adapter || !rosa_is(l->adapter)) continue;
         int64_t count;
         float *acc = rosa_accumulator(l->adapter, &count);
         if (!acc) return PEFTC_ERR(PEFTC_ESTATE, "rosa: layer %s collected nothing", l->name);
-        PEFTC_TRY(comm_allreduce(comm, (real_t *)acc, (size_t)l->in * (size_t)l->out, COMM_SUM));
+        PEFTC_TRY(reduce_floats(comm, acc, (size_t)l->in * (size_t)l->out));
         PEFTC_TRY(rosa_mask_from_accumulator(l->adapter, (int64_t)total));
     }
     return PEFTC_OK;
@@ -57,8 +64,7 @@ static PeftcStatus masks_from_sums(Session *s, Comm *comm, int64_t local_micro) 
 
 /* Every rank must hold rank 0's masks: compare them once (an all-reduce that summed differently on
  * some rank would show here, not as silently diverging models). */
-static PeftcStatus check_same_masks(Session *s, Comm *comm) {
-    Model *m = s->model;
+static PeftcStatus check_same_masks(Model *m, Comm *comm) {
     PeftcStatus local = PEFTC_OK;
     for (int i = 0; i < m->n_linears && local == PEFTC_OK; i++) {
         Linear *l = m->linears[i];
@@ -77,43 +83,32 @@ static PeftcStatus check_same_masks(Session *s, Comm *comm) {
     return comm_agree(comm, local);
 }
 
-static PeftcStatus save_masks(Session *s, Comm *comm) {
-    PeftcStatus st = comm_rank(comm) == 0 ? rosa_save_sparse(s->model, s->cfg.rosa_mask_path) : PEFTC_OK;
+static PeftcStatus save_masks(Model *m, Comm *comm, const char *path) {
+    PeftcStatus st = comm_rank(comm) == 0 ? rosa_save_sparse(m, path) : PEFTC_OK;
     return comm_agree(comm, st);
 }
 
-PeftcStatus rosa_make_masks(Session *s, Comm *comm) {
-    const RunConfig *c = &s->cfg;
-    real_t *scratch = s->model->be->alloc(largest_layer(s->model) * sizeof(real_t));
+PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *comm, char *report, size_t cap) {
+    real_t *scratch = m->be->alloc(largest_layer(m) * sizeof(real_t));
     if (!scratch) return PEFTC_ERR(PEFTC_ENOMEM, "rosa: no memory for the gradient scratch");
     PeftcStatus st = PEFTC_OK;
-    int64_t micro = 0, steps = c->rosa_warmup + c->rosa_grad_steps;
+    int64_t micro = 0, steps = rs->warmup + rs->grad_steps;
     for (int64_t step = 0; step < steps && st == PEFTC_OK; step++) {
-        if (step < c->rosa_warmup) {
+        if (step < rs->warmup) {
             StepStats ss;
-            st = trainer_step(&s->trainer, &ss);
+            st = trainer_step(t, &ss);
         } else {
-            st = collect_step(s, scratch, &micro);
+            st = collect_step(m, t, rs->statistic, scratch, &micro);
         }
     }
-    s->model->be->free(scratch);
-    if (st == PEFTC_OK) st = masks_from_sums(s, comm, micro);
+    m->be->free(scratch);
+    if (st == PEFTC_OK) st = masks_from_sums(m, comm, micro);
     st = comm_agree(comm, st);
-    if (st == PEFTC_OK) st = check_same_masks(s, comm);
-    if (st == PEFTC_OK) st = save_masks(s, comm);
+    if (st == PEFTC_OK) st = check_same_masks(m, comm);
+    if (st == PEFTC_OK) st = save_masks(m, comm, rs->mask_path);
     if (st != PEFTC_OK) return st;
-    if (comm_rank(comm) == 0) {
-        printf("rosa: masks from %lld micro-batches after step %lld, saved to %s%s\n",
-               (long long)(micro * comm_size(comm)), (long long)steps, c->rosa_mask_path,
-               c->rosa_restart ? "; training again from step 0 with them" : "");
-        fflush(stdout);
-    }
-    if (!c->rosa_restart) return PEFTC_OK;
-    /* The paper's recipe: a fresh model, adapters (same seed), optimizer and schedule, with the masks
-     * read back from the file just written (which is also what a second launch would do). */
-    RunConfig cfg = s->cfg;
-    session_close(s);
-    PEFTC_TRY(session_open(s, &cfg, comm));
-    if (!s->rosa_masks_loaded) return PEFTC_ERR(PEFTC_ESTATE, "rosa: the masks in %s did not load", cfg.rosa_mask_path);
+    snprintf(report, cap, "rosa: masks from %lld micro-batches after step %lld, saved to %s%s",
+             (long long)(micro * comm_size(comm)), (long long)steps, rs->mask_path,
+             rs->restart ? "; training again from step 0 with them" : "");
     return PEFTC_OK;
 }
