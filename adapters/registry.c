@@ -13,7 +13,8 @@
     X(inttune)           \
     X(eigenlora)         \
     X(rosa)              \
-    X(spa)
+    X(spa)               \
+    /* end of the list: a new method is one line above */
 
 #define DECLARE(n) extern const MethodDesc n##_method;
 PEFTC_METHODS(DECLARE)
