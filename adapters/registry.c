@@ -14,6 +14,7 @@
     X(eigenlora)         \
     X(rosa)              \
     X(spa)               \
+    X(pissa)             \
     /* end of the list: a new method is one line above */
 
 #define DECLARE(n) extern const MethodDesc n##_method;
