@@ -7,7 +7,8 @@
 # evaluation:
 #   budget   LoRA r=8 vs RoSA (r=4 + 1.15% sparse) vs SpA (2.3% sparse), the same ~2.4M trainable
 #            parameters, and full fine-tuning as the ceiling
-#   3matrix  LoRA vs SLoRA vs NLoRA vs IntTune at r=8 (the held-out curve is the point)
+#   3matrix  LoRA vs SLoRA vs NLoRA vs IntTune vs PiSSA at r=8 (the held-out curve is the point; the
+#            NLoRA paper ranks SLoRA ~ NLoRA > PiSSA > LoRA)
 #   eigen    EigenLoRAx on a basis built from LoRAs trained on the other tasks (arith, sql) vs LoRA
 #   gmt      GMT at mask ratios 0.2 / 0.5 / 0.8 vs full fine-tuning
 #
@@ -77,6 +78,7 @@ for seed in $seeds; do
     train slora "$seed" method.name=slora lora.r=8
     train nlora "$seed" method.name=nlora lora.r=8
     train inttune "$seed" method.name=inttune lora.r=8
+    train pissa "$seed" method.name=pissa lora.r=8
     train eigenlora "$seed" method.name=eigenlora eigenlora.basis="$basis" optim.lr=4e-3 optim.weight_decay=0.1
     train gmt_0.5 "$seed" method.name=gmt gmt.mask_ratio=0.5 optim.lr=1e-4
 done

@@ -23,13 +23,14 @@ from report_util import commit, has_cairo, machine
 GROUPS = [
     ("budget", "Matched budget: LoRA vs RoSA vs SpA, full fine-tuning as the ceiling",
      ["lora", "rosa", "spa", "full"]),
-    ("3matrix", "Three-matrix LoRA: LoRA vs SLoRA vs NLoRA vs IntTune (r=8)",
-     ["lora", "slora", "nlora", "inttune"]),
+    ("3matrix", "Three-matrix LoRA and PiSSA: LoRA vs SLoRA vs NLoRA vs IntTune vs PiSSA (r=8)",
+     ["lora", "slora", "nlora", "inttune", "pissa"]),
     ("eigen", "EigenLoRAx (basis from the arith and sql LoRAs) vs LoRA", ["lora", "eigenlora"]),
     ("gmt", "GMT (mask ratio 0.2 / 0.5 / 0.8) vs full fine-tuning", ["full", "gmt_0.2", "gmt_0.5", "gmt_0.8"]),
 ]
 LABELS = {"lora": "LoRA r=8", "rosa": "RoSA r=4 + 1.15%", "spa": "SpA 2.3%", "full": "Full FT",
-          "slora": "SLoRA r=8", "nlora": "NLoRA r=8", "inttune": "IntTune r=8", "eigenlora": "EigenLoRAx K=32",
+          "slora": "SLoRA r=8", "nlora": "NLoRA r=8", "inttune": "IntTune r=8", "pissa": "PiSSA r=8",
+          "eigenlora": "EigenLoRAx K=32",
           "gmt_0.2": "GMT ratio 0.2", "gmt_0.5": "GMT ratio 0.5", "gmt_0.8": "GMT ratio 0.8"}
 
 
