@@ -44,7 +44,7 @@ typedef struct {
 enum { OUT = 0, ACC = 1 }; /* compare against the largest value / the largest increment */
 
 static void gpu_ok(const char *op) {
-    PeftcStatus st = backend_cuda_status();
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_msg(st == PEFTC_OK, "%s: CUDA backend reported %s: %s", op, peftc_status_name(st), peftc_err_msg());
 }
 

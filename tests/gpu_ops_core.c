@@ -23,7 +23,7 @@
 static const Backend *g_cpu, *g_gpu;
 
 static void gpu_ok(const char *op) {
-    PeftcStatus st = backend_cuda_status();
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_msg(st == PEFTC_OK, "%s: CUDA backend reported %s: %s", op, peftc_status_name(st), peftc_err_msg());
 }
 
@@ -64,11 +64,11 @@ static void expect_close(const real_t *dev, const real_t *ref, size_t n, double 
 }
 
 START_TEST(alloc_zeroed_and_counted) {
-    size_t before = cuda_mem_in_use(), n = 1000003;
+    size_t before = cuda_mem_in_use(g_gpu), n = 1000003;
     real_t *d = g_gpu->alloc(n * sizeof *d);
     ck_assert_ptr_nonnull(d);
-    ck_assert_uint_eq(cuda_mem_in_use(), before + n * sizeof *d);
-    ck_assert_uint_ge(cuda_mem_peak(), cuda_mem_in_use());
+    ck_assert_uint_eq(cuda_mem_in_use(g_gpu), before + n * sizeof *d);
+    ck_assert_uint_ge(cuda_mem_peak(g_gpu), cuda_mem_in_use(g_gpu));
     real_t *h = malloc(n * sizeof *h);
     ck_assert_ptr_nonnull(h);
     memset(h, 0xFF, n * sizeof *h);
@@ -76,7 +76,7 @@ START_TEST(alloc_zeroed_and_counted) {
     gpu_ok("alloc + download");
     for (size_t i = 0; i < n; i++) ck_assert_msg(h[i] == 0, "alloc: element %zu is %g, not zero", i, (double)h[i]);
     g_gpu->free(d);
-    ck_assert_uint_eq(cuda_mem_in_use(), before);
+    ck_assert_uint_eq(cuda_mem_in_use(g_gpu), before);
     free(h);
 }
 END_TEST
@@ -103,10 +103,10 @@ START_TEST(error_recorded_then_cleared) {
     int64_t nv = -1;
     gpu_ok("before");
     g_gpu->xent_fwd(d, d, targets, 2, 5, &nv);
-    PeftcStatus st = backend_cuda_status();
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_int_eq(st, PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), "999") != NULL, "message should name the bad target: %s", peftc_err_msg());
-    ck_assert_int_eq(backend_cuda_status(), PEFTC_OK); /* reported once, then cleared */
+    ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK); /* reported once, then cleared */
     ck_assert_int_eq(g_gpu->status(), PEFTC_OK);
     g_gpu->free(d);
 }

@@ -44,9 +44,10 @@ static void attn_fwd_head(real_t *out_h, real_t *att_h, const real_t *q_h, const
     }
 }
 
-void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,
-                       int T, int NH, int NKV, int HD) {
+void cpu_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,
+                       const real_t *v, int B, int T, int NH, int NKV, int HD) {
     /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T,T) */
+    (void)be;
     assert(NKV > 0 && NH % NKV == 0);
     int group = NH / NKV, ldq = NH * HD, ldkv = NKV * HD;
     int par = attn_parallel(B, T, NH, HD);
@@ -105,10 +106,11 @@ static void attn_bwd_head(const AttnBwdHead *w, real_t *ds /* (ATT_TILE, T) scra
     }
 }
 
-void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *att,
-                       const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
-                       int HD) {
+void cpu_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                       const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH,
+                       int NKV, int HD) {
     /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T,T) */
+    (void)be;
     if (!dq && !dk && !dv) return;
     int group = NH / NKV, ldq = NH * HD, ldkv = NKV * HD;
     int par = attn_parallel(B, T, NKV, HD);
@@ -136,4 +138,7 @@ void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, c
     if (par) cpu_blas_single_end(saved);
 }
 
-size_t cpu_attention_saved(int B, int T, int NH) { return (size_t)B * NH * T * T; }
+size_t cpu_attention_saved(const Backend *be, int B, int T, int NH) {
+    (void)be;
+    return (size_t)B * NH * T * T;
+}

@@ -1,4 +1,4 @@
-/* The CPU backend's vtable, memory, BLAS wrappers and thread control.
+/* The CPU backend's instances and table, memory, BLAS wrappers and thread control.
  *
  * OpenBLAS brings its own thread pool (the Debian default is the pthread build) and the elementwise
  * ops use OpenMP; the two are never nested: a BLAS call is made either from serial code (BLAS threads)
@@ -71,27 +71,31 @@ void *cpu_scratch(size_t bytes) {
     return p;
 }
 
-void cpu_matmul(real_t *C, const real_t *A, const real_t *B, int M, int N, int K, int transA, int transB,
-                real_t alpha, real_t beta) {
+void cpu_matmul(const Backend *be, real_t *C, const real_t *A, const real_t *B, int M, int N, int K, int transA,
+                int transB, real_t alpha, real_t beta) {
     /* C (M,N); A (M,K) or (K,M) if transA; B (K,N) or (N,K) if transB; all dense row-major. */
+    (void)be;
     cpu_gemm(transA, transB, M, N, K, alpha, A, transA ? M : K, B, transB ? K : N, beta, C, N);
 }
 
-void cpu_axpy(real_t *y, const real_t *x, real_t alpha, size_t n) {
+void cpu_axpy(const Backend *be, real_t *y, const real_t *x, real_t alpha, size_t n) {
     /* y (n), x (n). An OpenMP loop rather than BLAS axpy: memory-bound either way, and size_t n has
      * no 2^31 limit. */
+    (void)be;
 #pragma omp parallel for schedule(static) if (n > CPU_MEM_CHUNK)
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
-void cpu_scale(real_t *x, real_t alpha, size_t n) {
+void cpu_scale(const Backend *be, real_t *x, real_t alpha, size_t n) {
     /* x (n) */
+    (void)be;
 #pragma omp parallel for schedule(static) if (n > CPU_MEM_CHUNK)
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
-double cpu_sumsq(const real_t *x, size_t n) {
+double cpu_sumsq(const Backend *be, const real_t *x, size_t n) {
     /* x (n). Fixed chunks summed in order, so the result is the same for every thread count. */
+    (void)be;
     size_t nchunks = (n + CPU_FLAT_CHUNK - 1) / CPU_FLAT_CHUNK;
     if (nchunks <= 1) {
         double s = 0.0;
@@ -114,8 +118,9 @@ double cpu_sumsq(const real_t *x, size_t n) {
 
 /* ---- memory ---- */
 
-static void *cpu_alloc(size_t bytes) {
+void *cpu_alloc(const Backend *be, size_t bytes) {
     /* 64-byte alignment for BLAS and vector loads; zero-filled as the contract says. */
+    (void)be;
     size_t rounded = ((bytes ? bytes : 1) + 63) & ~(size_t)63;
     void *p = NULL;
     if (posix_memalign(&p, 64, rounded) != 0) return NULL;
@@ -123,10 +128,14 @@ static void *cpu_alloc(size_t bytes) {
     return p;
 }
 
-static void cpu_free(void *p) { free(p); }
+void cpu_free(const Backend *be, void *p) {
+    (void)be;
+    free(p);
+}
 
-static void cpu_zero(real_t *x, size_t n) {
+void cpu_zero(const Backend *be, real_t *x, size_t n) {
     /* x (n). Parallel chunks: zeroing all gradients each step is bandwidth-bound. */
+    (void)be;
     size_t nchunks = (n + CPU_MEM_CHUNK - 1) / CPU_MEM_CHUNK;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
     for (size_t c = 0; c < nchunks; c++) {
@@ -135,12 +144,20 @@ static void cpu_zero(real_t *x, size_t n) {
     }
 }
 
-static void cpu_move(void *dst, const void *src, size_t bytes) {
-    if (bytes) memcpy(dst, src, bytes);
+/* Host and backend memory are the same memory. */
+void cpu_upload(const Backend *be, void *dst, const void *host_src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, host_src, bytes);
 }
 
-static void cpu_copy(real_t *dst, const real_t *src, size_t n) {
+void cpu_download(const Backend *be, void *host_dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(host_dst, src, bytes);
+}
+
+void cpu_copy(const Backend *be, real_t *dst, const real_t *src, size_t n) {
     /* dst (n), src (n); must not overlap. */
+    (void)be;
     if (dst == src) return;
     size_t nchunks = (n + CPU_MEM_CHUNK - 1) / CPU_MEM_CHUNK;
 #pragma omp parallel for schedule(static) if (nchunks > 1)
@@ -150,51 +167,37 @@ static void cpu_copy(real_t *dst, const real_t *src, size_t n) {
     }
 }
 
-/* ---- the vtable ---- */
+/* ---- instances ---- */
 
 /* CPU ops cannot fail after allocation (scratch exhaustion aborts with a message). */
-static PeftcStatus cpu_status(void) { return PEFTC_OK; }
+PeftcStatus cpu_status(const Backend *be) {
+    (void)be;
+    return PEFTC_OK;
+}
 
-static const Backend cpu_backend = {
-    .name = "cpu",
-    .device = DEV_CPU,
-    .status = cpu_status,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .zero = cpu_zero,
-    .copy = cpu_copy,
-    .upload = cpu_move,
-    .download = cpu_move,
-    .matmul = cpu_matmul,
-    .axpy = cpu_axpy,
-    .scale = cpu_scale,
-    .sumsq = cpu_sumsq,
-    .bias_fwd = cpu_bias_fwd,
-    .bias_bwd = cpu_bias_bwd,
-    .embedding_fwd = cpu_embedding_fwd,
-    .embedding_bwd = cpu_embedding_bwd,
-    .rmsnorm_fwd = cpu_rmsnorm_fwd,
-    .rmsnorm_bwd = cpu_rmsnorm_bwd,
-    .rope_fwd = cpu_rope_fwd,
-    .rope_bwd = cpu_rope_bwd,
-    .attention_saved = cpu_attention_saved,
-    .attention_fwd = cpu_attention_fwd,
-    .attention_bwd = cpu_attention_bwd,
-    .attention_decode = cpu_attention_decode,
-    .swiglu_fwd = cpu_swiglu_fwd,
-    .swiglu_bwd = cpu_swiglu_bwd,
-    .xent_fwd = cpu_xent_fwd,
-    .xent_bwd = cpu_xent_bwd,
-    .dropout_fwd = cpu_dropout_fwd,
-    .dropout_bwd = cpu_dropout_bwd,
-    .csr_add_dense = cpu_csr_add_dense,
-    .csr_spmm = cpu_csr_spmm,
-    .csr_spmm_t = cpu_csr_spmm_t,
-    .csr_sddmm = cpu_csr_sddmm,
-    .adamw = cpu_adamw,
-};
+static void cpu_destroy(Backend *be) { free(be); }
 
-const Backend *backend_cpu(void) { return &cpu_backend; }
+/* The table, generated from the op list: the CPU backend has every op. */
+#define CPU_TABLE_OP_(ret, name, params) .name = PEFTC_BACKEND_IMPL(cpu, name),
+#define CPU_TABLE(destroy_fn)                                                    \
+    {                                                                            \
+        .name = "cpu", .device = DEV_CPU, .impl = NULL, .destroy = (destroy_fn), \
+        PEFTC_BACKEND_OPS(CPU_TABLE_OP_)                                         \
+    }
+
+/* The shared instance: never freed, so no destroy. */
+static const Backend cpu_default = CPU_TABLE(NULL);
+
+const Backend *backend_cpu(void) { return &cpu_default; }
+
+PeftcStatus backend_cpu_create(Backend **out) {
+    *out = NULL;
+    Backend *be = malloc(sizeof *be);
+    if (!be) return PEFTC_ERR(PEFTC_ENOMEM, "backend cpu: out of memory for an instance");
+    *be = (Backend)CPU_TABLE(cpu_destroy);
+    *out = be;
+    return PEFTC_OK;
+}
 
 void backend_cpu_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();

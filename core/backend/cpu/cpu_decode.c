@@ -32,9 +32,10 @@ static int decode_parallel(int B, int NH, int max_len, int HD) {
     return omp_get_max_threads() > 1 && B * NH > 1 && (double)B * NH * max_len * HD >= CPU_PAR_MIN * 4.0;
 }
 
-void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
-                          int S, int NH, int NKV, int HD) {
+void cpu_attention_decode(const Backend *be, real_t *out, const real_t *q, const real_t *kc, const real_t *vc,
+                          const int *len, int B, int S, int NH, int NKV, int HD) {
     /* out, q (B,NH,HD); kc, vc (B,S,NKV,HD); len (B) */
+    (void)be;
     assert(NKV > 0 && NH % NKV == 0);
     int group = NH / NKV, ldkv = NKV * HD, max_len = 0;
     for (int b = 0; b < B; b++) {

@@ -1,11 +1,13 @@
-/* Private to core/cpu/: the op implementations behind backend_cpu()'s vtable, split by file, plus the
- * small helpers they share. Shapes and semantics of the ops are documented in core/backend.h. */
+/* Private to core/backend/cpu/: the op implementations behind the CPU backend's table, split by file,
+ * plus the small helpers they share. Shapes and semantics of the ops are documented in
+ * core/backend/backend_ops.h, whose list also declares them here: cpu_<op>(be, ...) for every op. */
 #ifndef PEFTC_CPU_OPS_H
 #define PEFTC_CPU_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/backend/backend.h"
 #include "core/base/real.h"
 
 /* Column block width for reductions over rows (bias db, rmsnorm dw, embedding scatter): each thread
@@ -37,67 +39,10 @@ double cpu_softmax(real_t *p, const real_t *x, int n);
 /* malloc for op scratch; the ops return void, so running out of memory here aborts with a message. */
 void *cpu_scratch(size_t bytes);
 
-void cpu_matmul(real_t *C, const real_t *A, const real_t *B, int M, int N, int K, int transA, int transB,
-                real_t alpha, real_t beta);
-void cpu_axpy(real_t *y, const real_t *x, real_t alpha, size_t n);
-void cpu_scale(real_t *x, real_t alpha, size_t n);
-double cpu_sumsq(const real_t *x, size_t n);
-
-/* ---- cpu_norm.c ---- */
-void cpu_bias_fwd(real_t *out, const real_t *b, int BT, int OC);
-void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC);
-void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C);
-void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C);
-void cpu_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C,
-                     real_t eps);
-void cpu_rmsnorm_bwd(real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp, const real_t *w,
-                     const real_t *rstd, int BT, int C);
-
-/* ---- cpu_rope.c ---- */
-void cpu_rope_fwd(real_t *x, const real_t *cos, const real_t *sin, int B, int T, int NH, int HD);
-void cpu_rope_bwd(real_t *dx, const real_t *cos, const real_t *sin, int B, int T, int NH, int HD);
-
-/* ---- cpu_attention.c ---- */
-void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,
-                       int T, int NH, int NKV, int HD);
-void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *att,
-                       const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
-                       int HD);
-
-/* ---- cpu_adamw.c ---- */
-void cpu_adamw(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double beta1,
-               double beta2, double eps, double bc1, double bc2);
-
-/* ---- cpu_attention.c ---- saved state: the probabilities */
-size_t cpu_attention_saved(int B, int T, int NH);
-
-/* ---- cpu_decode.c ---- */
-void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
-                          int S, int NH, int NKV, int HD);
-
-/* ---- cpu_swiglu.c ---- */
-void cpu_swiglu_fwd(real_t *out, const real_t *gate, const real_t *up, size_t n);
-void cpu_swiglu_bwd(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,
-                    size_t n);
-
-/* ---- cpu_xent.c ---- */
-double cpu_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
-                    int64_t *n_valid);
-void cpu_xent_bwd(real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V, real_t scale);
-
-/* ---- cpu_dropout.c ---- */
-void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys, int R, int C,
-                     real_t p);
-void cpu_dropout_bwd(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p);
-
-/* ---- cpu_sparse.c ---- */
-void cpu_csr_add_dense(real_t *W, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values, int rows,
-                       int cols, real_t alpha);
-void cpu_csr_spmm(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values,
-                  int R, int rows, int cols, real_t alpha);
-void cpu_csr_spmm_t(real_t *dx, const real_t *dy, const int32_t *row_ptr, const int32_t *col_idx,
-                    const real_t *values, int R, int rows, int cols, real_t alpha);
-void cpu_csr_sddmm(real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
-                   const int32_t *col_idx, int R, int rows, int cols, real_t alpha);
+/* Every op: cpu_matmul, cpu_attention_fwd, ... (cpu_backend.c, cpu_norm.c, cpu_rope.c, cpu_attention.c,
+ * cpu_decode.c, cpu_swiglu.c, cpu_xent.c, cpu_dropout.c, cpu_sparse.c, cpu_adamw.c). */
+#define CPU_PROTO_(ret, name, params) PEFTC_BACKEND_PROTO(cpu, ret, name, params)
+PEFTC_BACKEND_OPS(CPU_PROTO_)
+#undef CPU_PROTO_
 
 #endif
