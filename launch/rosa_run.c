@@ -84,7 +84,7 @@ static PeftcStatus save_masks(Session *s, Comm *comm) {
 
 PeftcStatus rosa_make_masks(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
-    real_t *scratch = s->model.be->alloc(largest_layer(&s->model) * sizeof(real_t));
+    real_t *scratch = s->model.be->alloc(s->model.be, largest_layer(&s->model) * sizeof(real_t));
     if (!scratch) return PEFTC_ERR(PEFTC_ENOMEM, "rosa: no memory for the gradient scratch");
     PeftcStatus st = PEFTC_OK;
     int64_t micro = 0, steps = c->rosa_warmup + c->rosa_grad_steps;
@@ -96,7 +96,7 @@ PeftcStatus rosa_make_masks(Session *s, Comm *comm) {
             st = collect_step(s, scratch, &micro);
         }
     }
-    s->model.be->free(scratch);
+    s->model.be->free(s->model.be, scratch);
     if (st == PEFTC_OK) st = masks_from_sums(s, comm, micro);
     st = comm_agree(comm, st);
     if (st == PEFTC_OK) st = check_same_masks(s, comm);

@@ -32,9 +32,9 @@ static Comm *device_comm(void) {
 /* n values on the device and their host copy. */
 static real_t *device_values(real_t *host, size_t n, uint64_t key) {
     tu_fill_uniform(host, n, key, -1, 1);
-    real_t *dev = g_gpu->alloc(n * sizeof *dev);
+    real_t *dev = g_gpu->alloc(g_gpu, n * sizeof *dev);
     ck_assert_ptr_nonnull(dev);
-    g_gpu->upload(dev, host, n * sizeof *dev);
+    g_gpu->upload(g_gpu, dev, host, n * sizeof *dev);
     ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK); /* also waits for the upload */
     return dev;
 }
@@ -53,12 +53,12 @@ START_TEST(allreduce_one_rank_identity) {
         PeftcStatus st = comm_allreduce(c, dev, n, ops[i]);
         ck_assert_msg(st == PEFTC_OK, "comm_allreduce op %d on device memory: %s", (int)ops[i], peftc_err_msg());
         ck_assert_uint_eq(comm_bytes_reduced(c) - before, n * sizeof(real_t));
-        g_gpu->download(back, dev, n * sizeof *back);
+        g_gpu->download(g_gpu, back, dev, n * sizeof *back);
         ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK);
         ck_assert_msg(memcmp(back, host, n * sizeof *back) == 0, "op %d changed a one-rank buffer", (int)ops[i]);
     }
     ck_assert_int_eq(comm_allreduce(c, dev, 0, COMM_SUM), PEFTC_OK);
-    g_gpu->free(dev);
+    g_gpu->free(g_gpu, dev);
     free(host);
     free(back);
     comm_free(c);

@@ -286,13 +286,13 @@ START_TEST(no_mask_is_plain_lora) {
     }
     for (int e = 0; e < n.a.n_entries; e++)
         if (strstr(n.a.entries[e].name, ".rosa_values"))
-            ck_assert_double_eq(n.a.be->sumsq(n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel), 0);
+            ck_assert_double_eq(n.a.be->sumsq(n.a.be, n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel), 0);
     net_mask(&n, &rc, 8);
-    n.a.be->zero(n.a.grads, n.a.numel);
+    n.a.be->zero(n.a.be, n.a.grads, n.a.numel);
     ck_assert_double_gt(fabs(train_forward(&n.m, 1) - want), 1e-3 * fabs(want));
     train_backward(&n.m, 1);
     for (int e = 0; e < n.a.n_entries; e++)
-        ck_assert_msg(n.a.be->sumsq(n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel) > 0, "%s: no gradient",
+        ck_assert_msg(n.a.be->sumsq(n.a.be, n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel) > 0, "%s: no gradient",
                       n.a.entries[e].name);
     net_close(&lo);
     net_close(&n);
@@ -403,7 +403,7 @@ static void check_collection(RosaAccum mode) {
     ck_assert_int_eq(full_init(&f, &fa), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&f, B, T), PEFTC_OK);
     double *ref[NLIN];
-    real_t *shared = backend_cpu()->alloc((size_t)cfg.intermediate * cfg.hidden * sizeof(real_t));
+    real_t *shared = backend_cpu()->alloc(backend_cpu(), (size_t)cfg.intermediate * cfg.hidden * sizeof(real_t));
     for (int i = 0; i < NLIN; i++) {
         const Linear *l = llama_linear(&n.m, i);
         ref[i] = calloc((size_t)l->out * l->in, sizeof *ref[i]);
@@ -416,7 +416,7 @@ static void check_collection(RosaAccum mode) {
         train_forward(&n.m, mb);
         train_backward(&n.m, mb);
         for (int i = 0; i < NLIN && mode == ROSA_ACC_MEAN; i++) rosa_collect_end(llama_linear(&n.m, i)->adapter);
-        fa.be->zero(fa.grads, fa.numel);
+        fa.be->zero(fa.be, fa.grads, fa.numel);
         train_forward(&f, mb);
         train_backward(&f, mb);
         for (int i = 0; i < NLIN; i++) {
@@ -450,7 +450,7 @@ static void check_collection(RosaAccum mode) {
         free(sel);
         free(ref[i]);
     }
-    backend_cpu()->free(shared);
+    backend_cpu()->free(backend_cpu(), shared);
     llama_free(&f);
     arena_free(&fa);
     net_close(&n);

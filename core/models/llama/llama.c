@@ -105,7 +105,7 @@ static PeftcStatus create_quantized(LlamaModel *m) {
         if (m->refs[i].quantized && (size_t)shape_numel(&m->refs[i].shape) > most)
             most = (size_t)shape_numel(&m->refs[i].shape);
     m->qweights = calloc((size_t)llama_linear_count(m), sizeof *m->qweights);
-    m->wscratch = m->be->alloc(most * sizeof(real_t));
+    m->wscratch = m->be->alloc(m->be, most * sizeof(real_t));
     if (!m->qweights || !m->wscratch)
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate the %zu-byte dequantization scratch",
                          most * sizeof(real_t));
@@ -143,7 +143,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     size_t total = 0;
     for (int i = 0; i < m->n_refs; i++)
         if (!m->refs[i].quantized) total += (size_t)shape_numel(&m->refs[i].shape);
-    m->base_mem = be->alloc(total * sizeof(real_t));
+    m->base_mem = be->alloc(be, total * sizeof(real_t));
     if (!m->base_mem) {
         llama_free(m);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
@@ -183,9 +183,9 @@ PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
         if (s->quantized || d->quantized)
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
                              "model; load the base dense (model.quantized=false)", s->name);
-        dst->be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
+        dst->be->upload(dst->be, *d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
     }
-    return dst->be->status();
+    return dst->be->status(dst->be);
 }
 
 size_t llama_dense_bytes(const LlamaConfig *c) { return (size_t)llama_param_count(c) * sizeof(real_t); }
@@ -215,9 +215,9 @@ void llama_free(LlamaModel *m) {
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
     }
     if (m->be) {
-        m->be->free(m->base_mem);
-        m->be->free(m->wscratch);
-        m->be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+        m->be->free(m->be, m->base_mem);
+        m->be->free(m->be, m->wscratch);
+        m->be->free(m->be, m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
