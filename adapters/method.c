@@ -15,6 +15,19 @@ int method_is_lora_shaped(MethodKind k) {
 
 int method_is_rosa(MethodKind k) { return k == METHOD_ROSA || k == METHOD_SPA; }
 
+static int is_sparse_op(BackendOp op) {
+    for (int i = 0; i < ROSA_SPARSE_OPS; i++)
+        if (rosa_sparse_ops[i] == op) return 1;
+    return 0;
+}
+
+int method_backend_ops(const MethodConfig *mc, BackendOp *ops) {
+    int sparse = method_is_rosa(mc->kind) && mc->rosa_density > 0, n = 0;
+    for (int op = 0; op < BACKEND_OP_COUNT; op++)
+        if (sparse || !is_sparse_op((BackendOp)op)) ops[n++] = (BackendOp)op;
+    return n;
+}
+
 LoraConfig method_export_config(const MethodConfig *mc) {
     LoraConfig c = mc->lora;
     if (mc->kind == METHOD_EIGENLORA) {

@@ -42,6 +42,9 @@ extern const char *const method_names[];
 int method_is_lora_shaped(MethodKind k);
 /* RoSA or SpA. */
 int method_is_rosa(MethodKind k);
+/* Every backend op a run of this method calls, into ops (BACKEND_OP_COUNT); returns how many: all but
+ * the sparse (CSR) ops, which only RoSA and SpA with rosa.density > 0 add. For backend_require(). */
+int method_backend_ops(const MethodConfig *mc, BackendOp *ops);
 /* The LoRA configuration a PEFT export of the method's adapters carries (EigenLoRAx has scale 1). */
 LoraConfig method_export_config(const MethodConfig *mc);
 /* The three-matrix configuration of SLoRA / NLoRA / IntTune from the LoRA keys and the preset. */

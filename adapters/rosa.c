@@ -15,6 +15,9 @@
 
 const char *const rosa_accum_names[] = {[ROSA_ACC_MEAN_SQUARED] = "mean_squared", [ROSA_ACC_MEAN] = "mean", NULL};
 
+const BackendOp rosa_sparse_ops[ROSA_SPARSE_OPS] = {BACKEND_OP_csr_spmm, BACKEND_OP_csr_spmm_t, BACKEND_OP_csr_sddmm,
+                                                    BACKEND_OP_csr_add_dense};
+
 typedef struct {
     RosaConfig cfg;
     Adapter *lora;            /* the LoRA branch; NULL for SpA */
@@ -311,10 +314,10 @@ static PeftcStatus check_config(const RosaConfig *cfg, const Backend *be, const 
     if (rosa_nnz(cfg, base->in, base->out) > INT32_MAX)
         return PEFTC_ERR(PEFTC_EINVAL, "rosa: layer %s: density %g gives %lld nonzeros, more than int32 offsets allow",
                          base->name, cfg->density, (long long)rosa_nnz(cfg, base->in, base->out));
-    if (cfg->density > 0 && !(be->csr_spmm && be->csr_spmm_t && be->csr_sddmm && be->csr_add_dense))
-        return PEFTC_ERR(PEFTC_EINVAL, "rosa: the %s backend has no sparse (CSR) ops, which rosa.density %g needs",
-                         be->name, cfg->density);
-    return PEFTC_OK;
+    if (cfg->density == 0) return PEFTC_OK;
+    char why[64];
+    snprintf(why, sizeof why, "rosa.density %g", cfg->density);
+    return backend_require(be, rosa_sparse_ops, ROSA_SPARSE_OPS, "rosa", why);
 }
 
 PeftcStatus rosa_create(Adapter **out, const Backend *be, const Linear *base, const RosaConfig *cfg, int lora_group,

@@ -51,6 +51,10 @@ typedef struct {
     double density;  /* d in [0, 1]: nnz = floor(d * out * in) per layer; 0: plain LoRA */
 } RosaConfig;
 
+/* The backend ops that S, and only S, calls: what a backend must have for rosa.density > 0. */
+#define ROSA_SPARSE_OPS 4
+extern const BackendOp rosa_sparse_ops[ROSA_SPARSE_OPS];
+
 /* Nonzeros of S for an (out, in) layer: floor(density * out * in). */
 int64_t rosa_nnz(const RosaConfig *cfg, int in, int out);
 /* Trainable parameters of an (out, in) layer: r (in + out) + nnz. */

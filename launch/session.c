@@ -1,5 +1,6 @@
 #include "launch/session.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,17 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
 #endif
 }
 
+/* Every op the run will call, asked for once before anything is loaded. */
+static PeftcStatus require_ops(const RunConfig *c, const Backend *be) {
+    MethodConfig mc = method_config(c);
+    BackendOp ops[BACKEND_OP_COUNT];
+    int n = method_backend_ops(&mc, ops);
+    char who[64], why[64];
+    snprintf(who, sizeof who, "train.device=%s", device_names[c->device]);
+    snprintf(why, sizeof why, "method %s", method_names[c->method]);
+    return backend_require(be, ops, n, who, why);
+}
+
 /* The weights in host memory: the file's, or a seeded random model. */
 static PeftcStatus load_weights(Session *s, LlamaModel *m) {
     RunConfig *c = &s->cfg;
@@ -80,6 +92,7 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     RunConfig *c = &s->cfg;
     const Backend *be = NULL;
     PEFTC_TRY(open_backend(c, comm, &be));
+    PEFTC_TRY(require_ops(c, be));
     if (be->device == DEV_CPU) {
         PEFTC_TRY(load_weights(s, &s->model));
     } else {

@@ -571,7 +571,8 @@ START_TEST(config_errors_name_the_problem) {
     Backend no_csr = *backend_cpu();
     no_csr.csr_sddmm = NULL;
     rc = rc_of(R, 0, 0.1);
-    assert_err(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_EINVAL, "no sparse (CSR) ops");
+    assert_err(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_EINVAL,
+               "rosa: the cpu backend lacks csr_sddmm (needed by rosa.density 0.1)");
     rc.density = 0; /* RoSA without S is LoRA, which any backend runs */
     ck_assert_int_eq(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_OK);
     a->ops->destroy(a);

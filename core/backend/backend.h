@@ -9,7 +9,8 @@
  * backend runs it, and each instance holds its own state (CPU: op scratch and the first error; CUDA:
  * device ordinal, stream, cuBLAS handle, scratch and the first error). backend_cpu() is a shared
  * default CPU instance; backend_cpu_create() and backend_cuda_create() make more, backend_free()
- * releases them.
+ * releases them. A run asks backend_require() once at start-up for every op it will call, so a missing
+ * one is an error naming it rather than a NULL call in the middle of a step.
  *
  * Ops return no error: a failure is recorded in the instance and returned by status(), which callers
  * check at step boundaries.
@@ -39,7 +40,7 @@
 
 typedef struct Backend Backend;
 
-/* An op's id, BACKEND_OP_<name>, for backend_has() and backend_op_names[]. */
+/* An op's id, BACKEND_OP_<name>, for backend_require() and backend_op_names[]. */
 typedef enum {
 #define PEFTC_BACKEND_OP_ID_(ret, name, params) BACKEND_OP_##name,
     PEFTC_BACKEND_OPS(PEFTC_BACKEND_OP_ID_)
@@ -64,6 +65,12 @@ struct Backend {
 
 /* Whether be implements op (its table entry is not NULL). */
 int backend_has(const Backend *be, BackendOp op);
+
+/* Asks once, before a run starts, for every op it will call: OK, or EINVAL with one message naming
+ * the backend and each op of ops(n) it lacks, in the order asked, e.g. "train.device=cuda: the cuda
+ * backend lacks csr_spmm, csr_sddmm (needed by method rosa)". who (the setting that chose the backend)
+ * and needed_by may be NULL. */
+PeftcStatus backend_require(const Backend *be, const BackendOp *ops, int n, const char *who, const char *needed_by);
 
 /* Releases an instance made by a backend_*_create(); NULL and the shared backend_cpu() are no-ops. */
 void backend_free(Backend *be);
