@@ -73,7 +73,11 @@ static PeftcStatus rosa_init(Adapter *a, const Arena *arena, const Linear *base,
 
 static PeftcStatus rosa_reserve(Adapter *a, int R) {
     Rosa *S = a->state;
-    return S->lora ? S->lora->ops->reserve(S->lora, R) : PEFTC_OK; /* the sparse ops keep nothing */
+    if (S->nnz > 0) { /* SDDMM sums the pattern's nnz values in the backend's scratch */
+        BackendNeed need = {.nnz = S->nnz};
+        PEFTC_TRY(a->be->reserve(a->be, &need));
+    }
+    return S->lora ? S->lora->ops->reserve(S->lora, R) : PEFTC_OK;
 }
 
 /* ---- (c) forward / backward ---- */

@@ -87,6 +87,8 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 0, reps = argc > 2 ? atoi(argv[2]) : 5;
     be = backend_cpu();
     backend_cpu_set_threads(threads);
+    BackendNeed need = {.B = B, .T = T, .NH = NH}; /* attention backward and cross-entropy scratch */
+    if (be->reserve(be, &need) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
     printf("peftc cpu backend (%s), %d threads, B=%d T=%d C=%d NH=%d NKV=%d HD=%d I=%d V=%d\n",
            PEFTC_REAL_NAME, omp_get_max_threads(), B, T, C, NH, NKV, HD, I, V);
     size_t nq = (size_t)BT * NH * HD, nkv = (size_t)BT * NKV * HD;

@@ -500,6 +500,13 @@ static Suite *gpu_ops_suite(void) {
 int main(void) {
     gpu_suite_open("gpu_ops", &g_gpu);
     g_cpu = backend_cpu();
+    /* The CPU reference's scratch for the largest shapes below: attention (B 2, T 200), the KV cache
+     * (S 40), cross-entropy (XBT <= B*T rows). The CUDA instance sizes its own as the ops need. */
+    BackendNeed need = {.B = 2, .T = 200, .NH = 4, .S = 40};
+    if (g_cpu->reserve(g_cpu, &need) != PEFTC_OK) {
+        fprintf(stderr, "cpu reserve: %s\n", peftc_err_msg());
+        return EXIT_FAILURE;
+    }
     const char *tf32 = getenv("PEFTC_CUDA_TF32");
     g_tf32 = tf32 && strcmp(tf32, "1") == 0;
     printf("gpu_ops on %s against %s%s\n", g_gpu->name, g_cpu->name, g_tf32 ? " (TF32 matmuls)" : "");

@@ -103,6 +103,8 @@ START_TEST(test_sparse_grads) {
         SpCtx c = sp_make(cases[k].rows, cases[k].cols, cases[k].R, (real_t)cases[k].alpha, 40 + 10 * (uint64_t)k);
         size_t nv = (size_t)c.p.nnz, nx = (size_t)c.R * c.p.cols;
         real_t *g0, *g = grad_prefilled(nv, 7, &g0);
+        BackendNeed need = {.nnz = c.p.nnz}; /* the scratch SDDMM sums in */
+        ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
         be->csr_sddmm(be, g, c.dy, c.x, c.p.row_ptr, c.p.col_idx, c.R, c.p.rows, c.p.cols, c.alpha);
         grad_unfill(g, g0, nv);
         gc(sp_loss, &c, c.values, g, nv, "csr_sddmm (d values)");

@@ -24,7 +24,12 @@
 
 static const Backend *be;
 
-static void setup(void) { be = backend_cpu(); }
+/* Op scratch for the largest shapes below: attention over T = 80, cross-entropy over B*T = 160 rows. */
+static void setup(void) {
+    be = backend_cpu();
+    BackendNeed need = {.B = 2, .T = 80};
+    ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
+}
 
 static real_t *rbuf(size_t n) {
     real_t *p = calloc(n ? n : 1, sizeof(real_t));

@@ -1,6 +1,8 @@
-/* The backend interface itself: the op list and the tables generated from it, backend_require(), and
- * CPU instances made and freed independently of each other and of the shared one. */
+/* The backend interface itself: the op list and the tables generated from it, backend_require(), CPU
+ * instances made and freed independently of each other and of the shared one, and op scratch sized by
+ * reserve(): a call beyond it writes nothing and is reported by status(). */
 #include <check.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +145,140 @@ START_TEST(two_cpu_instances) {
 }
 END_TEST
 
+/* ---- scratch ---- */
+
+static Backend *fresh(void) {
+    Backend *be = NULL;
+    ck_assert_int_eq(backend_cpu_create(&be), PEFTC_OK);
+    return be;
+}
+
+static void reserve(const Backend *be, BackendNeed need) { ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK); }
+
+/* status() reports the failure once, naming the op and what to reserve, then is clear. */
+static void assert_reported(const Backend *be, const char *op, const char *need) {
+    ck_assert_int_eq(be->status(be), PEFTC_ESTATE);
+    ck_assert_msg(strstr(peftc_err_msg(), op) && strstr(peftc_err_msg(), need), "message '%s' lacks '%s' or '%s'",
+                  peftc_err_msg(), op, need);
+    ck_assert_int_eq(be->status(be), PEFTC_OK);
+}
+
+START_TEST(xent_beyond_reserve_writes_nothing) {
+    enum { BT = 3, V = 5 };
+    Backend *be = fresh();
+    real_t logits[BT * V], probs[BT * V], want[BT * V];
+    tu_fill_uniform(logits, BT * V, 3, -2, 2);
+    const int32_t targets[BT] = {1, PEFTC_IGNORE_INDEX, 4};
+    for (int i = 0; i < BT * V; i++) probs[i] = -7;
+    int64_t nv = -1;
+    ck_assert(be->xent_fwd(be, probs, logits, targets, BT, V, &nv) == 0.0);
+    ck_assert_int_eq(nv, 0);
+    for (int i = 0; i < BT * V; i++) ck_assert(probs[i] == -7);
+    assert_reported(be, "xent_fwd", "B * T >= 3");
+    /* Reserved, the same bits as the shared instance. */
+    reserve(be, (BackendNeed){.B = 1, .T = BT});
+    reserve(backend_cpu(), (BackendNeed){.B = 1, .T = BT});
+    int64_t nv_shared;
+    double loss = be->xent_fwd(be, probs, logits, targets, BT, V, &nv);
+    double loss_shared = backend_cpu()->xent_fwd(backend_cpu(), want, logits, targets, BT, V, &nv_shared);
+    ck_assert(loss == loss_shared && nv == 2 && nv_shared == 2);
+    ck_assert(memcmp(probs, want, sizeof probs) == 0);
+    ck_assert_int_eq(be->status(be), PEFTC_OK);
+    backend_free(be);
+}
+END_TEST
+
+START_TEST(attention_and_decode_beyond_reserve) {
+    enum { B = 1, T = 70, NH = 2, NKV = 1, HD = 4, S = 9 };
+    Backend *be = fresh();
+    size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
+    real_t *q = calloc(nq, sizeof *q), *k = calloc(nkv, sizeof *k), *v = calloc(nkv, sizeof *v);
+    real_t *out = calloc(nq, sizeof *out), *dq = calloc(nq, sizeof *dq);
+    real_t *att = calloc(be->attention_saved(be, B, T, NH), sizeof *att);
+    tu_fill_uniform(q, nq, 1, -1, 1), tu_fill_uniform(k, nkv, 2, -1, 1), tu_fill_uniform(v, nkv, 3, -1, 1);
+    be->attention_fwd(be, out, att, q, k, v, B, T, NH, NKV, HD);
+    reserve(be, (BackendNeed){.B = B, .T = T - 1}); /* one position short */
+    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, B, T, NH, NKV, HD);
+    for (size_t i = 0; i < nq; i++) ck_assert(dq[i] == 0);
+    assert_reported(be, "attention_bwd", "T");
+    reserve(be, (BackendNeed){.B = B, .T = T});
+    reserve(be, (BackendNeed){.B = B, .T = 2}); /* never shrinks */
+    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, B, T, NH, NKV, HD);
+    ck_assert_int_eq(be->status(be), PEFTC_OK);
+    /* Decode over S cached positions needs S values per thread, which a fresh instance lacks. */
+    Backend *dec = fresh();
+    const int len[1] = {S};
+    real_t o[NH * HD];
+    for (int i = 0; i < NH * HD; i++) o[i] = 5;
+    dec->attention_decode(dec, o, q, k, v, len, 1, S, NH, NKV, HD);
+    for (int i = 0; i < NH * HD; i++) ck_assert(o[i] == 5);
+    assert_reported(dec, "attention_decode", "S");
+    reserve(dec, (BackendNeed){.S = S});
+    dec->attention_decode(dec, o, q, k, v, len, 1, S, NH, NKV, HD);
+    ck_assert_int_eq(dec->status(dec), PEFTC_OK);
+    ck_assert(o[0] != 5);
+    backend_free(dec);
+    free(q), free(k), free(v), free(out), free(dq), free(att);
+    backend_free(be);
+}
+END_TEST
+
+START_TEST(sddmm_beyond_reserve_and_errors_per_instance) {
+    /* S (2,3) with nonzeros at (0,1), (1,0), (1,2); dy (1,2), x (1,3). */
+    const int32_t row_ptr[3] = {0, 1, 3}, col_idx[3] = {1, 0, 2};
+    const real_t dy[2] = {2, 3}, x[3] = {5, 7, 11};
+    real_t dv[3] = {0, 0, 0};
+    Backend *a = fresh(), *b = fresh();
+    reserve(b, (BackendNeed){.nnz = 3});
+    a->csr_sddmm(a, dv, dy, x, row_ptr, col_idx, 1, 2, 3, 1);
+    ck_assert(dv[0] == 0 && dv[1] == 0 && dv[2] == 0);
+    ck_assert_int_eq(b->status(b), PEFTC_OK); /* a's failure is not b's */
+    assert_reported(a, "csr_sddmm", "nnz >= 3");
+    b->csr_sddmm(b, dv, dy, x, row_ptr, col_idx, 1, 2, 3, 1);
+    ck_assert(dv[0] == 14 && dv[1] == 15 && dv[2] == 33);
+    ck_assert_int_eq(b->status(b), PEFTC_OK);
+    backend_free(a);
+    backend_free(b);
+}
+END_TEST
+
+START_TEST(scratch_ops_refused_inside_parallel_region) {
+    Backend *be = fresh();
+    reserve(be, (BackendNeed){.S = 4});
+    const int len[1] = {4};
+    real_t q[4] = {1, 2, 3, 4}, kv[16] = {0}, o[4] = {9, 9, 9, 9};
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_thread_num() == 0) be->attention_decode(be, o, q, kv, kv, len, 1, 4, 1, 1, 4);
+    }
+    if (omp_get_max_threads() > 1 || omp_get_num_procs() > 1) {
+        ck_assert(o[0] == 9);
+        assert_reported(be, "attention_decode", "parallel region");
+    }
+    backend_free(be);
+}
+END_TEST
+
+/* The sum of squares in chunk order, as the op sums it: more chunks than one stack batch holds. */
+START_TEST(sumsq_without_scratch) {
+    size_t chunk = 65536, n = 300 * chunk + 12345;
+    real_t *x = malloc(n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    tu_fill_uniform(x, n, 17, -1, 1);
+    double want = 0.0;
+    for (size_t lo = 0; lo < n; lo += chunk) {
+        double s = 0.0;
+        for (size_t i = lo; i < lo + chunk && i < n; i++) s += (double)x[i] * (double)x[i];
+        want += s;
+    }
+    Backend *be = fresh(); /* nothing reserved */
+    ck_assert(be->sumsq(be, x, n) == want);
+    ck_assert_int_eq(be->status(be), PEFTC_OK);
+    backend_free(be);
+    free(x);
+}
+END_TEST
+
 static Suite *backend_suite(void) {
     Suite *s = suite_create("backend");
     TCase *tc = tcase_create("interface");
@@ -153,6 +289,13 @@ static Suite *backend_suite(void) {
     tcase_add_test(tc, method_ops_need_csr_only_when_sparse);
     tcase_add_test(tc, two_cpu_instances);
     suite_add_tcase(s, tc);
+    TCase *sc = tcase_create("scratch");
+    tcase_add_test(sc, xent_beyond_reserve_writes_nothing);
+    tcase_add_test(sc, attention_and_decode_beyond_reserve);
+    tcase_add_test(sc, sddmm_beyond_reserve_and_errors_per_instance);
+    tcase_add_test(sc, scratch_ops_refused_inside_parallel_region);
+    tcase_add_test(sc, sumsq_without_scratch);
+    suite_add_tcase(s, sc);
     return s;
 }
 

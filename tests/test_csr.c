@@ -12,6 +12,12 @@ static const Backend *be;
 
 static void setup(void) { be = backend_cpu(); }
 
+/* The backend scratch csr_sddmm sums a pattern of nnz values in. */
+static void reserve_nnz(int64_t nnz) {
+    BackendNeed need = {.nnz = nnz};
+    ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
+}
+
 static void assert_i32(const int32_t *got, const int32_t *want, int n, const char *what) {
     for (int i = 0; i < n; i++) ck_assert_msg(got[i] == want[i], "%s[%d] = %d, expected %d", what, i, got[i], want[i]);
 }
@@ -327,6 +333,7 @@ START_TEST(ops_vs_dense) {
     /* dvalues += alpha (dy^T x) at the pattern */
     size_t nv = (size_t)p->nnz;
     real_t *dv0 = rand_buf(nv, 6), *dv = dup_buf(dv0, nv), *dvr = dup_buf(dv0, nv), *G = calloc(nW, sizeof(real_t));
+    reserve_nnz(p->nnz);
     be->csr_sddmm(be, dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, alpha);
     be->matmul(be, G, dy, x, rows, cols, R, 1, 0, 1, 0);
     for (int i = 0; i < rows; i++)
@@ -351,6 +358,7 @@ static real_t *ops_run(const OpCase *c, const Sparse *S, size_t *n) {
     be->csr_add_dense(be, W, p->row_ptr, p->col_idx, S->values, rows, cols, 1.5);
     be->csr_spmm(be, y, x, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
     be->csr_spmm_t(be, dx, dy, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
+    reserve_nnz(p->nnz);
     be->csr_sddmm(be, dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, 1.5);
     free(x), free(dy);
     return out;

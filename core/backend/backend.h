@@ -12,8 +12,10 @@
  * releases them. A run asks backend_require() once at start-up for every op it will call, so a missing
  * one is an error naming it rather than a NULL call in the middle of a step.
  *
- * Ops return no error: a failure is recorded in the instance and returned by status(), which callers
- * check at step boundaries.
+ * Ops never allocate, abort or return an error. Their scratch is sized ahead by reserve() from the
+ * largest shapes each user will pass (BackendNeed: the model from llama_reserve(), the KV cache, RoSA's
+ * adapters); a call beyond them, like any other failure of an op, is recorded in the instance and
+ * returned by status(), which callers check at step boundaries.
  *
  * Conventions (all ops):
  *  - Pointers are backend memory holding real_t, row-major; shapes are written next to each pointer.
@@ -24,8 +26,9 @@
  *    in place instead: rope_bwd, and xent_bwd when dlogits aliases probs.
  *  - Index arrays (tokens, targets, row keys, cache lengths) are HOST memory: they are small and made
  *    by the host; a device backend copies them itself. Scalars returned (loss sums, norms) are host.
- *  - An instance is driven by one host thread at a time (the CPU one changes OpenBLAS's thread count
- *    inside attention); it parallelises internally.
+ *  - An instance is driven by one host thread at a time, never from inside an OpenMP region (the CPU
+ *    one changes OpenBLAS's thread count inside attention, and its scratch serves one call at a time);
+ *    it parallelises internally.
  */
 #ifndef PEFTC_BACKEND_H
 #define PEFTC_BACKEND_H
@@ -39,6 +42,14 @@
 #include "core/base/tensor.h"
 
 typedef struct Backend Backend;
+
+/* The largest shapes a user will call the scratch-needing ops with, for reserve(); a field left 0 asks
+ * nothing for the ops it sizes. */
+typedef struct {
+    int B, T, NH; /* attention_bwd (B,T,NH) and xent_fwd (B*T rows) of a training or eval pass */
+    int S;        /* attention_decode: positions a KV cache holds (every len[b] <= S) */
+    int64_t nnz;  /* csr_sddmm: nonzeros of the largest pattern */
+} BackendNeed;
 
 /* An op's id, BACKEND_OP_<name>, for backend_require() and backend_op_names[]. */
 typedef enum {

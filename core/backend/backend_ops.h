@@ -15,8 +15,14 @@
 #define PEFTC_BACKEND_OPS(X)                                                                                 \
     /* ---- instance ----                                                                                    \
      * OK, or the first failure of an op since the last call, which this call clears (ops return nothing;    \
-     * a device backend records launch and library errors). Waits for queued work. */                        \
+     * a backend records launch and library errors, and calls beyond what reserve() sized). Waits for        \
+     * queued work. */                                                                                       \
     X(PeftcStatus, status, (const Backend *be))                                                              \
+    /* Sizes the op scratch for calls up to the shapes in *need, so that the ops themselves never allocate.  \
+     * Grows, never shrinks: each user (model passes, KV cache, adapters) states its own need and the        \
+     * instance keeps the largest of each. Not to be called between the ops of a step: it may free and       \
+     * allocate. ENOMEM naming the size when memory runs out. */                                             \
+    X(PeftcStatus, reserve, (const Backend *be, const BackendNeed *need))                                    \
                                                                                                              \
     /* ---- memory ---- */                                                                                   \
     /* zero-filled; NULL on failure */                                                                       \
@@ -76,7 +82,7 @@
     X(size_t, attention_saved, (const Backend *be, int B, int T, int NH))                                    \
     X(void, attention_fwd, (const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,   \
                             const real_t *v, int B, int T, int NH, int NKV, int HD))                         \
-    /* dq (B,T,NH,HD), dk and dv (B,T,NKV,HD) accumulate. */                                                 \
+    /* dq (B,T,NH,HD), dk and dv (B,T,NKV,HD) accumulate. Scratch: BackendNeed B, T, NH. */                  \
     X(void, attention_bwd, (const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,       \
                             const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,     \
                             int T, int NH, int NKV, int HD))                                                 \
@@ -84,7 +90,8 @@
     /* ---- attention of new queries over a KV cache ----                                                    \
      * q (B,NH,HD) one new query per row; kc, vc (B,S,NKV*HD) cached keys (after RoPE) and values; row b     \
      * attends to positions [0, len[b]) (the new token's key is already stored at len[b]-1; len[b] <= S,     \
-     * len[b] == 0 gives a zero output). len is host memory. out (B,NH,HD) = softmax(q k^T / sqrt(HD)) v. */ \
+     * len[b] == 0 gives a zero output). len is host memory. out (B,NH,HD) = softmax(q k^T / sqrt(HD)) v.    \
+     * Scratch: BackendNeed S >= every len[b]. */                                                            \
     X(void, attention_decode, (const Backend *be, real_t *out, const real_t *q, const real_t *kc,            \
                                const real_t *vc, const int *len, int B, int S, int NH, int NKV, int HD))     \
                                                                                                              \
@@ -96,7 +103,8 @@
     /* ---- softmax cross-entropy with an ignore index ----                                                  \
      * logits (BT,V) -> probs (BT,V) (probs MAY alias logits: it is then overwritten in place).              \
      * Returns the SUM of -log p[target] over rows whose target != PEFTC_IGNORE_INDEX, and stores the        \
-     * number of such rows in *n_valid. Targets must be in [0,V) or PEFTC_IGNORE_INDEX. */                   \
+     * number of such rows in *n_valid. Targets must be in [0,V) or PEFTC_IGNORE_INDEX.                      \
+     * Scratch: BackendNeed B * T >= BT. */                                                                  \
     X(double, xent_fwd, (const Backend *be, real_t *probs, const real_t *logits, const int32_t *targets,     \
                          int BT, int V, int64_t *n_valid))                                                   \
     /* dlogits(BT,V) += scale * (probs - onehot(target)) on valid rows; ignored rows get nothing.            \
@@ -128,7 +136,7 @@
                          const int32_t *col_idx, const real_t *values, int R, int rows, int cols,            \
                          real_t alpha))                                                                      \
     /* dvalues(nnz) += alpha * (dy^T x) sampled at the pattern: the gradient of S's values (SDDMM).          \
-     * dy (R,rows), x (R,cols). */                                                                           \
+     * dy (R,rows), x (R,cols). Scratch: BackendNeed nnz. */                                                 \
     X(void, csr_sddmm, (const Backend *be, real_t *dvalues, const real_t *dy, const real_t *x,               \
                         const int32_t *row_ptr, const int32_t *col_idx, int R, int rows, int cols,           \
                         real_t alpha))                                                                       \

@@ -1,11 +1,10 @@
-/* The CPU backend's instances and table, memory, BLAS wrappers and thread control.
+/* The CPU backend's memory, BLAS wrappers and thread control; cpu_instance.c has the instances.
  *
  * OpenBLAS brings its own thread pool (the Debian default is the pthread build) and the elementwise
  * ops use OpenMP; the two are never nested: a BLAS call is made either from serial code (BLAS threads)
  * or from an OpenMP region bracketed by cpu_blas_single_begin/end (BLAS single-threaded). */
 #include <cblas.h>
 #include <omp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +17,10 @@
 /* Chunk for parallel memset/memcpy/axpy: big enough that a chunk amortises the fork, small enough
  * that gradients of every size get spread over the threads. */
 #define CPU_MEM_CHUNK (1u << 18)
+
+/* sumsq's chunks per parallel region: 256 partial sums (2 KiB) on the stack cover 16M elements, so the
+ * extra fork per batch is lost in the work. */
+#define CPU_SUMSQ_BATCH 256
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -62,15 +65,6 @@ void cpu_blas_single_end(int saved) {
     if (saved > 1) openblas_set_num_threads(saved);
 }
 
-void *cpu_scratch(size_t bytes) {
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "peftc cpu backend: out of memory allocating %zu bytes of scratch\n", bytes);
-        abort();
-    }
-    return p;
-}
-
 void cpu_matmul(const Backend *be, real_t *C, const real_t *A, const real_t *B, int M, int N, int K, int transA,
                 int transB, real_t alpha, real_t beta) {
     /* C (M,N); A (M,K) or (K,M) if transA; B (K,N) or (N,K) if transB; all dense row-major. */
@@ -94,7 +88,10 @@ void cpu_scale(const Backend *be, real_t *x, real_t alpha, size_t n) {
 }
 
 double cpu_sumsq(const Backend *be, const real_t *x, size_t n) {
-    /* x (n). Fixed chunks summed in order, so the result is the same for every thread count. */
+    /* x (n). Fixed chunks summed in order, so the result is the same for every thread count. The
+     * chunks' partial sums go through a stack batch at a time, added to s in chunk order as they
+     * come: the same additions in the same order as over one array of all of them, with no scratch
+     * to size for the longest x (the whole arena, for the gradient norm). */
     (void)be;
     size_t nchunks = (n + CPU_FLAT_CHUNK - 1) / CPU_FLAT_CHUNK;
     if (nchunks <= 1) {
@@ -102,17 +99,19 @@ double cpu_sumsq(const Backend *be, const real_t *x, size_t n) {
         for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
         return s;
     }
-    double *part = cpu_scratch(nchunks * sizeof(double)); /* (nchunks) */
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t lo = c * CPU_FLAT_CHUNK, hi = lo + CPU_FLAT_CHUNK < n ? lo + CPU_FLAT_CHUNK : n;
-        double s = 0.0;
-        for (size_t i = lo; i < hi; i++) s += (double)x[i] * (double)x[i];
-        part[c] = s;
-    }
     double s = 0.0;
-    for (size_t c = 0; c < nchunks; c++) s += part[c];
-    free(part);
+    for (size_t c0 = 0; c0 < nchunks; c0 += CPU_SUMSQ_BATCH) {
+        size_t c1 = c0 + CPU_SUMSQ_BATCH < nchunks ? c0 + CPU_SUMSQ_BATCH : nchunks;
+        double part[CPU_SUMSQ_BATCH]; /* (c1-c0) partial sums of chunks c0.. */
+#pragma omp parallel for schedule(static)
+        for (size_t c = c0; c < c1; c++) {
+            size_t lo = c * CPU_FLAT_CHUNK, hi = lo + CPU_FLAT_CHUNK < n ? lo + CPU_FLAT_CHUNK : n;
+            double sc = 0.0;
+            for (size_t i = lo; i < hi; i++) sc += (double)x[i] * (double)x[i];
+            part[c - c0] = sc;
+        }
+        for (size_t c = c0; c < c1; c++) s += part[c - c0];
+    }
     return s;
 }
 
@@ -165,38 +164,6 @@ void cpu_copy(const Backend *be, real_t *dst, const real_t *src, size_t n) {
         size_t lo = c * CPU_MEM_CHUNK, len = lo + CPU_MEM_CHUNK < n ? CPU_MEM_CHUNK : n - lo;
         memcpy(dst + lo, src + lo, len * sizeof(real_t));
     }
-}
-
-/* ---- instances ---- */
-
-/* CPU ops cannot fail after allocation (scratch exhaustion aborts with a message). */
-PeftcStatus cpu_status(const Backend *be) {
-    (void)be;
-    return PEFTC_OK;
-}
-
-static void cpu_destroy(Backend *be) { free(be); }
-
-/* The table, generated from the op list: the CPU backend has every op. */
-#define CPU_TABLE_OP_(ret, name, params) .name = PEFTC_BACKEND_IMPL(cpu, name),
-#define CPU_TABLE(destroy_fn)                                                    \
-    {                                                                            \
-        .name = "cpu", .device = DEV_CPU, .impl = NULL, .destroy = (destroy_fn), \
-        PEFTC_BACKEND_OPS(CPU_TABLE_OP_)                                         \
-    }
-
-/* The shared instance: never freed, so no destroy. */
-static const Backend cpu_default = CPU_TABLE(NULL);
-
-const Backend *backend_cpu(void) { return &cpu_default; }
-
-PeftcStatus backend_cpu_create(Backend **out) {
-    *out = NULL;
-    Backend *be = malloc(sizeof *be);
-    if (!be) return PEFTC_ERR(PEFTC_ENOMEM, "backend cpu: out of memory for an instance");
-    *be = (Backend)CPU_TABLE(cpu_destroy);
-    *out = be;
-    return PEFTC_OK;
 }
 
 void backend_cpu_set_threads(int n) {

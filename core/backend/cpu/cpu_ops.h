@@ -23,6 +23,28 @@
  * the order of the partial sums independent of the thread count. */
 #define CPU_FLAT_CHUNK 65536
 
+/* Query rows per tile of attention. Smaller skips more of the masked triangle, larger makes
+ * better-shaped gemms. The backward's scratch is one (CPU_ATT_TILE, T) tile per thread. */
+#define CPU_ATT_TILE 64
+
+/* A CPU instance's state (Backend.impl): the op scratch reserve() sized, and the first failure.
+ *
+ * Scratch is sized ahead rather than grown by the op that runs short: an op cannot return an allocation
+ * failure, growing would put malloc and its failure inside the step, and every user already knows its
+ * largest shapes when it sets up (llama_reserve, kv_create, RoSA's reserve). So an op called beyond what
+ * was reserved records an error naming the shape to reserve and returns without writing its outputs;
+ * status() reports it at the step boundary. */
+typedef struct {
+    double *shared;      /* (shared_cap) one call's: xent_fwd's per-row losses, csr_sddmm's sums */
+    size_t shared_cap;
+    real_t *per_thread;  /* (threads, thread_cap): attention_bwd's ds tile, attention_decode's p */
+    size_t thread_cap;
+    int threads;         /* OpenMP threads the per-thread scratch was sized for */
+    int err_set;
+    PeftcStatus err_code;
+    char err_msg[256];
+} CpuState;
+
 /* ---- cpu_backend.c ---- */
 /* General matrix multiply on strided views, the only place that knows whether real_t is float or
  * double. C(M,N; ldc) = alpha * op(A) * op(B) + beta * C, A stored (M,K; lda) or if transA (K,M; lda),
@@ -36,8 +58,19 @@ int cpu_blas_single_begin(void);
 void cpu_blas_single_end(int saved);
 /* Softmax of x(n) into p(n) (p may be x); returns log(sum(exp(x))), the log of the normaliser. */
 double cpu_softmax(real_t *p, const real_t *x, int n);
-/* malloc for op scratch; the ops return void, so running out of memory here aborts with a message. */
-void *cpu_scratch(size_t bytes);
+/* Records the instance's first failure since status() (printf-style), for status() to report. */
+void cpu_fail(const Backend *be, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The shared scratch for n doubles, or NULL after recording a failure naming op and the BackendNeed
+ * field (`need`) that sizes it. n == 0 always succeeds (the pointer may then be NULL). */
+double *cpu_shared_scratch(const Backend *be, size_t n, const char *op, const char *need);
+/* Threads for a region whose threads each take n real_t of cpu_thread_scratch(): at most the team
+ * OpenMP would start, at most the threads reserved for (a smaller team gives the same results: every
+ * op splits its work into units that do not depend on the thread count), at least 1. 0 after recording
+ * a failure when n exceeds what was reserved per thread, or when called from inside a parallel region
+ * (its threads would share one slot). */
+int cpu_thread_team(const Backend *be, size_t n, const char *op, const char *need);
+/* The calling OpenMP thread's slot of the per-thread scratch. */
+real_t *cpu_thread_scratch(const Backend *be);
 
 /* Every op: cpu_matmul, cpu_attention_fwd, ... (cpu_backend.c, cpu_norm.c, cpu_rope.c, cpu_attention.c,
  * cpu_decode.c, cpu_swiglu.c, cpu_xent.c, cpu_dropout.c, cpu_sparse.c, cpu_adamw.c). */

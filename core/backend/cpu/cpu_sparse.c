@@ -4,7 +4,6 @@
  * row, activation rows ascending), so results do not depend on the thread count. Dots and SDDMM sums
  * are taken in double, like the other reductions of this backend. */
 #include <omp.h>
-#include <stdlib.h>
 
 #include "core/backend/cpu/cpu_ops.h"
 
@@ -94,11 +93,11 @@ void cpu_csr_sddmm(const Backend *be, real_t *dvalues, const real_t *dy, const r
                    const int32_t *col_idx, int R, int rows, int cols, real_t alpha) {
     /* dvalues (nnz), dy (R,rows), x (R,cols). Threads split the sparse rows, one block of activation
      * rows at a time: a nonzero's sum runs over r in order whichever thread owns it in each block. */
-    (void)be;
     if (!dvalues) return;
     int32_t nnz = row_ptr[rows];
     if (nnz == 0) return;
-    double *acc = cpu_scratch((size_t)nnz * sizeof(double)); /* (nnz) */
+    double *acc = cpu_shared_scratch(be, (size_t)nnz, "csr_sddmm", "nnz"); /* (nnz) */
+    if (!acc) return;
     for (int32_t j = 0; j < nnz; j++) acc[j] = 0.0;
     int nchunks = (rows + CPU_SPARSE_ROW_CHUNK - 1) / CPU_SPARSE_ROW_CHUNK;
 #pragma omp parallel if ((size_t)R * (size_t)nnz >= CPU_PAR_MIN)
@@ -111,5 +110,4 @@ void cpu_csr_sddmm(const Backend *be, real_t *dvalues, const real_t *dy, const r
         }
     }
     for (int32_t j = 0; j < nnz; j++) dvalues[j] += alpha * (real_t)acc[j];
-    free(acc);
 }

@@ -251,6 +251,26 @@ void *cuda_scratch(CudaState *cu, int slot, size_t bytes) {
     return cu->scratch[slot];
 }
 
+/* Grows the slots the ops of a (B,T,NH) pass would otherwise grow on their first call: staged tokens,
+ * targets and row keys, xent's loss sums, attention_bwd's D. What no BackendNeed field sizes (sumsq over
+ * a span, rmsnorm's partials, decode's lengths) still grows inside the op the first time, recording a
+ * failure for status() rather than aborting. */
+PeftcStatus cuda_reserve(const Backend *be, const BackendNeed *need) {
+    CudaState *cu = cuda_enter(be);
+    size_t BT = (size_t)need->B * (size_t)need->T;
+    if (!BT) return PEFTC_OK;
+    size_t stage_bytes[CUDA_STAGE_COUNT] = {0};
+    stage_bytes[CUDA_STAGE_TOKENS] = BT * sizeof(int32_t);
+    stage_bytes[CUDA_STAGE_TARGETS] = BT * sizeof(int32_t);
+    stage_bytes[CUDA_STAGE_KEYS] = BT * sizeof(uint64_t);
+    for (int i = 0; i < CUDA_STAGE_COUNT; i++)
+        if (stage_bytes[i] > cu->stage[i].cap) (void)stage_grow(cu, &cu->stage[i], stage_bytes[i]);
+    cuda_scratch(cu, CUDA_SCRATCH_REDUCE, (BT + 1) * sizeof(double));
+    if (need->NH > 0) cuda_scratch(cu, CUDA_SCRATCH_ATTN0, BT * (size_t)need->NH * sizeof(float));
+    /* A failed allocation is reported now, with any earlier failure, rather than at the next step. */
+    return cuda_status(be);
+}
+
 /* ---- device, table, create/free ---- */
 
 int cuda_device_count(void) {

@@ -114,7 +114,9 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
         kv_free(c);
         return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate 2 x %zu bytes for B=%d S=%d", n * sizeof(real_t), B, S);
     }
+    BackendNeed need = {.S = S}; /* attention over up to S cached positions */
     PeftcStatus st = work_alloc(w, B, S);
+    if (st == PEFTC_OK) st = m->be->reserve(m->be, &need);
     if (st == PEFTC_OK) st = reserve_adapters(m, w->R);
     if (st != PEFTC_OK) {
         kv_free(c);

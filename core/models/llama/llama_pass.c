@@ -69,6 +69,9 @@ PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
         memset(&m->acts, 0, sizeof m->acts);
         PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
     }
+    /* The backend's op scratch for passes of this shape (attention backward, the loss). */
+    BackendNeed need = {.B = B, .T = T, .NH = m->cfg.heads};
+    PEFTC_TRY(m->be->reserve(m->be, &need));
     /* Adapter reserve is a no-op when already large enough, so adapters attached after an earlier
      * call are covered and the rest cost nothing. */
     for (int i = 0; i < llama_linear_count(m); i++) {
