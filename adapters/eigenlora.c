@@ -91,11 +91,11 @@ static PeftcStatus write_projection(Adapter *a, const Arena *arena, int h, const
         free(hc);
         return PEFTC_ERR(PEFTC_ENOMEM, "eigenlora: no host memory for the projection of %s", a->name);
     }
-    a->be->download(hc, C, (size_t)n * K * sizeof *hc);
+    a->be->download(a->be, hc, C, (size_t)n * K * sizeof *hc);
     project(host, hc, X, xt, n, K, r, scale);
     backend_host_done(a->be, dst, host, (size_t)K * r);
     free(hc);
-    return a->be->status();
+    return a->be->status(a->be);
 }
 
 static PeftcStatus init_projection(Adapter *a, const Arena *arena) {
@@ -140,11 +140,11 @@ static PeftcStatus eigen_init(Adapter *a, const Arena *arena, const Linear *base
 static PeftcStatus eigen_reserve(Adapter *a, int R) {
     Eigen *E = a->state;
     if (R <= E->cap) return PEFTC_OK;
-    a->be->free(E->xa);
-    a->be->free(E->dxa);
+    a->be->free(a->be, E->xa);
+    a->be->free(a->be, E->dxa);
     size_t bytes = (size_t)R * (size_t)E->cfg.r * sizeof(real_t);
-    E->xa = a->be->alloc(bytes);
-    E->dxa = a->be->alloc(bytes);
+    E->xa = a->be->alloc(a->be, bytes);
+    E->dxa = a->be->alloc(a->be, bytes);
     E->cap = (E->xa && E->dxa) ? R : 0;
     if (!E->cap)
         return PEFTC_ERR(PEFTC_ENOMEM, "eigenlora: cannot allocate 2 x %zu bytes for layer %s", bytes, a->name);
@@ -155,8 +155,8 @@ static PeftcStatus eigen_reserve(Adapter *a, int R) {
 static void effective_factors(const Adapter *a) {
     const Eigen *E = a->state;
     int K = E->cfg.K, r = E->cfg.r;
-    a->be->matmul(E->Ae, E->CA, E->aA, a->in, r, K, 0, 0, 1, 0);
-    a->be->matmul(E->Be, E->CB, E->aB, a->out, r, K, 0, 0, 1, 0);
+    a->be->matmul(a->be, E->Ae, E->CA, E->aA, a->in, r, K, 0, 0, 1, 0);
+    a->be->matmul(a->be, E->Be, E->CB, E->aB, a->out, r, K, 0, 0, 1, 0);
 }
 
 static void eigen_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
@@ -165,8 +165,8 @@ static void eigen_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_
     const Backend *be = a->be;
     int r = E->cfg.r;
     effective_factors(a);
-    be->matmul(E->xa, x, E->Ae, R, r, a->in, 0, 0, 1, 0);      /* xa(R,r) = x Ae */
-    be->matmul(y, E->xa, E->Be, R, a->out, r, 0, 1, 1, 1);     /* y += xa Be^T */
+    be->matmul(be, E->xa, x, E->Ae, R, r, a->in, 0, 0, 1, 0);      /* xa(R,r) = x Ae */
+    be->matmul(be, y, E->xa, E->Be, R, a->out, r, 0, 1, 1, 1);     /* y += xa Be^T */
 }
 
 /* Uses Ae, Be and xa as the forward of the same rows left them. */
@@ -175,12 +175,12 @@ static void eigen_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const rea
     Eigen *E = a->state;
     const Backend *be = a->be;
     int K = E->cfg.K, r = E->cfg.r;
-    be->matmul(E->dBe, dy, E->xa, a->out, r, R, 1, 0, 1, 0);   /* dBe(out,r) = dy^T xa */
-    be->matmul(E->dxa, dy, E->Be, R, r, a->out, 0, 0, 1, 0);   /* dxa(R,r) = dy Be */
-    be->matmul(E->dAe, x, E->dxa, a->in, r, R, 1, 0, 1, 0);    /* dAe(in,r) = x^T dxa */
-    be->matmul(E->daB, E->CB, E->dBe, K, r, a->out, 1, 0, 1, 1); /* dalpha_B(K,r) += C_B^T dBe */
-    be->matmul(E->daA, E->CA, E->dAe, K, r, a->in, 1, 0, 1, 1);  /* dalpha_A(K,r) += C_A^T dAe */
-    if (dx) be->matmul(dx, E->dxa, E->Ae, R, a->in, r, 0, 1, 1, 1); /* dx(R,in) += dxa Ae^T */
+    be->matmul(be, E->dBe, dy, E->xa, a->out, r, R, 1, 0, 1, 0);   /* dBe(out,r) = dy^T xa */
+    be->matmul(be, E->dxa, dy, E->Be, R, r, a->out, 0, 0, 1, 0);   /* dxa(R,r) = dy Be */
+    be->matmul(be, E->dAe, x, E->dxa, a->in, r, R, 1, 0, 1, 0);    /* dAe(in,r) = x^T dxa */
+    be->matmul(be, E->daB, E->CB, E->dBe, K, r, a->out, 1, 0, 1, 1); /* dalpha_B(K,r) += C_B^T dBe */
+    be->matmul(be, E->daA, E->CA, E->dAe, K, r, a->in, 1, 0, 1, 1);  /* dalpha_A(K,r) += C_A^T dAe */
+    if (dx) be->matmul(be, dx, E->dxa, E->Ae, R, a->in, r, 0, 1, 1, 1); /* dx(R,in) += dxa Ae^T */
 }
 
 /* ---------------------------------------------------------------- (d) merge, (e) export */
@@ -188,14 +188,14 @@ static void eigen_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const rea
 static void eigen_merge(const Adapter *a, real_t *W) {
     const Eigen *E = a->state;
     effective_factors(a);
-    a->be->matmul(W, E->Be, E->Ae, a->out, a->in, E->cfg.r, 0, 1, 1, 1); /* W(out,in) += Be Ae^T */
+    a->be->matmul(a->be, W, E->Be, E->Ae, a->out, a->in, E->cfg.r, 0, 1, 1, 1); /* W(out,in) += Be Ae^T */
 }
 
 static PeftcStatus eigen_export(const Adapter *a, TensorSink sink, void *user) {
     const Eigen *E = a->state;
     int K = E->cfg.K, r = E->cfg.r;
     effective_factors(a);
-    a->be->matmul(E->At, E->aA, E->CA, r, a->in, K, 1, 1, 1, 0); /* At(r,in) = alpha_A^T C_A^T */
+    a->be->matmul(a->be, E->At, E->aA, E->CA, r, a->in, K, 1, 1, 1, 0); /* At(r,in) = alpha_A^T C_A^T */
     Tensor A = {E->At, DT_REAL, a->be->device, shape2(r, a->in)};
     Tensor B = {E->Be, DT_REAL, a->be->device, shape2(a->out, r)};
     char name[160];
@@ -208,7 +208,7 @@ static PeftcStatus eigen_export(const Adapter *a, TensorSink sink, void *user) {
 static void eigen_destroy(Adapter *a) {
     Eigen *E = a->state;
     real_t *bufs[] = {E->CA, E->CB, E->Ae, E->dAe, E->Be, E->dBe, E->At, E->xa, E->dxa};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) a->be->free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) a->be->free(a->be, bufs[i]);
     adapter_free(a);
 }
 
@@ -245,11 +245,11 @@ static PeftcStatus alloc_buffers(Adapter *a, const EigenBasis *basis) {
     PEFTC_TRY(eigen_basis_load(basis, be, a->name, 'A', a->in, K, &E->CA));
     PEFTC_TRY(eigen_basis_load(basis, be, a->name, 'B', a->out, K, &E->CB));
     size_t in_r = (size_t)a->in * r * sizeof(real_t), out_r = (size_t)a->out * r * sizeof(real_t);
-    E->Ae = be->alloc(in_r);
-    E->dAe = be->alloc(in_r);
-    E->At = be->alloc(in_r);
-    E->Be = be->alloc(out_r);
-    E->dBe = be->alloc(out_r);
+    E->Ae = be->alloc(be, in_r);
+    E->dAe = be->alloc(be, in_r);
+    E->At = be->alloc(be, in_r);
+    E->Be = be->alloc(be, out_r);
+    E->dBe = be->alloc(be, out_r);
     if (!E->Ae || !E->dAe || !E->At || !E->Be || !E->dBe)
         return PEFTC_ERR(PEFTC_ENOMEM, "eigenlora: cannot allocate the factors of layer %s", a->name);
     return PEFTC_OK;

@@ -19,7 +19,7 @@ PeftcStatus full_init(Model *m, Arena *arena) {
         int h = arena_find(arena, r->name);
         if (h < 0) return PEFTC_ERR(PEFTC_ESTATE, "full fine-tuning: tensor '%s' was not registered", r->name);
         real_t *p = arena_param(arena, h);
-        m->be->copy(p, *r->data, arena->entries[h].numel);
+        m->be->copy(m->be, p, *r->data, arena->entries[h].numel);
         *r->data = p;
         *r->grad = arena_grad(arena, h);
     }

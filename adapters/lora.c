@@ -90,18 +90,18 @@ static PeftcStatus lora_init(Adapter *a, const Arena *arena, const Linear *base,
     if (!A) return PEFTC_ERR(PEFTC_ENOMEM, "lora: no host memory to initialise %s", a->name);
     for (size_t i = 0; i < n; i++) A[i] = (real_t)(bound * (2.0 * rng_uniform(key, i) - 1.0));
     backend_host_done(a->be, L->A, A, n);
-    a->be->zero(L->B, (size_t)a->out * (size_t)L->cfg.r);
+    a->be->zero(a->be, L->B, (size_t)a->out * (size_t)L->cfg.r);
     return PEFTC_OK;
 }
 
 static PeftcStatus lora_reserve(Adapter *a, int R) {
     Lora *L = a->state;
     if (R <= L->cap) return PEFTC_OK;
-    a->be->free(L->xa);
-    a->be->free(L->dxa);
+    a->be->free(a->be, L->xa);
+    a->be->free(a->be, L->dxa);
     size_t bytes = (size_t)R * (size_t)L->cfg.r * sizeof(real_t);
-    L->xa = a->be->alloc(bytes);
-    L->dxa = a->be->alloc(bytes);
+    L->xa = a->be->alloc(a->be, bytes);
+    L->dxa = a->be->alloc(a->be, bytes);
     L->cap = (L->xa && L->dxa) ? R : 0;
     if (!L->cap) return PEFTC_ERR(PEFTC_ENOMEM, "lora: cannot allocate 2 x %zu bytes for layer %s", bytes, a->name);
     return PEFTC_OK;
@@ -117,31 +117,31 @@ static void lora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t
     const Backend *be = a->be;
     int r = L->cfg.r;
     const real_t *xd = lora_input(a, ctx, x, R);
-    be->matmul(L->xa, xd, L->A, R, r, a->in, 0, 1, 1, 0);             /* xa(R,r) = xd A^T */
-    be->matmul(y, L->xa, L->B, R, a->out, r, 0, 1, L->scale, 1);       /* y += s xa B^T */
+    be->matmul(be, L->xa, xd, L->A, R, r, a->in, 0, 1, 1, 0);             /* xa(R,r) = xd A^T */
+    be->matmul(be, y, L->xa, L->B, R, a->out, r, 0, 1, L->scale, 1);       /* y += s xa B^T */
 }
 
 static void lora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
     Lora *L = a->state;
     const Backend *be = a->be;
     int r = L->cfg.r;
-    be->matmul(L->dB, dy, L->xa, a->out, r, R, 1, 0, L->scale, 1);     /* dB(out,r) += s dy^T xa */
-    be->matmul(L->dxa, dy, L->B, R, r, a->out, 0, 0, L->scale, 0);     /* dxa(R,r) = s dy B */
+    be->matmul(be, L->dB, dy, L->xa, a->out, r, R, 1, 0, L->scale, 1);     /* dB(out,r) += s dy^T xa */
+    be->matmul(be, L->dxa, dy, L->B, R, r, a->out, 0, 0, L->scale, 0);     /* dxa(R,r) = s dy B */
     const real_t *xd = lora_input(a, ctx, x, R);
-    be->matmul(L->dA, L->dxa, xd, r, a->in, R, 1, 0, 1, 1);            /* dA(r,in) += dxa^T xd */
+    be->matmul(be, L->dA, L->dxa, xd, r, a->in, R, 1, 0, 1, 1);            /* dA(r,in) += dxa^T xd */
     if (!dx) return;
     if (xd == x) {
-        be->matmul(dx, L->dxa, L->A, R, a->in, r, 0, 0, 1, 1);         /* dx += dxa A */
+        be->matmul(be, dx, L->dxa, L->A, R, a->in, r, 0, 0, 1, 1);         /* dx += dxa A */
     } else {
         /* xd is no longer needed: reuse its scratch for dxa A, then route through the mask. */
-        be->matmul(ctx->scratch, L->dxa, L->A, R, a->in, r, 0, 0, 1, 0);
-        be->dropout_bwd(dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)L->cfg.dropout);
+        be->matmul(be, ctx->scratch, L->dxa, L->A, R, a->in, r, 0, 0, 1, 0);
+        be->dropout_bwd(be, dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)L->cfg.dropout);
     }
 }
 
 static void lora_merge(const Adapter *a, real_t *W) {
     const Lora *L = a->state;
-    a->be->matmul(W, L->B, L->A, a->out, a->in, L->cfg.r, 0, 0, L->scale, 1); /* W(out,in) += s B A */
+    a->be->matmul(a->be, W, L->B, L->A, a->out, a->in, L->cfg.r, 0, 0, L->scale, 1); /* W(out,in) += s B A */
 }
 
 static PeftcStatus lora_export(const Adapter *a, TensorSink sink, void *user) {
@@ -157,8 +157,8 @@ static PeftcStatus lora_export(const Adapter *a, TensorSink sink, void *user) {
 
 static void lora_destroy(Adapter *a) {
     Lora *L = a->state;
-    a->be->free(L->xa);
-    a->be->free(L->dxa);
+    a->be->free(a->be, L->xa);
+    a->be->free(a->be, L->dxa);
     adapter_free(a);
 }
 

@@ -56,6 +56,27 @@ PeftcStatus method_config_defaults(MethodConfig *mc, const char *name, double lr
     return method_finish(mc->desc, &mc->settings, &env);
 }
 
+/* Whether some registered method claims op as its own. */
+static int method_only(BackendOp op) {
+    int n;
+    const MethodDesc *const *all = method_registry(&n);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < all[i]->n_ops; k++)
+            if (all[i]->ops[k] == op) return 1;
+    return 0;
+}
+
+int method_backend_ops(const MethodConfig *mc, BackendOp *ops) {
+    const MethodDesc *d = mc->desc;
+    int own = !d->needs_ops || d->needs_ops(mc), n = 0;
+    for (int op = 0; op < BACKEND_OP_COUNT; op++) {
+        int mine = 0;
+        for (int k = 0; k < d->n_ops; k++) mine |= d->ops[k] == (BackendOp)op;
+        if (mine ? own : !method_only((BackendOp)op)) ops[n++] = (BackendOp)op;
+    }
+    return n;
+}
+
 PeftcStatus method_attach(Model *m, Arena *arena, MethodConfig *mc) { return mc->desc->attach(m, arena, mc); }
 
 PeftcStatus method_init(Model *m, Arena *arena, MethodConfig *mc, uint64_t seed) {

@@ -103,6 +103,12 @@ struct MethodDesc {
     PeftcStatus (*export)(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name);
     /* Optional: frees mc->state. */
     void (*release)(MethodConfig *mc);
+
+    /* Backend ops only this method's adapters call, never a model's passes (RoSA: the CSR ops); a
+     * backend may lack them. needs_ops says whether a run uses them (NULL: whenever the method runs). */
+    const BackendOp *ops;
+    int n_ops;
+    int (*needs_ops)(const MethodConfig *mc);
 };
 
 /* ---- the registry (adapters/registry.c) ---- */
@@ -132,6 +138,11 @@ PeftcStatus method_finish(const MethodDesc *d, MethodSettings *s, const MethodEn
 
 /* A run's MethodConfig for method `name` with every key at its default (tests, benchmarks). */
 PeftcStatus method_config_defaults(MethodConfig *mc, const char *name, double lr);
+
+/* Every backend op a run of mc calls, into ops (BACKEND_OP_COUNT); returns how many: all but the ops
+ * some method claims as its own (MethodDesc.ops), plus mc's own when its run needs them. For
+ * backend_require(). */
+int method_backend_ops(const MethodConfig *mc, BackendOp *ops);
 
 /* ---- a run's method ---- */
 

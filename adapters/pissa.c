@@ -180,10 +180,10 @@ static PeftcStatus pissa_init(Adapter *a, const Arena *arena, const Linear *base
     if (st == PEFTC_OK) st = set_entry(a, arena, "lora_A", P->A0, (size_t)P->cfg.r * a->in);
     if (st == PEFTC_OK) st = set_entry(a, arena, "lora_B", P->B0, (size_t)a->out * P->cfg.r);
     for (size_t i = 0; st == PEFTC_OK && i < n; i++) w[i] = (real_t)W[i];
-    if (st == PEFTC_OK) a->be->upload(base->W, w, n * sizeof *w);
+    if (st == PEFTC_OK) a->be->upload(a->be, base->W, w, n * sizeof *w);
     free(w);
     free(W);
-    return st == PEFTC_OK ? a->be->status() : st;
+    return st == PEFTC_OK ? a->be->status(a->be) : st;
 }
 
 /* ---------------------------------------------------------------- export */
@@ -204,12 +204,12 @@ static PeftcStatus take_pair(void *user, const char *name, const Tensor *t) {
 static PeftcStatus emit(const Adapter *a, TensorSink sink, void *user, const char *name, const real_t *host,
                         int rows, int cols) {
     size_t n = (size_t)rows * cols;
-    real_t *dev = a->be->alloc(n * sizeof *dev);
+    real_t *dev = a->be->alloc(a->be, n * sizeof *dev);
     if (!dev) return PEFTC_ERR(PEFTC_ENOMEM, "pissa: out of memory exporting %s", name);
-    a->be->upload(dev, host, n * sizeof *dev);
+    a->be->upload(a->be, dev, host, n * sizeof *dev);
     Tensor t = {dev, DT_REAL, a->be->device, shape2(rows, cols)};
     PeftcStatus st = sink(user, name, &t);
-    a->be->free(dev);
+    a->be->free(a->be, dev);
     return st;
 }
 
@@ -224,9 +224,9 @@ static PeftcStatus pissa_export(const Adapter *a, TensorSink sink, void *user) {
     real_t *Bt = malloc((size_t)out * r * sizeof *Bt);
     PeftcStatus st = A && B && Bt ? PEFTC_OK : PEFTC_ERR(PEFTC_ENOMEM, "pissa: out of memory exporting %s", a->name);
     if (st == PEFTC_OK) {
-        a->be->download(A, p.A.data, (size_t)r * in * sizeof *A);
-        a->be->download(Bt, p.B.data, (size_t)out * r * sizeof *Bt);
-        st = a->be->status();
+        a->be->download(a->be, A, p.A.data, (size_t)r * in * sizeof *A);
+        a->be->download(a->be, Bt, p.B.data, (size_t)out * r * sizeof *Bt);
+        st = a->be->status(a->be);
     }
     for (size_t i = 0; st == PEFTC_OK && i < (size_t)r * in; i++) A[(size_t)r * in + i] = (real_t)P->A0[i];
     for (int o = 0; st == PEFTC_OK && o < out; o++)

@@ -15,6 +15,9 @@
 
 const char *const rosa_accum_names[] = {[ROSA_ACC_MEAN_SQUARED] = "mean_squared", [ROSA_ACC_MEAN] = "mean", NULL};
 
+const BackendOp rosa_sparse_ops[ROSA_SPARSE_OPS] = {BACKEND_OP_csr_spmm, BACKEND_OP_csr_spmm_t, BACKEND_OP_csr_sddmm,
+                                                    BACKEND_OP_csr_add_dense};
+
 typedef struct {
     RosaConfig cfg;
     Adapter *lora;            /* the LoRA branch; NULL for SpA */
@@ -64,13 +67,17 @@ static PeftcStatus rosa_init(Adapter *a, const Arena *arena, const Linear *base,
     if (S->nnz == 0) return PEFTC_OK;
     S->values = arena_param(arena, S->hV);
     S->dvalues = arena_grad(arena, S->hV);
-    a->be->zero(S->values, (size_t)S->nnz);
+    a->be->zero(a->be, S->values, (size_t)S->nnz);
     return PEFTC_OK;
 }
 
 static PeftcStatus rosa_reserve(Adapter *a, int R) {
     Rosa *S = a->state;
-    return S->lora ? S->lora->ops->reserve(S->lora, R) : PEFTC_OK; /* the sparse ops keep nothing */
+    if (S->nnz > 0) { /* SDDMM sums the pattern's nnz values in the backend's scratch */
+        BackendNeed need = {.nnz = S->nnz};
+        PEFTC_TRY(a->be->reserve(a->be, &need));
+    }
+    return S->lora ? S->lora->ops->reserve(S->lora, R) : PEFTC_OK;
 }
 
 /* ---- (c) forward / backward ---- */
@@ -80,7 +87,7 @@ static int sparse_active(const Rosa *S) { return S->has_mask && S->nnz > 0; }
 static void rosa_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
     Rosa *S = a->state;
     if (sparse_active(S)) /* y(R,out) += x S^T, W's own undropped input */
-        a->be->csr_spmm(y, x, S->pat.row_ptr, S->pat.col_idx, S->values, R, a->out, a->in, 1);
+        a->be->csr_spmm(a->be, y, x, S->pat.row_ptr, S->pat.col_idx, S->values, R, a->out, a->in, 1);
     if (S->lora) S->lora->ops->forward(S->lora, ctx, y, x, R);
 }
 
@@ -88,10 +95,10 @@ static void rosa_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t
 static void collect(Adapter *a, const real_t *dy, const real_t *x, int R) {
     Rosa *S = a->state;
     size_t n = (size_t)a->out * (size_t)a->in;
-    a->be->matmul(S->g, dy, x, a->out, a->in, R, 1, 0, 1, 0); /* g(out,in) = dy^T x */
+    a->be->matmul(a->be, S->g, dy, x, a->out, a->in, R, 1, 0, 1, 0); /* g(out,in) = dy^T x */
     for (size_t off = 0; off < n; off += ROSA_CHUNK) {
         size_t m = n - off < ROSA_CHUNK ? n - off : ROSA_CHUNK;
-        a->be->download(S->chunk, S->g + off, m * sizeof(real_t));
+        a->be->download(a->be, S->chunk, S->g + off, m * sizeof(real_t));
         float *acc = S->acc + off;
         if (S->mode == ROSA_ACC_MEAN_SQUARED)
             for (size_t i = 0; i < m; i++) acc[i] += (float)(S->chunk[i] * S->chunk[i]);
@@ -106,8 +113,8 @@ static void rosa_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real
     const Backend *be = a->be;
     if (S->lora) S->lora->ops->backward(S->lora, ctx, dx, dy, x, R);
     if (sparse_active(S)) {
-        be->csr_sddmm(S->dvalues, dy, x, S->pat.row_ptr, S->pat.col_idx, R, a->out, a->in, 1); /* (dy^T x) at S */
-        if (dx) be->csr_spmm_t(dx, dy, S->pat.row_ptr, S->pat.col_idx, S->values, R, a->out, a->in, 1); /* += dy S */
+        be->csr_sddmm(be, S->dvalues, dy, x, S->pat.row_ptr, S->pat.col_idx, R, a->out, a->in, 1); /* (dy^T x) at S */
+        if (dx) be->csr_spmm_t(be, dx, dy, S->pat.row_ptr, S->pat.col_idx, S->values, R, a->out, a->in, 1); /* += dy S */
     }
     if (S->collecting) collect(a, dy, x, R);
 }
@@ -116,7 +123,7 @@ static void rosa_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real
 
 static void rosa_merge(const Adapter *a, real_t *W) {
     const Rosa *S = a->state;
-    if (sparse_active(S)) a->be->csr_add_dense(W, S->pat.row_ptr, S->pat.col_idx, S->values, a->out, a->in, 1);
+    if (sparse_active(S)) a->be->csr_add_dense(a->be, W, S->pat.row_ptr, S->pat.col_idx, S->values, a->out, a->in, 1);
     if (S->lora) S->lora->ops->merge(S->lora, W);
 }
 
@@ -128,8 +135,8 @@ static PeftcStatus rosa_export(const Adapter *a, TensorSink sink, void *user) {
 /* Host copies of the pattern: row_ptr (out+1), col_idx (nnz). */
 static void download_pattern(const Adapter *a, int32_t *row_ptr, int32_t *col_idx) {
     const Rosa *S = a->state;
-    a->be->download(row_ptr, S->pat.row_ptr, ((size_t)a->out + 1) * sizeof(int32_t));
-    if (S->nnz) a->be->download(col_idx, S->pat.col_idx, (size_t)S->nnz * sizeof(int32_t));
+    a->be->download(a->be, row_ptr, S->pat.row_ptr, ((size_t)a->out + 1) * sizeof(int32_t));
+    if (S->nnz) a->be->download(a->be, col_idx, S->pat.col_idx, (size_t)S->nnz * sizeof(int32_t));
 }
 
 int64_t rosa_layer_nnz(const Adapter *a) { return rosa_is(a) ? ((const Rosa *)a->state)->nnz : 0; }
@@ -141,14 +148,14 @@ PeftcStatus rosa_export_sparse(const Adapter *a, int32_t *row_ptr, int32_t *col_
     if (S->nnz && !S->values)
         return PEFTC_ERR(PEFTC_ESTATE, "rosa: layer %s: sparse values exported before init", a->name);
     download_pattern(a, row_ptr, col_idx);
-    if (S->nnz) a->be->download(values, S->values, (size_t)S->nnz * sizeof(real_t));
-    return a->be->status();
+    if (S->nnz) a->be->download(a->be, values, S->values, (size_t)S->nnz * sizeof(real_t));
+    return a->be->status(a->be);
 }
 
 /* ---- the mask ---- */
 
 static void collect_free(Rosa *S, const Backend *be) {
-    if (S->own_g) be->free(S->g);
+    if (S->own_g) be->free(be, S->g);
     free(S->chunk);
     S->g = NULL;
     S->chunk = NULL;
@@ -192,7 +199,7 @@ PeftcStatus rosa_mask_flat(const Adapter *a, int64_t *out) {
     if (!row_ptr || !col_idx) st = PEFTC_ERR(PEFTC_ENOMEM, "rosa: no host memory for the mask of layer %s", a->name);
     if (st == PEFTC_OK) {
         download_pattern(a, row_ptr, col_idx);
-        st = a->be->status();
+        st = a->be->status(a->be);
     }
     for (int r = 0; st == PEFTC_OK && r < a->out; r++)
         for (int32_t j = row_ptr[r]; j < row_ptr[r + 1]; j++) out[j] = (int64_t)r * a->in + col_idx[j];
@@ -224,7 +231,7 @@ PeftcStatus rosa_collect_begin(Adapter *a, RosaAccum mode, real_t *scratch) {
     }
     S->chunk = malloc(ROSA_CHUNK * sizeof *S->chunk);
     S->own_g = scratch == NULL;
-    S->g = scratch ? scratch : a->be->alloc(n * sizeof(real_t));
+    S->g = scratch ? scratch : a->be->alloc(a->be, n * sizeof(real_t));
     if (!S->acc || !S->chunk || !S->g) {
         if (fresh) accumulator_free(S, a->be); /* a continued sum survives the failure */
         else collect_free(S, a->be);
@@ -310,10 +317,10 @@ static PeftcStatus check_config(const RosaConfig *cfg, const Backend *be, const 
     if (rosa_nnz(cfg, base->in, base->out) > INT32_MAX)
         return PEFTC_ERR(PEFTC_EINVAL, "rosa: layer %s: density %g gives %lld nonzeros, more than int32 offsets allow",
                          base->name, cfg->density, (long long)rosa_nnz(cfg, base->in, base->out));
-    if (cfg->density > 0 && !(be->csr_spmm && be->csr_spmm_t && be->csr_sddmm && be->csr_add_dense))
-        return PEFTC_ERR(PEFTC_EINVAL, "rosa: the %s backend has no sparse (CSR) ops, which rosa.density %g needs",
-                         be->name, cfg->density);
-    return PEFTC_OK;
+    if (cfg->density == 0) return PEFTC_OK;
+    char why[64];
+    snprintf(why, sizeof why, "rosa.density %g", cfg->density);
+    return backend_require(be, rosa_sparse_ops, ROSA_SPARSE_OPS, "rosa", why);
 }
 
 PeftcStatus rosa_create(Adapter **out, const Backend *be, const Linear *base, const RosaConfig *cfg, int lora_group,

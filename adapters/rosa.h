@@ -71,6 +71,9 @@ extern const MethodSection rosa_section;
  * accumulators once, take the same deterministic top-k on every rank and check it, and rank 0 saves
  * the masks to rosa.mask_path. *report receives a line for rank 0 to print. Collective. */
 PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *comm, char *report, size_t cap);
+/* The backend ops that S, and only S, calls: what a backend must have for rosa.density > 0. */
+#define ROSA_SPARSE_OPS 4
+extern const BackendOp rosa_sparse_ops[ROSA_SPARSE_OPS];
 
 /* Nonzeros of S for an (out, in) layer: floor(density * out * in). */
 int64_t rosa_nnz(const RosaConfig *cfg, int in, int out);

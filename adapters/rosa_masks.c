@@ -89,7 +89,7 @@ static PeftcStatus save_masks(Model *m, Comm *comm, const char *path) {
 }
 
 PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *comm, char *report, size_t cap) {
-    real_t *scratch = m->be->alloc(largest_layer(m) * sizeof(real_t));
+    real_t *scratch = m->be->alloc(m->be, largest_layer(m) * sizeof(real_t));
     if (!scratch) return PEFTC_ERR(PEFTC_ENOMEM, "rosa: no memory for the gradient scratch");
     PeftcStatus st = PEFTC_OK;
     int64_t micro = 0, steps = rs->warmup + rs->grad_steps;
@@ -101,7 +101,7 @@ PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *
             st = collect_step(m, t, rs->statistic, scratch, &micro);
         }
     }
-    m->be->free(scratch);
+    m->be->free(m->be, scratch);
     if (st == PEFTC_OK) st = masks_from_sums(m, comm, micro);
     st = comm_agree(comm, st);
     if (st == PEFTC_OK) st = check_same_masks(m, comm);

@@ -135,12 +135,16 @@ static PeftcStatus export(const MethodConfig *mc, const Model *m, const char *di
     return rosa_save_sparse(m, path);
 }
 
+/* The CSR ops run only for a sparse delta (rosa.density > 0). */
+static int needs_sparse_ops(const MethodConfig *mc) { return rosa_settings_c(mc)->density > 0; }
+
 /* RoSA and SpA differ only where the functions above ask which one they serve. */
 #define ROSA_FAMILY(n, h)                                                                                       \
     const MethodDesc n##_method = {.name = #n, .help = h,                                                       \
                                    .sections = (const MethodSection *const[]){&lora_section, &rosa_section, NULL}, \
                                    .attach = attach, .init = init, .prepare = prepare, .state = state,          \
-                                   .export = export}
+                                   .export = export, .ops = rosa_sparse_ops, .n_ops = ROSA_SPARSE_OPS,          \
+                                   .needs_ops = needs_sparse_ops}
 
 ROSA_FAMILY(rosa, "LoRA + Fisher-masked sparse delta");
 ROSA_FAMILY(spa, "the sparse delta alone");

@@ -78,7 +78,7 @@ static PeftcStatus init_slora(Adapter *a, uint64_t seed) {
     int r = S->cfg.r;
     PEFTC_TRY(fill_uniform(a, S->A, (size_t)r * (size_t)a->in, seed, "A", 1.0 / sqrt((double)a->in)));
     PEFTC_TRY(fill_uniform(a, S->N, (size_t)r * (size_t)r, seed, "N", 1.0 / sqrt((double)r)));
-    a->be->zero(S->B, (size_t)a->out * (size_t)r);
+    a->be->zero(a->be, S->B, (size_t)a->out * (size_t)r);
     return PEFTC_OK;
 }
 
@@ -178,8 +178,8 @@ static PeftcStatus slora_reserve(Adapter *a, int R) {
     size_t bytes = (size_t)R * (size_t)S->cfg.r * sizeof(real_t);
     S->cap = R;
     for (int i = 0; i < 4; i++) {
-        a->be->free(*bufs[i]);
-        *bufs[i] = a->be->alloc(bytes);
+        a->be->free(a->be, *bufs[i]);
+        *bufs[i] = a->be->alloc(a->be, bytes);
         if (!*bufs[i]) S->cap = 0;
     }
     if (!S->cap) return PEFTC_ERR(PEFTC_ENOMEM, "slora: cannot allocate 4 x %zu bytes for layer %s", bytes, a->name);
@@ -198,29 +198,29 @@ static void slora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_
     const Backend *be = a->be;
     int r = S->cfg.r;
     const real_t *xd = slora_input(a, ctx, x, R);
-    be->matmul(S->xa, xd, S->A, R, r, a->in, 0, 1, 1, 0);         /* xa(R,r) = xd A^T */
-    be->matmul(S->xn, S->xa, S->N, R, r, r, 0, 1, 1, 0);          /* xn(R,r) = xa N^T */
-    be->matmul(y, S->xn, S->B, R, a->out, r, 0, 1, S->scale, 1);  /* y += s xn B^T */
+    be->matmul(be, S->xa, xd, S->A, R, r, a->in, 0, 1, 1, 0);         /* xa(R,r) = xd A^T */
+    be->matmul(be, S->xn, S->xa, S->N, R, r, r, 0, 1, 1, 0);          /* xn(R,r) = xa N^T */
+    be->matmul(be, y, S->xn, S->B, R, a->out, r, 0, 1, S->scale, 1);  /* y += s xn B^T */
 }
 
 static void slora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
     Slora *S = a->state;
     const Backend *be = a->be;
     int r = S->cfg.r;
-    if (S->dB) be->matmul(S->dB, dy, S->xn, a->out, r, R, 1, 0, S->scale, 1); /* dB(out,r) += s dy^T xn */
-    be->matmul(S->g, dy, S->B, R, r, a->out, 0, 0, S->scale, 0);               /* g(R,r) = s dy B */
-    be->matmul(S->dN, S->g, S->xa, r, r, R, 1, 0, 1, 1);                       /* dN(r,r) += g^T xa */
+    if (S->dB) be->matmul(be, S->dB, dy, S->xn, a->out, r, R, 1, 0, S->scale, 1); /* dB(out,r) += s dy^T xn */
+    be->matmul(be, S->g, dy, S->B, R, r, a->out, 0, 0, S->scale, 0);               /* g(R,r) = s dy B */
+    be->matmul(be, S->dN, S->g, S->xa, r, r, R, 1, 0, 1, 1);                       /* dN(r,r) += g^T xa */
     if (!S->dA && !dx) return;
-    be->matmul(S->dxa, S->g, S->N, R, r, r, 0, 0, 1, 0);                       /* dxa(R,r) = g N */
+    be->matmul(be, S->dxa, S->g, S->N, R, r, r, 0, 0, 1, 0);                       /* dxa(R,r) = g N */
     const real_t *xd = slora_input(a, ctx, x, R);
-    if (S->dA) be->matmul(S->dA, S->dxa, xd, r, a->in, R, 1, 0, 1, 1);        /* dA(r,in) += dxa^T xd */
+    if (S->dA) be->matmul(be, S->dA, S->dxa, xd, r, a->in, R, 1, 0, 1, 1);        /* dA(r,in) += dxa^T xd */
     if (!dx) return;
     if (xd == x) {
-        be->matmul(dx, S->dxa, S->A, R, a->in, r, 0, 0, 1, 1);                 /* dx += dxa A */
+        be->matmul(be, dx, S->dxa, S->A, R, a->in, r, 0, 0, 1, 1);                 /* dx += dxa A */
     } else {
         /* xd is no longer needed: reuse its scratch for dxa A, then route through the mask. */
-        be->matmul(ctx->scratch, S->dxa, S->A, R, a->in, r, 0, 0, 1, 0);
-        be->dropout_bwd(dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)S->cfg.dropout);
+        be->matmul(be, ctx->scratch, S->dxa, S->A, R, a->in, r, 0, 0, 1, 0);
+        be->dropout_bwd(be, dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)S->cfg.dropout);
     }
 }
 
@@ -229,19 +229,19 @@ static void slora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const rea
 /* bn(out,r) = B N: the one factor PEFT's B stands for. */
 static void fold_bn(const Adapter *a) {
     Slora *S = a->state;
-    a->be->matmul(S->bn, S->B, S->N, a->out, S->cfg.r, S->cfg.r, 0, 0, 1, 0);
+    a->be->matmul(a->be, S->bn, S->B, S->N, a->out, S->cfg.r, S->cfg.r, 0, 0, 1, 0);
 }
 
 static void slora_merge(const Adapter *a, real_t *W) {
     const Slora *S = a->state;
     fold_bn(a);
-    a->be->matmul(W, S->bn, S->A, a->out, a->in, S->cfg.r, 0, 0, S->scale, 1); /* W(out,in) += s (B N) A */
+    a->be->matmul(a->be, W, S->bn, S->A, a->out, a->in, S->cfg.r, 0, 0, S->scale, 1); /* W(out,in) += s (B N) A */
 }
 
 static PeftcStatus slora_export(const Adapter *a, TensorSink sink, void *user) {
     const Slora *S = a->state;
     fold_bn(a);
-    PEFTC_TRY(a->be->status());
+    PEFTC_TRY(a->be->status(a->be));
     char name[160];
     Tensor A = {S->A, DT_REAL, a->be->device, shape2(S->cfg.r, a->in)};
     Tensor B = {S->bn, DT_REAL, a->be->device, shape2(a->out, S->cfg.r)};
@@ -254,11 +254,11 @@ static PeftcStatus slora_export(const Adapter *a, TensorSink sink, void *user) {
 static void slora_destroy(Adapter *a) {
     Slora *S = a->state;
     if (S->owns_ab) {
-        a->be->free(S->A);
-        a->be->free(S->B);
+        a->be->free(a->be, S->A);
+        a->be->free(a->be, S->B);
     }
     real_t *bufs[5] = {S->bn, S->xa, S->xn, S->g, S->dxa};
-    for (int i = 0; i < 5; i++) a->be->free(bufs[i]);
+    for (int i = 0; i < 5; i++) a->be->free(a->be, bufs[i]);
     adapter_free(a);
 }
 
@@ -303,11 +303,11 @@ PeftcStatus slora_create(Adapter **out, const Backend *be, const Linear *base, c
     S->hA = S->hB = -1;
     S->key = rng_key_str(0x5104A, base->name);
     size_t rb = (size_t)cfg->r * sizeof(real_t);
-    S->bn = be->alloc((size_t)a->out * rb);
+    S->bn = be->alloc(be, (size_t)a->out * rb);
     if (!cfg->train_ab) {
         S->owns_ab = 1;
-        S->A = be->alloc((size_t)a->in * rb);
-        S->B = be->alloc((size_t)a->out * rb);
+        S->A = be->alloc(be, (size_t)a->in * rb);
+        S->B = be->alloc(be, (size_t)a->out * rb);
     }
     if (!S->bn || (S->owns_ab && (!S->A || !S->B))) {
         slora_destroy(a);

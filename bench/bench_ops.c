@@ -14,7 +14,7 @@ enum { B = 4, T = 256, C = 576, NH = 9, NKV = 3, HD = 64, I = 1536, V = 49152, B
 static const Backend *be;
 
 static real_t *buf(size_t n, uint64_t key, double scale) {
-    real_t *p = be->alloc(n * sizeof(real_t));
+    real_t *p = be->alloc(be, n * sizeof(real_t));
     if (!p) {
         fprintf(stderr, "bench_ops: out of memory\n");
         exit(1);
@@ -47,13 +47,13 @@ typedef struct {
 
 static void attn_fwd(void *p) {
     AttnBuf *a = p;
-    be->attention_fwd(a->out, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+    be->attention_fwd(be, a->out, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
 }
 
 static void attn_fwd_bwd(void *p) {
     AttnBuf *a = p;
     attn_fwd(a);
-    be->attention_bwd(a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
 }
 
 typedef struct {
@@ -63,12 +63,12 @@ typedef struct {
 
 static void mat_xwt(void *p) { /* the forward of a linear layer, y = x W^T */
     MatBuf *m = p;
-    be->matmul(m->y, m->x, m->W, m->M, m->N, m->K, 0, 1, 1, 0);
+    be->matmul(be, m->y, m->x, m->W, m->M, m->N, m->K, 0, 1, 1, 0);
 }
 
 static void mat_dw(void *p) { /* its weight gradient, dW(N,K) += dy^T x, with y as dy */
     MatBuf *m = p;
-    be->matmul(m->W, m->y, m->x, m->N, m->K, m->M, 1, 0, 1, 1);
+    be->matmul(be, m->W, m->y, m->x, m->N, m->K, m->M, 1, 0, 1, 1);
 }
 
 typedef struct {
@@ -79,14 +79,16 @@ typedef struct {
 static void xent_fwd_bwd(void *p) {
     XentBuf *x = p;
     int64_t nv;
-    be->xent_fwd(x->probs, x->logits, x->targets, BT, V, &nv);
-    be->xent_bwd(x->probs, x->probs, x->targets, BT, V, (real_t)(1.0 / (double)nv));
+    be->xent_fwd(be, x->probs, x->logits, x->targets, BT, V, &nv);
+    be->xent_bwd(be, x->probs, x->probs, x->targets, BT, V, (real_t)(1.0 / (double)nv));
 }
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 0, reps = argc > 2 ? atoi(argv[2]) : 5;
     be = backend_cpu();
     backend_cpu_set_threads(threads);
+    BackendNeed need = {.B = B, .T = T, .NH = NH}; /* attention backward and cross-entropy scratch */
+    if (be->reserve(be, &need) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
     printf("peftc cpu backend (%s), %d threads, B=%d T=%d C=%d NH=%d NKV=%d HD=%d I=%d V=%d\n",
            PEFTC_REAL_NAME, omp_get_max_threads(), B, T, C, NH, NKV, HD, I, V);
     size_t nq = (size_t)BT * NH * HD, nkv = (size_t)BT * NKV * HD;

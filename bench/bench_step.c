@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
                total_tok / total_s, 1e3 * total_s / (double)(cfg.train.steps - 1), (long long)cfg.train.steps,
                total_tok / total_s * fpt / 1e9, ru.ru_maxrss / 1048576.0);
 #ifdef PEFTC_WITH_CUDA
-    if (cfg.device == DEV_CUDA) printf("bench_step: peak GPU memory %.2f GiB\n", cuda_mem_peak() / 1073741824.0);
+    if (cfg.device == DEV_CUDA)
+        printf("bench_step: peak GPU memory %.2f GiB\n", cuda_mem_peak(s.model->be) / 1073741824.0);
 #endif
     session_close(&s);
     comm_free(comm);

@@ -53,8 +53,9 @@ uint64_t comm_bytes_reduced(const Comm *c);
  * ncclAllReduce (fp32; COMM_MEAN sums, then scales by 1/size) and returns once the result is readable.
  * `cuda_stream` is a cudaStream_t: pass the stream the CUDA backend's ops run on, so the reduction is
  * ordered after the kernels that wrote the buffer (NULL: the legacy default stream, after a
- * cudaDeviceSynchronize, since that stream does not wait for non-blocking ones). `device_local_rank` picks the GPU as backend_cuda_open does (modulo the
- * device count). Collective: every rank of `c` calls it; the NCCL id travels by comm_bcast.
+ * cudaDeviceSynchronize, since that stream does not wait for non-blocking ones). `device_local_rank` picks the GPU
+ * (modulo the device count), which must be the one the rank's CUDA instance was created on. Collective:
+ * every rank of `c` calls it; the NCCL id travels by comm_bcast.
  * comm_allreduce_f64, comm_bcast and comm_agree keep taking host memory. comm_free releases NCCL, so
  * free the Comm before closing the backend. EINVAL when this build has no CUDA backend or no GPU is
  * visible, ESTATE when `c` already reduces device memory, ECOMM when NCCL fails. */

@@ -31,6 +31,14 @@ static int has_tokenizer(const char *model_path) {
     return stat(path, &st) == 0;
 }
 
+#ifdef PEFTC_WITH_CUDA
+/* The process's CUDA instance, made by the first session that asks for one and kept until exit. A
+ * Comm moved to the device queues its all-reduce on this instance's stream (comm_use_device) and
+ * outlives sessions (RoSA's restart closes one and opens the next on the same Comm), so sessions share
+ * one instance rather than each making its own. */
+static Backend *process_cuda;
+#endif
+
 /* The backend of train.device; a GPU is chosen by the rank's place on its node. */
 static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **be) {
     if (c->device == DEV_CPU) {
@@ -38,11 +46,27 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
         return PEFTC_OK;
     }
 #ifdef PEFTC_WITH_CUDA
-    return backend_cuda_open(be, comm ? comm_local_rank(comm) : 0);
+    if (!process_cuda) {
+        int count = cuda_device_count(), local = comm ? comm_local_rank(comm) : 0;
+        PEFTC_TRY(backend_cuda_create(count > 0 ? local % count : 0, &process_cuda));
+    }
+    *be = process_cuda;
+    return PEFTC_OK;
 #else
     (void)comm;
     return PEFTC_ERR(PEFTC_EINVAL, "train.device=%s: this build has no such backend", device_names[c->device]);
 #endif
+}
+
+/* Every op the run will call, asked for once before anything is loaded. */
+static PeftcStatus require_ops(const RunConfig *c, const Backend *be) {
+    MethodConfig mc = method_config(c);
+    BackendOp ops[BACKEND_OP_COUNT];
+    int n = method_backend_ops(&mc, ops);
+    char who[64], why[64];
+    snprintf(who, sizeof who, "train.device=%s", device_names[c->device]);
+    snprintf(why, sizeof why, "method %s", config_method(c)->name);
+    return backend_require(be, ops, n, who, why);
 }
 
 /* The weights in host memory: the file's, or a seeded random LLaMA-shaped model (model.* keys). */
@@ -59,6 +83,7 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     RunConfig *c = &s->cfg;
     const Backend *be = NULL;
     PEFTC_TRY(open_backend(c, comm, &be));
+    PEFTC_TRY(require_ops(c, be));
     if (be->device == DEV_CPU) {
         PEFTC_TRY(load_weights(s, &s->model));
     } else {
@@ -120,7 +145,7 @@ PeftcStatus session_open_model(Session *s, const RunConfig *cfg) { return open_m
 static PeftcStatus reduce_on_device(Session *s) {
     if (s->cfg.device == DEV_CPU) return PEFTC_OK;
 #ifdef PEFTC_WITH_CUDA
-    PeftcStatus st = comm_use_device(s->comm, comm_local_rank(s->comm), backend_cuda_stream());
+    PeftcStatus st = comm_use_device(s->comm, comm_local_rank(s->comm), backend_cuda_stream(s->model->be));
     if (st == PEFTC_ESTATE) {
         peftc_err_clear();
         return PEFTC_OK;

@@ -32,10 +32,10 @@ static Comm *device_comm(void) {
 /* n values on the device and their host copy. */
 static real_t *device_values(real_t *host, size_t n, uint64_t key) {
     tu_fill_uniform(host, n, key, -1, 1);
-    real_t *dev = g_gpu->alloc(n * sizeof *dev);
+    real_t *dev = g_gpu->alloc(g_gpu, n * sizeof *dev);
     ck_assert_ptr_nonnull(dev);
-    g_gpu->upload(dev, host, n * sizeof *dev);
-    ck_assert_int_eq(backend_cuda_status(), PEFTC_OK); /* also waits for the upload */
+    g_gpu->upload(g_gpu, dev, host, n * sizeof *dev);
+    ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK); /* also waits for the upload */
     return dev;
 }
 
@@ -53,12 +53,12 @@ START_TEST(allreduce_one_rank_identity) {
         PeftcStatus st = comm_allreduce(c, dev, n, ops[i]);
         ck_assert_msg(st == PEFTC_OK, "comm_allreduce op %d on device memory: %s", (int)ops[i], peftc_err_msg());
         ck_assert_uint_eq(comm_bytes_reduced(c) - before, n * sizeof(real_t));
-        g_gpu->download(back, dev, n * sizeof *back);
-        ck_assert_int_eq(backend_cuda_status(), PEFTC_OK);
+        g_gpu->download(g_gpu, back, dev, n * sizeof *back);
+        ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK);
         ck_assert_msg(memcmp(back, host, n * sizeof *back) == 0, "op %d changed a one-rank buffer", (int)ops[i]);
     }
     ck_assert_int_eq(comm_allreduce(c, dev, 0, COMM_SUM), PEFTC_OK);
-    g_gpu->free(dev);
+    g_gpu->free(g_gpu, dev);
     free(host);
     free(back);
     comm_free(c);
@@ -108,16 +108,18 @@ int main(int argc, char **argv) {
         printf("SKIP: no GPU visible (cuda_device_count() == 0): gpu_comm not run\n");
         return EXIT_SUCCESS;
     }
-    if (comm_init(&g_world, &argc, &argv) != PEFTC_OK || backend_cuda_open(&g_gpu, 0) != PEFTC_OK) {
+    Backend *gpu = NULL;
+    if (comm_init(&g_world, &argc, &argv) != PEFTC_OK || backend_cuda_create(0, &gpu) != PEFTC_OK) {
         fprintf(stderr, "setup: %s\n", peftc_err_msg());
         return EXIT_FAILURE;
     }
+    g_gpu = gpu;
     SRunner *sr = srunner_create(gpu_comm_suite());
     srunner_set_fork_status(sr, CK_NOFORK); /* a CUDA context does not survive fork */
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    backend_cuda_close();
-    comm_free(g_world);
+    comm_free(g_world); /* NCCL first: it may still use the device */
+    backend_free(gpu);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -39,8 +39,8 @@ static RunConfig small(Device dev) {
 /* n values of backend memory, in a new host array. */
 static real_t *fetch(const Backend *be, const real_t *p, size_t n) {
     real_t *h = malloc(n * sizeof *h);
-    be->download(h, p, n * sizeof *h);
-    ck_assert_msg(be->status() == PEFTC_OK, "%s", peftc_err_msg());
+    be->download(be, h, p, n * sizeof *h);
+    ck_assert_msg(be->status(be) == PEFTC_OK, "%s", peftc_err_msg());
     return h;
 }
 
@@ -65,7 +65,7 @@ static void one_pass(Device dev, Comm *comm, real_t **probs, double *loss, real_
     for (int i = 0; i < B * T; i++) tok[i] = (i * 7 + 3) % V, tgt[i] = i % 5 ? (i * 11 + 1) % V : -100, keys[i] = 1000 + i;
     ck_assert_int_eq(llama_reserve(llama_of(s.model), B, T), PEFTC_OK);
     const Backend *be = s.model->be;
-    be->zero(s.arena.grads, s.arena.numel);
+    be->zero(be, s.arena.grads, s.arena.numel);
     int64_t nv;
     ck_assert_int_eq(llama_forward(llama_of(s.model), tok, tgt, keys, 1, B, T, loss, &nv), PEFTC_OK);
     *probs = fetch(be, llama_of(s.model)->acts.logits, (size_t)B * T * V);

@@ -44,17 +44,17 @@ typedef struct {
 enum { OUT = 0, ACC = 1 }; /* compare against the largest value / the largest increment */
 
 static void gpu_ok(const char *op) {
-    PeftcStatus st = backend_cuda_status();
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_msg(st == PEFTC_OK, "%s: CUDA backend reported %s: %s", op, peftc_status_name(st), peftc_err_msg());
 }
 
 /* Uniform values in [lo, hi) from stream `key`, the same on both sides. */
 static Pair pair_new(size_t n, uint64_t key, double lo, double hi) {
-    Pair p = {n, malloc(n * sizeof(real_t)), malloc(n * sizeof(real_t)), g_gpu->alloc(n * sizeof(real_t))};
+    Pair p = {n, malloc(n * sizeof(real_t)), malloc(n * sizeof(real_t)), g_gpu->alloc(g_gpu, n * sizeof(real_t))};
     ck_assert_msg(p.ref && p.init && p.dev, "out of memory for a pair of %zu values", n);
     tu_fill_uniform(p.ref, n, key, lo, hi);
     memcpy(p.init, p.ref, n * sizeof(real_t));
-    g_gpu->upload(p.dev, p.ref, n * sizeof(real_t));
+    g_gpu->upload(g_gpu, p.dev, p.ref, n * sizeof(real_t));
     gpu_ok("upload");
     return p;
 }
@@ -62,21 +62,21 @@ static Pair pair_new(size_t n, uint64_t key, double lo, double hi) {
 /* Makes the device copy equal the CPU's current values (e.g. a CPU result fed to both backwards). */
 static void pair_push(Pair *p) {
     memcpy(p->init, p->ref, p->n * sizeof(real_t));
-    g_gpu->upload(p->dev, p->ref, p->n * sizeof(real_t));
+    g_gpu->upload(g_gpu, p->dev, p->ref, p->n * sizeof(real_t));
     gpu_ok("upload");
 }
 
 static void pair_free(Pair *p) {
     free(p->ref);
     free(p->init);
-    g_gpu->free(p->dev);
+    g_gpu->free(g_gpu, p->dev);
 }
 
 /* max |gpu - cpu| / scale, infinite on a NaN; a zero scale demands equality. */
 static double pair_err(const Pair *p, int mode) {
     real_t *got = malloc(p->n * sizeof *got);
     ck_assert_ptr_nonnull(got);
-    g_gpu->download(got, p->dev, p->n * sizeof *got);
+    g_gpu->download(g_gpu, got, p->dev, p->n * sizeof *got);
     gpu_ok("download");
     double diff = 0, scale = 0;
     for (size_t i = 0; i < p->n; i++) {
@@ -110,8 +110,8 @@ static void expect_rel(double gpu, double cpu, double tol, const char *what) {
 static void matmul_case(int M, int N, int K, int ta, int tb, real_t alpha, real_t beta) {
     Pair A = pair_new((size_t)M * K, 1, -1, 1), B = pair_new((size_t)K * N, 2, -1, 1);
     Pair C = pair_new((size_t)M * N, 3, -1, 1); /* beta = 0 must ignore these, beta = 1 keep them */
-    g_cpu->matmul(C.ref, A.ref, B.ref, M, N, K, ta, tb, alpha, beta);
-    g_gpu->matmul(C.dev, A.dev, B.dev, M, N, K, ta, tb, alpha, beta);
+    g_cpu->matmul(g_cpu, C.ref, A.ref, B.ref, M, N, K, ta, tb, alpha, beta);
+    g_gpu->matmul(g_gpu, C.dev, A.dev, B.dev, M, N, K, ta, tb, alpha, beta);
     gpu_ok("matmul");
     char what[96];
     snprintf(what, sizeof what, "matmul %dx%dx%d t%d%d beta %g", M, N, K, ta, tb, (double)beta);
@@ -136,16 +136,16 @@ END_TEST
 START_TEST(axpy_scale_sumsq) {
     const size_t n = 100003;
     Pair x = pair_new(n, 10, -1, 1), y = pair_new(n, 11, -1, 1);
-    g_cpu->axpy(y.ref, x.ref, (real_t)-0.75, n);
-    g_gpu->axpy(y.dev, x.dev, (real_t)-0.75, n);
+    g_cpu->axpy(g_cpu, y.ref, x.ref, (real_t)-0.75, n);
+    g_gpu->axpy(g_gpu, y.dev, x.dev, (real_t)-0.75, n);
     gpu_ok("axpy");
     expect_close(&y, ACC, 1e-6, "axpy");
-    g_cpu->scale(x.ref, (real_t)1.7, n);
-    g_gpu->scale(x.dev, (real_t)1.7, n);
+    g_cpu->scale(g_cpu, x.ref, (real_t)1.7, n);
+    g_gpu->scale(g_gpu, x.dev, (real_t)1.7, n);
     gpu_ok("scale");
     expect_close(&x, OUT, 1e-6, "scale");
     /* A reduction over 1e5 squares: summation order only, the CPU's in double. */
-    double cpu = g_cpu->sumsq(y.ref, n), gpu = g_gpu->sumsq(y.dev, n);
+    double cpu = g_cpu->sumsq(g_cpu, y.ref, n), gpu = g_gpu->sumsq(g_gpu, y.dev, n);
     gpu_ok("sumsq");
     expect_rel(gpu, cpu, 1e-5, "sumsq");
     pair_free(&x);
@@ -159,12 +159,12 @@ START_TEST(bias_fwd_bwd) {
     enum { BT = 33, OC = 70 };
     Pair out = pair_new(BT * OC, 20, -1, 1), b = pair_new(OC, 21, -1, 1);
     Pair dout = pair_new(BT * OC, 22, -1, 1), db = pair_new(OC, 23, -1, 1);
-    g_cpu->bias_fwd(out.ref, b.ref, BT, OC);
-    g_gpu->bias_fwd(out.dev, b.dev, BT, OC);
+    g_cpu->bias_fwd(g_cpu, out.ref, b.ref, BT, OC);
+    g_gpu->bias_fwd(g_gpu, out.dev, b.dev, BT, OC);
     gpu_ok("bias_fwd");
     expect_close(&out, ACC, 1e-6, "bias_fwd (+=)"); /* one add per element */
-    g_cpu->bias_bwd(db.ref, dout.ref, BT, OC);
-    g_gpu->bias_bwd(db.dev, dout.dev, BT, OC);
+    g_cpu->bias_bwd(g_cpu, db.ref, dout.ref, BT, OC);
+    g_gpu->bias_bwd(g_gpu, db.dev, dout.dev, BT, OC);
     gpu_ok("bias_bwd");
     expect_close(&db, ACC, 1e-5, "bias_bwd"); /* a sum over 33 rows: order only */
     pair_free(&out);
@@ -181,13 +181,13 @@ START_TEST(embedding_fwd_bwd) {
     tok[1] = tok[0]; /* 64 draws from 50 repeat anyway; these make sure one row gets three */
     tok[BT - 1] = tok[0];
     Pair wte = pair_new((size_t)V * C, 31, -1, 1), out = pair_new((size_t)BT * C, 32, -1, 1);
-    g_cpu->embedding_fwd(out.ref, tok, wte.ref, BT, C);
-    g_gpu->embedding_fwd(out.dev, tok, wte.dev, BT, C);
+    g_cpu->embedding_fwd(g_cpu, out.ref, tok, wte.ref, BT, C);
+    g_gpu->embedding_fwd(g_gpu, out.dev, tok, wte.dev, BT, C);
     gpu_ok("embedding_fwd");
     expect_close(&out, OUT, 0, "embedding_fwd"); /* a gather: bit-exact */
     Pair dout = pair_new((size_t)BT * C, 33, -1, 1), dwte = pair_new((size_t)V * C, 34, -1, 1);
-    g_cpu->embedding_bwd(dwte.ref, dout.ref, tok, BT, C);
-    g_gpu->embedding_bwd(dwte.dev, dout.dev, tok, BT, C);
+    g_cpu->embedding_bwd(g_cpu, dwte.ref, dout.ref, tok, BT, C);
+    g_gpu->embedding_bwd(g_gpu, dwte.dev, dout.dev, tok, BT, C);
     gpu_ok("embedding_bwd");
     expect_close(&dwte, ACC, 1e-5, "embedding_bwd (repeated tokens)"); /* atomics reorder the adds */
     pair_free(&wte);
@@ -202,20 +202,20 @@ START_TEST(rmsnorm_fwd_bwd) {
     enum { BT = 33, C = 200 };
     Pair inp = pair_new(BT * C, 40, -2, 2), w = pair_new(C, 41, 0.5, 1.5);
     Pair out = pair_new(BT * C, 42, -1, 1), rstd = pair_new(BT, 43, -1, 1);
-    g_cpu->rmsnorm_fwd(out.ref, rstd.ref, inp.ref, w.ref, BT, C, (real_t)1e-5);
-    g_gpu->rmsnorm_fwd(out.dev, rstd.dev, inp.dev, w.dev, BT, C, (real_t)1e-5);
+    g_cpu->rmsnorm_fwd(g_cpu, out.ref, rstd.ref, inp.ref, w.ref, BT, C, (real_t)1e-5);
+    g_gpu->rmsnorm_fwd(g_gpu, out.dev, rstd.dev, inp.dev, w.dev, BT, C, (real_t)1e-5);
     gpu_ok("rmsnorm_fwd");
     expect_close(&out, OUT, 1e-5, "rmsnorm_fwd out");
     expect_close(&rstd, OUT, 1e-5, "rmsnorm_fwd rstd");
     pair_push(&rstd); /* both backwards read the same rstd */
     Pair dout = pair_new(BT * C, 44, -1, 1), dinp = pair_new(BT * C, 45, -1, 1), dw = pair_new(C, 46, -1, 1);
     /* Frozen norms pass dw = NULL; a NULL dinp is legal too. Each gradient ends up added twice. */
-    g_cpu->rmsnorm_bwd(dinp.ref, NULL, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
-    g_cpu->rmsnorm_bwd(NULL, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
-    g_cpu->rmsnorm_bwd(dinp.ref, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
-    g_gpu->rmsnorm_bwd(dinp.dev, NULL, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
-    g_gpu->rmsnorm_bwd(NULL, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
-    g_gpu->rmsnorm_bwd(dinp.dev, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    g_cpu->rmsnorm_bwd(g_cpu, dinp.ref, NULL, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_cpu->rmsnorm_bwd(g_cpu, NULL, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_cpu->rmsnorm_bwd(g_cpu, dinp.ref, dw.ref, dout.ref, inp.ref, w.ref, rstd.ref, BT, C);
+    g_gpu->rmsnorm_bwd(g_gpu, dinp.dev, NULL, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    g_gpu->rmsnorm_bwd(g_gpu, NULL, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
+    g_gpu->rmsnorm_bwd(g_gpu, dinp.dev, dw.dev, dout.dev, inp.dev, w.dev, rstd.dev, BT, C);
     gpu_ok("rmsnorm_bwd");
     expect_close(&dinp, ACC, 1e-5, "rmsnorm_bwd dinp");
     expect_close(&dw, ACC, 1e-5, "rmsnorm_bwd dw");
@@ -235,12 +235,12 @@ START_TEST(rope_fwd_bwd) {
     pair_push(&cs);
     pair_push(&sn);
     Pair x = pair_new(nx, 50, -1, 1), dx = pair_new(nx, 51, -1, 1);
-    g_cpu->rope_fwd(x.ref, cs.ref, sn.ref, B, T, NH, HD);
-    g_gpu->rope_fwd(x.dev, cs.dev, sn.dev, B, T, NH, HD);
+    g_cpu->rope_fwd(g_cpu, x.ref, cs.ref, sn.ref, B, T, NH, HD);
+    g_gpu->rope_fwd(g_gpu, x.dev, cs.dev, sn.dev, B, T, NH, HD);
     gpu_ok("rope_fwd");
     expect_close(&x, OUT, 1e-6, HD == 64 ? "rope_fwd HD 64" : "rope_fwd HD 32");
-    g_cpu->rope_bwd(dx.ref, cs.ref, sn.ref, B, T, NH, HD);
-    g_gpu->rope_bwd(dx.dev, cs.dev, sn.dev, B, T, NH, HD);
+    g_cpu->rope_bwd(g_cpu, dx.ref, cs.ref, sn.ref, B, T, NH, HD);
+    g_gpu->rope_bwd(g_gpu, dx.dev, cs.dev, sn.dev, B, T, NH, HD);
     gpu_ok("rope_bwd");
     expect_close(&dx, OUT, 1e-6, HD == 64 ? "rope_bwd HD 64 (in place)" : "rope_bwd HD 32 (in place)");
     pair_free(&cs);
@@ -262,19 +262,19 @@ START_TEST(attention_fwd_bwd) {
     /* Scores with standard deviation ~1.3: peaked enough that a missing max-subtraction or mask shows. */
     Pair q = pair_new(nq, 60, -2, 2), k = pair_new(nkv, 61, -2, 2), v = pair_new(nkv, 62, -1, 1);
     Pair out = pair_new(nq, 63, -1, 1);
-    real_t *att_cpu = malloc(g_cpu->attention_saved(B, T, NH) * sizeof(real_t));
-    real_t *att_gpu = g_gpu->alloc(g_gpu->attention_saved(B, T, NH) * sizeof(real_t));
+    real_t *att_cpu = malloc(g_cpu->attention_saved(g_cpu, B, T, NH) * sizeof(real_t));
+    real_t *att_gpu = g_gpu->alloc(g_gpu, g_gpu->attention_saved(g_gpu, B, T, NH) * sizeof(real_t));
     ck_assert(att_cpu && att_gpu);
-    g_cpu->attention_fwd(out.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
-    g_gpu->attention_fwd(out.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    g_cpu->attention_fwd(g_cpu, out.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
+    g_gpu->attention_fwd(g_gpu, out.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
     gpu_ok("attention_fwd");
     char what[64];
     snprintf(what, sizeof what, "attention_fwd T %d HD %d", T, HD);
     expect_close(&out, OUT, ATTN_TOL, what);
     Pair dout = pair_new(nq, 64, -1, 1);
     Pair dq = pair_new(nq, 65, -1, 1), dk = pair_new(nkv, 66, -1, 1), dv = pair_new(nkv, 67, -1, 1);
-    g_cpu->attention_bwd(dq.ref, dk.ref, dv.ref, dout.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
-    g_gpu->attention_bwd(dq.dev, dk.dev, dv.dev, dout.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    g_cpu->attention_bwd(g_cpu, dq.ref, dk.ref, dv.ref, dout.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
+    g_gpu->attention_bwd(g_gpu, dq.dev, dk.dev, dv.dev, dout.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
     gpu_ok("attention_bwd");
     snprintf(what, sizeof what, "attention_bwd dq T %d HD %d", T, HD);
     expect_close(&dq, ACC, ATTN_TOL, what);
@@ -283,7 +283,7 @@ START_TEST(attention_fwd_bwd) {
     snprintf(what, sizeof what, "attention_bwd dv T %d HD %d", T, HD);
     expect_close(&dv, ACC, ATTN_TOL, what);
     free(att_cpu);
-    g_gpu->free(att_gpu);
+    g_gpu->free(g_gpu, att_gpu);
     Pair *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
 }
@@ -297,8 +297,8 @@ START_TEST(attention_decode_cache) {
     Pair q = pair_new((size_t)B * NH * HD, 70, -2, 2);
     Pair kc = pair_new((size_t)B * S * NKV * HD, 71, -2, 2), vc = pair_new((size_t)B * S * NKV * HD, 72, -1, 1);
     Pair out = pair_new((size_t)B * NH * HD, 73, -1, 1); /* row 0 must be overwritten with zeros */
-    g_cpu->attention_decode(out.ref, q.ref, kc.ref, vc.ref, len, B, S, NH, NKV, HD);
-    g_gpu->attention_decode(out.dev, q.dev, kc.dev, vc.dev, len, B, S, NH, NKV, HD);
+    g_cpu->attention_decode(g_cpu, out.ref, q.ref, kc.ref, vc.ref, len, B, S, NH, NKV, HD);
+    g_gpu->attention_decode(g_gpu, out.dev, q.dev, kc.dev, vc.dev, len, B, S, NH, NKV, HD);
     gpu_ok("attention_decode");
     expect_close(&out, OUT, ATTN_TOL, HD == 64 ? "attention_decode HD 64" : "attention_decode HD 32");
     pair_free(&q);
@@ -314,13 +314,13 @@ END_TEST
 START_TEST(swiglu_fwd_bwd) {
     const size_t n = 10007;
     Pair gate = pair_new(n, 80, -8, 8), up = pair_new(n, 81, -2, 2), out = pair_new(n, 82, -1, 1);
-    g_cpu->swiglu_fwd(out.ref, gate.ref, up.ref, n);
-    g_gpu->swiglu_fwd(out.dev, gate.dev, up.dev, n);
+    g_cpu->swiglu_fwd(g_cpu, out.ref, gate.ref, up.ref, n);
+    g_gpu->swiglu_fwd(g_gpu, out.dev, gate.dev, up.dev, n);
     gpu_ok("swiglu_fwd");
     expect_close(&out, OUT, 1e-5, "swiglu_fwd");
     Pair dout = pair_new(n, 83, -1, 1), dgate = pair_new(n, 84, -1, 1), dup = pair_new(n, 85, -1, 1);
-    g_cpu->swiglu_bwd(dgate.ref, dup.ref, dout.ref, gate.ref, up.ref, n);
-    g_gpu->swiglu_bwd(dgate.dev, dup.dev, dout.dev, gate.dev, up.dev, n);
+    g_cpu->swiglu_bwd(g_cpu, dgate.ref, dup.ref, dout.ref, gate.ref, up.ref, n);
+    g_gpu->swiglu_bwd(g_gpu, dgate.dev, dup.dev, dout.dev, gate.dev, up.dev, n);
     gpu_ok("swiglu_bwd");
     expect_close(&dgate, ACC, 1e-5, "swiglu_bwd dgate");
     expect_close(&dup, ACC, 1e-5, "swiglu_bwd dup");
@@ -345,16 +345,16 @@ START_TEST(xent_fwd_rows) {
     xent_targets(tgt);
     Pair logits = pair_new((size_t)XBT * XV, 91, -4, 4), probs = pair_new((size_t)XBT * XV, 92, -1, 1);
     int64_t nv_cpu = -1, nv_gpu = -1;
-    double l_cpu = g_cpu->xent_fwd(probs.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
-    double l_gpu = g_gpu->xent_fwd(probs.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
+    double l_cpu = g_cpu->xent_fwd(g_cpu, probs.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
+    double l_gpu = g_gpu->xent_fwd(g_gpu, probs.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
     gpu_ok("xent_fwd");
     ck_assert_int_eq(nv_gpu, nv_cpu);
     ck_assert_int_eq(nv_cpu, XBT - 5);
     expect_rel(l_gpu, l_cpu, 1e-5, "xent_fwd loss");
     expect_close(&probs, OUT, 1e-5, "xent_fwd probs");
     /* In place: probs aliases logits. */
-    l_cpu = g_cpu->xent_fwd(logits.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
-    l_gpu = g_gpu->xent_fwd(logits.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
+    l_cpu = g_cpu->xent_fwd(g_cpu, logits.ref, logits.ref, tgt, XBT, XV, &nv_cpu);
+    l_gpu = g_gpu->xent_fwd(g_gpu, logits.dev, logits.dev, tgt, XBT, XV, &nv_gpu);
     gpu_ok("xent_fwd (in place)");
     ck_assert_int_eq(nv_gpu, nv_cpu);
     expect_rel(l_gpu, l_cpu, 1e-5, "xent_fwd loss (in place)");
@@ -362,7 +362,7 @@ START_TEST(xent_fwd_rows) {
     /* No valid row: no loss, no count. */
     int32_t none[XBT];
     for (int r = 0; r < XBT; r++) none[r] = PEFTC_IGNORE_INDEX;
-    l_gpu = g_gpu->xent_fwd(probs.dev, probs.dev, none, XBT, XV, &nv_gpu);
+    l_gpu = g_gpu->xent_fwd(g_gpu, probs.dev, probs.dev, none, XBT, XV, &nv_gpu);
     gpu_ok("xent_fwd (all ignored)");
     ck_assert_int_eq(nv_gpu, 0);
     ck_assert_msg(l_gpu == 0, "xent_fwd with every target ignored returned loss %g, expected 0", l_gpu);
@@ -377,22 +377,22 @@ START_TEST(xent_bwd_rows) {
     xent_targets(tgt);
     Pair probs = pair_new((size_t)XBT * XV, 93, -4, 4);
     int64_t nv = 0;
-    g_cpu->xent_fwd(probs.ref, probs.ref, tgt, XBT, XV, &nv);
+    g_cpu->xent_fwd(g_cpu, probs.ref, probs.ref, tgt, XBT, XV, &nv);
     pair_push(&probs); /* both backwards read the CPU's probabilities */
     real_t scale = (real_t)(1.0 / (double)nv);
     Pair dl = pair_new((size_t)XBT * XV, 94, -1, 1);
-    g_cpu->xent_bwd(dl.ref, probs.ref, tgt, XBT, XV, scale);
-    g_gpu->xent_bwd(dl.dev, probs.dev, tgt, XBT, XV, scale);
+    g_cpu->xent_bwd(g_cpu, dl.ref, probs.ref, tgt, XBT, XV, scale);
+    g_gpu->xent_bwd(g_gpu, dl.dev, probs.dev, tgt, XBT, XV, scale);
     gpu_ok("xent_bwd");
     expect_close(&dl, ACC, 1e-5, "xent_bwd (+=)");
     /* Aliased: dlogits overwrites probs, ignored rows become zero. */
-    g_cpu->xent_bwd(probs.ref, probs.ref, tgt, XBT, XV, scale);
-    g_gpu->xent_bwd(probs.dev, probs.dev, tgt, XBT, XV, scale);
+    g_cpu->xent_bwd(g_cpu, probs.ref, probs.ref, tgt, XBT, XV, scale);
+    g_gpu->xent_bwd(g_gpu, probs.dev, probs.dev, tgt, XBT, XV, scale);
     gpu_ok("xent_bwd (in place)");
     expect_close(&probs, OUT, 1e-5, "xent_bwd (in place)");
     real_t *got = malloc(probs.n * sizeof *got);
     ck_assert_ptr_nonnull(got);
-    g_gpu->download(got, probs.dev, probs.n * sizeof *got);
+    g_gpu->download(g_gpu, got, probs.dev, probs.n * sizeof *got);
     gpu_ok("download");
     int dirty = -1; /* first ignored row with a non-zero entry */
     for (int r = 0; r < XBT && dirty < 0; r++)
@@ -418,12 +418,12 @@ START_TEST(dropout_fwd_bwd) {
     uint64_t keys[33];
     for (int r = 0; r < R; r++) keys[r] = rng_key(100, (uint64_t)r);
     Pair inp = pair_new(n, 101, -1, 1), out = pair_new(n, 102, -1, 1);
-    uint8_t *mask_cpu = malloc(n), *mask_got = malloc(n), *mask_dev = g_gpu->alloc(n);
+    uint8_t *mask_cpu = malloc(n), *mask_got = malloc(n), *mask_dev = g_gpu->alloc(g_gpu, n);
     ck_assert(mask_cpu && mask_got && mask_dev);
-    g_cpu->dropout_fwd(out.ref, mask_cpu, inp.ref, keys, R, C, p);
-    g_gpu->dropout_fwd(out.dev, mask_dev, inp.dev, keys, R, C, p);
+    g_cpu->dropout_fwd(g_cpu, out.ref, mask_cpu, inp.ref, keys, R, C, p);
+    g_gpu->dropout_fwd(g_gpu, out.dev, mask_dev, inp.dev, keys, R, C, p);
     gpu_ok("dropout_fwd");
-    g_gpu->download(mask_got, mask_dev, n);
+    g_gpu->download(g_gpu, mask_got, mask_dev, n);
     gpu_ok("download");
     size_t kept = 0, first_diff = n;
     for (size_t i = 0; i < n; i++) {
@@ -437,13 +437,13 @@ START_TEST(dropout_fwd_bwd) {
     ck_assert_msg(fabs(share - (1 - (double)p)) < 0.06, "dropout p %g kept %.3f of elements", (double)p, share);
     expect_close(&out, OUT, 1e-6, "dropout_fwd");
     Pair dout = pair_new(n, 103, -1, 1), dinp = pair_new(n, 104, -1, 1);
-    g_cpu->dropout_bwd(dinp.ref, dout.ref, mask_cpu, R, C, p);
-    g_gpu->dropout_bwd(dinp.dev, dout.dev, mask_dev, R, C, p);
+    g_cpu->dropout_bwd(g_cpu, dinp.ref, dout.ref, mask_cpu, R, C, p);
+    g_gpu->dropout_bwd(g_gpu, dinp.dev, dout.dev, mask_dev, R, C, p);
     gpu_ok("dropout_bwd");
     expect_close(&dinp, ACC, 1e-6, "dropout_bwd");
     free(mask_cpu);
     free(mask_got);
-    g_gpu->free(mask_dev);
+    g_gpu->free(g_gpu, mask_dev);
     Pair *all[] = {&inp, &out, &dout, &dinp};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
 }
@@ -463,8 +463,8 @@ START_TEST(adamw_steps) {
         tu_fill_uniform(g.ref, n, 111 + (uint64_t)step, -1, 1);
         pair_push(&g);
         double bc1 = 1 - pow(b1, step), bc2 = 1 - pow(b2, step);
-        g_cpu->adamw(p.ref, g.ref, m.ref, v.ref, n, lr, wd, b1, b2, eps, bc1, bc2);
-        g_gpu->adamw(p.dev, g.dev, m.dev, v.dev, n, lr, wd, b1, b2, eps, bc1, bc2);
+        g_cpu->adamw(g_cpu, p.ref, g.ref, m.ref, v.ref, n, lr, wd, b1, b2, eps, bc1, bc2);
+        g_gpu->adamw(g_gpu, p.dev, g.dev, m.dev, v.dev, n, lr, wd, b1, b2, eps, bc1, bc2);
         gpu_ok("adamw");
     }
     expect_close(&p, ACC, 1e-4, "adamw p (5 steps)");
@@ -500,6 +500,13 @@ static Suite *gpu_ops_suite(void) {
 int main(void) {
     gpu_suite_open("gpu_ops", &g_gpu);
     g_cpu = backend_cpu();
+    /* The CPU reference's scratch for the largest shapes below: attention (B 2, T 200), the KV cache
+     * (S 40), cross-entropy (XBT <= B*T rows). The CUDA instance sizes its own as the ops need. */
+    BackendNeed need = {.B = 2, .T = 200, .NH = 4, .S = 40};
+    if (g_cpu->reserve(g_cpu, &need) != PEFTC_OK) {
+        fprintf(stderr, "cpu reserve: %s\n", peftc_err_msg());
+        return EXIT_FAILURE;
+    }
     const char *tf32 = getenv("PEFTC_CUDA_TF32");
     g_tf32 = tf32 && strcmp(tf32, "1") == 0;
     printf("gpu_ops on %s against %s%s\n", g_gpu->name, g_cpu->name, g_tf32 ? " (TF32 matmuls)" : "");

@@ -23,7 +23,7 @@
 static const Backend *g_cpu, *g_gpu;
 
 static void gpu_ok(const char *op) {
-    PeftcStatus st = backend_cuda_status();
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_msg(st == PEFTC_OK, "%s: CUDA backend reported %s: %s", op, peftc_status_name(st), peftc_err_msg());
 }
 
@@ -35,9 +35,9 @@ static real_t *host_uniform(size_t n, uint64_t key, double lo, double hi) {
 }
 
 static real_t *dev_from(const real_t *host, size_t n) {
-    real_t *d = g_gpu->alloc(n * sizeof *d);
+    real_t *d = g_gpu->alloc(g_gpu, n * sizeof *d);
     ck_assert_ptr_nonnull(d);
-    g_gpu->upload(d, host, n * sizeof *d);
+    g_gpu->upload(g_gpu, d, host, n * sizeof *d);
     return d;
 }
 
@@ -45,7 +45,7 @@ static real_t *dev_from(const real_t *host, size_t n) {
 static double dev_err(const real_t *dev, const real_t *ref, size_t n) {
     real_t *got = malloc((n ? n : 1) * sizeof *got);
     ck_assert_ptr_nonnull(got);
-    g_gpu->download(got, dev, n * sizeof *got);
+    g_gpu->download(g_gpu, got, dev, n * sizeof *got);
     gpu_ok("download");
     double diff = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
@@ -64,19 +64,19 @@ static void expect_close(const real_t *dev, const real_t *ref, size_t n, double 
 }
 
 START_TEST(alloc_zeroed_and_counted) {
-    size_t before = cuda_mem_in_use(), n = 1000003;
-    real_t *d = g_gpu->alloc(n * sizeof *d);
+    size_t before = cuda_mem_in_use(g_gpu), n = 1000003;
+    real_t *d = g_gpu->alloc(g_gpu, n * sizeof *d);
     ck_assert_ptr_nonnull(d);
-    ck_assert_uint_eq(cuda_mem_in_use(), before + n * sizeof *d);
-    ck_assert_uint_ge(cuda_mem_peak(), cuda_mem_in_use());
+    ck_assert_uint_eq(cuda_mem_in_use(g_gpu), before + n * sizeof *d);
+    ck_assert_uint_ge(cuda_mem_peak(g_gpu), cuda_mem_in_use(g_gpu));
     real_t *h = malloc(n * sizeof *h);
     ck_assert_ptr_nonnull(h);
     memset(h, 0xFF, n * sizeof *h);
-    g_gpu->download(h, d, n * sizeof *h);
+    g_gpu->download(g_gpu, h, d, n * sizeof *h);
     gpu_ok("alloc + download");
     for (size_t i = 0; i < n; i++) ck_assert_msg(h[i] == 0, "alloc: element %zu is %g, not zero", i, (double)h[i]);
-    g_gpu->free(d);
-    ck_assert_uint_eq(cuda_mem_in_use(), before);
+    g_gpu->free(g_gpu, d);
+    ck_assert_uint_eq(cuda_mem_in_use(g_gpu), before);
     free(h);
 }
 END_TEST
@@ -90,7 +90,7 @@ START_TEST(upload_then_host_overwrite) {
     real_t *d = dev_from(h, n);
     for (size_t i = 0; i < n; i++) h[i] = -7;
     expect_close(d, keep, n, 0, "upload survives host overwrite");
-    g_gpu->free(d);
+    g_gpu->free(g_gpu, d);
     free(h);
     free(keep);
 }
@@ -102,13 +102,13 @@ START_TEST(error_recorded_then_cleared) {
     real_t *d = dev_from(logits, 10);
     int64_t nv = -1;
     gpu_ok("before");
-    g_gpu->xent_fwd(d, d, targets, 2, 5, &nv);
-    PeftcStatus st = backend_cuda_status();
+    g_gpu->xent_fwd(g_gpu, d, d, targets, 2, 5, &nv);
+    PeftcStatus st = g_gpu->status(g_gpu);
     ck_assert_int_eq(st, PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), "999") != NULL, "message should name the bad target: %s", peftc_err_msg());
-    ck_assert_int_eq(backend_cuda_status(), PEFTC_OK); /* reported once, then cleared */
-    ck_assert_int_eq(g_gpu->status(), PEFTC_OK);
-    g_gpu->free(d);
+    ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK); /* reported once, then cleared */
+    ck_assert_int_eq(g_gpu->status(g_gpu), PEFTC_OK);
+    g_gpu->free(g_gpu, d);
 }
 END_TEST
 
@@ -123,24 +123,24 @@ START_TEST(staged_keys_refilled_between_queued_ops) {
     uint64_t keys[R];
     ck_assert(ref && mref && mgot);
     for (int k = 0; k < CALLS; k++) {
-        dout[k] = g_gpu->alloc(n * sizeof(real_t));
-        dmask[k] = g_gpu->alloc(n);
+        dout[k] = g_gpu->alloc(g_gpu, n * sizeof(real_t));
+        dmask[k] = g_gpu->alloc(g_gpu, n);
         ck_assert(dout[k] && dmask[k]);
         for (int r = 0; r < R; r++) keys[r] = rng_key(rng_key(99, (uint64_t)k), (uint64_t)r);
-        g_gpu->dropout_fwd(dout[k], dmask[k], dx, keys, R, C, (real_t)0.3);
+        g_gpu->dropout_fwd(g_gpu, dout[k], dmask[k], dx, keys, R, C, (real_t)0.3);
     }
     gpu_ok("dropout_fwd x21");
     for (int k = 0; k < CALLS; k++) {
         for (int r = 0; r < R; r++) keys[r] = rng_key(rng_key(99, (uint64_t)k), (uint64_t)r);
-        g_cpu->dropout_fwd(ref, mref, x, keys, R, C, (real_t)0.3);
-        g_gpu->download(mgot, dmask[k], n);
+        g_cpu->dropout_fwd(g_cpu, ref, mref, x, keys, R, C, (real_t)0.3);
+        g_gpu->download(g_gpu, mgot, dmask[k], n);
         gpu_ok("download mask");
         ck_assert_msg(memcmp(mgot, mref, n) == 0, "dropout call %d: mask differs from the CPU's", k);
         ck_assert_msg(dev_err(dout[k], ref, n) == 0, "dropout call %d: output differs from the CPU's", k);
-        g_gpu->free(dout[k]);
-        g_gpu->free(dmask[k]);
+        g_gpu->free(g_gpu, dout[k]);
+        g_gpu->free(g_gpu, dmask[k]);
     }
-    g_gpu->free(dx);
+    g_gpu->free(g_gpu, dx);
     free(x);
     free(ref);
     free(mref);
@@ -155,19 +155,19 @@ START_TEST(staged_tokens_grow) {
     for (int s = 0; s < 3; s++) {
         int BT = sizes[s];
         int32_t *tok = malloc((size_t)BT * sizeof *tok);
-        real_t *ref = malloc((size_t)BT * C * sizeof *ref), *dout = g_gpu->alloc((size_t)BT * C * sizeof *dout);
+        real_t *ref = malloc((size_t)BT * C * sizeof *ref), *dout = g_gpu->alloc(g_gpu, (size_t)BT * C * sizeof *dout);
         ck_assert(tok && ref && dout);
         for (int i = 0; i < BT; i++) tok[i] = (int32_t)(rng_u64(40 + (uint64_t)s, (uint64_t)i) % V);
-        g_gpu->embedding_fwd(dout, tok, dwte, BT, C);
-        g_cpu->embedding_fwd(ref, tok, wte, BT, C);
+        g_gpu->embedding_fwd(g_gpu, dout, tok, dwte, BT, C);
+        g_cpu->embedding_fwd(g_cpu, ref, tok, wte, BT, C);
         char what[64];
         snprintf(what, sizeof what, "embedding_fwd BT=%d", BT);
         expect_close(dout, ref, (size_t)BT * C, 0, what);
-        g_gpu->free(dout);
+        g_gpu->free(g_gpu, dout);
         free(tok);
         free(ref);
     }
-    g_gpu->free(dwte);
+    g_gpu->free(g_gpu, dwte);
     free(wte);
 }
 END_TEST
@@ -184,15 +184,15 @@ START_TEST(matmul_k0) {
             for (int i = 0; i < M * N; i++) c[i] = 0;
         } else {
             c[4] = 0; /* NaN * beta is NaN on both sides: compare the rest */
-            g_gpu->upload(dc, c, (size_t)M * N * sizeof *c);
+            g_gpu->upload(g_gpu, dc, c, (size_t)M * N * sizeof *c);
             for (int i = 0; i < M * N; i++) c[i] *= betas[b];
         }
-        g_gpu->matmul(dc, &dummy, &dummy, M, N, 0, 0, 0, 1, betas[b]);
+        g_gpu->matmul(g_gpu, dc, &dummy, &dummy, M, N, 0, 0, 0, 1, betas[b]);
         gpu_ok("matmul K=0");
         char what[64];
         snprintf(what, sizeof what, "matmul K=0 beta %g", (double)betas[b]);
         expect_close(dc, c, (size_t)M * N, 0, what);
-        g_gpu->free(dc);
+        g_gpu->free(g_gpu, dc);
         free(c);
     }
 }
@@ -205,8 +205,8 @@ START_TEST(xent_vocab_in_place) {
     int32_t targets[3] = {17, PEFTC_IGNORE_INDEX, V - 1};
     real_t *ref = host_uniform(n, 21, -12, 12), *d = dev_from(ref, n);
     int64_t nv_cpu = 0, nv_gpu = 0;
-    double l_cpu = g_cpu->xent_fwd(ref, ref, targets, BT, V, &nv_cpu);
-    double l_gpu = g_gpu->xent_fwd(d, d, targets, BT, V, &nv_gpu);
+    double l_cpu = g_cpu->xent_fwd(g_cpu, ref, ref, targets, BT, V, &nv_cpu);
+    double l_gpu = g_gpu->xent_fwd(g_gpu, d, d, targets, BT, V, &nv_gpu);
     gpu_ok("xent_fwd");
     ck_assert_int_eq(nv_gpu, 2);
     ck_assert_int_eq(nv_gpu, nv_cpu);
@@ -214,11 +214,11 @@ START_TEST(xent_vocab_in_place) {
     printf("  %-40s err %.2e (tol 1e-06)\n", "xent_fwd loss V=128256", rel);
     ck_assert_msg(rel <= 1e-6, "xent loss: CUDA %.9g, CPU %.9g", l_gpu, l_cpu);
     expect_close(d, ref, n, 1e-5, "xent_fwd probs in place");
-    g_cpu->xent_bwd(ref, ref, targets, BT, V, (real_t)0.25);
-    g_gpu->xent_bwd(d, d, targets, BT, V, (real_t)0.25);
+    g_cpu->xent_bwd(g_cpu, ref, ref, targets, BT, V, (real_t)0.25);
+    g_gpu->xent_bwd(g_gpu, d, d, targets, BT, V, (real_t)0.25);
     gpu_ok("xent_bwd");
     expect_close(d, ref, n, 1e-5, "xent_bwd aliased (ignored row zeroed)");
-    g_gpu->free(d);
+    g_gpu->free(g_gpu, d);
     free(ref);
 }
 END_TEST
@@ -227,12 +227,12 @@ START_TEST(multi_block_reductions) {
     /* sumsq over many blocks; RMSNorm dw and bias db over many row chunks and a ragged column tile. */
     size_t n = 3000007;
     real_t *x = host_uniform(n, 31, -2, 2), *dx = dev_from(x, n);
-    double s_cpu = g_cpu->sumsq(x, n), s_gpu = g_gpu->sumsq(dx, n);
+    double s_cpu = g_cpu->sumsq(g_cpu, x, n), s_gpu = g_gpu->sumsq(g_gpu, dx, n);
     gpu_ok("sumsq");
     double rel = fabs(s_gpu - s_cpu) / s_cpu;
     printf("  %-40s err %.2e (tol 1e-12)\n", "sumsq n=3000007", rel);
     ck_assert_msg(rel <= 1e-12, "sumsq: CUDA %.17g, CPU %.17g", s_gpu, s_cpu);
-    g_gpu->free(dx);
+    g_gpu->free(g_gpu, dx);
     free(x);
 
     const int BT = 1000, C = 77;
@@ -241,20 +241,20 @@ START_TEST(multi_block_reductions) {
     real_t *dw = host_uniform(C, 35, -1, 1), *out = malloc(m * sizeof *out), *rstd = malloc(BT * sizeof *rstd);
     ck_assert(out && rstd);
     real_t *d_inp = dev_from(inp, m), *d_w = dev_from(w, C), *d_g = dev_from(g, m), *d_dw = dev_from(dw, C);
-    real_t *d_rstd = g_gpu->alloc(BT * sizeof *d_rstd);
-    g_cpu->rmsnorm_fwd(out, rstd, inp, w, BT, C, (real_t)1e-5);
-    g_gpu->rmsnorm_fwd(d_inp, d_rstd, d_inp, d_w, BT, C, (real_t)1e-5); /* in place: out aliases inp */
+    real_t *d_rstd = g_gpu->alloc(g_gpu, BT * sizeof *d_rstd);
+    g_cpu->rmsnorm_fwd(g_cpu, out, rstd, inp, w, BT, C, (real_t)1e-5);
+    g_gpu->rmsnorm_fwd(g_gpu, d_inp, d_rstd, d_inp, d_w, BT, C, (real_t)1e-5); /* in place: out aliases inp */
     expect_close(d_inp, out, m, 1e-6, "rmsnorm_fwd in place");
     expect_close(d_rstd, rstd, BT, 1e-6, "rmsnorm rstd");
-    g_gpu->upload(d_inp, inp, m * sizeof *inp);
-    g_cpu->rmsnorm_bwd(NULL, dw, g, inp, w, rstd, BT, C);
-    g_gpu->rmsnorm_bwd(NULL, d_dw, d_g, d_inp, d_w, d_rstd, BT, C);
+    g_gpu->upload(g_gpu, d_inp, inp, m * sizeof *inp);
+    g_cpu->rmsnorm_bwd(g_cpu, NULL, dw, g, inp, w, rstd, BT, C);
+    g_gpu->rmsnorm_bwd(g_gpu, NULL, d_dw, d_g, d_inp, d_w, d_rstd, BT, C);
     expect_close(d_dw, dw, C, 1e-5, "rmsnorm dw 1000 rows");
-    g_cpu->bias_bwd(dw, g, BT, C);
-    g_gpu->bias_bwd(d_dw, d_g, BT, C);
+    g_cpu->bias_bwd(g_cpu, dw, g, BT, C);
+    g_gpu->bias_bwd(g_gpu, d_dw, d_g, BT, C);
     expect_close(d_dw, dw, C, 1e-5, "bias db 1000 rows (accumulated)");
     real_t *bufs[] = {d_inp, d_w, d_g, d_dw, d_rstd};
-    for (int i = 0; i < 5; i++) g_gpu->free(bufs[i]);
+    for (int i = 0; i < 5; i++) g_gpu->free(g_gpu, bufs[i]);
     free(inp);
     free(w);
     free(g);
@@ -282,5 +282,10 @@ static Suite *gpu_ops_core_suite(void) {
 int main(void) {
     gpu_suite_open("gpu_ops_core", &g_gpu);
     g_cpu = backend_cpu();
+    BackendNeed need = {.B = 1, .T = 64}; /* the CPU reference's cross-entropy rows */
+    if (g_cpu->reserve(g_cpu, &need) != PEFTC_OK) {
+        fprintf(stderr, "cpu reserve: %s\n", peftc_err_msg());
+        return EXIT_FAILURE;
+    }
     return gpu_suite_run(gpu_ops_core_suite());
 }

@@ -54,7 +54,7 @@ static double sp_loss(void *p) {
     SpCtx *c = p;
     size_t ny = (size_t)c->R * c->p.rows;
     memset(c->y, 0, ny * sizeof(real_t));
-    be->csr_spmm(c->y, c->x, c->p.row_ptr, c->p.col_idx, c->values, c->R, c->p.rows, c->p.cols, c->alpha);
+    be->csr_spmm(be, c->y, c->x, c->p.row_ptr, c->p.col_idx, c->values, c->R, c->p.rows, c->p.cols, c->alpha);
     double s = 0.0;
     for (size_t i = 0; i < ny; i++) s += (double)c->y[i] * (double)c->dy[i];
     return s;
@@ -103,12 +103,14 @@ START_TEST(test_sparse_grads) {
         SpCtx c = sp_make(cases[k].rows, cases[k].cols, cases[k].R, (real_t)cases[k].alpha, 40 + 10 * (uint64_t)k);
         size_t nv = (size_t)c.p.nnz, nx = (size_t)c.R * c.p.cols;
         real_t *g0, *g = grad_prefilled(nv, 7, &g0);
-        be->csr_sddmm(g, c.dy, c.x, c.p.row_ptr, c.p.col_idx, c.R, c.p.rows, c.p.cols, c.alpha);
+        BackendNeed need = {.nnz = c.p.nnz}; /* the scratch SDDMM sums in */
+        ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
+        be->csr_sddmm(be, g, c.dy, c.x, c.p.row_ptr, c.p.col_idx, c.R, c.p.rows, c.p.cols, c.alpha);
         grad_unfill(g, g0, nv);
         gc(sp_loss, &c, c.values, g, nv, "csr_sddmm (d values)");
         free(g);
         g = grad_prefilled(nx, 8, &g0);
-        be->csr_spmm_t(g, c.dy, c.p.row_ptr, c.p.col_idx, c.values, c.R, c.p.rows, c.p.cols, c.alpha);
+        be->csr_spmm_t(be, g, c.dy, c.p.row_ptr, c.p.col_idx, c.values, c.R, c.p.rows, c.p.cols, c.alpha);
         grad_unfill(g, g0, nx);
         gc(sp_loss, &c, c.x, g, nx, "csr_spmm_t (d x)");
         free(g);
@@ -129,7 +131,7 @@ static double add_loss(void *p) {
     AddCtx *c = p;
     size_t n = (size_t)c->p->rows * c->p->cols;
     memcpy(c->W, c->W0, n * sizeof(real_t));
-    be->csr_add_dense(c->W, c->p->row_ptr, c->p->col_idx, c->values, c->p->rows, c->p->cols, c->alpha);
+    be->csr_add_dense(be, c->W, c->p->row_ptr, c->p->col_idx, c->values, c->p->rows, c->p->cols, c->alpha);
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)c->W[i] * (double)c->G[i];
     return s;

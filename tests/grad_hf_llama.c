@@ -60,7 +60,7 @@ static void check_case(const char *name) {
 
     double loss;
     int64_t nv;
-    a.be->zero(a.grads, a.numel);
+    a.be->zero(a.be, a.grads, a.numel);
     ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, 0, B, T, &loss, &nv), PEFTC_OK);
     llama_backward(&m, tok, tgt, NULL, 1);
     ck_assert_int_eq(nv, (int64_t)fixture_num(fx.meta, "n_valid"));

@@ -24,7 +24,12 @@
 
 static const Backend *be;
 
-static void setup(void) { be = backend_cpu(); }
+/* Op scratch for the largest shapes below: attention over T = 80, cross-entropy over B*T = 160 rows. */
+static void setup(void) {
+    be = backend_cpu();
+    BackendNeed need = {.B = 2, .T = 80};
+    ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
+}
 
 static real_t *rbuf(size_t n) {
     real_t *p = calloc(n ? n : 1, sizeof(real_t));
@@ -94,7 +99,7 @@ typedef struct {
 static double matmul_loss(void *p) {
     MatmulCtx *c = p;
     memcpy(c->C, c->C0, (size_t)c->M * c->N * sizeof(real_t));
-    be->matmul(c->C, c->A, c->B, c->M, c->N, c->K, c->tA, c->tB, c->alpha, c->beta);
+    be->matmul(be, c->C, c->A, c->B, c->M, c->N, c->K, c->tA, c->tB, c->alpha, c->beta);
     return dot(c->C, c->R, (size_t)c->M * c->N);
 }
 
@@ -124,10 +129,10 @@ START_TEST(test_matmul) {
     /* dL/dop(A) = alpha R op(B)^T and dL/dop(B) = alpha op(A)^T R, themselves computed with matmul in
      * the transposed layouts, accumulating with beta = 1. */
     Grad gA = grad_new(nA, 5), gB = grad_new(nB, 6);
-    if (!tA) be->matmul(gA.g, c.R, c.B, M, K, N, 0, !tB, c.alpha, 1);
-    else be->matmul(gA.g, c.B, c.R, K, M, N, tB, 1, c.alpha, 1);
-    if (!tB) be->matmul(gB.g, c.A, c.R, K, N, M, !tA, 0, c.alpha, 1);
-    else be->matmul(gB.g, c.R, c.A, N, K, M, 1, tA, c.alpha, 1);
+    if (!tA) be->matmul(be, gA.g, c.R, c.B, M, K, N, 0, !tB, c.alpha, 1);
+    else be->matmul(be, gA.g, c.B, c.R, K, M, N, tB, 1, c.alpha, 1);
+    if (!tB) be->matmul(be, gB.g, c.A, c.R, K, N, M, !tA, 0, c.alpha, 1);
+    else be->matmul(be, gB.g, c.R, c.A, N, K, M, 1, tA, c.alpha, 1);
     char what[64];
     snprintf(what, sizeof what, "matmul A (tA=%d tB=%d)", tA, tB);
     gc(matmul_loss, &c, c.A, grad_added(&gA), (size_t)M * K, what);
@@ -135,7 +140,7 @@ START_TEST(test_matmul) {
     gc(matmul_loss, &c, c.B, grad_added(&gB), (size_t)K * N, what);
     /* beta: dL/dC0 = beta R */
     real_t *gC = rbuf((size_t)M * N);
-    be->axpy(gC, c.R, c.beta, (size_t)M * N);
+    be->axpy(be, gC, c.R, c.beta, (size_t)M * N);
     snprintf(what, sizeof what, "matmul C0 (beta, tA=%d tB=%d)", tA, tB);
     gc(matmul_loss, &c, c.C0, gC, (size_t)M * N, what);
     grad_free(&gA);
@@ -148,25 +153,25 @@ START_TEST(test_blas_like) {
     size_t n = 300000; /* several sumsq chunks */
     real_t *x = rrand(n, 10, -1, 1), *y = rrand(n, 11, -1, 1), *y2 = rbuf(n);
     memcpy(y2, y, n * sizeof(real_t));
-    be->axpy(y, x, 0.25, n);
+    be->axpy(be, y, x, 0.25, n);
     for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(y[i], y2[i] + 0.25 * x[i], 1e-15);
-    be->scale(y, -3.0, n);
+    be->scale(be, y, -3.0, n);
     for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(y[i], -3.0 * (y2[i] + 0.25 * x[i]), 1e-14);
     double ss = 0.0;
     for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    ck_assert_double_eq_tol(be->sumsq(x, n) / ss, 1.0, 1e-13);
-    ck_assert_double_eq(be->sumsq(x, 0), 0.0);
-    be->copy(y2, x, n);
+    ck_assert_double_eq_tol(be->sumsq(be, x, n) / ss, 1.0, 1e-13);
+    ck_assert_double_eq(be->sumsq(be, x, 0), 0.0);
+    be->copy(be, y2, x, n);
     ck_assert_mem_eq(y2, x, n * sizeof(real_t));
-    be->zero(y2, n);
+    be->zero(be, y2, n);
     ck_assert_double_eq(maxabs(y2, n), 0.0);
-    real_t *a = be->alloc(1000 * sizeof(real_t));
+    real_t *a = be->alloc(be, 1000 * sizeof(real_t));
     ck_assert_ptr_nonnull(a);
     ck_assert_double_eq(maxabs(a, 1000), 0.0);
-    be->free(a);
+    be->free(be, a);
     /* K = 0: C = beta C, without BLAS rejecting the zero leading dimension */
     real_t C[4] = {1, 2, 3, 4};
-    be->matmul(C, x, x, 2, 2, 0, 0, 0, 1, 0.5);
+    be->matmul(be, C, x, x, 2, 2, 0, 0, 0, 1, 0.5);
     ck_assert_double_eq(C[3], 2.0);
     free(x), free(y), free(y2);
 }
@@ -182,7 +187,7 @@ typedef struct {
 static double bias_loss(void *p) {
     BiasCtx *c = p;
     memcpy(c->out, c->x, (size_t)c->BT * c->OC * sizeof(real_t));
-    be->bias_fwd(c->out, c->b, c->BT, c->OC);
+    be->bias_fwd(be, c->out, c->b, c->BT, c->OC);
     return dot(c->out, c->R, (size_t)c->BT * c->OC);
 }
 
@@ -193,9 +198,9 @@ START_TEST(test_bias) {
     bias_loss(&c);
     ck_assert_double_eq(c.out[3 * OC + 7], c.x[3 * OC + 7] + c.b[7]);
     Grad gb = grad_new(OC, 23);
-    be->bias_bwd(gb.g, c.R, BT, OC);
+    be->bias_bwd(be, gb.g, c.R, BT, OC);
     gc(bias_loss, &c, c.b, grad_added(&gb), OC, "bias b");
-    be->bias_bwd(NULL, c.R, BT, OC);
+    be->bias_bwd(be, NULL, c.R, BT, OC);
     grad_free(&gb);
     free(c.x), free(c.b), free(c.out), free(c.R);
 }
@@ -209,7 +214,7 @@ typedef struct {
 
 static double emb_loss(void *p) {
     EmbCtx *c = p;
-    be->embedding_fwd(c->out, c->tok, c->wte, c->BT, c->C);
+    be->embedding_fwd(be, c->out, c->tok, c->wte, c->BT, c->C);
     return dot(c->out, c->R, (size_t)c->BT * c->C);
 }
 
@@ -221,7 +226,7 @@ START_TEST(test_embedding) {
     emb_loss(&c);
     ck_assert_mem_eq(c.out + 2 * C, c.wte + 10 * C, C * sizeof(real_t));
     Grad g = grad_new((size_t)V * C, 32);
-    be->embedding_bwd(g.g, c.R, tok, BT, C);
+    be->embedding_bwd(be, g.g, c.R, tok, BT, C);
     grad_added(&g);
     for (int j = 0; j < C; j++) ck_assert_double_eq(g.g[1 * C + j], 0.0); /* token 1 never appears */
     gc(emb_loss, &c, c.wte, g.g, (size_t)V * C, "embedding wte");
@@ -240,7 +245,7 @@ typedef struct {
 
 static double norm_loss(void *p) {
     NormCtx *c = p;
-    be->rmsnorm_fwd(c->out, c->rstd, c->x, c->w, c->BT, c->C, c->eps);
+    be->rmsnorm_fwd(be, c->out, c->rstd, c->x, c->w, c->BT, c->C, c->eps);
     return dot(c->out, c->R, (size_t)c->BT * c->C);
 }
 
@@ -259,7 +264,7 @@ START_TEST(test_rmsnorm) {
             ck_assert_double_eq_tol(c.out[r * C + j], c.x[r * C + j] * rs * c.w[j], 1e-12);
     }
     Grad gx = grad_new(n, 43), gw = grad_new(C, 44);
-    be->rmsnorm_bwd(gx.g, gw.g, c.R, c.x, c.w, c.rstd, BT, C);
+    be->rmsnorm_bwd(be, gx.g, gw.g, c.R, c.x, c.w, c.rstd, BT, C);
     gc(norm_loss, &c, c.x, grad_added(&gx), n, "rmsnorm inp");
     gc(norm_loss, &c, c.w, grad_added(&gw), C, "rmsnorm w");
     grad_free(&gx);
@@ -279,7 +284,7 @@ static double rope_loss(void *p) {
     RopeCtx *c = p;
     size_t n = (size_t)c->B * c->T * c->NH * c->HD;
     memcpy(c->y, c->x, n * sizeof(real_t));
-    be->rope_fwd(c->y, c->ct, c->st, c->B, c->T, c->NH, c->HD);
+    be->rope_fwd(be, c->y, c->ct, c->st, c->B, c->T, c->NH, c->HD);
     return dot(c->y, c->R, n);
 }
 
@@ -297,7 +302,7 @@ START_TEST(test_rope_grad) {
     size_t n = (size_t)2 * 6 * 3 * 8;
     real_t *g = rbuf(n);
     memcpy(g, c.R, n * sizeof(real_t));
-    be->rope_bwd(g, c.ct, c.st, 2, 6, 3, 8); /* in place, by contract not an accumulation */
+    be->rope_bwd(be, g, c.ct, c.st, 2, 6, 3, 8); /* in place, by contract not an accumulation */
     gc(rope_loss, &c, c.x, g, n, "rope x");
     free(g);
     rope_free(&c);
@@ -325,8 +330,8 @@ START_TEST(test_rope_props) {
         size_t o = (size_t)b * T * NH * HD;
         ck_assert_mem_eq(c.y + o, c.x + o, (size_t)NH * HD * sizeof(real_t));
     }
-    ck_assert_double_eq_tol(be->sumsq(c.y, n), be->sumsq(c.x, n), 1e-12);
-    be->rope_bwd(c.y, c.ct, c.st, B, T, NH, HD);
+    ck_assert_double_eq_tol(be->sumsq(be, c.y, n), be->sumsq(be, c.x, n), 1e-12);
+    be->rope_bwd(be, c.y, c.ct, c.st, B, T, NH, HD);
     for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(c.y[i], c.x[i], 1e-14);
     rope_free(&c);
 }
@@ -341,7 +346,7 @@ typedef struct {
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    be->attention_fwd(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV, c->HD);
+    be->attention_fwd(be, c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV, c->HD);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->NH * c->HD);
 }
 
@@ -388,7 +393,7 @@ static void attn_gradcheck(int B, int T, int NH, int NKV, int HD, uint64_t key) 
     size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
     Grad gq = grad_new(nq, key + 4), gk = grad_new(nkv, key + 5), gv = grad_new(nkv, key + 6);
     attn_loss(&c);
-    be->attention_bwd(gq.g, gk.g, gv.g, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, gq.g, gk.g, gv.g, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
     char what[64];
     snprintf(what, sizeof what, "attention q (T=%d NH=%d NKV=%d)", T, NH, NKV);
     gc(attn_loss, &c, c.q, grad_added(&gq), nq, what);
@@ -398,7 +403,7 @@ static void attn_gradcheck(int B, int T, int NH, int NKV, int HD, uint64_t key) 
     gc(attn_loss, &c, c.v, grad_added(&gv), nkv, what);
     /* NULL gradients are skipped and do not change the others */
     real_t *gv2 = rbuf(nkv);
-    be->attention_bwd(NULL, NULL, gv2, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, NULL, NULL, gv2, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
     for (size_t i = 0; i < nkv; i++) ck_assert_double_eq_tol(gv2[i], gv.g[i], 1e-12);
     free(gv2);
     grad_free(&gq), grad_free(&gk), grad_free(&gv);
@@ -457,7 +462,7 @@ typedef struct {
 
 static double swiglu_loss(void *p) {
     SwigluCtx *c = p;
-    be->swiglu_fwd(c->out, c->gate, c->up, c->n);
+    be->swiglu_fwd(be, c->out, c->gate, c->up, c->n);
     return dot(c->out, c->R, c->n);
 }
 
@@ -469,10 +474,10 @@ START_TEST(test_swiglu) {
     for (size_t i = 0; i < n; i++)
         ck_assert_double_eq_tol(c.out[i], c.gate[i] / (1 + exp(-c.gate[i])) * c.up[i], 1e-14);
     Grad gg = grad_new(n, 103), gu = grad_new(n, 104);
-    be->swiglu_bwd(gg.g, gu.g, c.R, c.gate, c.up, n);
+    be->swiglu_bwd(be, gg.g, gu.g, c.R, c.gate, c.up, n);
     gc(swiglu_loss, &c, c.gate, grad_added(&gg), n, "swiglu gate");
     gc(swiglu_loss, &c, c.up, grad_added(&gu), n, "swiglu up");
-    be->swiglu_bwd(NULL, gu.g, c.R, c.gate, c.up, n);
+    be->swiglu_bwd(be, NULL, gu.g, c.R, c.gate, c.up, n);
     grad_free(&gg), grad_free(&gu);
     free(c.gate), free(c.up), free(c.out), free(c.R);
 }
@@ -491,14 +496,14 @@ typedef struct {
 static double xent_loss(void *p) {
     XentCtx *c = p;
     int64_t nv = 0;
-    return c->scale * be->xent_fwd(c->probs, c->logits, xent_targets, XBT, XV, &nv);
+    return c->scale * be->xent_fwd(be, c->probs, c->logits, xent_targets, XBT, XV, &nv);
 }
 
 START_TEST(test_xent) {
     size_t n = (size_t)XBT * XV;
     XentCtx c = {rrand(n, 110, -3, 3), rbuf(n), 0.37};
     int64_t nv = -1;
-    double L = be->xent_fwd(c.probs, c.logits, xent_targets, XBT, XV, &nv);
+    double L = be->xent_fwd(be, c.probs, c.logits, xent_targets, XBT, XV, &nv);
     ck_assert_int_eq(nv, 5);
     double ref = 0.0; /* sum over valid rows of logsumexp - logit[target] */
     for (int r = 0; r < XBT; r++) {
@@ -510,7 +515,7 @@ START_TEST(test_xent) {
     }
     ck_assert_double_eq_tol(L, ref, 1e-12);
     Grad g = grad_new(n, 111);
-    be->xent_bwd(g.g, c.probs, xent_targets, XBT, XV, c.scale);
+    be->xent_bwd(be, g.g, c.probs, xent_targets, XBT, XV, c.scale);
     grad_added(&g);
     for (int j = 0; j < XV; j++) ck_assert_double_eq(g.g[1 * XV + j], 0.0); /* ignored rows: nothing */
     gc(xent_loss, &c, c.logits, g.g, n, "xent logits");
@@ -518,8 +523,8 @@ START_TEST(test_xent) {
      * ignored rows cleared rather than left holding probabilities. */
     real_t *buf = rbuf(n);
     memcpy(buf, c.logits, n * sizeof(real_t));
-    ck_assert_double_eq_tol(be->xent_fwd(buf, buf, xent_targets, XBT, XV, &nv), L, 1e-13);
-    be->xent_bwd(buf, buf, xent_targets, XBT, XV, c.scale);
+    ck_assert_double_eq_tol(be->xent_fwd(be, buf, buf, xent_targets, XBT, XV, &nv), L, 1e-13);
+    be->xent_bwd(be, buf, buf, xent_targets, XBT, XV, c.scale);
     for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(buf[i], g.g[i], 1e-13);
     free(buf);
     grad_free(&g);
@@ -532,12 +537,12 @@ START_TEST(test_xent_stable) {
     real_t logits[2 * 3] = {1000, 999, 998, -1000, -1001, -1003}, probs[6];
     int32_t tgt[2] = {1, 0};
     int64_t nv = 0;
-    double L = be->xent_fwd(probs, logits, tgt, 2, 3, &nv);
+    double L = be->xent_fwd(be, probs, logits, tgt, 2, 3, &nv);
     double l0 = log(1 + exp(-1) + exp(-2)), ref = (l0 + 1) + log(1 + exp(-1) + exp(-3));
     ck_assert_double_eq_tol(L, ref, 1e-12);
     ck_assert_int_eq(nv, 2);
     int32_t none[2] = {PEFTC_IGNORE_INDEX, PEFTC_IGNORE_INDEX};
-    ck_assert_double_eq(be->xent_fwd(probs, logits, none, 2, 3, &nv), 0.0);
+    ck_assert_double_eq(be->xent_fwd(be, probs, logits, none, 2, 3, &nv), 0.0);
     ck_assert_int_eq(nv, 0);
 }
 END_TEST
@@ -554,7 +559,7 @@ typedef struct {
 
 static double drop_loss(void *p) {
     DropCtx *c = p;
-    be->dropout_fwd(c->out, c->mask, c->x, c->keys, c->Rr, c->C, c->p);
+    be->dropout_fwd(be, c->out, c->mask, c->x, c->keys, c->Rr, c->C, c->p);
     return dot(c->out, c->R, (size_t)c->Rr * c->C);
 }
 
@@ -565,7 +570,7 @@ START_TEST(test_dropout) {
     DropCtx c = {rrand(n, 120, -1, 1), rbuf(n), rrand(n, 121, -1, 1), malloc(n), keys, R, C, 0.3};
     drop_loss(&c);
     Grad g = grad_new(n, 122);
-    be->dropout_bwd(g.g, c.R, c.mask, R, C, c.p);
+    be->dropout_bwd(be, g.g, c.R, c.mask, R, C, c.p);
     gc(drop_loss, &c, c.x, grad_added(&g), n, "dropout inp (p=0.3)");
     drop_loss(&c); /* the probes left out from a perturbed x */
     size_t dropped = 0;
@@ -588,16 +593,16 @@ START_TEST(test_dropout_props) {
     uint64_t key_alone[1] = {7};
     real_t *x = rrand(3 * C, 130, -1, 1), *y = rbuf(3 * C), *y1 = rbuf(C);
     uint8_t m[3 * C], m1[C];
-    be->dropout_fwd(y, m, x, keys, 3, C, 0.5);
-    be->dropout_fwd(y1, m1, x, key_alone, 1, C, 0.5); /* same key at another row position */
+    be->dropout_fwd(be, y, m, x, keys, 3, C, 0.5);
+    be->dropout_fwd(be, y1, m1, x, key_alone, 1, C, 0.5); /* same key at another row position */
     ck_assert_mem_eq(m, m + 2 * C, C);
     ck_assert_mem_eq(m, m1, C);
     ck_assert(memcmp(m, m + C, C) != 0);
-    be->dropout_fwd(y, m, x, keys, 3, C, 0.0); /* p = 0: identity, mask all ones */
+    be->dropout_fwd(be, y, m, x, keys, 3, C, 0.0); /* p = 0: identity, mask all ones */
     ck_assert_mem_eq(y, x, 3 * C * sizeof(real_t));
     for (int i = 0; i < 3 * C; i++) ck_assert_int_eq(m[i], 1);
     real_t *g = rbuf(3 * C);
-    be->dropout_bwd(g, x, m, 3, C, 0.0);
+    be->dropout_bwd(be, g, x, m, 3, C, 0.0);
     ck_assert_mem_eq(g, x, 3 * C * sizeof(real_t));
     free(x), free(y), free(y1), free(g);
 
@@ -608,7 +613,7 @@ START_TEST(test_dropout_props) {
     for (int r = 0; r < RR; r++) rk[r] = rng_key(3, (uint64_t)r);
     real_t *xs = rrand(RR * CC, 131, -1, 1), *ys = rbuf(RR * CC);
     uint8_t *ms = malloc(RR * CC);
-    be->dropout_fwd(ys, ms, xs, rk, RR, CC, 0.3);
+    be->dropout_fwd(be, ys, ms, xs, rk, RR, CC, 0.3);
     size_t dropped = 0;
     for (int i = 0; i < RR * CC; i++) dropped += !ms[i];
     ck_assert_double_eq_tol((double)dropped / (RR * CC), 0.3, 0.01);
@@ -633,22 +638,22 @@ static DetRun det_run(void) {
     for (int i = 0; i < 9; i++) r.out[i] = rbuf(r.n[i]);
     AttnCtx a = attn_ctx(B, T, NH, NKV, HD, 140);
     attn_loss(&a);
-    be->attention_bwd(r.out[0], r.out[1], r.out[2], a.R, a.att, a.q, a.k, a.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, r.out[0], r.out[1], r.out[2], a.R, a.att, a.q, a.k, a.v, B, T, NH, NKV, HD);
     memcpy(r.out[3], a.att, r.n[3] * sizeof(real_t));
     real_t *x = rrand(nc, 141, -1, 1), *w = rrand(C, 142, 0.5, 1.5), *y = rbuf(nc), *rs = rbuf(B * T);
-    be->rmsnorm_fwd(y, rs, x, w, B * T, C, 1e-5);
-    be->rmsnorm_bwd(r.out[4], r.out[5], y, x, w, rs, B * T, C);
+    be->rmsnorm_fwd(be, y, rs, x, w, B * T, C, 1e-5);
+    be->rmsnorm_bwd(be, r.out[4], r.out[5], y, x, w, rs, B * T, C);
     int32_t tok[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((i * 7) % 13); /* heavy repeats */
-    be->embedding_bwd(r.out[6], x, tok, B * T, C);
+    be->embedding_bwd(be, r.out[6], x, tok, B * T, C);
     real_t *logits = rrand(r.n[7], 143, -4, 4);
     int32_t tgt[B * T];
     for (int i = 0; i < B * T; i++) tgt[i] = i % 5 == 0 ? PEFTC_IGNORE_INDEX : (i * 31) % V;
     int64_t nv;
-    r.loss = be->xent_fwd(r.out[7], logits, tgt, B * T, V, &nv);
-    be->xent_bwd(r.out[7], r.out[7], tgt, B * T, V, 0.01);
-    r.ss = be->sumsq(logits, r.n[7]);
-    be->matmul(r.out[8], x, logits, B * T, 240, C, 0, 1, 1, 0); /* big enough for OpenBLAS to thread */
+    r.loss = be->xent_fwd(be, r.out[7], logits, tgt, B * T, V, &nv);
+    be->xent_bwd(be, r.out[7], r.out[7], tgt, B * T, V, 0.01);
+    r.ss = be->sumsq(be, logits, r.n[7]);
+    be->matmul(be, r.out[8], x, logits, B * T, 240, C, 0, 1, 1, 0); /* big enough for OpenBLAS to thread */
     attn_free(&a);
     free(x), free(w), free(y), free(rs), free(logits);
     return r;

@@ -126,7 +126,7 @@ START_TEST(rosa_collecting_keeps_gradients) {
     rc.density = 0;
     fixture_open(&f, &rc);
     LlamaConfig tiny = tu_tiny_config(1, 0);
-    real_t *shared = backend_cpu()->alloc((size_t)tiny.intermediate * tiny.hidden * sizeof(real_t));
+    real_t *shared = backend_cpu()->alloc(backend_cpu(), (size_t)tiny.intermediate * tiny.hidden * sizeof(real_t));
     for (int i = 0; i < llama_linear_count(&f.model); i++) {
         Adapter *a = llama_linear(&f.model, i)->adapter;
         ck_assert(!rosa_has_mask(a));
@@ -146,7 +146,7 @@ START_TEST(rosa_collecting_keeps_gradients) {
         ck_assert_msg(s > 0, "%s collected nothing", a->name);
     }
     fixture_close(&f);
-    backend_cpu()->free(shared);
+    backend_cpu()->free(backend_cpu(), shared);
 }
 END_TEST
 

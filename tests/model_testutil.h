@@ -60,7 +60,7 @@ static inline double gc_loss(void *ctx) {
 /* Analytic gradient of the summed loss, then every arena tensor against central differences; every
  * tensor's gradient must also be non-zero (a silently skipped term would pass a zero check). */
 static inline void gc_check_arena(GcBatch *b, Arena *arena) {
-    arena->be->zero(arena->grads, arena->numel);
+    arena->be->zero(arena->be, arena->grads, arena->numel);
     gc_loss(b);
     llama_backward(b->model, b->tokens, b->targets, b->row_keys, 1);
     real_t *g = malloc(arena->numel * sizeof *g);

@@ -12,6 +12,12 @@ static const Backend *be;
 
 static void setup(void) { be = backend_cpu(); }
 
+/* The backend scratch csr_sddmm sums a pattern of nnz values in. */
+static void reserve_nnz(int64_t nnz) {
+    BackendNeed need = {.nnz = nnz};
+    ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
+}
+
 static void assert_i32(const int32_t *got, const int32_t *want, int n, const char *what) {
     for (int i = 0; i < n; i++) ck_assert_msg(got[i] == want[i], "%s[%d] = %d, expected %d", what, i, got[i], want[i]);
 }
@@ -308,27 +314,28 @@ START_TEST(ops_vs_dense) {
 
     /* W += alpha S */
     real_t *W0 = rand_buf(nW, 3), *W = dup_buf(W0, nW), *Wr = dup_buf(W0, nW);
-    be->csr_add_dense(W, p->row_ptr, p->col_idx, S.values, rows, cols, alpha);
-    be->axpy(Wr, S.dense, alpha, nW);
+    be->csr_add_dense(be, W, p->row_ptr, p->col_idx, S.values, rows, cols, alpha);
+    be->axpy(be, Wr, S.dense, alpha, nW);
     assert_close(W, Wr, W0, nW, p->nnz, "csr_add_dense");
 
     /* y += alpha x S^T */
     real_t *y0 = rand_buf(ny, 4), *y = dup_buf(y0, ny), *yr = dup_buf(y0, ny);
-    be->csr_spmm(y, x, p->row_ptr, p->col_idx, S.values, R, rows, cols, alpha);
-    be->matmul(yr, x, S.dense, R, rows, cols, 0, 1, alpha, 1);
+    be->csr_spmm(be, y, x, p->row_ptr, p->col_idx, S.values, R, rows, cols, alpha);
+    be->matmul(be, yr, x, S.dense, R, rows, cols, 0, 1, alpha, 1);
     assert_close(y, yr, y0, ny, p->nnz, "csr_spmm");
 
     /* dx += alpha dy S */
     real_t *dx0 = rand_buf(nx, 5), *dx = dup_buf(dx0, nx), *dxr = dup_buf(dx0, nx);
-    be->csr_spmm_t(dx, dy, p->row_ptr, p->col_idx, S.values, R, rows, cols, alpha);
-    be->matmul(dxr, dy, S.dense, R, cols, rows, 0, 0, alpha, 1);
+    be->csr_spmm_t(be, dx, dy, p->row_ptr, p->col_idx, S.values, R, rows, cols, alpha);
+    be->matmul(be, dxr, dy, S.dense, R, cols, rows, 0, 0, alpha, 1);
     assert_close(dx, dxr, dx0, nx, p->nnz, "csr_spmm_t");
 
     /* dvalues += alpha (dy^T x) at the pattern */
     size_t nv = (size_t)p->nnz;
     real_t *dv0 = rand_buf(nv, 6), *dv = dup_buf(dv0, nv), *dvr = dup_buf(dv0, nv), *G = calloc(nW, sizeof(real_t));
-    be->csr_sddmm(dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, alpha);
-    be->matmul(G, dy, x, rows, cols, R, 1, 0, 1, 0);
+    reserve_nnz(p->nnz);
+    be->csr_sddmm(be, dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, alpha);
+    be->matmul(be, G, dy, x, rows, cols, R, 1, 0, 1, 0);
     for (int i = 0; i < rows; i++)
         for (int32_t j = p->row_ptr[i]; j < p->row_ptr[i + 1]; j++)
             dvr[j] += alpha * G[(size_t)i * cols + p->col_idx[j]];
@@ -348,10 +355,11 @@ static real_t *ops_run(const OpCase *c, const Sparse *S, size_t *n) {
     *n = nW + ny + nx + nv;
     real_t *out = rand_buf(*n, 9), *x = rand_buf(nx, 1), *dy = rand_buf(ny, 2);
     real_t *W = out, *y = W + nW, *dx = y + ny, *dv = dx + nx;
-    be->csr_add_dense(W, p->row_ptr, p->col_idx, S->values, rows, cols, 1.5);
-    be->csr_spmm(y, x, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
-    be->csr_spmm_t(dx, dy, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
-    be->csr_sddmm(dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, 1.5);
+    be->csr_add_dense(be, W, p->row_ptr, p->col_idx, S->values, rows, cols, 1.5);
+    be->csr_spmm(be, y, x, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
+    be->csr_spmm_t(be, dx, dy, p->row_ptr, p->col_idx, S->values, R, rows, cols, 1.5);
+    reserve_nnz(p->nnz);
+    be->csr_sddmm(be, dv, dy, x, p->row_ptr, p->col_idx, R, rows, cols, 1.5);
     free(x), free(dy);
     return out;
 }

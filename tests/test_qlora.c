@@ -95,7 +95,7 @@ START_TEST(lora_grads_bit_identical) {
         llama_backward(ms[i], tok, tgt, keys, 1);
     }
     ck_assert(nv[0] == nv[1] && loss[0] == loss[1]);
-    double g = ad.be->sumsq(ad.grads, ad.numel);
+    double g = ad.be->sumsq(ad.be, ad.grads, ad.numel);
     ck_assert_msg(g > 0, "no LoRA gradient reached the arena");
     ck_assert_msg(same_bits(ad.grads, aq.grads, ad.numel), "LoRA gradients differ on the quantized base");
     method_detach(&dense.base, NULL);
@@ -123,7 +123,7 @@ START_TEST(nlora_init_from_blocks) {
         ck_assert_int_eq(arena_finalize(as[i]), PEFTC_OK);
         ck_assert_msg(method_init(&ms[i]->base, as[i], &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
     }
-    ck_assert(ad.be->sumsq(ad.params, ad.numel) > 0);
+    ck_assert(ad.be->sumsq(ad.be, ad.params, ad.numel) > 0);
     ck_assert_msg(same_bits(ad.params, aq.params, ad.numel), "NLoRA init differs on the quantized base");
     for (int i = 0; i < 2; i++) {
         method_detach(&ms[i]->base, NULL);

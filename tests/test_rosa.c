@@ -289,13 +289,13 @@ START_TEST(no_mask_is_plain_lora) {
     }
     for (int e = 0; e < n.a.n_entries; e++)
         if (strstr(n.a.entries[e].name, ".rosa_values"))
-            ck_assert_double_eq(n.a.be->sumsq(n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel), 0);
+            ck_assert_double_eq(n.a.be->sumsq(n.a.be, n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel), 0);
     net_mask(&n, &rc, 8);
-    n.a.be->zero(n.a.grads, n.a.numel);
+    n.a.be->zero(n.a.be, n.a.grads, n.a.numel);
     ck_assert_double_gt(fabs(train_forward(&n.m, 1) - want), 1e-3 * fabs(want));
     train_backward(&n.m, 1);
     for (int e = 0; e < n.a.n_entries; e++)
-        ck_assert_msg(n.a.be->sumsq(n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel) > 0, "%s: no gradient",
+        ck_assert_msg(n.a.be->sumsq(n.a.be, n.a.grads + n.a.entries[e].offset, n.a.entries[e].numel) > 0, "%s: no gradient",
                       n.a.entries[e].name);
     net_close(&lo);
     net_close(&n);
@@ -406,7 +406,7 @@ static void check_collection(RosaAccum mode) {
     ck_assert_int_eq(full_init(&f.base, &fa), PEFTC_OK);
     ck_assert_int_eq(llama_reserve(&f, B, T), PEFTC_OK);
     double *ref[NLIN];
-    real_t *shared = backend_cpu()->alloc((size_t)cfg.intermediate * cfg.hidden * sizeof(real_t));
+    real_t *shared = backend_cpu()->alloc(backend_cpu(), (size_t)cfg.intermediate * cfg.hidden * sizeof(real_t));
     for (int i = 0; i < NLIN; i++) {
         const Linear *l = llama_linear(&n.m, i);
         ref[i] = calloc((size_t)l->out * l->in, sizeof *ref[i]);
@@ -419,7 +419,7 @@ static void check_collection(RosaAccum mode) {
         train_forward(&n.m, mb);
         train_backward(&n.m, mb);
         for (int i = 0; i < NLIN && mode == ROSA_ACC_MEAN; i++) rosa_collect_end(llama_linear(&n.m, i)->adapter);
-        fa.be->zero(fa.grads, fa.numel);
+        fa.be->zero(fa.be, fa.grads, fa.numel);
         train_forward(&f, mb);
         train_backward(&f, mb);
         for (int i = 0; i < NLIN; i++) {
@@ -453,7 +453,7 @@ static void check_collection(RosaAccum mode) {
         free(sel);
         free(ref[i]);
     }
-    backend_cpu()->free(shared);
+    backend_cpu()->free(backend_cpu(), shared);
     llama_free(&f);
     arena_free(&fa);
     net_close(&n);
@@ -574,7 +574,8 @@ START_TEST(config_errors_name_the_problem) {
     Backend no_csr = *backend_cpu();
     no_csr.csr_sddmm = NULL;
     rc = rc_of(R, 0, 0.1);
-    assert_err(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_EINVAL, "no sparse (CSR) ops");
+    assert_err(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_EINVAL,
+               "rosa: the cpu backend lacks csr_sddmm (needed by rosa.density 0.1)");
     rc.density = 0; /* RoSA without S is LoRA, which any backend runs */
     ck_assert_int_eq(rosa_create(&a, &no_csr, &l, &rc, 0, 0), PEFTC_OK);
     a->ops->destroy(a);

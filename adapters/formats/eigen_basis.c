@@ -465,7 +465,7 @@ PeftcStatus eigen_basis_read(const EigenBasis *b, const char *module, char side,
 PeftcStatus eigen_basis_load(const EigenBasis *b, const Backend *be, const char *module, char side, int n, int K,
                              real_t **out) {
     size_t numel = (size_t)n * (size_t)K;
-    real_t *dev = be->alloc(numel * sizeof *dev);
+    real_t *dev = be->alloc(be, numel * sizeof *dev);
     const char *path = b->file.file.path;
     if (!dev) return PEFTC_ERR(PEFTC_ENOMEM, "%s: cannot allocate %zu components for %s", path, numel, module);
     real_t *host = backend_host_begin(be, dev, numel);
@@ -474,7 +474,7 @@ PeftcStatus eigen_basis_load(const EigenBasis *b, const Backend *be, const char 
     if (st == PEFTC_OK) backend_host_done(be, dev, host, numel);
     else {
         if (host && host != dev) free(host);
-        be->free(dev);
+        be->free(be, dev);
         return st;
     }
     *out = dev;

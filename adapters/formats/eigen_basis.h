@@ -60,7 +60,7 @@ void eigen_basis_close(EigenBasis *b);
  * expected one; errors name the file and tensor. Host memory. */
 PeftcStatus eigen_basis_read(const EigenBasis *b, const char *module, char side, int n, int K, real_t *out);
 
-/* The same into backend memory allocated with be->alloc (*out (n,K)); the caller frees it with be->free. */
+/* The same into backend memory allocated with be->alloc (be, *out (n,K)); the caller frees it with be->free. */
 PeftcStatus eigen_basis_load(const EigenBasis *b, const Backend *be, const char *module, char side, int n, int K,
                              real_t **out);
 

@@ -99,8 +99,8 @@ static PeftcStatus st_sink(void *user, const char *name, const Tensor *t) {
     size_t bytes = tensor_bytes(t);
     real_t *host = malloc(bytes);
     if (!host) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory to copy tensor '%s'", s->path, name);
-    s->be->download(host, t->data, bytes);
-    PeftcStatus st = s->be->status();
+    s->be->download(s->be, host, t->data, bytes);
+    PeftcStatus st = s->be->status(s->be);
     if (st == PEFTC_OK) st = st_writer_add(s->w, name, ST_F32, &t->shape, host);
     free(host);
     return st;

@@ -11,7 +11,7 @@ real_t *backend_host_begin(const Backend *be, real_t *dst, size_t n) {
 
 void backend_host_done(const Backend *be, real_t *dst, real_t *host, size_t n) {
     if (host == dst) return;
-    be->upload(dst, host, n * sizeof(real_t));
+    be->upload(be, dst, host, n * sizeof(real_t));
     free(host);
 }
 

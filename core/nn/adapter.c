@@ -35,6 +35,6 @@ const real_t *adapter_dropout_input(const Adapter *a, const StepCtx *ctx, const 
                                     uint64_t layer_key) {
     if (!ctx->training || p <= 0) return x;
     for (int r = 0; r < R; r++) ctx->key_scratch[r] = rng_key(ctx->row_keys[r], layer_key);
-    a->be->dropout_fwd(ctx->scratch, ctx->mask_scratch, x, ctx->key_scratch, R, a->in, (real_t)p);
+    a->be->dropout_fwd(a->be, ctx->scratch, ctx->mask_scratch, x, ctx->key_scratch, R, a->in, (real_t)p);
     return ctx->scratch;
 }

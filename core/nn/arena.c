@@ -11,10 +11,10 @@ void arena_init(Arena *a, const Backend *be) {
 
 void arena_free(Arena *a) {
     if (a->be) {
-        a->be->free(a->params);
-        a->be->free(a->grads);
-        a->be->free(a->m);
-        a->be->free(a->v);
+        a->be->free(a->be, a->params);
+        a->be->free(a->be, a->grads);
+        a->be->free(a->be, a->m);
+        a->be->free(a->be, a->v);
     }
     free(a->entries);
     memset(a, 0, sizeof *a);
@@ -76,10 +76,10 @@ PeftcStatus arena_finalize(Arena *a) {
     if (a->finalized) return PEFTC_ERR(PEFTC_ESTATE, "arena: finalized twice");
     size_t n = a->numel ? a->numel : 1;
     size_t bytes = n * sizeof(real_t);
-    a->params = a->be->alloc(bytes);
-    a->grads = a->be->alloc(bytes + ARENA_TRAILER * sizeof(real_t));
-    a->m = a->be->alloc(bytes);
-    a->v = a->be->alloc(bytes);
+    a->params = a->be->alloc(a->be, bytes);
+    a->grads = a->be->alloc(a->be, bytes + ARENA_TRAILER * sizeof(real_t));
+    a->m = a->be->alloc(a->be, bytes);
+    a->v = a->be->alloc(a->be, bytes);
     if (!a->params || !a->grads || !a->m || !a->v)
         return PEFTC_ERR(PEFTC_ENOMEM, "arena: cannot allocate 4 x %zu bytes for %zu trainable values", bytes, a->numel);
     a->finalized = 1;

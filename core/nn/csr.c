@@ -54,15 +54,15 @@ static PeftcStatus upload_csr(CsrPattern *p, const Backend *be, const int32_t *r
     size_t rp_bytes = ((size_t)p->rows + 1) * sizeof(int32_t);
     /* At least one element, so an empty pattern still gets a pointer every backend's alloc accepts. */
     size_t ci_bytes = (size_t)(p->nnz ? p->nnz : 1) * sizeof(int32_t);
-    p->row_ptr = be->alloc(rp_bytes);
-    p->col_idx = be->alloc(ci_bytes);
+    p->row_ptr = be->alloc(be, rp_bytes);
+    p->col_idx = be->alloc(be, ci_bytes);
     if (!p->row_ptr || !p->col_idx) {
         csr_free(p, be);
         return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of %s memory for a sparse pattern of %lld nonzeros", what, be->name,
                          (long long)p->nnz);
     }
-    be->upload(p->row_ptr, row_ptr, rp_bytes);
-    if (p->nnz) be->upload(p->col_idx, col_idx, (size_t)p->nnz * sizeof(int32_t));
+    be->upload(be, p->row_ptr, row_ptr, rp_bytes);
+    if (p->nnz) be->upload(be, p->col_idx, col_idx, (size_t)p->nnz * sizeof(int32_t));
     return PEFTC_OK;
 }
 
@@ -97,8 +97,8 @@ PeftcStatus csr_from_flat(CsrPattern *p, const Backend *be, int rows, int cols, 
 }
 
 void csr_free(CsrPattern *p, const Backend *be) {
-    if (p->row_ptr) be->free(p->row_ptr);
-    if (p->col_idx) be->free(p->col_idx);
+    if (p->row_ptr) be->free(be, p->row_ptr);
+    if (p->col_idx) be->free(be, p->col_idx);
     memset(p, 0, sizeof *p);
 }
 

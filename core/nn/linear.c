@@ -9,8 +9,8 @@ static void expand(const Linear *l) {
 
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
     expand(l);
-    be->matmul(y, x, l->W, R, l->out, l->in, 0, 1, 1, 0); /* y = x W^T */
-    if (l->b) be->bias_fwd(y, l->b, R, l->out);
+    be->matmul(be, y, x, l->W, R, l->out, l->in, 0, 1, 1, 0); /* y = x W^T */
+    if (l->b) be->bias_fwd(be, y, l->b, R, l->out);
     if (l->adapter) l->adapter->ops->forward(l->adapter, ctx, y, x, R);
 }
 
@@ -19,10 +19,10 @@ void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, rea
     if (l->adapter) l->adapter->ops->backward(l->adapter, ctx, dx, dy, x, R);
     if (dx) {
         expand(l);
-        be->matmul(dx, dy, l->W, R, l->in, l->out, 0, 0, 1, 1);       /* dx += dy W */
+        be->matmul(be, dx, dy, l->W, R, l->in, l->out, 0, 0, 1, 1);       /* dx += dy W */
     }
-    if (l->dW) be->matmul(l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);    /* dW += dy^T x */
-    if (l->db) be->bias_bwd(l->db, dy, R, l->out);
+    if (l->dW) be->matmul(be, l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);    /* dW += dy^T x */
+    if (l->db) be->bias_bwd(be, l->db, dy, R, l->out);
 }
 
 PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host_out) {
@@ -30,6 +30,6 @@ PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host
         qweight_dequantize(l->qW, host_out);
         return PEFTC_OK;
     }
-    be->download(host_out, l->W, (size_t)l->out * (size_t)l->in * sizeof *host_out);
-    return be->status();
+    be->download(be, host_out, l->W, (size_t)l->out * (size_t)l->in * sizeof *host_out);
+    return be->status(be);
 }

@@ -77,7 +77,7 @@ static PeftcStatus write_buffer(hid_t f, const char *path, const char *ds, const
     if (a->be->device != DEV_CPU) {
         real_t *tmp = malloc((a->numel ? a->numel : 1) * sizeof *tmp);
         if (!tmp) return PEFTC_ERR(PEFTC_ENOMEM, "checkpoint '%s': no host memory for '%s'", path, ds);
-        a->be->download(tmp, buf, a->numel * sizeof *tmp);
+        a->be->download(a->be, tmp, buf, a->numel * sizeof *tmp);
         host = tmp;
     }
     PeftcStatus st = h5_write_array(f, path, ds, real_type(), host, a->numel, sizeof(real_t));

@@ -117,16 +117,16 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     Arena *a = t->arena;
     int B = t->cfg.micro_batch, T = t->cfg.seq_len;
     uint64_t bytes0 = comm_bytes_reduced(t->comm);
-    a->be->zero(a->grads, a->numel + ARENA_TRAILER);
+    a->be->zero(a->be, a->grads, a->numel + ARENA_TRAILER);
     double loss_sum = 0, n_tokens = 0;
     PeftcStatus local = accumulate(t, &loss_sum, &n_tokens);
-    if (local == PEFTC_OK) local = a->be->status(); /* also waits for queued device work */
+    if (local == PEFTC_OK) local = a->be->status(a->be); /* also waits for queued device work */
     double t_computed = clock_seconds();
     /* A failing rank still joins the one reduce of the step, flagging itself, so no rank hangs. */
     real_t trailer[ARENA_TRAILER] = {(real_t)loss_sum, (real_t)n_tokens, local != PEFTC_OK};
-    a->be->upload(a->grads + a->numel, trailer, sizeof trailer);
+    a->be->upload(a->be, a->grads + a->numel, trailer, sizeof trailer);
     PEFTC_TRY(comm_allreduce(t->comm, a->grads, a->numel + ARENA_TRAILER, COMM_SUM));
-    a->be->download(trailer, a->grads + a->numel, sizeof trailer);
+    a->be->download(a->be, trailer, a->grads + a->numel, sizeof trailer);
     double t_reduced = clock_seconds();
     if (local != PEFTC_OK) return local;
     if (trailer[2] > 0)
@@ -135,7 +135,7 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     double total_tokens = trailer[1];
     if (total_tokens < 1)
         return PEFTC_ERR(PEFTC_EINVAL, "trainer: step %lld's global batch has no target tokens", (long long)t->step);
-    a->be->scale(a->grads, (real_t)(1.0 / total_tokens), a->numel);
+    a->be->scale(a->be, a->grads, (real_t)(1.0 / total_tokens), a->numel);
     const GradHook *hook = &t->grad_hook;
     double loss = trailer[0] / total_tokens, norm = NAN;
     /* The hook edits the gradient before clipping (see GradHook), so the norm reported is the one

@@ -3,8 +3,9 @@
 
 #include "core/backend/cpu/cpu_ops.h"
 
-void cpu_adamw(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double beta1,
-               double beta2, double eps_d, double bc1, double bc2) {
+void cpu_adamw(const Backend *be, real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd,
+               double beta1, double beta2, double eps_d, double bc1, double bc2) {
+    (void)be;
     /* p, g, m, v (n). Written branch-free so the compiler vectorises it; the optimizer parallelises
      * over arena entries, so this runs on one thread. */
     const real_t b1 = (real_t)beta1, b2 = (real_t)beta2;

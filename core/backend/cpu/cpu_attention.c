@@ -1,7 +1,7 @@
 /* Causal grouped-query attention on BLAS calls over strided head views.
  *
  * q_h, k_g, v_g are (T,HD) views into the (B,T,heads,HD) activations with leading dimension heads*HD,
- * so no head is ever copied out. Work goes in row tiles of ATT_TILE queries: a tile of rows [t0,t1)
+ * so no head is ever copied out. Work goes in row tiles of CPU_ATT_TILE queries: a tile of rows [t0,t1)
  * only sees keys [0,t1), which skips most of the masked upper triangle the gemms would otherwise
  * compute and throw away.
  *
@@ -9,13 +9,9 @@
  * each dk/dv slice that the heads of a group accumulate into; BLAS runs single-threaded inside. */
 #include <assert.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <math.h>
 
 #include "core/backend/cpu/cpu_ops.h"
-
-/* Query rows per tile. Smaller skips more of the masked triangle, larger makes better-shaped gemms. */
-#define ATT_TILE 64
 
 /* Whether `units` (b, head) tasks of causal attention are worth a thread team: more than one thread,
  * more than one task, and enough multiply-adds (about T*T*HD per task) to pay for the fork. */
@@ -35,8 +31,8 @@ static void attn_fwd_head(real_t *out_h, real_t *att_h, const real_t *q_h, const
                           const real_t *v_g, int T, int ldq, int ldkv, int HD) {
     /* out_h, q_h (T,HD; ldq), k_g, v_g (T,HD; ldkv), att_h (T,T) */
     real_t scale = (real_t)(1.0 / sqrt((double)HD));
-    for (int t0 = 0; t0 < T; t0 += ATT_TILE) {
-        int t1 = t0 + ATT_TILE < T ? t0 + ATT_TILE : T, rows = t1 - t0;
+    for (int t0 = 0; t0 < T; t0 += CPU_ATT_TILE) {
+        int t1 = t0 + CPU_ATT_TILE < T ? t0 + CPU_ATT_TILE : T, rows = t1 - t0;
         real_t *a = att_h + (size_t)t0 * T; /* (rows, T) */
         cpu_gemm(0, 1, rows, t1, HD, scale, q_h + (size_t)t0 * ldq, ldq, k_g, ldkv, 0, a, T);
         for (int t = t0; t < t1; t++) softmax_causal_row(att_h + (size_t)t * T, t, T);
@@ -44,9 +40,10 @@ static void attn_fwd_head(real_t *out_h, real_t *att_h, const real_t *q_h, const
     }
 }
 
-void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,
-                       int T, int NH, int NKV, int HD) {
+void cpu_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,
+                       const real_t *v, int B, int T, int NH, int NKV, int HD) {
     /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T,T) */
+    (void)be;
     assert(NKV > 0 && NH % NKV == 0);
     int group = NH / NKV, ldq = NH * HD, ldkv = NKV * HD;
     int par = attn_parallel(B, T, NH, HD);
@@ -87,11 +84,11 @@ typedef struct {
 } AttnBwdHead;
 
 /* One (b,h): accumulates its contribution to dq_h and to the group's dk_g, dv_g. */
-static void attn_bwd_head(const AttnBwdHead *w, real_t *ds /* (ATT_TILE, T) scratch */) {
+static void attn_bwd_head(const AttnBwdHead *w, real_t *ds /* (CPU_ATT_TILE, T) scratch */) {
     int T = w->T, ldq = w->ldq, ldkv = w->ldkv, HD = w->HD;
     real_t scale = (real_t)(1.0 / sqrt((double)HD));
-    for (int t0 = 0; t0 < T; t0 += ATT_TILE) {
-        int t1 = t0 + ATT_TILE < T ? t0 + ATT_TILE : T, rows = t1 - t0;
+    for (int t0 = 0; t0 < T; t0 += CPU_ATT_TILE) {
+        int t1 = t0 + CPU_ATT_TILE < T ? t0 + CPU_ATT_TILE : T, rows = t1 - t0;
         const real_t *a = w->att_h + (size_t)t0 * T;        /* (rows, t1; T) */
         const real_t *dout = w->dout_h + (size_t)t0 * ldq;  /* (rows, HD; ldq) */
         const real_t *qt = w->q_h + (size_t)t0 * ldq;       /* (rows, HD; ldq) */
@@ -105,17 +102,19 @@ static void attn_bwd_head(const AttnBwdHead *w, real_t *ds /* (ATT_TILE, T) scra
     }
 }
 
-void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *att,
-                       const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
-                       int HD) {
+void cpu_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                       const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH,
+                       int NKV, int HD) {
     /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T,T) */
     if (!dq && !dk && !dv) return;
+    int team = cpu_thread_team(be, (size_t)CPU_ATT_TILE * T, "attention_bwd", "T");
+    if (!team) return;
     int group = NH / NKV, ldq = NH * HD, ldkv = NKV * HD;
     int par = attn_parallel(B, T, NKV, HD);
     int saved = par ? cpu_blas_single_begin() : 0;
-#pragma omp parallel if (par)
+#pragma omp parallel num_threads(team) if (par)
     {
-        real_t *ds = cpu_scratch((size_t)ATT_TILE * T * sizeof(real_t)); /* (ATT_TILE, T) per thread */
+        real_t *ds = cpu_thread_scratch(be); /* (CPU_ATT_TILE, T) of this thread */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             for (int g = 0; g < NKV; g++) {
@@ -131,9 +130,11 @@ void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, c
                 }
             }
         }
-        free(ds);
     }
     if (par) cpu_blas_single_end(saved);
 }
 
-size_t cpu_attention_saved(int B, int T, int NH) { return (size_t)B * NH * T * T; }
+size_t cpu_attention_saved(const Backend *be, int B, int T, int NH) {
+    (void)be;
+    return (size_t)B * NH * T * T;
+}

@@ -7,7 +7,6 @@
 #include <assert.h>
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/backend/cpu/cpu_ops.h"
@@ -32,8 +31,8 @@ static int decode_parallel(int B, int NH, int max_len, int HD) {
     return omp_get_max_threads() > 1 && B * NH > 1 && (double)B * NH * max_len * HD >= CPU_PAR_MIN * 4.0;
 }
 
-void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
-                          int S, int NH, int NKV, int HD) {
+void cpu_attention_decode(const Backend *be, real_t *out, const real_t *q, const real_t *kc, const real_t *vc,
+                          const int *len, int B, int S, int NH, int NKV, int HD) {
     /* out, q (B,NH,HD); kc, vc (B,S,NKV,HD); len (B) */
     assert(NKV > 0 && NH % NKV == 0);
     int group = NH / NKV, ldkv = NKV * HD, max_len = 0;
@@ -41,11 +40,13 @@ void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const 
         assert(len[b] >= 0 && len[b] <= S);
         max_len = len[b] > max_len ? len[b] : max_len;
     }
+    int team = cpu_thread_team(be, (size_t)max_len, "attention_decode", "S");
+    if (!team) return;
     int par = decode_parallel(B, NH, max_len, HD);
     int saved = par ? cpu_blas_single_begin() : 0;
-#pragma omp parallel if (par)
+#pragma omp parallel num_threads(team) if (par)
     {
-        real_t *p = cpu_scratch((size_t)max_len * sizeof(real_t)); /* (max_len) per thread */
+        real_t *p = cpu_thread_scratch(be); /* (max_len) of this thread */
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++) {
             for (int h = 0; h < NH; h++) {
@@ -53,7 +54,6 @@ void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const 
                 decode_head(out + qo, q + qo, kc + kvo, vc + kvo, len[b], ldkv, HD, p);
             }
         }
-        free(p);
     }
     if (par) cpu_blas_single_end(saved);
 }

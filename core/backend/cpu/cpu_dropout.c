@@ -10,9 +10,10 @@
 /* 1/(1-p) for kept values; p >= 1 drops everything, and the zero avoids an inf * 0 = NaN. */
 static real_t keep_scale(real_t p) { return p < (real_t)1 ? (real_t)1 / ((real_t)1 - p) : (real_t)0; }
 
-void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys, int R, int C,
-                     real_t p) {
+void cpu_dropout_fwd(const Backend *be, real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys,
+                     int R, int C, real_t p) {
     /* out (R,C), mask (R,C), inp (R,C), row_keys (R) */
+    (void)be;
     size_t n = (size_t)R * C;
     if (p <= 0) {
         if (out != inp) memcpy(out, inp, n * sizeof(real_t));
@@ -36,8 +37,10 @@ void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64
     }
 }
 
-void cpu_dropout_bwd(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p) {
+void cpu_dropout_bwd(const Backend *be, real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C,
+                     real_t p) {
     /* dinp (R,C), dout (R,C), mask (R,C) */
+    (void)be;
     if (!dinp) return;
     size_t n = (size_t)R * C;
     real_t s = p <= 0 ? (real_t)1 : keep_scale(p);

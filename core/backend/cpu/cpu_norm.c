@@ -9,8 +9,9 @@
 
 #include "core/backend/cpu/cpu_ops.h"
 
-void cpu_bias_fwd(real_t *out, const real_t *b, int BT, int OC) {
+void cpu_bias_fwd(const Backend *be, real_t *out, const real_t *b, int BT, int OC) {
     /* out (BT,OC), b (OC) */
+    (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)BT * OC >= CPU_PAR_MIN)
     for (int r = 0; r < BT; r++) {
         real_t *o = out + (size_t)r * OC; /* (OC) */
@@ -18,8 +19,9 @@ void cpu_bias_fwd(real_t *out, const real_t *b, int BT, int OC) {
     }
 }
 
-void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC) {
+void cpu_bias_bwd(const Backend *be, real_t *db, const real_t *dout, int BT, int OC) {
     /* db (OC), dout (BT,OC) */
+    (void)be;
     if (!db) return;
     int nblk = (OC + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)BT * OC >= CPU_PAR_MIN)
@@ -34,8 +36,9 @@ void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC) {
     }
 }
 
-void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
+void cpu_embedding_fwd(const Backend *be, real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
     /* out (BT,C), tokens (BT) in [0,V), wte (V,C) */
+    (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
     for (int r = 0; r < BT; r++) {
         assert(tokens[r] >= 0); /* the upper bound V is not passed in */
@@ -43,9 +46,10 @@ void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, in
     }
 }
 
-void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {
+void cpu_embedding_bwd(const Backend *be, real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {
     /* dwte (V,C), dout (BT,C), tokens (BT). A token repeated in the batch scatters into the same dwte
      * row, so threads split the columns, never the rows. */
+    (void)be;
     if (!dwte) return;
     int nblk = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
@@ -59,10 +63,11 @@ void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, 
     }
 }
 
-void cpu_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C,
-                     real_t eps) {
+void cpu_rmsnorm_fwd(const Backend *be, real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT,
+                     int C, real_t eps) {
     /* out (BT,C), rstd (BT), inp (BT,C), w (C). out may alias inp: each element is read before its
      * own write. */
+    (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
     for (int r = 0; r < BT; r++) {
         const real_t *x = inp + (size_t)r * C; /* (C) */
@@ -88,9 +93,10 @@ static void rmsnorm_bwd_row(real_t *dx, const real_t *g, const real_t *x, const 
     for (int c = 0; c < C; c++) dx[c] += rstd * w[c] * g[c] - k * x[c];
 }
 
-void cpu_rmsnorm_bwd(real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp, const real_t *w,
-                     const real_t *rstd, int BT, int C) {
+void cpu_rmsnorm_bwd(const Backend *be, real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp,
+                     const real_t *w, const real_t *rstd, int BT, int C) {
     /* dinp (BT,C), dw (C), dout (BT,C), inp (BT,C), w (C), rstd (BT) */
+    (void)be;
     if (dinp) {
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
         for (int r = 0; r < BT; r++)

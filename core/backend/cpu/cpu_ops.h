@@ -1,11 +1,13 @@
-/* Private to core/cpu/: the op implementations behind backend_cpu()'s vtable, split by file, plus the
- * small helpers they share. Shapes and semantics of the ops are documented in core/backend.h. */
+/* Private to core/backend/cpu/: the op implementations behind the CPU backend's table, split by file,
+ * plus the small helpers they share. Shapes and semantics of the ops are documented in
+ * core/backend/backend_ops.h, whose list also declares them here: cpu_<op>(be, ...) for every op. */
 #ifndef PEFTC_CPU_OPS_H
 #define PEFTC_CPU_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/backend/backend.h"
 #include "core/base/real.h"
 
 /* Column block width for reductions over rows (bias db, rmsnorm dw, embedding scatter): each thread
@@ -21,6 +23,28 @@
  * the order of the partial sums independent of the thread count. */
 #define CPU_FLAT_CHUNK 65536
 
+/* Query rows per tile of attention. Smaller skips more of the masked triangle, larger makes
+ * better-shaped gemms. The backward's scratch is one (CPU_ATT_TILE, T) tile per thread. */
+#define CPU_ATT_TILE 64
+
+/* A CPU instance's state (Backend.impl): the op scratch reserve() sized, and the first failure.
+ *
+ * Scratch is sized ahead rather than grown by the op that runs short: an op cannot return an allocation
+ * failure, growing would put malloc and its failure inside the step, and every user already knows its
+ * largest shapes when it sets up (llama_reserve, kv_create, RoSA's reserve). So an op called beyond what
+ * was reserved records an error naming the shape to reserve and returns without writing its outputs;
+ * status() reports it at the step boundary. */
+typedef struct {
+    double *shared;      /* (shared_cap) one call's: xent_fwd's per-row losses, csr_sddmm's sums */
+    size_t shared_cap;
+    real_t *per_thread;  /* (threads, thread_cap): attention_bwd's ds tile, attention_decode's p */
+    size_t thread_cap;
+    int threads;         /* OpenMP threads the per-thread scratch was sized for */
+    int err_set;
+    PeftcStatus err_code;
+    char err_msg[256];
+} CpuState;
+
 /* ---- cpu_backend.c ---- */
 /* General matrix multiply on strided views, the only place that knows whether real_t is float or
  * double. C(M,N; ldc) = alpha * op(A) * op(B) + beta * C, A stored (M,K; lda) or if transA (K,M; lda),
@@ -34,70 +58,24 @@ int cpu_blas_single_begin(void);
 void cpu_blas_single_end(int saved);
 /* Softmax of x(n) into p(n) (p may be x); returns log(sum(exp(x))), the log of the normaliser. */
 double cpu_softmax(real_t *p, const real_t *x, int n);
-/* malloc for op scratch; the ops return void, so running out of memory here aborts with a message. */
-void *cpu_scratch(size_t bytes);
+/* Records the instance's first failure since status() (printf-style), for status() to report. */
+void cpu_fail(const Backend *be, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The shared scratch for n doubles, or NULL after recording a failure naming op and the BackendNeed
+ * field (`need`) that sizes it. n == 0 always succeeds (the pointer may then be NULL). */
+double *cpu_shared_scratch(const Backend *be, size_t n, const char *op, const char *need);
+/* Threads for a region whose threads each take n real_t of cpu_thread_scratch(): at most the team
+ * OpenMP would start, at most the threads reserved for (a smaller team gives the same results: every
+ * op splits its work into units that do not depend on the thread count), at least 1. 0 after recording
+ * a failure when n exceeds what was reserved per thread, or when called from inside a parallel region
+ * (its threads would share one slot). */
+int cpu_thread_team(const Backend *be, size_t n, const char *op, const char *need);
+/* The calling OpenMP thread's slot of the per-thread scratch. */
+real_t *cpu_thread_scratch(const Backend *be);
 
-void cpu_matmul(real_t *C, const real_t *A, const real_t *B, int M, int N, int K, int transA, int transB,
-                real_t alpha, real_t beta);
-void cpu_axpy(real_t *y, const real_t *x, real_t alpha, size_t n);
-void cpu_scale(real_t *x, real_t alpha, size_t n);
-double cpu_sumsq(const real_t *x, size_t n);
-
-/* ---- cpu_norm.c ---- */
-void cpu_bias_fwd(real_t *out, const real_t *b, int BT, int OC);
-void cpu_bias_bwd(real_t *db, const real_t *dout, int BT, int OC);
-void cpu_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C);
-void cpu_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C);
-void cpu_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C,
-                     real_t eps);
-void cpu_rmsnorm_bwd(real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp, const real_t *w,
-                     const real_t *rstd, int BT, int C);
-
-/* ---- cpu_rope.c ---- */
-void cpu_rope_fwd(real_t *x, const real_t *cos, const real_t *sin, int B, int T, int NH, int HD);
-void cpu_rope_bwd(real_t *dx, const real_t *cos, const real_t *sin, int B, int T, int NH, int HD);
-
-/* ---- cpu_attention.c ---- */
-void cpu_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,
-                       int T, int NH, int NKV, int HD);
-void cpu_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *att,
-                       const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH, int NKV,
-                       int HD);
-
-/* ---- cpu_adamw.c ---- */
-void cpu_adamw(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double beta1,
-               double beta2, double eps, double bc1, double bc2);
-
-/* ---- cpu_attention.c ---- saved state: the probabilities */
-size_t cpu_attention_saved(int B, int T, int NH);
-
-/* ---- cpu_decode.c ---- */
-void cpu_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
-                          int S, int NH, int NKV, int HD);
-
-/* ---- cpu_swiglu.c ---- */
-void cpu_swiglu_fwd(real_t *out, const real_t *gate, const real_t *up, size_t n);
-void cpu_swiglu_bwd(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,
-                    size_t n);
-
-/* ---- cpu_xent.c ---- */
-double cpu_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
-                    int64_t *n_valid);
-void cpu_xent_bwd(real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V, real_t scale);
-
-/* ---- cpu_dropout.c ---- */
-void cpu_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys, int R, int C,
-                     real_t p);
-void cpu_dropout_bwd(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p);
-
-/* ---- cpu_sparse.c ---- */
-void cpu_csr_add_dense(real_t *W, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values, int rows,
-                       int cols, real_t alpha);
-void cpu_csr_spmm(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values,
-                  int R, int rows, int cols, real_t alpha);
-void cpu_csr_spmm_t(real_t *dx, const real_t *dy, const int32_t *row_ptr, const int32_t *col_idx,
-                    const real_t *values, int R, int rows, int cols, real_t alpha);
-void cpu_csr_sddmm(real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
-                   const int32_t *col_idx, int R, int rows, int cols, real_t alpha);
+/* Every op: cpu_matmul, cpu_attention_fwd, ... (cpu_backend.c, cpu_norm.c, cpu_rope.c, cpu_attention.c,
+ * cpu_decode.c, cpu_swiglu.c, cpu_xent.c, cpu_dropout.c, cpu_sparse.c, cpu_adamw.c). */
+#define CPU_PROTO_(ret, name, params) PEFTC_BACKEND_PROTO(cpu, ret, name, params)
+PEFTC_BACKEND_OPS(CPU_PROTO_)
+#undef CPU_PROTO_
 
 #endif

@@ -41,10 +41,13 @@ static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, int B,
     }
 }
 
-void cpu_rope_fwd(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+void cpu_rope_fwd(const Backend *be, real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+    (void)be;
     rope_apply(x, ctab, stab, B, T, NH, HD, (real_t)1);
 }
 
-void cpu_rope_bwd(real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+void cpu_rope_bwd(const Backend *be, real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH,
+                  int HD) {
+    (void)be;
     rope_apply(dx, ctab, stab, B, T, NH, HD, (real_t)-1);
 }

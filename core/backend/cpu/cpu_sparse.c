@@ -4,7 +4,6 @@
  * row, activation rows ascending), so results do not depend on the thread count. Dots and SDDMM sums
  * are taken in double, like the other reductions of this backend. */
 #include <omp.h>
-#include <stdlib.h>
 
 #include "core/backend/cpu/cpu_ops.h"
 
@@ -16,9 +15,10 @@
  * would leave most threads idle. */
 #define CPU_SPARSE_ROW_CHUNK 16
 
-void cpu_csr_add_dense(real_t *W, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values, int rows,
-                       int cols, real_t alpha) {
+void cpu_csr_add_dense(const Backend *be, real_t *W, const int32_t *row_ptr, const int32_t *col_idx,
+                       const real_t *values, int rows, int cols, real_t alpha) {
     /* W (rows,cols), row_ptr (rows+1), col_idx (nnz), values (nnz) */
+    (void)be;
 #pragma omp parallel for schedule(dynamic, CPU_SPARSE_ROW_CHUNK) if (row_ptr[rows] >= CPU_PAR_MIN)
     for (int i = 0; i < rows; i++) {
         real_t *w = W + (size_t)i * cols; /* (cols) */
@@ -36,10 +36,11 @@ static void spmv_rows(real_t *y, const real_t *x, const int32_t *row_ptr, const 
     }
 }
 
-void cpu_csr_spmm(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx, const real_t *values,
-                  int R, int rows, int cols, real_t alpha) {
+void cpu_csr_spmm(const Backend *be, real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx,
+                  const real_t *values, int R, int rows, int cols, real_t alpha) {
     /* y (R,rows), x (R,cols). Many activation rows (training): split them, each thread keeps its x row
      * in cache. Few (decoding): split the sparse rows instead. Either way an element is one dot. */
+    (void)be;
     size_t work = (size_t)R * (size_t)row_ptr[rows];
     if (R >= omp_get_max_threads()) {
 #pragma omp parallel for schedule(static) if (work >= CPU_PAR_MIN)
@@ -56,10 +57,11 @@ void cpu_csr_spmm(real_t *y, const real_t *x, const int32_t *row_ptr, const int3
     }
 }
 
-void cpu_csr_spmm_t(real_t *dx, const real_t *dy, const int32_t *row_ptr, const int32_t *col_idx,
-                    const real_t *values, int R, int rows, int cols, real_t alpha) {
+void cpu_csr_spmm_t(const Backend *be, real_t *dx, const real_t *dy, const int32_t *row_ptr,
+                    const int32_t *col_idx, const real_t *values, int R, int rows, int cols, real_t alpha) {
     /* dx (R,cols), dy (R,rows). Sparse rows scatter into the same dx columns, so threads split the
      * activation rows, never the sparse ones. */
+    (void)be;
     if (!dx) return;
     size_t work = (size_t)R * (size_t)row_ptr[rows];
 #pragma omp parallel for schedule(static) if (work >= CPU_PAR_MIN)
@@ -87,14 +89,15 @@ static void sddmm_block(double *acc, const real_t *dy, const real_t *x, const in
     }
 }
 
-void cpu_csr_sddmm(real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
+void cpu_csr_sddmm(const Backend *be, real_t *dvalues, const real_t *dy, const real_t *x, const int32_t *row_ptr,
                    const int32_t *col_idx, int R, int rows, int cols, real_t alpha) {
     /* dvalues (nnz), dy (R,rows), x (R,cols). Threads split the sparse rows, one block of activation
      * rows at a time: a nonzero's sum runs over r in order whichever thread owns it in each block. */
     if (!dvalues) return;
     int32_t nnz = row_ptr[rows];
     if (nnz == 0) return;
-    double *acc = cpu_scratch((size_t)nnz * sizeof(double)); /* (nnz) */
+    double *acc = cpu_shared_scratch(be, (size_t)nnz, "csr_sddmm", "nnz"); /* (nnz) */
+    if (!acc) return;
     for (int32_t j = 0; j < nnz; j++) acc[j] = 0.0;
     int nchunks = (rows + CPU_SPARSE_ROW_CHUNK - 1) / CPU_SPARSE_ROW_CHUNK;
 #pragma omp parallel if ((size_t)R * (size_t)nnz >= CPU_PAR_MIN)
@@ -107,5 +110,4 @@ void cpu_csr_sddmm(real_t *dvalues, const real_t *dy, const real_t *x, const int
         }
     }
     for (int32_t j = 0; j < nnz; j++) dvalues[j] += alpha * (real_t)acc[j];
-    free(acc);
 }

@@ -1,6 +1,5 @@
 /* Softmax cross-entropy over the vocabulary with an ignore index. */
 #include <assert.h>
-#include <stdlib.h>
 
 #include "core/backend/cpu/cpu_ops.h"
 
@@ -13,10 +12,12 @@ static double xent_row(real_t *p, const real_t *x, int32_t tgt, int V) {
     return tgt == PEFTC_IGNORE_INDEX ? 0.0 : lse - xt;
 }
 
-double cpu_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
+double cpu_xent_fwd(const Backend *be, real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
                     int64_t *n_valid) {
     /* probs (BT,V) may alias logits (BT,V); targets (BT) */
-    double *loss = cpu_scratch((size_t)(BT > 0 ? BT : 1) * sizeof(double)); /* (BT) per-row losses */
+    if (n_valid) *n_valid = 0;
+    double *loss = cpu_shared_scratch(be, (size_t)(BT > 0 ? BT : 0), "xent_fwd", "B * T"); /* (BT) row losses */
+    if (!loss && BT > 0) return 0.0;
 #pragma omp parallel for schedule(static) if ((size_t)BT * V >= CPU_PAR_MIN)
     for (int r = 0; r < BT; r++)
         loss[r] = xent_row(probs + (size_t)r * V, logits + (size_t)r * V, targets[r], V);
@@ -28,13 +29,14 @@ double cpu_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets,
         total += loss[r];
         nv++;
     }
-    free(loss);
     if (n_valid) *n_valid = nv;
     return total;
 }
 
-void cpu_xent_bwd(real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V, real_t scale) {
+void cpu_xent_bwd(const Backend *be, real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V,
+                  real_t scale) {
     /* dlogits (BT,V) may alias probs (BT,V); targets (BT) */
+    (void)be;
     if (!dlogits) return;
     int alias = dlogits == probs;
 #pragma omp parallel for schedule(static) if ((size_t)BT * V >= CPU_PAR_MIN)

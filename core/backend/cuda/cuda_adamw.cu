@@ -17,11 +17,12 @@ static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v
     }
 }
 
-void cuda_adamw(real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd, double b1,
-                double b2, double eps, double bc1, double bc2) {
+void cuda_adamw(const Backend *be, real_t *p, const real_t *g, real_t *m, real_t *v, size_t n, double lr, double wd,
+                double b1, double b2, double eps, double bc1, double bc2) {
+    CudaState *cu = cuda_enter(be);
     if (!n) return;
     float step = (float)(lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2)), decay = (float)(1.0 - lr * wd);
-    adamw_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(p, g, m, v, n, (float)b1, (float)b2,
-                                                                             step, (float)eps, rbc2, decay);
-    CUDA_CHECK_LAUNCH(adamw_kernel);
+    adamw_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(p, g, m, v, n, (float)b1, (float)b2,
+                                                                          step, (float)eps, rbc2, decay);
+    CUDA_CHECK_LAUNCH(cu, adamw_kernel);
 }

@@ -420,12 +420,12 @@ attn_decode_kernel(float *out, const float *q, const float *kc, const float *vc,
 /* ---- host side ---- */
 
 /* Records an invalid-argument error naming the op and the offending shape; 0 if the shape is unusable. */
-static int att_args_ok(const char *op, int NH, int NKV, int HD) {
+static int att_args_ok(CudaState *cu, const char *op, int NH, int NKV, int HD) {
     if (HD >= 1 && HD <= ATT_MAX_HD && NKV >= 1 && NH >= NKV && NH % NKV == 0) return 1;
     char what[160];
     snprintf(what, sizeof what, "%s: needs 1 <= HD <= %d and NH a multiple of NKV, got HD=%d NH=%d NKV=%d", op,
              ATT_MAX_HD, HD, NH, NKV);
-    cuda_check_at(cudaErrorInvalidValue, what, __FILE__, __LINE__);
+    cuda_check_at(cu, cudaErrorInvalidValue, what, __FILE__, __LINE__);
     return 0;
 }
 
@@ -433,67 +433,74 @@ static float att_scale(int HD) { return (float)(1.0 / sqrt((double)HD)); }
 
 /* Dynamic shared memory past the default 48 KiB must be opted into per kernel (HD > 64 for the
  * backward kernels). 0 (error recorded) if the device refuses. */
-static int att_smem_opt_in(const void *kernel, size_t bytes) {
+static int att_smem_opt_in(CudaState *cu, const void *kernel, size_t bytes) {
     if (bytes <= ATT_SMEM_DEFAULT) return 1;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    CUDA_CHECK(e);
+    CUDA_CHECK(cu, e);
     return e == cudaSuccess;
 }
 
-size_t cuda_attention_saved(int B, int T, int NH) { return (size_t)B * NH * T; }
-
-void cuda_attention_fwd(real_t *out, real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T,
-                        int NH, int NKV, int HD) {
-    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps */
-    if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok("cuda_attention_fwd", NH, NKV, HD)) return;
-    int stride = att_stride(HD);
-    size_t smem = ((size_t)(ATT_ROWS + 2 * ATT_TILE) * stride + ATT_WARPS * ATT_RPW * ATT_TILE) * sizeof(float);
-    if (!att_smem_opt_in((const void *)attn_fwd_kernel, smem)) return;
-    dim3 grid((unsigned)((T + ATT_ROWS - 1) / ATT_ROWS), (unsigned)NH, (unsigned)B);
-    attn_fwd_kernel<<<grid, ATT_THREADS, smem, cuda_stream()>>>(out, att, q, k, v, T, NH, NKV, HD, att_scale(HD));
-    CUDA_CHECK_LAUNCH(attn_fwd_kernel);
+size_t cuda_attention_saved(const Backend *be, int B, int T, int NH) {
+    (void)be;
+    return (size_t)B * NH * T;
 }
 
-void cuda_attention_bwd(real_t *dq, real_t *dk, real_t *dv, const real_t *dout, const real_t *att, const real_t *q,
-                        const real_t *k, const real_t *v, int B, int T, int NH, int NKV, int HD) {
+void cuda_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,
+                        const real_t *v, int B, int T, int NH, int NKV, int HD) {
+    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps */
+    CudaState *cu = cuda_enter(be);
+    if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok(cu, "cuda_attention_fwd", NH, NKV, HD)) return;
+    int stride = att_stride(HD);
+    size_t smem = ((size_t)(ATT_ROWS + 2 * ATT_TILE) * stride + ATT_WARPS * ATT_RPW * ATT_TILE) * sizeof(float);
+    if (!att_smem_opt_in(cu, (const void *)attn_fwd_kernel, smem)) return;
+    dim3 grid((unsigned)((T + ATT_ROWS - 1) / ATT_ROWS), (unsigned)NH, (unsigned)B);
+    attn_fwd_kernel<<<grid, ATT_THREADS, smem, cu->stream>>>(out, att, q, k, v, T, NH, NKV, HD, att_scale(HD));
+    CUDA_CHECK_LAUNCH(cu, attn_fwd_kernel);
+}
+
+void cuda_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
+                        const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH,
+                        int NKV, int HD) {
     /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps from the forward */
+    CudaState *cu = cuda_enter(be);
     if (!dq && !dk && !dv) return;
-    if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok("cuda_attention_bwd", NH, NKV, HD)) return;
-    float *Dbuf = (float *)cuda_scratch(CUDA_SCRATCH_ATTN0, (size_t)B * NH * T * sizeof(float)); /* (B,NH,T) */
+    if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok(cu, "cuda_attention_bwd", NH, NKV, HD)) return;
+    float *Dbuf = (float *)cuda_scratch(cu, CUDA_SCRATCH_ATTN0, (size_t)B * NH * T * sizeof(float)); /* (B,NH,T) */
     if (!Dbuf) return;
     int stride = att_stride(HD);
     float scale = att_scale(HD);
     size_t smem1 = ((size_t)(2 * ATT_ROWS + 2 * ATT_TILE) * stride + ATT_WARPS * ATT_RPW * ATT_TILE) * sizeof(float);
     size_t smem2 = ((size_t)(2 * ATT_ROWS + 2 * ATT_TILE) * stride + 2 * ATT_TILE +
                     2 * ATT_WARPS * ATT_RPW * ATT_TILE) * sizeof(float);
-    if (!att_smem_opt_in((const void *)attn_bwd_dq_kernel, smem1)) return;
-    if (!att_smem_opt_in((const void *)attn_bwd_dkdv_kernel, smem2)) return;
+    if (!att_smem_opt_in(cu, (const void *)attn_bwd_dq_kernel, smem1)) return;
+    if (!att_smem_opt_in(cu, (const void *)attn_bwd_dkdv_kernel, smem2)) return;
     unsigned tiles = (unsigned)((T + ATT_ROWS - 1) / ATT_ROWS);
     /* Pass 1 also produces D, which pass 2 reads: same stream, so it is complete before pass 2 starts. */
-    attn_bwd_dq_kernel<<<dim3(tiles, (unsigned)NH, (unsigned)B), ATT_THREADS, smem1, cuda_stream()>>>(
+    attn_bwd_dq_kernel<<<dim3(tiles, (unsigned)NH, (unsigned)B), ATT_THREADS, smem1, cu->stream>>>(
         dq, Dbuf, dout, att, q, k, v, T, NH, NKV, HD, scale);
-    CUDA_CHECK_LAUNCH(attn_bwd_dq_kernel);
+    CUDA_CHECK_LAUNCH(cu, attn_bwd_dq_kernel);
     if (!dk && !dv) return;
-    attn_bwd_dkdv_kernel<<<dim3(tiles, (unsigned)NKV, (unsigned)B), ATT_THREADS, smem2, cuda_stream()>>>(
+    attn_bwd_dkdv_kernel<<<dim3(tiles, (unsigned)NKV, (unsigned)B), ATT_THREADS, smem2, cu->stream>>>(
         dk, dv, dout, att, Dbuf, q, k, v, T, NH, NKV, HD, scale);
-    CUDA_CHECK_LAUNCH(attn_bwd_dkdv_kernel);
+    CUDA_CHECK_LAUNCH(cu, attn_bwd_dkdv_kernel);
 }
 
-void cuda_attention_decode(real_t *out, const real_t *q, const real_t *kc, const real_t *vc, const int *len, int B,
-                           int S, int NH, int NKV, int HD) {
+void cuda_attention_decode(const Backend *be, real_t *out, const real_t *q, const real_t *kc, const real_t *vc,
+                           const int *len, int B, int S, int NH, int NKV, int HD) {
     /* out, q (B,NH,HD); kc, vc (B,S,NKV*HD); len (B) host */
-    if (B <= 0 || NH <= 0 || !att_args_ok("cuda_attention_decode", NH, NKV, HD)) return;
+    CudaState *cu = cuda_enter(be);
+    if (B <= 0 || NH <= 0 || !att_args_ok(cu, "cuda_attention_decode", NH, NKV, HD)) return;
     for (int b = 0; b < B; b++) {
         if (len[b] < 0 || len[b] > S) {
             char what[128];
             snprintf(what, sizeof what, "cuda_attention_decode: len[%d] = %d is outside [0, S=%d]", b, len[b], S);
-            cuda_check_at(cudaErrorInvalidValue, what, __FILE__, __LINE__);
+            cuda_check_at(cu, cudaErrorInvalidValue, what, __FILE__, __LINE__);
             return;
         }
     }
-    const int *dlen = (const int *)cuda_stage(CUDA_STAGE_LENS, len, (size_t)B * sizeof(int));
+    const int *dlen = (const int *)cuda_stage(cu, CUDA_STAGE_LENS, len, (size_t)B * sizeof(int));
     if (!dlen) return;
-    attn_decode_kernel<<<dim3((unsigned)NH, (unsigned)B), DEC_THREADS, 0, cuda_stream()>>>(out, q, kc, vc, dlen, S, NH,
+    attn_decode_kernel<<<dim3((unsigned)NH, (unsigned)B), DEC_THREADS, 0, cu->stream>>>(out, q, kc, vc, dlen, S, NH,
                                                                                         NKV, HD, att_scale(HD));
-    CUDA_CHECK_LAUNCH(attn_decode_kernel);
+    CUDA_CHECK_LAUNCH(cu, attn_decode_kernel);
 }

@@ -39,24 +39,25 @@ static __global__ void dropout_fwd_kernel(float *out, uint8_t *mask, const float
     }
 }
 
-void cuda_dropout_fwd(real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys, int R, int C,
-                      real_t p) {
+void cuda_dropout_fwd(const Backend *be, real_t *out, uint8_t *mask, const real_t *inp, const uint64_t *row_keys,
+                      int R, int C, real_t p) {
+    CudaState *cu = cuda_enter(be);
     /* row_keys (R) host memory */
     size_t n = (size_t)R * C;
     if (!n) return;
     if (p <= 0) {
-        cuda_copy(out, inp, n);
-        CUDA_CHECK(cudaMemsetAsync(mask, 1, n, cuda_stream()));
+        cuda_copy(be, out, inp, n);
+        CUDA_CHECK(cu, cudaMemsetAsync(mask, 1, n, cu->stream));
         return;
     }
     /* The threshold comes from (float)p, as on the CPU, so every build draws the same masks. */
     uint64_t thr = (uint64_t)((double)(float)p * 4294967296.0);
-    const uint64_t *keys = (const uint64_t *)cuda_stage(CUDA_STAGE_KEYS, row_keys, (size_t)R * sizeof *row_keys);
+    const uint64_t *keys = (const uint64_t *)cuda_stage(cu, CUDA_STAGE_KEYS, row_keys, (size_t)R * sizeof *row_keys);
     if (!keys) return;
     size_t npairs = (size_t)R * (((size_t)C + 1) / 2);
-    dropout_fwd_kernel<<<cuda_grid(npairs, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, mask, inp, keys, C,
-                                                                                        npairs, thr, keep_scale(p));
-    CUDA_CHECK_LAUNCH(dropout_fwd_kernel);
+    dropout_fwd_kernel<<<cuda_grid(npairs, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, mask, inp, keys, C,
+                                                                                     npairs, thr, keep_scale(p));
+    CUDA_CHECK_LAUNCH(cu, dropout_fwd_kernel);
 }
 
 static __global__ void dropout_bwd_kernel(float *dinp, const float *dout, const uint8_t *mask, size_t n, float s) {
@@ -65,10 +66,12 @@ static __global__ void dropout_bwd_kernel(float *dinp, const float *dout, const 
         if (mask[i]) dinp[i] += dout[i] * s;
 }
 
-void cuda_dropout_bwd(real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C, real_t p) {
+void cuda_dropout_bwd(const Backend *be, real_t *dinp, const real_t *dout, const uint8_t *mask, int R, int C,
+                      real_t p) {
+    CudaState *cu = cuda_enter(be);
     size_t n = (size_t)R * C;
     if (!dinp || !n) return;
     float s = p <= 0 ? 1.0f : keep_scale(p);
-    dropout_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dinp, dout, mask, n, s);
-    CUDA_CHECK_LAUNCH(dropout_bwd_kernel);
+    dropout_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dinp, dout, mask, n, s);
+    CUDA_CHECK_LAUNCH(cu, dropout_bwd_kernel);
 }

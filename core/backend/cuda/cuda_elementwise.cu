@@ -14,11 +14,12 @@ static __global__ void bias_fwd_kernel(float *out, const float *b, size_t n, int
     GRID_STRIDE(i, n) out[i] += b[i % (size_t)OC];
 }
 
-void cuda_bias_fwd(real_t *out, const real_t *b, int BT, int OC) {
+void cuda_bias_fwd(const Backend *be, real_t *out, const real_t *b, int BT, int OC) {
+    CudaState *cu = cuda_enter(be);
     size_t n = (size_t)BT * OC;
     if (!n) return;
-    bias_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, b, n, OC);
-    CUDA_CHECK_LAUNCH(bias_fwd_kernel);
+    bias_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, b, n, OC);
+    CUDA_CHECK_LAUNCH(cu, bias_fwd_kernel);
 }
 
 /* One block per 32 columns: thread (x,y) sums rows y, y+BIAS_ROWS, ... of column x in double, then
@@ -39,11 +40,12 @@ static __global__ void bias_bwd_kernel(float *db, const float *dout, int BT, int
     }
 }
 
-void cuda_bias_bwd(real_t *db, const real_t *dout, int BT, int OC) {
+void cuda_bias_bwd(const Backend *be, real_t *db, const real_t *dout, int BT, int OC) {
+    CudaState *cu = cuda_enter(be);
     if (!db || BT <= 0 || OC <= 0) return;
     dim3 block(BIAS_COLS, BIAS_ROWS);
-    bias_bwd_kernel<<<(OC + BIAS_COLS - 1) / BIAS_COLS, block, 0, cuda_stream()>>>(db, dout, BT, OC);
-    CUDA_CHECK_LAUNCH(bias_bwd_kernel);
+    bias_bwd_kernel<<<(OC + BIAS_COLS - 1) / BIAS_COLS, block, 0, cu->stream>>>(db, dout, BT, OC);
+    CUDA_CHECK_LAUNCH(cu, bias_bwd_kernel);
 }
 
 static __global__ void embedding_fwd_kernel(float *out, const int32_t *tokens, const float *wte, size_t n, int C) {
@@ -56,23 +58,24 @@ static __global__ void embedding_fwd_kernel(float *out, const int32_t *tokens, c
 
 /* Stages tokens (host memory) for the gather/scatter; NULL after recording an error for a negative
  * id, which would index before wte (the upper bound V is not passed in). */
-static const int32_t *stage_tokens(const int32_t *tokens, int BT, const char *op) {
+static const int32_t *stage_tokens(CudaState *cu, const int32_t *tokens, int BT, const char *op) {
     for (int r = 0; r < BT; r++)
         if (tokens[r] < 0) {
-            CUDA_FAIL(PEFTC_EINVAL, "%s: token id %d at row %d is negative", op, (int)tokens[r], r);
+            CUDA_FAIL(cu, PEFTC_EINVAL, "%s: token id %d at row %d is negative", op, (int)tokens[r], r);
             return NULL;
         }
-    return (const int32_t *)cuda_stage(CUDA_STAGE_TOKENS, tokens, (size_t)BT * sizeof *tokens);
+    return (const int32_t *)cuda_stage(cu, CUDA_STAGE_TOKENS, tokens, (size_t)BT * sizeof *tokens);
 }
 
-void cuda_embedding_fwd(real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
+void cuda_embedding_fwd(const Backend *be, real_t *out, const int32_t *tokens, const real_t *wte, int BT, int C) {
+    CudaState *cu = cuda_enter(be);
     /* tokens is host memory */
     size_t n = (size_t)BT * C;
     if (!n) return;
-    const int32_t *tok = stage_tokens(tokens, BT, "embedding_fwd");
+    const int32_t *tok = stage_tokens(cu, tokens, BT, "embedding_fwd");
     if (!tok) return;
-    embedding_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, tok, wte, n, C);
-    CUDA_CHECK_LAUNCH(embedding_fwd_kernel);
+    embedding_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, tok, wte, n, C);
+    CUDA_CHECK_LAUNCH(cu, embedding_fwd_kernel);
 }
 
 /* A token repeated in the batch scatters into the same row of dwte: atomic adds. */
@@ -84,14 +87,15 @@ static __global__ void embedding_bwd_kernel(float *dwte, const float *dout, cons
     }
 }
 
-void cuda_embedding_bwd(real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {
+void cuda_embedding_bwd(const Backend *be, real_t *dwte, const real_t *dout, const int32_t *tokens, int BT, int C) {
+    CudaState *cu = cuda_enter(be);
     /* tokens is host memory */
     size_t n = (size_t)BT * C;
     if (!dwte || !n) return;
-    const int32_t *tok = stage_tokens(tokens, BT, "embedding_bwd");
+    const int32_t *tok = stage_tokens(cu, tokens, BT, "embedding_bwd");
     if (!tok) return;
-    embedding_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dwte, dout, tok, n, C);
-    CUDA_CHECK_LAUNCH(embedding_bwd_kernel);
+    embedding_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dwte, dout, tok, n, C);
+    CUDA_CHECK_LAUNCH(cu, embedding_bwd_kernel);
 }
 
 /* sigmoid(x) = 1 / (1 + e^-x); e^-x overflowing to inf for very negative x gives the right limit 0. */
@@ -105,10 +109,11 @@ static __global__ void swiglu_fwd_kernel(float *out, const float *gate, const fl
     }
 }
 
-void cuda_swiglu_fwd(real_t *out, const real_t *gate, const real_t *up, size_t n) {
+void cuda_swiglu_fwd(const Backend *be, real_t *out, const real_t *gate, const real_t *up, size_t n) {
+    CudaState *cu = cuda_enter(be);
     if (!n) return;
-    swiglu_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(out, gate, up, n);
-    CUDA_CHECK_LAUNCH(swiglu_fwd_kernel);
+    swiglu_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, gate, up, n);
+    CUDA_CHECK_LAUNCH(cu, swiglu_fwd_kernel);
 }
 
 static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *dout, const float *gate,
@@ -121,9 +126,10 @@ static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *
     }
 }
 
-void cuda_swiglu_bwd(real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate, const real_t *up,
-                     size_t n) {
+void cuda_swiglu_bwd(const Backend *be, real_t *dgate, real_t *dup, const real_t *dout, const real_t *gate,
+                     const real_t *up, size_t n) {
+    CudaState *cu = cuda_enter(be);
     if (!n || (!dgate && !dup)) return;
-    swiglu_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dgate, dup, dout, gate, up, n);
-    CUDA_CHECK_LAUNCH(swiglu_bwd_kernel);
+    swiglu_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dgate, dup, dout, gate, up, n);
+    CUDA_CHECK_LAUNCH(cu, swiglu_bwd_kernel);
 }

@@ -24,10 +24,12 @@ static __global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *
     if (threadIdx.x == 0) rstd[blockIdx.x] = s;
 }
 
-void cuda_rmsnorm_fwd(real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C, real_t eps) {
+void cuda_rmsnorm_fwd(const Backend *be, real_t *out, real_t *rstd, const real_t *inp, const real_t *w, int BT, int C,
+                      real_t eps) {
+    CudaState *cu = cuda_enter(be);
     if (BT <= 0 || C <= 0) return;
-    rmsnorm_fwd_kernel<<<BT, CUDA_BLOCK, 0, cuda_stream()>>>(out, rstd, inp, w, C, eps);
-    CUDA_CHECK_LAUNCH(rmsnorm_fwd_kernel);
+    rmsnorm_fwd_kernel<<<BT, CUDA_BLOCK, 0, cu->stream>>>(out, rstd, inp, w, C, eps);
+    CUDA_CHECK_LAUNCH(cu, rmsnorm_fwd_kernel);
 }
 
 /* dx += rstd * w*g - x * rstd^3 * mean(w*g*x), the gradient of x*rstd*w through rstd's dependence on
@@ -79,26 +81,29 @@ static __global__ void rmsnorm_dw_finish_kernel(float *dw, const double *partial
     }
 }
 
-static void rmsnorm_dw(real_t *dw, const real_t *dout, const real_t *inp, const real_t *rstd, int BT, int C) {
+static void rmsnorm_dw(CudaState *cu, real_t *dw, const real_t *dout, const real_t *inp, const real_t *rstd, int BT,
+                       int C) {
     int nchunks = (BT + DW_MIN_CHUNK_ROWS - 1) / DW_MIN_CHUNK_ROWS;
     if (nchunks > DW_MAX_CHUNKS) nchunks = DW_MAX_CHUNKS;
     int rows_per = (BT + nchunks - 1) / nchunks;
-    double *partial = (double *)cuda_scratch(CUDA_SCRATCH_NORM, (size_t)nchunks * C * sizeof(double)); /* (nchunks,C) */
+    double *partial = (double *)cuda_scratch(cu, CUDA_SCRATCH_NORM, (size_t)nchunks * C * sizeof(double));
+    /* partial (nchunks,C) */
     if (!partial) return;
     dim3 grid((C + DW_COLS - 1) / DW_COLS, nchunks), block(DW_COLS, DW_ROWS);
-    rmsnorm_dw_partial_kernel<<<grid, block, 0, cuda_stream()>>>(partial, dout, inp, rstd, BT, C, rows_per);
-    CUDA_CHECK_LAUNCH(rmsnorm_dw_partial_kernel);
-    rmsnorm_dw_finish_kernel<<<cuda_grid((size_t)C, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(dw, partial,
-                                                                                             nchunks, C);
-    CUDA_CHECK_LAUNCH(rmsnorm_dw_finish_kernel);
+    rmsnorm_dw_partial_kernel<<<grid, block, 0, cu->stream>>>(partial, dout, inp, rstd, BT, C, rows_per);
+    CUDA_CHECK_LAUNCH(cu, rmsnorm_dw_partial_kernel);
+    rmsnorm_dw_finish_kernel<<<cuda_grid((size_t)C, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dw, partial,
+                                                                                              nchunks, C);
+    CUDA_CHECK_LAUNCH(cu, rmsnorm_dw_finish_kernel);
 }
 
-void cuda_rmsnorm_bwd(real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp, const real_t *w,
-                      const real_t *rstd, int BT, int C) {
+void cuda_rmsnorm_bwd(const Backend *be, real_t *dinp, real_t *dw, const real_t *dout, const real_t *inp,
+                      const real_t *w, const real_t *rstd, int BT, int C) {
+    CudaState *cu = cuda_enter(be);
     if (BT <= 0 || C <= 0) return;
     if (dinp) {
-        rmsnorm_dinp_kernel<<<BT, CUDA_BLOCK, 0, cuda_stream()>>>(dinp, dout, inp, w, rstd, C);
-        CUDA_CHECK_LAUNCH(rmsnorm_dinp_kernel);
+        rmsnorm_dinp_kernel<<<BT, CUDA_BLOCK, 0, cu->stream>>>(dinp, dout, inp, w, rstd, C);
+        CUDA_CHECK_LAUNCH(cu, rmsnorm_dinp_kernel);
     }
-    if (dw) rmsnorm_dw(dw, dout, inp, rstd, BT, C);
+    if (dw) rmsnorm_dw(cu, dw, dout, inp, rstd, BT, C);
 }

@@ -19,19 +19,22 @@ static __global__ void rope_kernel(float *x, const float *ctab, const float *sta
     }
 }
 
-static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD, float dir) {
+static void rope_apply(CudaState *cu, real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD,
+                       float dir) {
     int half = HD / 2;
     size_t npairs = (size_t)B * T * NH * half;
     if (!npairs) return;
-    rope_kernel<<<cuda_grid(npairs, CUDA_BLOCK), CUDA_BLOCK, 0, cuda_stream()>>>(x, ctab, stab, npairs, T, NH, HD,
-                                                                                 half, dir);
-    CUDA_CHECK_LAUNCH(rope_kernel);
+    rope_kernel<<<cuda_grid(npairs, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(x, ctab, stab, npairs, T, NH, HD,
+                                                                              half, dir);
+    CUDA_CHECK_LAUNCH(cu, rope_kernel);
 }
 
-void cuda_rope_fwd(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
-    rope_apply(x, ctab, stab, B, T, NH, HD, 1.0f);
+void cuda_rope_fwd(const Backend *be, real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH,
+                   int HD) {
+    rope_apply(cuda_enter(be), x, ctab, stab, B, T, NH, HD, 1.0f);
 }
 
-void cuda_rope_bwd(real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
-    rope_apply(dx, ctab, stab, B, T, NH, HD, -1.0f);
+void cuda_rope_bwd(const Backend *be, real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH,
+                   int HD) {
+    rope_apply(cuda_enter(be), dx, ctab, stab, B, T, NH, HD, -1.0f);
 }

@@ -40,12 +40,12 @@ static __global__ void loss_sum_kernel(double *total, const double *loss, int n)
 }
 
 /* Counts valid rows; 0 after recording an error if a target is neither valid nor ignored. */
-static int count_valid(const int32_t *targets, int BT, int V, int64_t *n_valid) {
+static int count_valid(CudaState *cu, const int32_t *targets, int BT, int V, int64_t *n_valid) {
     int64_t nv = 0;
     for (int r = 0; r < BT; r++) {
         if (targets[r] == PEFTC_IGNORE_INDEX) continue;
         if (targets[r] < 0 || targets[r] >= V) {
-            CUDA_FAIL(PEFTC_EINVAL, "xent: target %d at row %d is outside [0,%d) and not the ignore index %d",
+            CUDA_FAIL(cu, PEFTC_EINVAL, "xent: target %d at row %d is outside [0,%d) and not the ignore index %d",
                       (int)targets[r], r, V, PEFTC_IGNORE_INDEX);
             return 0;
         }
@@ -55,21 +55,23 @@ static int count_valid(const int32_t *targets, int BT, int V, int64_t *n_valid) 
     return 1;
 }
 
-double cuda_xent_fwd(real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
+double cuda_xent_fwd(const Backend *be, real_t *probs, const real_t *logits, const int32_t *targets, int BT, int V,
                      int64_t *n_valid) {
+    CudaState *cu = cuda_enter(be);
     /* probs (BT,V) may alias logits (BT,V); targets (BT) host memory */
     int64_t nv = 0;
     if (n_valid) *n_valid = 0;
-    if (BT <= 0 || V <= 0 || !count_valid(targets, BT, V, &nv)) return 0.0;
-    const int32_t *tgt = (const int32_t *)cuda_stage(CUDA_STAGE_TARGETS, targets, (size_t)BT * sizeof *targets);
-    double *loss = (double *)cuda_scratch(CUDA_SCRATCH_REDUCE, ((size_t)BT + 1) * sizeof(double)); /* total, (BT) */
+    if (BT <= 0 || V <= 0 || !count_valid(cu, targets, BT, V, &nv)) return 0.0;
+    const int32_t *tgt = (const int32_t *)cuda_stage(cu, CUDA_STAGE_TARGETS, targets, (size_t)BT * sizeof *targets);
+    double *loss = (double *)cuda_scratch(cu, CUDA_SCRATCH_REDUCE, ((size_t)BT + 1) * sizeof(double));
+    /* loss: total, then (BT) */
     if (!tgt || !loss) return 0.0;
-    xent_fwd_kernel<<<BT, xent_block(V), 0, cuda_stream()>>>(probs, loss + 1, logits, tgt, V);
-    CUDA_CHECK_LAUNCH(xent_fwd_kernel);
-    loss_sum_kernel<<<1, CUDA_BLOCK, 0, cuda_stream()>>>(loss, loss + 1, BT);
-    CUDA_CHECK_LAUNCH(loss_sum_kernel);
+    xent_fwd_kernel<<<BT, xent_block(V), 0, cu->stream>>>(probs, loss + 1, logits, tgt, V);
+    CUDA_CHECK_LAUNCH(cu, xent_fwd_kernel);
+    loss_sum_kernel<<<1, CUDA_BLOCK, 0, cu->stream>>>(loss, loss + 1, BT);
+    CUDA_CHECK_LAUNCH(cu, loss_sum_kernel);
     double total = 0.0;
-    cuda_download(&total, loss, sizeof total);
+    cuda_download(be, &total, loss, sizeof total);
     if (n_valid) *n_valid = nv;
     return total;
 }
@@ -93,11 +95,13 @@ static __global__ void xent_bwd_kernel(float *dlogits, const float *probs, const
     }
 }
 
-void cuda_xent_bwd(real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V, real_t scale) {
+void cuda_xent_bwd(const Backend *be, real_t *dlogits, const real_t *probs, const int32_t *targets, int BT, int V,
+                   real_t scale) {
+    CudaState *cu = cuda_enter(be);
     /* targets (BT) host memory */
     if (!dlogits || BT <= 0 || V <= 0) return;
-    const int32_t *tgt = (const int32_t *)cuda_stage(CUDA_STAGE_TARGETS, targets, (size_t)BT * sizeof *targets);
+    const int32_t *tgt = (const int32_t *)cuda_stage(cu, CUDA_STAGE_TARGETS, targets, (size_t)BT * sizeof *targets);
     if (!tgt) return;
-    xent_bwd_kernel<<<BT, xent_block(V), 0, cuda_stream()>>>(dlogits, probs, tgt, V, scale, dlogits == probs);
-    CUDA_CHECK_LAUNCH(xent_bwd_kernel);
+    xent_bwd_kernel<<<BT, xent_block(V), 0, cu->stream>>>(dlogits, probs, tgt, V, scale, dlogits == probs);
+    CUDA_CHECK_LAUNCH(cu, xent_bwd_kernel);
 }

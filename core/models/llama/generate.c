@@ -57,11 +57,11 @@ static PeftcStatus work_alloc(GenWork *w, int B, int S) {
     };
     size_t n = sizeof plan / sizeof plan[0], total = 0;
     for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
-    char *block = w->be->alloc(total);
+    char *block = w->be->alloc(w->be, total);
     w->rows = calloc((size_t)B + R, sizeof(int));
     w->tok = calloc((size_t)B, sizeof(int32_t));
     if (!block || !w->rows || !w->tok) {
-        w->be->free(block);
+        w->be->free(w->be, block);
         return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate %zu bytes of work buffers for B=%d S=%d", total, B, S);
     }
     w->block = block;
@@ -108,13 +108,15 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
     c->S = S;
     size_t n = (size_t)w->L * B * S * w->NKV * w->HD;
     c->len = calloc((size_t)B, sizeof *c->len);
-    c->k = m->base.be->alloc(n * sizeof(real_t));
-    c->v = m->base.be->alloc(n * sizeof(real_t));
+    c->k = m->base.be->alloc(m->base.be, n * sizeof(real_t));
+    c->v = m->base.be->alloc(m->base.be, n * sizeof(real_t));
     if (!c->len || !c->k || !c->v) {
         kv_free(c);
         return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate 2 x %zu bytes for B=%d S=%d", n * sizeof(real_t), B, S);
     }
+    BackendNeed need = {.S = S}; /* attention over up to S cached positions */
     PeftcStatus st = work_alloc(w, B, S);
+    if (st == PEFTC_OK) st = m->base.be->reserve(m->base.be, &need);
     if (st == PEFTC_OK) st = reserve_adapters(m, w->R);
     if (st != PEFTC_OK) {
         kv_free(c);
@@ -128,9 +130,9 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
 void kv_free(KvCache *c) {
     GenWork *w = c->work;
     if (w) {
-        w->be->free(c->k);
-        w->be->free(c->v);
-        w->be->free(w->block);
+        w->be->free(w->be, c->k);
+        w->be->free(w->be, c->v);
+        w->be->free(w->be, w->block);
         free(w->rows);
         free(w->tok);
         free(w);
@@ -169,7 +171,7 @@ static StepCtx work_ctx(const GenWork *w) {
 /* ln = rmsnorm(x); q, k, v (before RoPE) of the first R rows. */
 static void attn_inputs(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, const StepCtx *ctx, int R) {
     const Backend *be = m->base.be;
-    be->rmsnorm_fwd(w->ln, w->rstd, w->x, Ly->ln1_w, R, w->C, (real_t)m->cfg.rms_eps);
+    be->rmsnorm_fwd(be, w->ln, w->rstd, w->x, Ly->ln1_w, R, w->C, (real_t)m->cfg.rms_eps);
     linear_forward(be, &Ly->q, ctx, w->q, w->ln, R);
     linear_forward(be, &Ly->k, ctx, w->k, w->ln, R);
     linear_forward(be, &Ly->v, ctx, w->v, w->ln, R);
@@ -180,21 +182,21 @@ static void attn_out_mlp(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, 
     const Backend *be = m->base.be;
     size_t RC = (size_t)R * w->C;
     linear_forward(be, &Ly->o, ctx, w->r2, w->atty, R);
-    be->axpy(w->r2, w->x, 1, RC);
-    be->rmsnorm_fwd(w->ln, w->rstd, w->r2, Ly->ln2_w, R, w->C, (real_t)m->cfg.rms_eps);
+    be->axpy(be, w->r2, w->x, 1, RC);
+    be->rmsnorm_fwd(be, w->ln, w->rstd, w->r2, Ly->ln2_w, R, w->C, (real_t)m->cfg.rms_eps);
     linear_forward(be, &Ly->gate, ctx, w->gate, w->ln, R);
     linear_forward(be, &Ly->up, ctx, w->up, w->ln, R);
-    be->swiglu_fwd(w->act, w->gate, w->up, (size_t)R * w->I);
+    be->swiglu_fwd(be, w->act, w->gate, w->up, (size_t)R * w->I);
     linear_forward(be, &Ly->down, ctx, w->x, w->act, R);
-    be->axpy(w->x, w->r2, 1, RC);
+    be->axpy(be, w->x, w->r2, 1, RC);
 }
 
 /* w->logits (R,V) = lm_head(rmsnorm(x)) for the R rows starting at x. */
 static void lm_head(const LlamaModel *m, GenWork *w, const real_t *x, int R) {
     const Backend *be = m->base.be;
     const real_t *head = m->cfg.tie_embeddings ? m->wte : m->lm_head; /* (V,C) */
-    be->rmsnorm_fwd(w->ln, w->rstd, x, m->lnf_w, R, w->C, (real_t)m->cfg.rms_eps);
-    be->matmul(w->logits, w->ln, head, R, w->V, w->C, 0, 1, 1, 0);
+    be->rmsnorm_fwd(be, w->ln, w->rstd, x, m->lnf_w, R, w->C, (real_t)m->cfg.rms_eps);
+    be->matmul(be, w->logits, w->ln, head, R, w->V, w->C, 0, 1, 1, 0);
 }
 
 static PeftcStatus check_tokens(const int32_t *tok, int n, int V, const char *what) {
@@ -213,17 +215,17 @@ static void prefill_chunk(const LlamaModel *m, KvCache *c, int b, const int32_t 
     int pos0 = c->len[b], half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
     const real_t *cs = w->rope_cos + (size_t)pos0 * half, *sn = w->rope_sin + (size_t)pos0 * half; /* (n,HD/2) */
     for (int i = 0; i < n; i++) w->lens[i] = pos0 + i + 1; /* causal: query i sees itself and before */
-    be->embedding_fwd(w->x, tok, m->wte, n, w->C);
+    be->embedding_fwd(be, w->x, tok, m->wte, n, w->C);
     for (int l = 0; l < w->L; l++) {
         const LlamaLayer *Ly = &m->layers[l];
         attn_inputs(m, w, Ly, &ctx, n);
-        be->rope_fwd(w->q, cs, sn, 1, n, w->NH, w->HD);
-        be->rope_fwd(w->k, cs, sn, 1, n, w->NKV, w->HD);
-        be->copy(kv_at(c->k, c, l, b, pos0), w->k, (size_t)n * KVD);
-        be->copy(kv_at(c->v, c, l, b, pos0), w->v, (size_t)n * KVD);
+        be->rope_fwd(be, w->q, cs, sn, 1, n, w->NH, w->HD);
+        be->rope_fwd(be, w->k, cs, sn, 1, n, w->NKV, w->HD);
+        be->copy(be, kv_at(c->k, c, l, b, pos0), w->k, (size_t)n * KVD);
+        be->copy(be, kv_at(c->v, c, l, b, pos0), w->v, (size_t)n * KVD);
         const real_t *kc = kv_at(c->k, c, l, b, 0), *vc = kv_at(c->v, c, l, b, 0); /* (1,S,KVD) */
         for (int i = 0; i < n; i++)
-            be->attention_decode(w->atty + (size_t)i * QD, w->q + (size_t)i * QD, kc, vc, &w->lens[i], 1, c->S,
+            be->attention_decode(be, w->atty + (size_t)i * QD, w->q + (size_t)i * QD, kc, vc, &w->lens[i], 1, c->S,
                                  w->NH, w->NKV, w->HD);
         attn_out_mlp(m, w, Ly, &ctx, n);
     }
@@ -246,7 +248,7 @@ PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens,
         prefill_chunk(m, c, b, tokens + done, chunk);
     }
     lm_head(m, w, w->x + (size_t)(chunk - 1) * w->C, 1); /* only the last position is asked for */
-    m->base.be->download(logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
+    m->base.be->download(m->base.be, logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
     return PEFTC_OK;
 }
 
@@ -258,10 +260,10 @@ static void decode_rope_append(const LlamaModel *m, KvCache *c, int l, int Ra) {
     for (int i = 0; i < Ra; i++) {
         int b = w->rows[i], pos = c->len[b];
         const real_t *cs = w->rope_cos + (size_t)pos * half, *sn = w->rope_sin + (size_t)pos * half; /* (1,HD/2) */
-        be->rope_fwd(w->q + (size_t)i * QD, cs, sn, 1, 1, w->NH, w->HD);
-        be->rope_fwd(w->k + (size_t)i * KVD, cs, sn, 1, 1, w->NKV, w->HD);
-        be->copy(kv_at(c->k, c, l, b, pos), w->k + (size_t)i * KVD, (size_t)KVD);
-        be->copy(kv_at(c->v, c, l, b, pos), w->v + (size_t)i * KVD, (size_t)KVD);
+        be->rope_fwd(be, w->q + (size_t)i * QD, cs, sn, 1, 1, w->NH, w->HD);
+        be->rope_fwd(be, w->k + (size_t)i * KVD, cs, sn, 1, 1, w->NKV, w->HD);
+        be->copy(be, kv_at(c->k, c, l, b, pos), w->k + (size_t)i * KVD, (size_t)KVD);
+        be->copy(be, kv_at(c->v, c, l, b, pos), w->v + (size_t)i * KVD, (size_t)KVD);
     }
 }
 
@@ -272,7 +274,7 @@ static void decode_attention(const LlamaModel *m, KvCache *c, int l, int Ra) {
     size_t QD = (size_t)w->NH * w->HD;
     for (int i0 = 0, i1; i0 < Ra; i0 = i1) {
         for (i1 = i0 + 1; i1 < Ra && w->rows[i1] == w->rows[i1 - 1] + 1; i1++) {}
-        m->base.be->attention_decode(w->atty + i0 * QD, w->q + i0 * QD, kv_at(c->k, c, l, w->rows[i0], 0),
+        m->base.be->attention_decode(m->base.be, w->atty + i0 * QD, w->q + i0 * QD, kv_at(c->k, c, l, w->rows[i0], 0),
                                 kv_at(c->v, c, l, w->rows[i0], 0), w->lens + i0, i1 - i0, c->S, w->NH, w->NKV,
                                 w->HD);
     }
@@ -306,7 +308,7 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
     if (Ra <= 0) return st;
     PEFTC_TRY(reserve_adapters(m, w->R));
     StepCtx ctx = work_ctx(w);
-    be->embedding_fwd(w->x, w->tok, m->wte, Ra, w->C);
+    be->embedding_fwd(be, w->x, w->tok, m->wte, Ra, w->C);
     for (int l = 0; l < w->L; l++) {
         attn_inputs(m, w, &m->layers[l], &ctx, Ra);
         decode_rope_append(m, c, l, Ra);
@@ -315,7 +317,7 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
     }
     lm_head(m, w, w->x, Ra);
     for (int i = 0; i < Ra; i++) {
-        be->download(logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V * sizeof(real_t));
+        be->download(be, logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V * sizeof(real_t));
         c->len[w->rows[i]]++;
     }
     return PEFTC_OK;

@@ -115,7 +115,7 @@ static PeftcStatus create_quantized(LlamaModel *m) {
         if (m->base.refs[i].quantized && (size_t)shape_numel(&m->base.refs[i].shape) > most)
             most = (size_t)shape_numel(&m->base.refs[i].shape);
     m->qweights = calloc((size_t)llama_linear_count(m), sizeof *m->qweights);
-    m->wscratch = m->base.be->alloc(most * sizeof(real_t));
+    m->wscratch = m->base.be->alloc(m->base.be, most * sizeof(real_t));
     if (!m->qweights || !m->wscratch)
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate the %zu-byte dequantization scratch",
                          most * sizeof(real_t));
@@ -154,7 +154,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     size_t total = 0;
     for (int i = 0; i < m->base.n_refs; i++)
         if (!m->base.refs[i].quantized) total += (size_t)shape_numel(&m->base.refs[i].shape);
-    m->base_mem = be->alloc(total * sizeof(real_t));
+    m->base_mem = be->alloc(be, total * sizeof(real_t));
     if (!m->base_mem) {
         llama_free(m);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
@@ -194,9 +194,9 @@ PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
         if (s->quantized || d->quantized)
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
                              "model; load the base dense (model.quantized=false)", s->name);
-        dst->base.be->upload(*d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
+        dst->base.be->upload(dst->base.be, *d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
     }
-    return dst->base.be->status();
+    return dst->base.be->status(dst->base.be);
 }
 
 size_t llama_dense_bytes(const LlamaConfig *c) { return (size_t)llama_param_count(c) * sizeof(real_t); }
@@ -222,9 +222,9 @@ void llama_free(LlamaModel *m) {
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
     }
     if (m->base.be) {
-        m->base.be->free(m->base_mem);
-        m->base.be->free(m->wscratch);
-        m->base.be->free(m->acts.resid); /* every activation lives in the block starting at resid */
+        m->base.be->free(m->base.be, m->base_mem);
+        m->base.be->free(m->base.be, m->wscratch);
+        m->base.be->free(m->base.be, m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);

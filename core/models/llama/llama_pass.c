@@ -22,7 +22,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, L * BT * C * R},
         {(void **)&a->rstd1, L * BT * R},           {(void **)&a->q, L * BT * QD * R},
         {(void **)&a->k, L * BT * KVD * R},         {(void **)&a->v, L * BT * KVD * R},
-        {(void **)&a->att, L * m->base.be->attention_saved(B, T, c->heads) * R},
+        {(void **)&a->att, L * m->base.be->attention_saved(m->base.be, B, T, c->heads) * R},
         {(void **)&a->atty, L * BT * QD * R},       {(void **)&a->resid2, L * BT * C * R},
         {(void **)&a->ln2, L * BT * C * R},         {(void **)&a->rstd2, L * BT * R},
         {(void **)&a->gate, L * BT * I * R},        {(void **)&a->up, L * BT * I * R},
@@ -38,12 +38,12 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     };
     size_t n = sizeof plan / sizeof plan[0], total = 0;
     for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
-    char *block = m->base.be->alloc(total);
+    char *block = m->base.be->alloc(m->base.be, total);
     if (!block) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of activations for B=%d T=%d", total, B, T);
     /* Row keys are an index array, host memory on every backend (backend.h). */
     a->key_scratch = malloc(BT * sizeof(uint64_t));
     if (!a->key_scratch) {
-        m->base.be->free(block);
+        m->base.be->free(m->base.be, block);
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys", BT);
     }
     for (size_t i = 0, off = 0; i < n; i++) {
@@ -64,11 +64,14 @@ static int scratch_cols(const LlamaConfig *c) {
 
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
     if (m->acts.B != B || m->acts.T != T) {
-        m->base.be->free(m->acts.resid);
+        m->base.be->free(m->base.be, m->acts.resid);
         free(m->acts.key_scratch);
         memset(&m->acts, 0, sizeof m->acts);
         PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
     }
+    /* The backend's op scratch for passes of this shape (attention backward, the loss). */
+    BackendNeed need = {.B = B, .T = T, .NH = m->cfg.heads};
+    PEFTC_TRY(m->base.be->reserve(m->base.be, &need));
     /* Adapter reserve is a no-op when already large enough, so adapters attached after an earlier
      * call are covered and the rest cost nothing. */
     for (int i = 0; i < llama_linear_count(m); i++) {
@@ -109,7 +112,7 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
         .x = a->resid + L * BT * C,       .ln1 = a->ln1 + L * BT * C,   .ln2 = a->ln2 + L * BT * C,
         .rstd1 = a->rstd1 + L * BT,       .rstd2 = a->rstd2 + L * BT,   .q = a->q + L * BT * QD,
         .k = a->k + L * BT * KVD,         .v = a->v + L * BT * KVD,
-        .att = a->att + L * m->base.be->attention_saved(a->B, a->T, c->heads),
+        .att = a->att + L * m->base.be->attention_saved(m->base.be, a->B, a->T, c->heads),
         .atty = a->atty + L * BT * QD,    .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
         .up = a->up + L * BT * I,         .act = a->act + L * BT * I,   .out = a->resid + (L + 1) * BT * C,
     };
@@ -122,21 +125,21 @@ static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     LlamaLayer *L = &m->layers[l];
     int B = a->B, T = a->T, BT = B * T, C = c->hidden, I = c->intermediate, HD = c->head_dim;
     LayerSlices s = layer_slices(m, l);
-    be->rmsnorm_fwd(s.ln1, s.rstd1, s.x, L->ln1_w, BT, C, (real_t)c->rms_eps);
+    be->rmsnorm_fwd(be, s.ln1, s.rstd1, s.x, L->ln1_w, BT, C, (real_t)c->rms_eps);
     linear_forward(be, &L->q, ctx, s.q, s.ln1, BT);
     linear_forward(be, &L->k, ctx, s.k, s.ln1, BT);
     linear_forward(be, &L->v, ctx, s.v, s.ln1, BT);
-    be->rope_fwd(s.q, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
-    be->rope_fwd(s.k, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
-    be->attention_fwd(s.atty, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
+    be->rope_fwd(be, s.q, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
+    be->rope_fwd(be, s.k, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
+    be->attention_fwd(be, s.atty, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
     linear_forward(be, &L->o, ctx, s.r2, s.atty, BT);
-    be->axpy(s.r2, s.x, 1, (size_t)BT * C);
-    be->rmsnorm_fwd(s.ln2, s.rstd2, s.r2, L->ln2_w, BT, C, (real_t)c->rms_eps);
+    be->axpy(be, s.r2, s.x, 1, (size_t)BT * C);
+    be->rmsnorm_fwd(be, s.ln2, s.rstd2, s.r2, L->ln2_w, BT, C, (real_t)c->rms_eps);
     linear_forward(be, &L->gate, ctx, s.gate, s.ln2, BT);
     linear_forward(be, &L->up, ctx, s.up, s.ln2, BT);
-    be->swiglu_fwd(s.act, s.gate, s.up, (size_t)BT * I);
+    be->swiglu_fwd(be, s.act, s.gate, s.up, (size_t)BT * I);
     linear_forward(be, &L->down, ctx, s.out, s.act, BT);
-    be->axpy(s.out, s.r2, 1, (size_t)BT * C);
+    be->axpy(be, s.out, s.r2, 1, (size_t)BT * C);
 }
 
 PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -152,16 +155,16 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
                              i, c->vocab);
     StepCtx ctx = make_ctx(m, row_keys, training);
     int BT = B * T, C = c->hidden;
-    m->base.be->embedding_fwd(a->resid, tokens, m->wte, BT, C);
+    m->base.be->embedding_fwd(m->base.be, a->resid, tokens, m->wte, BT, C);
     for (int l = 0; l < c->layers; l++) layer_forward(m, l, &ctx);
-    m->base.be->rmsnorm_fwd(a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
-    m->base.be->matmul(a->logits, a->lnf, lm_head_of(m), BT, c->vocab, C, 0, 1, 1, 0); /* (BT,V) */
+    m->base.be->rmsnorm_fwd(m->base.be, a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
+    m->base.be->matmul(m->base.be, a->logits, a->lnf, lm_head_of(m), BT, c->vocab, C, 0, 1, 1, 0); /* (BT,V) */
     if (!targets) return PEFTC_OK;
     for (int i = 0; i < BT; i++)
         if (targets[i] != PEFTC_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= c->vocab))
             return PEFTC_ERR(PEFTC_EINVAL, "model: target id %d at position %d is outside the vocabulary [0, %d)",
                              targets[i], i, c->vocab);
-    *loss_sum = m->base.be->xent_fwd(a->logits, a->logits, targets, BT, c->vocab, n_valid);
+    *loss_sum = m->base.be->xent_fwd(m->base.be, a->logits, a->logits, targets, BT, c->vocab, n_valid);
     return PEFTC_OK;
 }
 
@@ -179,31 +182,31 @@ static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx
     real_t *dx = a->dx;       /* (BT,max(C,QD)) reused: dln2, then datty, then dln1 */
 
     /* MLP: out = r2 + down(silu(gate) * up) */
-    be->zero(a->dact, (size_t)BT * I);
+    be->zero(be, a->dact, (size_t)BT * I);
     linear_backward(be, &L->down, ctx, a->dact, dres, s.act, BT);
-    be->zero(a->dgate, (size_t)BT * I);
-    be->zero(a->dup, (size_t)BT * I);
-    be->swiglu_bwd(a->dgate, a->dup, a->dact, s.gate, s.up, (size_t)BT * I);
-    be->zero(dx, (size_t)BT * C);
+    be->zero(be, a->dgate, (size_t)BT * I);
+    be->zero(be, a->dup, (size_t)BT * I);
+    be->swiglu_bwd(be, a->dgate, a->dup, a->dact, s.gate, s.up, (size_t)BT * I);
+    be->zero(be, dx, (size_t)BT * C);
     linear_backward(be, &L->gate, ctx, dx, a->dgate, s.ln2, BT);
     linear_backward(be, &L->up, ctx, dx, a->dup, s.ln2, BT);
-    be->rmsnorm_bwd(dres, L->dln2_w, dx, s.r2, L->ln2_w, s.rstd2, BT, C); /* dres = d r2 */
+    be->rmsnorm_bwd(be, dres, L->dln2_w, dx, s.r2, L->ln2_w, s.rstd2, BT, C); /* dres = d r2 */
 
     /* attention: r2 = x + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
-    be->zero(dx, (size_t)BT * QD);
+    be->zero(be, dx, (size_t)BT * QD);
     linear_backward(be, &L->o, ctx, dx, dres, s.atty, BT);
-    be->zero(a->dq, (size_t)BT * QD);
-    be->zero(a->dk, (size_t)BT * KVD);
-    be->zero(a->dv, (size_t)BT * KVD);
-    be->attention_bwd(a->dq, a->dk, a->dv, dx, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
-    be->rope_bwd(a->dq, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
-    be->rope_bwd(a->dk, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
+    be->zero(be, a->dq, (size_t)BT * QD);
+    be->zero(be, a->dk, (size_t)BT * KVD);
+    be->zero(be, a->dv, (size_t)BT * KVD);
+    be->attention_bwd(be, a->dq, a->dk, a->dv, dx, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
+    be->rope_bwd(be, a->dq, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
+    be->rope_bwd(be, a->dk, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
     real_t *dln1 = need_dx ? dx : NULL;
-    if (dln1) be->zero(dln1, (size_t)BT * C);
+    if (dln1) be->zero(be, dln1, (size_t)BT * C);
     linear_backward(be, &L->q, ctx, dln1, a->dq, s.ln1, BT);
     linear_backward(be, &L->k, ctx, dln1, a->dk, s.ln1, BT);
     linear_backward(be, &L->v, ctx, dln1, a->dv, s.ln1, BT);
-    if (dln1) be->rmsnorm_bwd(dres, L->dln1_w, dln1, s.x, L->ln1_w, s.rstd1, BT, C); /* dres = d x */
+    if (dln1) be->rmsnorm_bwd(be, dres, L->dln1_w, dln1, s.x, L->ln1_w, s.rstd1, BT, C); /* dres = d x */
 }
 
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -214,15 +217,15 @@ void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets
     int BT = a->B * a->T, C = c->hidden, V = c->vocab;
     StepCtx ctx = make_ctx(m, row_keys, 1);
     /* The probabilities become dlogits in place: they are not needed afterwards. */
-    be->xent_bwd(a->logits, a->logits, targets, BT, V, loss_scale);
-    be->matmul(a->dx, a->logits, lm_head_of(m), BT, C, V, 0, 0, 1, 0);           /* dlnf(BT,C) */
-    if (dlm_head_of(m)) be->matmul(dlm_head_of(m), a->logits, a->lnf, V, C, BT, 1, 0, 1, 1); /* (V,C) */
-    be->zero(a->dresid, (size_t)BT * C);
-    be->rmsnorm_bwd(a->dresid, m->dlnf_w, a->dx, a->resid + (size_t)c->layers * BT * C, m->lnf_w, a->rstdf, BT, C);
+    be->xent_bwd(be, a->logits, a->logits, targets, BT, V, loss_scale);
+    be->matmul(be, a->dx, a->logits, lm_head_of(m), BT, C, V, 0, 0, 1, 0);           /* dlnf(BT,C) */
+    if (dlm_head_of(m)) be->matmul(be, dlm_head_of(m), a->logits, a->lnf, V, C, BT, 1, 0, 1, 1); /* (V,C) */
+    be->zero(be, a->dresid, (size_t)BT * C);
+    be->rmsnorm_bwd(be, a->dresid, m->dlnf_w, a->dx, a->resid + (size_t)c->layers * BT * C, m->lnf_w, a->rstdf, BT, C);
     for (int l = c->layers - 1; l >= 0; l--) {
         /* Below layer 0 only the embedding (and layer 0's own norm) can use d(input). */
         int need_dx = l > 0 || m->dwte || m->layers[0].dln1_w;
         layer_backward(m, l, &ctx, need_dx);
     }
-    if (m->dwte) be->embedding_bwd(m->dwte, a->dresid, tokens, BT, C);
+    if (m->dwte) be->embedding_bwd(be, m->dwte, a->dresid, tokens, BT, C);
 }
