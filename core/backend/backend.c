@@ -32,7 +32,7 @@ static void append(char *buf, size_t cap, const char *s) {
 PeftcStatus backend_require(const Backend *be, const BackendOp *ops, int n, const char *who, const char *needed_by) {
     char missing[768] = "";
     for (int i = 0; i < n; i++) {
-        if (ops[i] < 0 || ops[i] >= BACKEND_OP_COUNT || backend_has(be, ops[i])) continue;
+        if ((int)ops[i] < 0 || ops[i] >= BACKEND_OP_COUNT || backend_has(be, ops[i])) continue;
         if (missing[0]) append(missing, sizeof missing, ", ");
         append(missing, sizeof missing, backend_op_names[ops[i]]);
     }
