@@ -1,6 +1,6 @@
 /* A training run's checkpoints: when to write them, where, how many to keep, and resuming.
  *
- * <checkpoint.folder>/step_N.h5 files (core/checkpoint.h) and a `latest` file naming the newest, both
+ * <checkpoint.folder>/step_N.h5 files (core/train/checkpoint.h) and a `latest` file naming the newest, both
  * replaced atomically, so a job killed at any moment leaves `latest` naming a complete file. Rank 0
  * writes; every rank reads (the folder is on a filesystem all ranks see, as output.dir is).
  *

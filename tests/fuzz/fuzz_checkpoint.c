@@ -1,4 +1,4 @@
-/* Checkpoint reading (core/checkpoint.c, core/h5util.c), structured: each input is a recipe for a
+/* Checkpoint reading (core/train/checkpoint.c, core/formats/h5util.c), structured: each input is a recipe for a
  * checkpoint written with the HDF5 library itself, so the fuzzer explores what the reader does with
  * attribute and dataset VALUES, types and counts (step, cursor, seed, strings, the arena registry's
  * names/offsets/numel/rank/dims, the buffers' lengths, types and CRCs, /state blobs) rather than the

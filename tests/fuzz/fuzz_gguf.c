@@ -1,4 +1,4 @@
-/* GGUF reading (core/gguf.c): the header, metadata and tensor infos, then every typed getter on every
+/* GGUF reading (core/formats/gguf.c): the header, metadata and tensor infos, then every typed getter on every
  * key (so each value is read through the accessors the loaders use), the tokenizer built from the
  * metadata (datasets/tok_load.c), and the first row of every tensor dequantized. */
 #include <stdlib.h>

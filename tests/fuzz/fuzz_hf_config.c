@@ -1,4 +1,4 @@
-/* HF config.json (core/model_hf.c): the hyperparameters and every refusal, then, when they are
+/* HF config.json (core/models/llama/model_hf.c): the hyperparameters and every refusal, then, when they are
  * accepted, the model built from them and loaded against a fixed tiny model.safetensors (the weights
  * of tests/fixtures/hf_tiny_llama, copied beside the input once). */
 #include <stdio.h>

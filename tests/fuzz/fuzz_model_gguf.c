@@ -1,4 +1,4 @@
-/* Model loading from GGUF (core/model_gguf.c via model_load.c): the llama.* hyperparameters, then the
+/* Model loading from GGUF (core/models/llama/model_gguf.c via model_load.c): the llama.* hyperparameters, then the
  * full and the quantized load, whose tensor lookups, shape checks and dequantization follow from them. */
 #include <stdlib.h>
 

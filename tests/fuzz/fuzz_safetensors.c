@@ -1,4 +1,4 @@
-/* safetensors reading (core/safetensors.c): the header JSON, dtypes, shapes and offsets, then every
+/* safetensors reading (core/formats/safetensors.c): the header JSON, dtypes, shapes and offsets, then every
  * tensor read through the converters the loaders use (real and I32), and name lookups. */
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* The sharded-weights index, model.safetensors.index.json (core/model_hf.c): the weight_map, shard
+/* The sharded-weights index, model.safetensors.index.json (core/models/llama/model_hf.c): the weight_map, shard
  * names (which must stay inside the folder), the shard list, and loading the tiny fixture model from
  * the shards it names. The folder holds the fixture's config.json and its weights as one shard
  * (model-00001-of-00001.safetensors), and no model.safetensors, so the index is what is read. */

@@ -1,4 +1,4 @@
-/* AdamW on one span of the arena, in float with the constants of core/cpu/cpu_adamw.c (folded on
+/* AdamW on one span of the arena, in float with the constants of core/backend/cpu/cpu_adamw.c (folded on
  * the host in double, then rounded), so both backends take the same steps up to rounding. */
 #include <math.h>
 

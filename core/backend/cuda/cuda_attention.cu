@@ -18,7 +18,7 @@
  *
  * Assumptions, checked on the host (att_args_ok): 1 <= HD <= ATT_MAX_HD = 128, NKV >= 1, NH % NKV == 0.
  * Any T >= 1 (partial tiles are zero-filled and masked). Head h reads kv head h / (NH/NKV), scale is
- * 1/sqrt(HD), row t sees keys s <= t: the same semantics as core/cpu/cpu_attention.c.
+ * 1/sqrt(HD), row t sees keys s <= t: the same semantics as core/backend/cpu/cpu_attention.c.
  *
  * Determinism: no atomics. Every output element is written by exactly one thread, which sums its terms
  * in a fixed order (key tiles ascending; in dk/dv the group's query heads ascending, then query tiles

@@ -1,9 +1,9 @@
-/* Inverted dropout with the masks of core/cpu/cpu_dropout.c, bit for bit: element (r,c) is dropped
+/* Inverted dropout with the masks of core/backend/cpu/cpu_dropout.c, bit for bit: element (r,c) is dropped
  * iff the c-th 32-bit draw of stream row_keys[r] is below (float)p * 2^32, each 64-bit splitmix draw
- * serving elements 2j (low half) and 2j+1 (high half). The mixing is core/rng.c's, ported. */
+ * serving elements 2j (low half) and 2j+1 (high half). The mixing is core/base/rng.c's, ported. */
 #include "core/backend/cuda/cuda_ops.h"
 
-/* rng_mix64 of core/rng.c (splitmix64 finaliser), same constants. */
+/* rng_mix64 of core/base/rng.c (splitmix64 finaliser), same constants. */
 static __device__ __forceinline__ uint64_t dev_rng_mix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -11,7 +11,7 @@ static __device__ __forceinline__ uint64_t dev_rng_mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-/* rng_stream_u64 of core/rng.h: the i-th value of the splitmix64 stream seeded with key. */
+/* rng_stream_u64 of core/base/rng.h: the i-th value of the splitmix64 stream seeded with key. */
 static __device__ __forceinline__ uint64_t dev_rng_stream_u64(uint64_t key, uint64_t i) {
     return dev_rng_mix64(key + i * 0x9E3779B97F4A7C15ull);
 }

@@ -1,5 +1,5 @@
 /* Row-broadcast and elementwise ops: bias, token embedding, SwiGLU. Same formulas, in the same
- * order, as core/cpu/cpu_norm.c and cpu_swiglu.c. */
+ * order, as core/backend/cpu/cpu_norm.c and cpu_swiglu.c. */
 #include "core/backend/cuda/cuda_ops.h"
 
 /* bias_bwd tiles: 32 columns (one coalesced row segment) by BIAS_ROWS row strides. */

@@ -1,6 +1,6 @@
 /* RMSNorm, one block per row; the weight gradient is a column sum over rows taken in two passes
  * (per-chunk partials, then the chunks in order) so it is reproducible and needs no atomics.
- * Same math as core/cpu/cpu_norm.c: sums of squares and dot products in double. */
+ * Same math as core/backend/cpu/cpu_norm.c: sums of squares and dot products in double. */
 #include "core/backend/cuda/cuda_ops.h"
 
 /* dw tiles: 32 columns by 32 row strides; a chunk of rows per block along grid y. */

@@ -1,5 +1,5 @@
 /* Rotary position embedding, HF rotate-half layout (element i pairs with i + HD/2), in place, as in
- * core/cpu/cpu_rope.c. The cos/sin tables are device memory (backend_rope_tables uploads them). */
+ * core/backend/cpu/cpu_rope.c. The cos/sin tables are device memory (backend_rope_tables uploads them). */
 #include "core/backend/cuda/cuda_ops.h"
 
 /* One thread per (b,t,h,i) pair, i < HD/2; dir = -1 negates the sine, rotating back by the same

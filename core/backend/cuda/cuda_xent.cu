@@ -1,5 +1,5 @@
 /* Softmax cross-entropy over the vocabulary with an ignore index, one block per row, with the
- * arithmetic of core/cpu/cpu_softmax.c and cpu_xent.c: max-subtracted float exponentials summed in
+ * arithmetic of core/backend/cpu/cpu_softmax.c and cpu_xent.c: max-subtracted float exponentials summed in
  * double, loss = max + log(sum) - x[target]. */
 #include "core/backend/cuda/cuda_ops.h"
 
