@@ -56,6 +56,7 @@ static PeftcStatus make_eigen(Adapter **out, const Backend *be, const Linear *l,
 
 /* Adapters copy their components at creation, so the basis file is open only meanwhile. */
 static PeftcStatus attach(Model *m, Arena *a, MethodConfig *mc) {
+    PEFTC_TRY(lora_resolve_targets(m, mc));
     EigenConfig ec = eigen_config(mc);
     EigenBasis basis;
     int group;

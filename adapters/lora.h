@@ -45,6 +45,9 @@ LoraSettings *lora_settings(MethodSettings *s);
 const LoraSettings *lora_settings_c(const MethodSettings *s);
 /* The peak lr of the adapters' group: lora.lr, or optim.lr when it is 0. */
 double lora_group_lr(const MethodConfig *mc);
+/* Resolves the targets (lora.targets, or the target_modules of lora.init_from's adapter) against m's
+ * family into lora.targets' bits; every LoRA-shaped method's attach calls it first. */
+PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc);
 /* Writes the attached adapters as a PEFT LoRA folder with configuration lc. */
 PeftcStatus lora_export_peft(const Model *m, const LoraConfig *lc, const char *dir, const char *base_name);
 

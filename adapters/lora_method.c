@@ -53,6 +53,15 @@ PeftcStatus lora_export_peft(const Model *m, const LoraConfig *lc, const char *d
     return peft_save(m, lc, base_name, dir);
 }
 
+PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc) {
+    LoraSettings *ls = lora_settings(&mc->settings);
+    if (!ls->init_from[0]) return model_target_mask(m, ls->targets, "lora.targets", &ls->lora.targets);
+    char names[512], key[600];
+    PEFTC_TRY(peft_read_target_names(ls->init_from, names, sizeof names));
+    snprintf(key, sizeof key, "%s/adapter_config.json: target_modules", ls->init_from);
+    return model_target_mask(m, names, key, &ls->lora.targets);
+}
+
 static PeftcStatus make_lora(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
     (void)unused;
     return lora_create(out, be, l, cfg, group);
@@ -66,6 +75,7 @@ static PeftcStatus lora_attach(Model *m, Arena *a, MethodConfig *mc) {
         PEFTC_TRY(peft_read_config(ls->init_from, &ls->lora));
         ls->lora.dropout = dropout;
     }
+    PEFTC_TRY(lora_resolve_targets(m, mc));
     int group;
     PEFTC_TRY(arena_group(a, mc->desc->name, lora_group_lr(mc), mc->weight_decay, &group));
     return method_attach_each(m, a, ls->lora.targets, make_lora, &ls->lora, group, -1);

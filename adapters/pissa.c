@@ -322,6 +322,7 @@ static PeftcStatus make(Adapter **out, const Backend *be, const Linear *l, const
 }
 
 static PeftcStatus attach(Model *m, Arena *a, MethodConfig *mc) {
+    PEFTC_TRY(lora_resolve_targets(m, mc));
     const LoraConfig *lc = &lora_settings_c(&mc->settings)->lora;
     const PissaSettings *ps = method_section_settings_c(&mc->settings, &pissa_section);
     int group;

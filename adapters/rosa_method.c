@@ -71,6 +71,7 @@ static PeftcStatus make_rosa(Adapter **out, const Backend *be, const Linear *l, 
 /* RoSA's sparse values learn at their own rate (the paper: 2e-4 against LoRA's 7e-4); SpA has nothing
  * else, so its one group is the sparse one. */
 static PeftcStatus attach(Model *m, Arena *a, MethodConfig *mc) {
+    PEFTC_TRY(lora_resolve_targets(m, mc));
     const RosaSettings *rs = rosa_settings_c(mc);
     int spa = mc->desc == &spa_method;
     RosaConfig rc = {.lora = lora_settings_c(&mc->settings)->lora, .density = rs->density};

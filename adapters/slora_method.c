@@ -35,6 +35,7 @@ static PeftcStatus make_slora(Adapter **out, const Backend *be, const Linear *l,
 }
 
 static PeftcStatus attach_as(Model *m, Arena *a, MethodConfig *mc, SloraInit init, int train_ab) {
+    PEFTC_TRY(lora_resolve_targets(m, mc));
     SloraConfig sc = slora_config(mc, init, train_ab);
     int group;
     PEFTC_TRY(arena_group(a, mc->desc->name, lora_group_lr(mc), mc->weight_decay, &group));

@@ -75,7 +75,7 @@ END_TEST
 START_TEST(lora_rslora_subset_untied_bias) {
     Fixture f;
     MethodConfig mc = lora_method(1, 0);
-    tu_lora(&mc)->targets = LORA_T_Q | LORA_T_V | LORA_T_DOWN;
+    tu_targets(&mc, LORA_T_Q | LORA_T_V | LORA_T_DOWN);
     fixture_open(&f, tu_tiny_config(0, 1), mc);
     ck_assert_int_eq(f.arena.n_entries, 2 * 3 * 2);
     check_all_tensors(&f);

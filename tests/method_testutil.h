@@ -3,6 +3,7 @@
 #define PEFTC_METHOD_TESTUTIL_H
 
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "adapters/lora.h"
@@ -20,6 +21,19 @@ static inline MethodConfig tu_method(const char *name) {
 static inline LoraConfig *tu_lora(MethodConfig *mc) { return &lora_settings(&mc->settings)->lora; }
 static inline RosaSettings *tu_rosa(MethodConfig *mc) {
     return method_section_settings(&mc->settings, &rosa_section);
+}
+
+/* Targets the LLaMA layer kinds in `bits` (LORA_T_*): lora.targets' text, which attach resolves against
+ * the model, and the bits it resolves to. */
+static inline void tu_targets(MethodConfig *mc, unsigned bits) {
+    static const char *const names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+    LoraSettings *ls = lora_settings(&mc->settings);
+    size_t used = 0;
+    ls->targets[0] = '\0';
+    for (int i = 0; i < 7; i++)
+        if (bits & (1u << i)) used += (size_t)snprintf(ls->targets + used, sizeof ls->targets - used, "%s%s",
+                                                       used ? "," : "", names[i]);
+    ls->lora.targets = bits;
 }
 
 /* Sets key `name` (e.g. "pissa.niter") of whichever method section holds it, as a configuration would. */

@@ -38,7 +38,8 @@ static void write_source(const char *dir, int r, unsigned targets, uint64_t seed
     LlamaModel m;
     Arena a;
     MethodConfig mc = tu_method("lora");
-    *tu_lora(&mc) = (LoraConfig){.r = r, .alpha = 2.0 * r, .targets = targets};
+    *tu_lora(&mc) = (LoraConfig){.r = r, .alpha = 2.0 * r};
+    tu_targets(&mc, targets);
     ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
     arena_init(&a, backend_cpu());
     ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);

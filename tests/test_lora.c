@@ -29,7 +29,8 @@ static void open_model(LlamaModel *m, Arena *a, MethodConfig *mc) {
 
 static MethodConfig lora_mc(unsigned targets) {
     MethodConfig mc = tu_method("lora");
-    *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1, .targets = targets};
+    *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .dropout = 0.1};
+    tu_targets(&mc, targets);
     return mc;
 }
 
@@ -116,6 +117,36 @@ START_TEST(scaling_and_targets) {
 }
 END_TEST
 
+/* Attaching resolves lora.targets against the model's own list of layer kinds: short and HF names, a
+ * PEFT-style dotted parent, all-linear; a kind the family lacks is refused naming the family's list. */
+START_TEST(targets_resolve_against_the_family) {
+    LlamaModel m;
+    ck_assert_int_eq(llama_create(&m, backend_cpu(), &cfg, 1, 0.1), PEFTC_OK);
+    unsigned t;
+    ck_assert_int_eq(model_target_mask(&m.base, "q, self_attn.v_proj,down_proj", "lora.targets", &t), PEFTC_OK);
+    ck_assert_uint_eq(t, LORA_T_Q | LORA_T_V | LORA_T_DOWN);
+    ck_assert_int_eq(model_target_mask(&m.base, "all-linear", "lora.targets", &t), PEFTC_OK);
+    ck_assert_uint_eq(t, LORA_T_ALL);
+    ck_assert_int_eq(model_target_mask(&m.base, "q,in_proj", "lora.targets", &t), PEFTC_EINVAL);
+    ck_assert_str_eq(peftc_err_msg(), "lora.targets: 'in_proj' is not a kind of linear layer of a llama model "
+                                      "(expected q, k, v, o, gate, up, down, their HF names, or all-linear)");
+    MethodConfig mc = tu_method("lora");
+    tu_targets(&mc, LORA_T_K | LORA_T_UP);
+    lora_settings(&mc.settings)->lora.targets = LORA_T_ALL; /* the text, not stale bits, decides */
+    Arena a;
+    arena_init(&a, backend_cpu());
+    ck_assert_int_eq(method_attach(&m.base, &a, &mc), PEFTC_OK);
+    for (int i = 0; i < m.base.n_linears; i++) {
+        const Linear *l = m.base.linears[i];
+        int want = !strcmp(m.base.targets[l->target].name, "k") || !strcmp(m.base.targets[l->target].name, "up");
+        ck_assert_msg((l->adapter != NULL) == want, "%s", l->name);
+    }
+    method_detach(&m.base, &mc);
+    arena_free(&a);
+    llama_free(&m);
+}
+END_TEST
+
 typedef struct {
     int n;
     char names[8][160];
@@ -185,6 +216,7 @@ int main(void) {
     tcase_add_test(tc, merge_gives_same_logits);
     tcase_add_test(tc, init_follows_peft);
     tcase_add_test(tc, scaling_and_targets);
+    tcase_add_test(tc, targets_resolve_against_the_family);
     tcase_add_test(tc, export_uses_peft_names);
     tcase_add_test(tc, adapters_attached_after_reserve_are_sized);
     suite_add_tcase(s, tc);

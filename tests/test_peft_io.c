@@ -28,7 +28,8 @@ static const unsigned TARGETS = LORA_T_Q | LORA_T_K | LORA_T_V | LORA_T_DOWN;
 
 static MethodConfig lora_mc(unsigned targets, int rslora) {
     MethodConfig mc = tu_method("lora");
-    *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .dropout = 0.05, .rslora = rslora, .targets = targets};
+    *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .dropout = 0.05, .rslora = rslora};
+    tu_targets(&mc, targets);
     return mc;
 }
 

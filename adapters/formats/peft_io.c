@@ -335,8 +335,8 @@ static PeftcStatus read_text(const char *path, char **text, size_t *len) {
     return PEFTC_OK;
 }
 
-PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) {
-    char path[PEFT_PATH_MAX];
+/* adapter_config.json of folder dir as a JSON object in *out (path receives its path). */
+static PeftcStatus read_config_json(const char *dir, char path[PEFT_PATH_MAX], cJSON **out) {
     PEFTC_TRY(join_path(path, dir, PEFT_CONFIG));
     char *text = NULL;
     size_t n = 0;
@@ -349,9 +349,34 @@ PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) {
         cJSON_Delete(o);
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: not a JSON object (parse error near byte %ld)", path, at);
     }
+    *out = o;
+    return PEFTC_OK;
+}
+
+PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) {
+    char path[PEFT_PATH_MAX];
+    cJSON *o;
+    PEFTC_TRY(read_config_json(dir, path, &o));
     PeftcStatus st = parse_config(o, path, cfg);
     cJSON_Delete(o);
     return st;
+}
+
+PeftcStatus peft_read_target_names(const char *dir, char *out, size_t cap) {
+    char path[PEFT_PATH_MAX];
+    cJSON *o;
+    PEFTC_TRY(read_config_json(dir, path, &o));
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "target_modules"), *it;
+    const cJSON *list = cJSON_IsArray(tm) ? tm : NULL;
+    size_t used = 0;
+    out[0] = '\0';
+    if (cJSON_IsString(tm)) used = (size_t)snprintf(out, cap, "%s", tm->valuestring);
+    cJSON_ArrayForEach(it, list)
+        if (cJSON_IsString(it) && used < cap) used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? "," : "",
+                                                                       it->valuestring);
+    cJSON_Delete(o);
+    if (used >= cap) return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules longer than %zu bytes", path, cap - 1);
+    return PEFTC_OK;
 }
 
 /* ---------------------------------------------------------------- loading */

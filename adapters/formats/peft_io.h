@@ -17,6 +17,10 @@ PeftcStatus peft_save(const Model *m, const LoraConfig *cfg, const char *base_na
 /* Reads a PEFT folder's adapter_config.json into cfg (r, alpha, rslora, targets, dropout). */
 PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg);
 
+/* target_modules of a PEFT folder's adapter_config.json as comma-separated text ("all-linear" stays as
+ * it is), for resolving against a model's own list of layer kinds (model_target_mask). */
+PeftcStatus peft_read_target_names(const char *dir, char *out, size_t cap);
+
 /* Copies a PEFT folder's tensors into the arena entries of the LoRA adapters attached to m (created with the same config):
  * every adapted module must have both tensors with the expected shapes and every tensor in the file
  * must belong to an adapted module; errors name the file and tensor. */

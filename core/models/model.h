@@ -110,6 +110,11 @@ static inline void model_backward(Model *m, const int32_t *tokens, const int32_t
 /* The target kind named `name` (short or HF name) in m's family, or -1. */
 int model_target_index(const Model *m, const char *name);
 
+/* Bits (bit i = the family's target i) of the comma- or space-separated kinds in text: short names,
+ * HF names (a dotted parent prefix is allowed, as PEFT's target_modules write them) or all-linear.
+ * EINVAL naming key, the word and the family's list. */
+PeftcStatus model_target_mask(const Model *m, const char *text, const char *key, unsigned *out);
+
 /* Frees a model made by model_load / model_create (the family struct too); NULL is a no-op. */
 void model_free(Model *m);
 

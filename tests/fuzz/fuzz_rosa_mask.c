@@ -1,6 +1,7 @@
 /* RoSA mask / sparse-delta files (adapters/rosa_io.c): row_ptr, col_idx and values of every RoSA layer
  * of a fixed tiny model (hidden 8, one layer, RoSA on q and v at 3 non-zeros each), read into fresh
  * adapters' masks and arena each time. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "adapters/method.h"
@@ -26,7 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write("masks.safetensors", data, size);
     MethodConfig mc;
     if (method_config_defaults(&mc, "rosa", 1e-3) != PEFTC_OK) abort();
-    lora_settings(&mc.settings)->lora = (LoraConfig){.r = 2, .alpha = 4, .targets = LORA_T_Q | LORA_T_V};
+    LoraSettings *ls = lora_settings(&mc.settings);
+    ls->lora = (LoraConfig){.r = 2, .alpha = 4};
+    snprintf(ls->targets, sizeof ls->targets, "q,v");
     RosaSettings *rs = method_section_settings(&mc.settings, &rosa_section);
     rs->density = 0.05; /* mask_path stays empty: the masks come from the fuzzed file only */
     Arena arena;
