@@ -365,6 +365,29 @@ START_TEST(sampler_flat_distributions) {
 }
 END_TEST
 
+/* A device error during prefill or decode (ops return nothing; the backend records it) must come back
+ * from generation, not a row of tokens sampled from garbage. */
+static PeftcStatus failing_status(const Backend *be) {
+    (void)be;
+    return PEFTC_ERR(PEFTC_EIO, "device lost");
+}
+
+START_TEST(backend_failure_is_returned) {
+    Backend failing = *backend_cpu();
+    failing.status = failing_status;
+    LlamaModel m;
+    ck_assert_int_eq(llama_create(&m, &failing, &cfg, 7, 0.02), PEFTC_OK);
+    const int32_t prompt[3] = {1, 2, 3};
+    const int32_t *ids[1] = {prompt};
+    int n = 3, out_n;
+    int32_t got[4], *out[1] = {got};
+    SamplerConfig sc = {.temperature = 0, .top_p = 1};
+    ck_assert_int_eq(gen_generate(&m.base, &sc, 1, ids, &n, 4, NULL, 0, out, &out_n, NULL, NULL), PEFTC_EIO);
+    ck_assert_str_eq(peftc_err_msg(), "device lost");
+    llama_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("generate");
@@ -375,6 +398,7 @@ int main(void) {
     tcase_add_test(tc, generation_stays_inside_the_tokenizer);
     tcase_add_test(tc, sampler_filters_and_frequencies);
     tcase_add_test(tc, sampler_flat_distributions);
+    tcase_add_test(tc, backend_failure_is_returned);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -189,7 +189,8 @@ static PeftcStatus eval_local(Trainer *t, double *sums) {
         sums[0] += ls;
         sums[1] += (double)nv;
     }
-    return PEFTC_OK;
+    /* Ops return nothing: a device (or an op past its reserved scratch) reports here. */
+    return t->model->be->status(t->model->be);
 }
 
 PeftcStatus trainer_eval(Trainer *t, EvalStats *out) {

@@ -249,7 +249,7 @@ PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens,
     }
     lm_head(m, w, w->x + (size_t)(chunk - 1) * w->C, 1); /* only the last position is asked for */
     m->base.be->download(m->base.be, logits, w->logits, (size_t)w->V * sizeof(real_t)); /* the caller samples on the host */
-    return PEFTC_OK;
+    return m->base.be->status(m->base.be);
 }
 
 /* RoPE at each active row's own position, then its k/v into the cache at that position. */
@@ -320,7 +320,7 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
         be->download(be, logits + (size_t)w->rows[i] * w->V, w->logits + (size_t)i * w->V, (size_t)w->V * sizeof(real_t));
         c->len[w->rows[i]]++;
     }
-    return PEFTC_OK;
+    return be->status(be);
 }
 
 /* ---- batch generation ---- */
