@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/formats/peft_io.h"
 #include "adapters/eigenlora.h"
 
 static const char *const init_names[] = {"uniform", "projection", NULL};
@@ -93,7 +94,7 @@ static PeftcStatus export(const MethodConfig *mc, const Model *m, const char *di
     lc.alpha = eigenlora_export_alpha(&ec);
     lc.rslora = 0;
     lc.dropout = 0;
-    return lora_export_peft(m, &lc, dir, base_name);
+    return peft_save(m, &lc, base_name, dir);
 }
 
 const MethodDesc eigenlora_method = {

@@ -2,13 +2,13 @@
  * scale alpha/r (alpha/sqrt r with rsLoRA), dropout on the adapter's input only. */
 #include "adapters/lora.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/base/rng.h"
+#include "core/models/llama/llama.h"
 
 typedef struct {
     LoraConfig cfg;
@@ -23,45 +23,10 @@ typedef struct {
     int cap;               /* rows xa/dxa can hold */
 } Lora;
 
-static const struct { const char *name, *hf; unsigned bit; } target_names[] = {
-    {"q", "q_proj", LORA_T_Q},          {"k", "k_proj", LORA_T_K},    {"v", "v_proj", LORA_T_V},
-    {"o", "o_proj", LORA_T_O},          {"gate", "gate_proj", LORA_T_GATE},
-    {"up", "up_proj", LORA_T_UP},       {"down", "down_proj", LORA_T_DOWN},
-};
-
-unsigned lora_target_bit(const char *s) {
-    for (size_t i = 0; i < sizeof target_names / sizeof target_names[0]; i++)
-        if (strcmp(s, target_names[i].name) == 0 || strcmp(s, target_names[i].hf) == 0) return target_names[i].bit;
-    return 0;
-}
+_Static_assert(LORA_T_ALL == (1u << LLAMA_N_TARGETS) - 1, "LORA_T_* are the bits of llama_targets");
 
 PeftcStatus lora_parse_targets(const char *s, unsigned *out) {
-    unsigned bits = 0;
-    const char *p = s;
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p)) p++;
-        if (!*p) break;
-        char word[32];
-        size_t n = 0;
-        while (p[n] && p[n] != ',' && !isspace((unsigned char)p[n])) n++;
-        if (n >= sizeof word) return PEFTC_ERR(PEFTC_EINVAL, "lora.targets: name '%.*s' is too long", (int)n, p);
-        memcpy(word, p, n);
-        word[n] = '\0';
-        p += n;
-        if (strcmp(word, "all-linear") == 0 || strcmp(word, "all") == 0) {
-            bits |= LORA_T_ALL;
-            continue;
-        }
-        unsigned b = lora_target_bit(word);
-        if (!b)
-            return PEFTC_ERR(PEFTC_EINVAL,
-                             "lora.targets: unknown target '%s' (expected q, k, v, o, gate, up, down, their "
-                             "*_proj names, or all-linear)", word);
-        bits |= b;
-    }
-    if (!bits) return PEFTC_ERR(PEFTC_EINVAL, "lora.targets: no target given in '%s'", s);
-    *out = bits;
-    return PEFTC_OK;
+    return model_targets_mask(llama_targets, LLAMA_N_TARGETS, "llama", s, "lora.targets", out);
 }
 
 double lora_scale(const LoraConfig *c) { return c->rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r; }

@@ -21,10 +21,10 @@ typedef struct {
     unsigned targets; /* LORA_T_* bits */
 } LoraConfig;
 
-/* Parses "q,k,v,o,gate,up,down" (any subset, comma or space separated) or "all-linear". */
+/* Parses "q,k,v,o,gate,up,down" (any subset, comma or space separated, short or HF names) or
+ * "all-linear" against the LLaMA family's list: lora.targets' check when a configuration is read, before
+ * any model exists; attaching resolves the text against the model's own family (model_target_mask). */
 PeftcStatus lora_parse_targets(const char *s, unsigned *out);
-/* Bit for a layer's short name ("q", "gate", ...), 0 if unknown. */
-unsigned lora_target_bit(const char *short_name);
 double lora_scale(const LoraConfig *c);
 
 /* Creates a LoRA adapter for `base` and attaches nothing; the caller sets base->adapter. */
@@ -45,10 +45,8 @@ LoraSettings *lora_settings(MethodSettings *s);
 const LoraSettings *lora_settings_c(const MethodSettings *s);
 /* The peak lr of the adapters' group: lora.lr, or optim.lr when it is 0. */
 double lora_group_lr(const MethodConfig *mc);
-/* Resolves the targets (lora.targets, or the target_modules of lora.init_from's adapter) against m's
- * family into lora.targets' bits; every LoRA-shaped method's attach calls it first. */
+/* Resolves lora.targets against m's family into lora.targets' bits; every LoRA-shaped method's attach
+ * calls it first. */
 PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc);
-/* Writes the attached adapters as a PEFT LoRA folder with configuration lc. */
-PeftcStatus lora_export_peft(const Model *m, const LoraConfig *lc, const char *dir, const char *base_name);
 
 #endif

@@ -25,11 +25,7 @@ static PeftcStatus lora_finish(void *settings, const MethodDesc *d, const Method
     if (ls->init_from[0] && !d->loads_peft)
         return PEFTC_ERR(PEFTC_EINVAL, "lora.init_from is set but method.name is %s", d->name);
     if (!method_reads(d, &lora_section)) return PEFTC_OK; /* e.g. full fine-tuning: targets do not matter */
-    PeftcStatus st = lora_parse_targets(ls->targets, &ls->lora.targets);
-    if (st == PEFTC_OK || strstr(peftc_err_msg(), "lora.targets")) return st;
-    char why[400];
-    snprintf(why, sizeof why, "%s", peftc_err_msg());
-    return PEFTC_ERR(st, "lora.targets: %s", why);
+    return lora_parse_targets(ls->targets, &ls->lora.targets);
 }
 
 const MethodSection lora_section = {
@@ -49,17 +45,9 @@ double lora_group_lr(const MethodConfig *mc) {
     return lr > 0 ? lr : mc->lr;
 }
 
-PeftcStatus lora_export_peft(const Model *m, const LoraConfig *lc, const char *dir, const char *base_name) {
-    return peft_save(m, lc, base_name, dir);
-}
-
 PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc) {
     LoraSettings *ls = lora_settings(&mc->settings);
-    if (!ls->init_from[0]) return model_target_mask(m, ls->targets, "lora.targets", &ls->lora.targets);
-    char names[512], key[600];
-    PEFTC_TRY(peft_read_target_names(ls->init_from, names, sizeof names));
-    snprintf(key, sizeof key, "%s/adapter_config.json: target_modules", ls->init_from);
-    return model_target_mask(m, names, key, &ls->lora.targets);
+    return model_target_mask(m, ls->targets, "lora.targets", &ls->lora.targets);
 }
 
 static PeftcStatus make_lora(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
@@ -67,15 +55,21 @@ static PeftcStatus make_lora(Adapter **out, const Backend *be, const Linear *l, 
     return lora_create(out, be, l, cfg, group);
 }
 
-/* A PEFT adapter to start from brings its own shape (rank, alpha, targets); dropout stays the run's. */
+/* A PEFT adapter to start from brings its own shape (rank, alpha, targets resolved against the model);
+ * dropout stays the run's. Only plain LoRA reads lora.init_from (the lora section refuses it for
+ * others). */
+static PeftcStatus start_from_peft(const Model *m, LoraSettings *ls) {
+    double dropout = ls->lora.dropout;
+    char names[512], key[600];
+    PEFTC_TRY(peft_read_config_targets(ls->init_from, &ls->lora, names, sizeof names));
+    ls->lora.dropout = dropout;
+    snprintf(key, sizeof key, "%s/adapter_config.json: target_modules", ls->init_from);
+    return model_target_mask(m, names, key, &ls->lora.targets);
+}
+
 static PeftcStatus lora_attach(Model *m, Arena *a, MethodConfig *mc) {
     LoraSettings *ls = lora_settings(&mc->settings);
-    if (ls->init_from[0]) {
-        double dropout = ls->lora.dropout;
-        PEFTC_TRY(peft_read_config(ls->init_from, &ls->lora));
-        ls->lora.dropout = dropout;
-    }
-    PEFTC_TRY(lora_resolve_targets(m, mc));
+    PEFTC_TRY(ls->init_from[0] ? start_from_peft(m, ls) : lora_resolve_targets(m, mc));
     int group;
     PEFTC_TRY(arena_group(a, mc->desc->name, lora_group_lr(mc), mc->weight_decay, &group));
     return method_attach_each(m, a, ls->lora.targets, make_lora, &ls->lora, group, -1);
@@ -88,7 +82,7 @@ static PeftcStatus lora_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed
 }
 
 static PeftcStatus lora_export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name) {
-    return lora_export_peft(m, &lora_settings_c(&mc->settings)->lora, dir, base_name);
+    return peft_save(m, &lora_settings_c(&mc->settings)->lora, base_name, dir);
 }
 
 const MethodDesc lora_method = {

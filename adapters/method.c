@@ -13,8 +13,7 @@ void *method_section_settings(MethodSettings *s, const MethodSection *sec) {
 }
 
 const void *method_section_settings_c(const MethodSettings *s, const MethodSection *sec) {
-    int i = method_section_index(sec);
-    return i < 0 ? NULL : s->sec[i].bytes;
+    return method_section_settings((MethodSettings *)s, sec);
 }
 
 int method_reads(const MethodDesc *d, const MethodSection *sec) {

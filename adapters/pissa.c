@@ -13,12 +13,14 @@
  *                llama.cpp load it on the unmodified model.
  * The SVD runs in double whatever real_t is: a float SVD's singular vectors are off by eps |W| / gap,
  * which near-equal singular values turn into visible errors in A and B. */
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
 #include "core/base/rng.h"
 
@@ -62,15 +64,10 @@ static PeftcStatus orthonormalise(double *X, int m, int k, const char *name) {
     return PEFTC_OK;
 }
 
-/* C(m,n) = op(A) op(B) in double (small, host). */
+/* C(m,n) = op(A) op(B) in double on the host; op(A) is (m,k), stored (k,m) when ta. */
 static void dmul(double *C, const double *A, const double *B, int m, int n, int k, int ta, int tb) {
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            double s = 0;
-            for (int p = 0; p < k; p++) s += (ta ? A[(size_t)p * m + i] : A[(size_t)i * k + p]) *
-                                             (tb ? B[(size_t)j * k + p] : B[(size_t)p * n + j]);
-            C[(size_t)i * n + j] = s;
-        }
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0, A,
+                ta ? m : k, B, tb ? k : n, 0.0, C, n);
 }
 
 /* Top-r SVD of W (out,in) by Halko et al.'s randomized range finder, as torch.svd_lowrank(W, q=r,
@@ -152,12 +149,8 @@ static PeftcStatus factor(Pissa *P, double *W, int out, int in, uint64_t key, co
         for (int j = 0; j < in; j++) P->A0[(size_t)i * in + j] = g * Vh[(size_t)i * in + j];
         for (int o = 0; o < out; o++) P->B0[(size_t)o * r + i] = U[(size_t)o * r + i] * g;
     }
-    for (int o = 0; st == PEFTC_OK && o < out; o++)
-        for (int j = 0; j < in; j++) {
-            double d = 0;
-            for (int i = 0; i < r; i++) d += P->B0[(size_t)o * r + i] * P->A0[(size_t)i * in + j];
-            W[(size_t)o * in + j] -= s * d;
-        }
+    if (st == PEFTC_OK) /* W(out,in) -= s B0 A0 */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, -s, P->B0, r, P->A0, in, 1.0, W, in);
     free(U), free(S), free(Vh);
     return st;
 }
@@ -340,7 +333,7 @@ static PeftcStatus export(const MethodConfig *mc, const Model *m, const char *di
     LoraConfig lc = lora_settings_c(&mc->settings)->lora;
     lc.alpha *= lc.rslora ? sqrt(2.0) : 2.0;
     lc.r *= 2;
-    return lora_export_peft(m, &lc, dir, base_name);
+    return peft_save(m, &lc, base_name, dir);
 }
 
 const MethodDesc pissa_method = {

@@ -21,9 +21,6 @@
 PEFTC_METHODS(DECLARE)
 #define ENTRY(n) &n##_method,
 static const MethodDesc *const registry[] = {PEFTC_METHODS(ENTRY)};
-#define NAME(n) #n,
-static const char *const names[] = {PEFTC_METHODS(NAME) NULL};
-
 enum { N_METHODS = sizeof registry / sizeof registry[0] };
 
 const MethodDesc *const *method_registry(int *n) {
@@ -31,7 +28,14 @@ const MethodDesc *const *method_registry(int *n) {
     return registry;
 }
 
-const char *const *method_names(void) { return names; }
+/* The descriptors' names, NULL-terminated: filled on first use so the name lives in one place. */
+static const char *names[N_METHODS + 1];
+
+const char *const *method_names(void) {
+    if (!names[0])
+        for (int i = 0; i < N_METHODS; i++) names[i] = registry[i]->name;
+    return names;
+}
 
 const MethodDesc *method_find(const char *name) {
     for (int i = 0; i < N_METHODS; i++)

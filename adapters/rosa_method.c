@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "adapters/formats/peft_io.h"
 #include "adapters/formats/rosa_io.h"
 #include "adapters/rosa.h"
 #include "core/base/fsutil.h"
@@ -128,7 +129,7 @@ static PeftcStatus state(const MethodConfig *mc, const Model *m, MethodStateSink
 static PeftcStatus export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name) {
     const RosaSettings *rs = rosa_settings_c(mc);
     const LoraConfig *lc = &lora_settings_c(&mc->settings)->lora;
-    if (mc->desc != &spa_method && lc->r > 0) PEFTC_TRY(lora_export_peft(m, lc, dir, base_name));
+    if (mc->desc != &spa_method && lc->r > 0) PEFTC_TRY(peft_save(m, lc, base_name, dir));
     if (!(rs->density > 0)) return PEFTC_OK;
     char path[700];
     PEFTC_TRY(fs_mkdir_p(dir));

@@ -1,6 +1,7 @@
 /* The three-matrix LoRA family s B N A (METHODS.md section 3): SLoRA (random init), NLoRA (N from the
  * base weight, nlora.core) and IntTune (NLoRA's init, only N trains). They share the lora.* keys and
  * the adapter of slora.c; they export as PEFT LoRA with B N folded into B. */
+#include "adapters/formats/peft_io.h"
 #include "adapters/slora.h"
 
 typedef struct {
@@ -54,7 +55,7 @@ static PeftcStatus init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed) {
 }
 
 static PeftcStatus export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name) {
-    return lora_export_peft(m, &lora_settings_c(&mc->settings)->lora, dir, base_name);
+    return peft_save(m, &lora_settings_c(&mc->settings)->lora, base_name, dir);
 }
 
 #define THREE_MATRIX(n, h, sections_list)                                                                      \

@@ -9,6 +9,7 @@
 #include "adapters/lora.h"
 #include "adapters/method.h"
 #include "adapters/rosa.h"
+#include "core/models/llama/llama.h"
 
 /* Method `name` with every key at its default and optim.lr 1e-3. */
 static inline MethodConfig tu_method(const char *name) {
@@ -26,13 +27,12 @@ static inline RosaSettings *tu_rosa(MethodConfig *mc) {
 /* Targets the LLaMA layer kinds in `bits` (LORA_T_*): lora.targets' text, which attach resolves against
  * the model, and the bits it resolves to. */
 static inline void tu_targets(MethodConfig *mc, unsigned bits) {
-    static const char *const names[] = {"q", "k", "v", "o", "gate", "up", "down"};
     LoraSettings *ls = lora_settings(&mc->settings);
     size_t used = 0;
     ls->targets[0] = '\0';
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < LLAMA_N_TARGETS; i++)
         if (bits & (1u << i)) used += (size_t)snprintf(ls->targets + used, sizeof ls->targets - used, "%s%s",
-                                                       used ? "," : "", names[i]);
+                                                       used ? "," : "", llama_targets[i].name);
     ls->lora.targets = bits;
 }
 

@@ -353,31 +353,30 @@ static PeftcStatus read_config_json(const char *dir, char path[PEFT_PATH_MAX], c
     return PEFTC_OK;
 }
 
-PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) {
-    char path[PEFT_PATH_MAX];
-    cJSON *o;
-    PEFTC_TRY(read_config_json(dir, path, &o));
-    PeftcStatus st = parse_config(o, path, cfg);
-    cJSON_Delete(o);
-    return st;
-}
-
-PeftcStatus peft_read_target_names(const char *dir, char *out, size_t cap) {
-    char path[PEFT_PATH_MAX];
-    cJSON *o;
-    PEFTC_TRY(read_config_json(dir, path, &o));
+/* target_modules as comma-separated text (a checked config: a string or a list of strings). */
+static PeftcStatus target_names(const cJSON *o, const char *path, char *out, size_t cap) {
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(o, "target_modules"), *it;
     const cJSON *list = cJSON_IsArray(tm) ? tm : NULL;
     size_t used = 0;
     out[0] = '\0';
     if (cJSON_IsString(tm)) used = (size_t)snprintf(out, cap, "%s", tm->valuestring);
     cJSON_ArrayForEach(it, list)
-        if (cJSON_IsString(it) && used < cap) used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? "," : "",
-                                                                       it->valuestring);
-    cJSON_Delete(o);
+        if (used < cap) used += (size_t)snprintf(out + used, cap - used, "%s%s", used ? "," : "", it->valuestring);
     if (used >= cap) return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules longer than %zu bytes", path, cap - 1);
     return PEFTC_OK;
 }
+
+PeftcStatus peft_read_config_targets(const char *dir, LoraConfig *cfg, char *targets, size_t cap) {
+    char path[PEFT_PATH_MAX];
+    cJSON *o = NULL;
+    PEFTC_TRY(read_config_json(dir, path, &o));
+    PeftcStatus st = parse_config(o, path, cfg);
+    if (st == PEFTC_OK && targets) st = target_names(o, path, targets, cap);
+    cJSON_Delete(o);
+    return st;
+}
+
+PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg) { return peft_read_config_targets(dir, cfg, NULL, 0); }
 
 /* ---------------------------------------------------------------- loading */
 

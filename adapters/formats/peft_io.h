@@ -17,9 +17,9 @@ PeftcStatus peft_save(const Model *m, const LoraConfig *cfg, const char *base_na
 /* Reads a PEFT folder's adapter_config.json into cfg (r, alpha, rslora, targets, dropout). */
 PeftcStatus peft_read_config(const char *dir, LoraConfig *cfg);
 
-/* target_modules of a PEFT folder's adapter_config.json as comma-separated text ("all-linear" stays as
- * it is), for resolving against a model's own list of layer kinds (model_target_mask). */
-PeftcStatus peft_read_target_names(const char *dir, char *out, size_t cap);
+/* peft_read_config, also giving target_modules as comma-separated text in targets (cap bytes;
+ * "all-linear" stays as it is) for resolving against a model's own list of layer kinds. */
+PeftcStatus peft_read_config_targets(const char *dir, LoraConfig *cfg, char *targets, size_t cap);
 
 /* Copies a PEFT folder's tensors into the arena entries of the LoRA adapters attached to m (created with the same config):
  * every adapted module must have both tensors with the expected shapes and every tensor in the file

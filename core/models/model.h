@@ -4,8 +4,7 @@
  *
  * Contract of the passes (all families):
  *   reserve(B, T) sizes activations for B sequences of T tokens, and the attached adapters' saved
- *   inputs; forward with targets returns the summed token loss and the count of valid targets and
- *   leaves probabilities in m->logits; without targets m->logits holds the logits (B*T, V);
+ *   inputs; forward with targets returns the summed token loss and the count of valid targets;
  *   backward(loss_scale) accumulates d(loss_scale * summed loss) into every non-NULL gradient:
  *   adapters' (through their Linear) and base tensors' that a method made trainable (ParamRef.grad). */
 #ifndef PEFTC_MODEL_H
@@ -84,8 +83,6 @@ struct Model {
     const ModelOps *ops;
     const Backend *be;
     int vocab;          /* V */
-    int hidden;         /* C: the residual stream's width */
-    int layers;         /* blocks */
     int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW) */
     Linear **linears;   /* (n_linears) every adaptable linear layer, layer-major in the family's order */
     int n_linears;
@@ -93,7 +90,6 @@ struct Model {
     int n_targets;
     ParamRef *refs;     /* (n_refs) every base tensor */
     int n_refs;
-    real_t *logits;     /* (B*T, V) after forward: logits, or probabilities with targets */
 };
 
 static inline PeftcStatus model_reserve(Model *m, int B, int T) { return m->ops->reserve(m, B, T); }
@@ -107,13 +103,13 @@ static inline void model_backward(Model *m, const int32_t *tokens, const int32_t
     m->ops->backward(m, tokens, targets, row_keys, loss_scale);
 }
 
-/* The target kind named `name` (short or HF name) in m's family, or -1. */
-int model_target_index(const Model *m, const char *name);
-
 /* Bits (bit i = the family's target i) of the comma- or space-separated kinds in text: short names,
  * HF names (a dotted parent prefix is allowed, as PEFT's target_modules write them) or all-linear.
  * EINVAL naming key, the word and the family's list. */
 PeftcStatus model_target_mask(const Model *m, const char *text, const char *key, unsigned *out);
+/* The same over a family's list t (n) before any model exists (configuration-time checks). */
+PeftcStatus model_targets_mask(const ModelTarget *t, int n, const char *family, const char *text, const char *key,
+                               unsigned *out);
 
 /* Frees a model made by model_load / model_create (the family struct too); NULL is a no-op. */
 void model_free(Model *m);

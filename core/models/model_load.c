@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/formats/json_file.h"
 #include "core/models/llama/model_formats.h"
 
 typedef enum { SRC_GGUF, SRC_HF } ModelSource;
@@ -85,20 +86,6 @@ PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *p
 
 /* ---------------------------------------------------------------- families */
 
-static PeftcStatus llama_family_load(Model **out, const Backend *be, const char *path, int quantized,
-                                     ModelInfo *info) {
-    LlamaModel *m = calloc(1, sizeof *m);
-    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model '%s': out of memory", path);
-    PeftcStatus st = quantized ? llama_load_quantized(m, be, path, info) : llama_load(m, be, path, info);
-    if (st != PEFTC_OK) {
-        llama_free(m);
-        free(m);
-        return st;
-    }
-    *out = &m->base;
-    return PEFTC_OK;
-}
-
 typedef struct {
     const char *const *names; /* GGUF general.architecture and HF model_type values it reads */
     PeftcStatus (*load)(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
@@ -107,7 +94,7 @@ typedef struct {
 /* The first family also takes files whose architecture no family names: its loader's error then says
  * what it expected. */
 static const ModelFamily families[] = {
-    {(const char *const[]){"llama", "mistral", "qwen2", NULL}, llama_family_load},
+    {(const char *const[]){"llama", "mistral", "qwen2", NULL}, llama_open},
 };
 
 /* The architecture name a file declares, or "" when it cannot be read here (the loader reports why). */
@@ -116,24 +103,25 @@ static void file_arch(const char *path, ModelSource src, char *arch, size_t cap)
     if (src == SRC_GGUF) {
         GgufFile g;
         GgufStr s;
-        if (gguf_open(&g, path) != PEFTC_OK) return;
+        if (gguf_open(&g, path) != PEFTC_OK) {
+            peftc_err_clear(); /* the loader opens it again and says what is wrong */
+            return;
+        }
         if (gguf_get_str(&g, "general.architecture", &s) == PEFTC_OK)
             snprintf(arch, cap, "%.*s", (int)(s.len < cap ? s.len : cap - 1), s.ptr);
         gguf_close(&g);
         return;
     }
     char file[600];
+    cJSON *j;
     snprintf(file, sizeof file, "%s/config.json", path);
-    FILE *f = fopen(file, "rb");
-    char *text = f ? calloc(1, 1 << 20) : NULL;
-    if (text && fread(text, 1, (1 << 20) - 1, f) > 0) {
-        cJSON *j = cJSON_Parse(text);
-        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-        if (cJSON_IsString(mt)) snprintf(arch, cap, "%s", mt->valuestring);
-        cJSON_Delete(j);
+    if (json_read_object(file, &j) != PEFTC_OK) {
+        peftc_err_clear();
+        return;
     }
-    free(text);
-    if (f) fclose(f);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(mt)) snprintf(arch, cap, "%s", mt->valuestring);
+    cJSON_Delete(j);
 }
 
 static const ModelFamily *family_of(const char *arch) {

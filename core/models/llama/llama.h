@@ -66,7 +66,7 @@ typedef struct {
 } LlamaActs;
 
 /* base.linears lists the 7 L projections layer-major (q k v o gate up down), base.refs every base
- * tensor, base.logits is acts.logits. */
+ * tensor. */
 typedef struct {
     Model base;        /* first member: a Model * of a LLaMA model points at its LlamaModel */
     LlamaConfig cfg;

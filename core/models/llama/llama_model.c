@@ -9,17 +9,11 @@ struct GenState {
     KvCache kv;
 };
 
-static PeftcStatus op_reserve(Model *m, int B, int T) {
-    PEFTC_TRY(llama_reserve(llama_of(m), B, T));
-    m->logits = llama_of(m)->acts.logits;
-    return PEFTC_OK;
-}
+static PeftcStatus op_reserve(Model *m, int B, int T) { return llama_reserve(llama_of(m), B, T); }
 
 static PeftcStatus op_forward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                               int training, int B, int T, double *loss_sum, int64_t *n_valid) {
-    PeftcStatus st = llama_forward(llama_of(m), tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
-    m->logits = llama_of(m)->acts.logits;
-    return st;
+    return llama_forward(llama_of(m), tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
 }
 
 static void op_backward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -102,21 +96,31 @@ void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c) {
     m->ops = &llama_ops;
     m->be = be;
     m->vocab = c->vocab;
-    m->hidden = c->hidden;
-    m->layers = c->layers;
     m->quantized = c->quantized;
     m->targets = llama_targets;
     m->n_targets = LLAMA_N_TARGETS;
 }
 
-PeftcStatus llama_new(Model **out, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
-    LlamaModel *m = calloc(1, sizeof *m);
-    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory");
-    PeftcStatus st = llama_create(m, be, cfg, seed, init_std);
+/* *out = m's Model once st says m was filled; otherwise m is released (llama_free is safe on a model
+ * whose creation failed). */
+static PeftcStatus adopt(Model **out, LlamaModel *m, PeftcStatus st) {
     if (st != PEFTC_OK) {
+        llama_free(m);
         free(m);
         return st;
     }
     *out = &m->base;
     return PEFTC_OK;
+}
+
+PeftcStatus llama_new(Model **out, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
+    LlamaModel *m = calloc(1, sizeof *m);
+    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory");
+    return adopt(out, m, llama_create(m, be, cfg, seed, init_std));
+}
+
+PeftcStatus llama_open(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {
+    LlamaModel *m = calloc(1, sizeof *m);
+    if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model '%s': out of memory", path);
+    return adopt(out, m, quantized ? llama_load_quantized(m, be, path, info) : llama_load(m, be, path, info));
 }

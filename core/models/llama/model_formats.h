@@ -20,6 +20,9 @@ PeftcStatus llama_load(LlamaModel *m, const Backend *be, const char *path, Model
 /* The same keeping the projection weights in the GGUF file's blocks (m->cfg.quantized). */
 PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info);
 
+/* llama_load or llama_load_quantized into a heap LlamaModel behind the Model interface (model_free). */
+PeftcStatus llama_open(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
+
 /* Writes the model's base weights as an HF folder: config.json + model.safetensors (dtype F32, F16 or
  * BF16 via StDType). Used by `peftc merge`. */
 PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/base/fsutil.h"
+#include "core/formats/json_file.h"
 #include "core/models/llama/model_formats.h"
 #include "core/formats/safetensors.h"
 
@@ -30,22 +31,6 @@ static PeftcStatus join(char *out, size_t n, const char *dir, const char *name) 
 static int is_file(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static PeftcStatus read_json(const char *path, cJSON **out) {
-    MappedFile f;
-    PEFTC_TRY(mapped_open(&f, path));
-    const char *text = (const char *)f.data, *end = text;
-    *out = f.size ? cJSON_ParseWithLengthOpts(text, f.size, &end, 0) : NULL;
-    while (*out && end < text + f.size && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
-    long long at = end ? (long long)(end - text) : 0;
-    int whole = *out && end == text + f.size;
-    mapped_close(&f);
-    if (whole && cJSON_IsObject(*out)) return PEFTC_OK;
-    cJSON_Delete(*out);
-    *out = NULL;
-    if (!whole) return PEFTC_ERR(PEFTC_EFORMAT, "%s: not valid JSON (error near byte %lld)", path, at);
-    return PEFTC_ERR(PEFTC_EFORMAT, "%s: expected a JSON object", path);
 }
 
 /* ---- config.json ---- */
@@ -283,7 +268,7 @@ static PeftcStatus weights_open(HfWeights *w, const char *dir) {
         if (!w->files || !(w->files[0] = strdup(single))) st = PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", single);
         else w->n_files = 1, st = PEFTC_OK;
     } else if (is_file(w->index_path)) {
-        st = read_json(w->index_path, &w->index);
+        st = json_read_object(w->index_path, &w->index);
         if (st == PEFTC_OK) st = list_shards(w, dir);
     } else {
         st = PEFTC_ERR(PEFTC_EIO, "%s: no %s or %s; expected the weights of an HF model folder", dir, HF_SINGLE,
@@ -340,7 +325,7 @@ PeftcStatus model_hf_config(const char *dir, LlamaConfig *cfg, ModelInfo *info) 
     if (!is_file(path))
         return PEFTC_ERR(PEFTC_EIO, "%s: not found; an HF model folder holds %s and %s", path, HF_CONFIG, HF_SINGLE);
     cJSON *root;
-    PEFTC_TRY(read_json(path, &root));
+    PEFTC_TRY(json_read_object(path, &root));
     PeftcStatus st = parse_config(&(Cfg){path, root}, cfg, info);
     cJSON_Delete(root);
     PEFTC_TRY(st);
