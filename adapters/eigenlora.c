@@ -160,27 +160,25 @@ static void effective_factors(const Adapter *a) {
 }
 
 static void eigen_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
-    (void)ctx;
     Eigen *E = a->state;
     const Backend *be = a->be;
     int r = E->cfg.r;
     effective_factors(a);
-    be->matmul(be, E->xa, x, E->Ae, R, r, a->in, 0, 0, 1, 0);      /* xa(R,r) = x Ae */
-    be->matmul(be, y, E->xa, E->Be, R, a->out, r, 0, 1, 1, 1);     /* y += xa Be^T */
+    nn_matmul(be, ctx, E->xa, x, E->Ae, R, r, a->in, 0, 0, 1, 0);      /* xa(R,r) = x Ae */
+    nn_matmul(be, ctx, y, E->xa, E->Be, R, a->out, r, 0, 1, 1, 1);     /* y += xa Be^T */
 }
 
 /* Uses Ae, Be and xa as the forward of the same rows left them. */
 static void eigen_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
-    (void)ctx;
     Eigen *E = a->state;
     const Backend *be = a->be;
     int K = E->cfg.K, r = E->cfg.r;
-    be->matmul(be, E->dBe, dy, E->xa, a->out, r, R, 1, 0, 1, 0);   /* dBe(out,r) = dy^T xa */
-    be->matmul(be, E->dxa, dy, E->Be, R, r, a->out, 0, 0, 1, 0);   /* dxa(R,r) = dy Be */
-    be->matmul(be, E->dAe, x, E->dxa, a->in, r, R, 1, 0, 1, 0);    /* dAe(in,r) = x^T dxa */
-    be->matmul(be, E->daB, E->CB, E->dBe, K, r, a->out, 1, 0, 1, 1); /* dalpha_B(K,r) += C_B^T dBe */
-    be->matmul(be, E->daA, E->CA, E->dAe, K, r, a->in, 1, 0, 1, 1);  /* dalpha_A(K,r) += C_A^T dAe */
-    if (dx) be->matmul(be, dx, E->dxa, E->Ae, R, a->in, r, 0, 1, 1, 1); /* dx(R,in) += dxa Ae^T */
+    nn_matmul(be, ctx, E->dBe, dy, E->xa, a->out, r, R, 1, 0, 1, 0);   /* dBe(out,r) = dy^T xa */
+    nn_matmul(be, ctx, E->dxa, dy, E->Be, R, r, a->out, 0, 0, 1, 0);   /* dxa(R,r) = dy Be */
+    nn_matmul(be, ctx, E->dAe, x, E->dxa, a->in, r, R, 1, 0, 1, 0);    /* dAe(in,r) = x^T dxa */
+    nn_matmul(be, ctx, E->daB, E->CB, E->dBe, K, r, a->out, 1, 0, 1, 1); /* dalpha_B(K,r) += C_B^T dBe */
+    nn_matmul(be, ctx, E->daA, E->CA, E->dAe, K, r, a->in, 1, 0, 1, 1);  /* dalpha_A(K,r) += C_A^T dAe */
+    if (dx) nn_matmul(be, ctx, dx, E->dxa, E->Ae, R, a->in, r, 0, 1, 1, 1); /* dx(R,in) += dxa Ae^T */
 }
 
 /* ---------------------------------------------------------------- (d) merge, (e) export */

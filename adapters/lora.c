@@ -82,24 +82,24 @@ static void lora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_t
     const Backend *be = a->be;
     int r = L->cfg.r;
     const real_t *xd = lora_input(a, ctx, x, R);
-    be->matmul(be, L->xa, xd, L->A, R, r, a->in, 0, 1, 1, 0);             /* xa(R,r) = xd A^T */
-    be->matmul(be, y, L->xa, L->B, R, a->out, r, 0, 1, L->scale, 1);       /* y += s xa B^T */
+    nn_matmul(be, ctx, L->xa, xd, L->A, R, r, a->in, 0, 1, 1, 0);             /* xa(R,r) = xd A^T */
+    nn_matmul(be, ctx, y, L->xa, L->B, R, a->out, r, 0, 1, L->scale, 1);       /* y += s xa B^T */
 }
 
 static void lora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
     Lora *L = a->state;
     const Backend *be = a->be;
     int r = L->cfg.r;
-    be->matmul(be, L->dB, dy, L->xa, a->out, r, R, 1, 0, L->scale, 1);     /* dB(out,r) += s dy^T xa */
-    be->matmul(be, L->dxa, dy, L->B, R, r, a->out, 0, 0, L->scale, 0);     /* dxa(R,r) = s dy B */
+    nn_matmul(be, ctx, L->dB, dy, L->xa, a->out, r, R, 1, 0, L->scale, 1);     /* dB(out,r) += s dy^T xa */
+    nn_matmul(be, ctx, L->dxa, dy, L->B, R, r, a->out, 0, 0, L->scale, 0);     /* dxa(R,r) = s dy B */
     const real_t *xd = lora_input(a, ctx, x, R);
-    be->matmul(be, L->dA, L->dxa, xd, r, a->in, R, 1, 0, 1, 1);            /* dA(r,in) += dxa^T xd */
+    nn_matmul(be, ctx, L->dA, L->dxa, xd, r, a->in, R, 1, 0, 1, 1);            /* dA(r,in) += dxa^T xd */
     if (!dx) return;
     if (xd == x) {
-        be->matmul(be, dx, L->dxa, L->A, R, a->in, r, 0, 0, 1, 1);         /* dx += dxa A */
+        nn_matmul(be, ctx, dx, L->dxa, L->A, R, a->in, r, 0, 0, 1, 1);         /* dx += dxa A */
     } else {
         /* xd is no longer needed: reuse its scratch for dxa A, then route through the mask. */
-        be->matmul(be, ctx->scratch, L->dxa, L->A, R, a->in, r, 0, 0, 1, 0);
+        nn_matmul(be, ctx, ctx->scratch, L->dxa, L->A, R, a->in, r, 0, 0, 1, 0);
         be->dropout_bwd(be, dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)L->cfg.dropout);
     }
 }

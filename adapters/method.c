@@ -106,7 +106,7 @@ PeftcStatus method_init_adapters(Model *m, Arena *arena, uint64_t seed) {
 void method_merge(Model *m) {
     for (int i = 0; i < m->n_linears; i++) {
         Linear *l = m->linears[i];
-        if (l->adapter && !l->qW) l->adapter->ops->merge(l->adapter, l->W);
+        if (l->adapter && !l->qW && l->W) l->adapter->ops->merge(l->adapter, l->W);
     }
 }
 

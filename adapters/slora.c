@@ -198,28 +198,28 @@ static void slora_forward(Adapter *a, const StepCtx *ctx, real_t *y, const real_
     const Backend *be = a->be;
     int r = S->cfg.r;
     const real_t *xd = slora_input(a, ctx, x, R);
-    be->matmul(be, S->xa, xd, S->A, R, r, a->in, 0, 1, 1, 0);         /* xa(R,r) = xd A^T */
-    be->matmul(be, S->xn, S->xa, S->N, R, r, r, 0, 1, 1, 0);          /* xn(R,r) = xa N^T */
-    be->matmul(be, y, S->xn, S->B, R, a->out, r, 0, 1, S->scale, 1);  /* y += s xn B^T */
+    nn_matmul(be, ctx, S->xa, xd, S->A, R, r, a->in, 0, 1, 1, 0);         /* xa(R,r) = xd A^T */
+    nn_matmul(be, ctx, S->xn, S->xa, S->N, R, r, r, 0, 1, 1, 0);          /* xn(R,r) = xa N^T */
+    nn_matmul(be, ctx, y, S->xn, S->B, R, a->out, r, 0, 1, S->scale, 1);  /* y += s xn B^T */
 }
 
 static void slora_backward(Adapter *a, const StepCtx *ctx, real_t *dx, const real_t *dy, const real_t *x, int R) {
     Slora *S = a->state;
     const Backend *be = a->be;
     int r = S->cfg.r;
-    if (S->dB) be->matmul(be, S->dB, dy, S->xn, a->out, r, R, 1, 0, S->scale, 1); /* dB(out,r) += s dy^T xn */
-    be->matmul(be, S->g, dy, S->B, R, r, a->out, 0, 0, S->scale, 0);               /* g(R,r) = s dy B */
-    be->matmul(be, S->dN, S->g, S->xa, r, r, R, 1, 0, 1, 1);                       /* dN(r,r) += g^T xa */
+    if (S->dB) nn_matmul(be, ctx, S->dB, dy, S->xn, a->out, r, R, 1, 0, S->scale, 1); /* dB(out,r) += s dy^T xn */
+    nn_matmul(be, ctx, S->g, dy, S->B, R, r, a->out, 0, 0, S->scale, 0);               /* g(R,r) = s dy B */
+    nn_matmul(be, ctx, S->dN, S->g, S->xa, r, r, R, 1, 0, 1, 1);                       /* dN(r,r) += g^T xa */
     if (!S->dA && !dx) return;
-    be->matmul(be, S->dxa, S->g, S->N, R, r, r, 0, 0, 1, 0);                       /* dxa(R,r) = g N */
+    nn_matmul(be, ctx, S->dxa, S->g, S->N, R, r, r, 0, 0, 1, 0);                       /* dxa(R,r) = g N */
     const real_t *xd = slora_input(a, ctx, x, R);
-    if (S->dA) be->matmul(be, S->dA, S->dxa, xd, r, a->in, R, 1, 0, 1, 1);        /* dA(r,in) += dxa^T xd */
+    if (S->dA) nn_matmul(be, ctx, S->dA, S->dxa, xd, r, a->in, R, 1, 0, 1, 1);        /* dA(r,in) += dxa^T xd */
     if (!dx) return;
     if (xd == x) {
-        be->matmul(be, dx, S->dxa, S->A, R, a->in, r, 0, 0, 1, 1);                 /* dx += dxa A */
+        nn_matmul(be, ctx, dx, S->dxa, S->A, R, a->in, r, 0, 0, 1, 1);                 /* dx += dxa A */
     } else {
         /* xd is no longer needed: reuse its scratch for dxa A, then route through the mask. */
-        be->matmul(be, ctx->scratch, S->dxa, S->A, R, a->in, r, 0, 0, 1, 0);
+        nn_matmul(be, ctx, ctx->scratch, S->dxa, S->A, R, a->in, r, 0, 0, 1, 0);
         be->dropout_bwd(be, dx, ctx->scratch, ctx->mask_scratch, R, a->in, (real_t)S->cfg.dropout);
     }
 }

@@ -32,6 +32,31 @@ static double useful_flops_per_token(const Session *s) {
     return 4 * N + train + adapter + attn;
 }
 
+/* The best of three 2048^3 products in the run's precision, in GFLOP/s: the matmul peak the useful
+ * rate is a share of. fp32: matmul; bf16: matmul_bf16 of an fp32 input by a bf16 weight, as the
+ * frozen layers run. */
+static double matmul_peak(const Backend *be, int bf16) {
+    enum { D = 2048 };
+    size_t n = (size_t)D * D;
+    real_t *a = be->alloc(be, n * sizeof(real_t)), *b = be->alloc(be, n * sizeof(real_t));
+    real_t *c = be->alloc(be, n * sizeof(real_t));
+    uint16_t *bh = be->alloc(be, n * sizeof(uint16_t));
+    BackendNeed need = {.bf16 = bf16};
+    if (!a || !b || !c || !bh || be->reserve(be, &need) != PEFTC_OK) return 0;
+    if (bf16) be->to_bf16(be, bh, b, n);
+    double best = 1e30;
+    for (int rep = 0; rep < 4; rep++) {
+        double t = clock_seconds();
+        if (bf16) be->matmul_bf16(be, c, a, DT_REAL, bh, DT_BF16, D, D, D, 0, 1, 1, 0);
+        else be->matmul(be, c, a, b, D, D, D, 0, 1, 1, 0);
+        be->status(be); /* waits for a device */
+        t = clock_seconds() - t;
+        if (rep > 0 && t < best) best = t; /* the first pays for primitive creation and page faults */
+    }
+    be->free(be, a), be->free(be, b), be->free(be, c), be->free(be, bh);
+    return 2.0 * D * D * D / best / 1e9;
+}
+
 int main(int argc, char **argv) {
     Comm *comm;
     if (comm_init(&comm, &argc, &argv) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
@@ -45,8 +70,8 @@ int main(int argc, char **argv) {
     static Session s;
     double t0 = clock_seconds();
     if (session_open(&s, &cfg, comm) != PEFTC_OK) return fprintf(stderr, "%s\n", peftc_err_msg()), 1;
-    printf("bench_step: %s, %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), setup %.1f s\n",
-           config_method(&cfg)->name, (long long)llama_param_count(&cfg.model), arena_trainable(&s.arena), cfg.train.micro_batch, cfg.train.seq_len,
+    printf("bench_step: %s in %s (%s), %lld base params, %zu trainable, B=%d T=%d, %d rank(s) x %d thread(s), "
+           "setup %.1f s\n", config_method(&cfg)->name, s.bf16 ? "bf16" : "fp32", s.precision_why, (long long)llama_param_count(&cfg.model), arena_trainable(&s.arena), cfg.train.micro_batch, cfg.train.seq_len,
            comm_size(comm), omp_get_max_threads(), clock_seconds() - t0);
     double total_s = 0, total_tok = 0, fpt = useful_flops_per_token(&s);
     for (int64_t i = 0; i < cfg.train.steps; i++) {
@@ -61,11 +86,17 @@ int main(int argc, char **argv) {
         }
     }
     struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    if (total_s > 0)
+    getrusage(RUSAGE_SELF, &ru); /* before the peak measurement's buffers */
+    if (total_s > 0) {
+        double useful = total_tok / total_s * fpt / 1e9, peak = matmul_peak(s.model->be, s.bf16);
         printf("bench_step: %.1f tokens/s, %.0f ms/step (mean of steps 2..%lld), %.1f useful GFLOP/s, peak RSS %.2f GiB\n",
-               total_tok / total_s, 1e3 * total_s / (double)(cfg.train.steps - 1), (long long)cfg.train.steps,
-               total_tok / total_s * fpt / 1e9, ru.ru_maxrss / 1048576.0);
+               total_tok / total_s, 1e3 * total_s / (double)(cfg.train.steps - 1), (long long)cfg.train.steps, useful,
+               ru.ru_maxrss / 1048576.0);
+        printf("bench_step: precision %s; its matmul peak here %.1f GFLOP/s (2048^3), useful share %.1f%%\n",
+               s.bf16 ? "bf16" : "fp32", peak, 100 * useful / peak);
+    } else {
+        printf("bench_step: one step, peak RSS %.2f GiB\n", ru.ru_maxrss / 1048576.0);
+    }
 #ifdef PEFTC_WITH_CUDA
     if (cfg.device == DEV_CUDA)
         printf("bench_step: peak GPU memory %.2f GiB\n", cuda_mem_peak(s.model->be) / 1073741824.0);

@@ -129,6 +129,8 @@ static void print_banner(const Session *s, int world) {
     printf("peftc: %s on %d rank(s) x %d thread(s); model %lld params, trainable %zu (%s)\n", config_method(c)->name, world,
            omp_get_max_threads(), (long long)s->model->ops->param_count(s->model), arena_trainable(&s->arena),
            s->arena.n_groups ? s->arena.groups[0].name : "-");
+    printf("peftc: precision %s (%s); base weights %.1f MiB resident\n", s->bf16 ? "bf16" : "fp32", s->precision_why,
+           (double)s->model->ops->base_bytes(s->model) / (1024.0 * 1024.0));
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
            c->train.micro_batch * c->train.accum * world, c->train.seq_len, c->train.micro_batch, c->train.accum,
            world, (s->arena.numel + ARENA_TRAILER) * sizeof(real_t));

@@ -61,8 +61,13 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
 /* Every op the run will call, asked for once before anything is loaded. */
 static PeftcStatus require_ops(const RunConfig *c, const Backend *be) {
     MethodConfig mc = method_config(c);
-    BackendOp ops[BACKEND_OP_COUNT];
+    BackendOp ops[BACKEND_OP_COUNT + 3];
     int n = method_backend_ops(&mc, ops);
+    if (c->precision == PREC_BF16) {
+        ops[n++] = BACKEND_OP_matmul_bf16;
+        ops[n++] = BACKEND_OP_to_bf16;
+        ops[n++] = BACKEND_OP_embedding_fwd_bf16;
+    }
     char who[64], why[64];
     snprintf(who, sizeof who, "train.device=%s", device_names[c->device]);
     snprintf(why, sizeof why, "method %s", config_method(c)->name);
@@ -79,11 +84,32 @@ static PeftcStatus load_weights(Session *s, Model **m) {
     return PEFTC_OK;
 }
 
+/* train.precision for this backend, and why (the start-up line). auto takes bf16 only where it is
+ * faster: a GPU, or a CPU that multiplies bf16 in hardware; and only on a backend that has its ops. */
+static void resolve_precision(Session *s, const Backend *be) {
+    const RunConfig *c = &s->cfg;
+    const char *hw = "a GPU";
+    int native = be->device != DEV_CPU || backend_cpu_bf16_native(&hw);
+    int has = backend_has(be, BACKEND_OP_matmul_bf16) && backend_has(be, BACKEND_OP_to_bf16) &&
+              backend_has(be, BACKEND_OP_embedding_fwd_bf16);
+    if (c->precision != PREC_AUTO) {
+        s->bf16 = c->precision == PREC_BF16;
+        snprintf(s->precision_why, sizeof s->precision_why, "train.precision=%s%s", precision_names[c->precision],
+                 s->bf16 && !native ? "; slower than fp32 here: " : "");
+        if (s->bf16 && !native) strncat(s->precision_why, hw, sizeof s->precision_why - strlen(s->precision_why) - 1);
+        return;
+    }
+    s->bf16 = native && has;
+    snprintf(s->precision_why, sizeof s->precision_why, "train.precision=auto: %s%s", hw,
+             !native ? "" : has ? "" : ", but this backend lacks the bf16 ops");
+}
+
 static PeftcStatus open_base(Session *s, Comm *comm) {
     RunConfig *c = &s->cfg;
     const Backend *be = NULL;
     PEFTC_TRY(open_backend(c, comm, &be));
     PEFTC_TRY(require_ops(c, be));
+    resolve_precision(s, be);
     if (be->device == DEV_CPU) {
         PEFTC_TRY(load_weights(s, &s->model));
     } else {
@@ -158,7 +184,9 @@ static PeftcStatus reduce_on_device(Session *s) {
 
 PeftcStatus session_open(Session *s, const RunConfig *cfg, Comm *comm) {
     PEFTC_TRY(open_model(s, cfg, comm));
-    PeftcStatus st = reduce_on_device(s);
+    /* After the method's init, which may read or rewrite the base (NLoRA, PiSSA) in fp32. */
+    PeftcStatus st = s->bf16 ? s->model->ops->use_bf16(s->model) : PEFTC_OK;
+    if (st == PEFTC_OK) st = reduce_on_device(s);
     if (st == PEFTC_OK) st = open_data(s);
     if (st == PEFTC_OK) st = trainer_init(&s->trainer, &s->cfg.train, s->model, &s->arena, comm, s->data);
     if (st == PEFTC_OK && s->method.desc->grad_hook) {

@@ -22,6 +22,8 @@ typedef struct {
     SftStats data_stats;     /* for text data */
     Trainer trainer;
     Comm *comm; /* borrowed */
+    int bf16;                /* train.precision resolved for this backend: 1 = bf16 matmuls */
+    char precision_why[160]; /* why, for the start-up line */
 } Session;
 
 /* cfg must have been through config_finish(). Loads the model (cfg.model is replaced by the file's

@@ -2,15 +2,27 @@
 # Every method through the binary, from key=value overrides and from a YAML file, on 1 and 2 ranks:
 # the trainable count printed at start equals the method's formula, the 2-rank run's loss curve equals
 # the 1-rank run with accum=2, and the adapter methods save a PEFT folder that reloads (lora.init_from)
-# with the same held-out loss. EigenLoRAx gets its basis from two LoRAs trained on other tasks.
+# with the same held-out loss. EigenLoRAx gets its basis from two LoRAs trained on other tasks; RoSA,
+# SpA and PiSSA train and lower the held-out loss.
+# PEFTC_PRECISION=bf16 runs all of it with train.precision=bf16 (the cli_methods_bf16 test).
 set -uo pipefail
 peftc=$1
 . "$(dirname "$0")/lib_cli.sh"
 export OMP_NUM_THREADS=1
 
 # The random toy model: hidden 128, q 128, k/v 64 (4 heads, 2 kv heads), intermediate 352, 4 layers.
+prec=${PEFTC_PRECISION:-fp32}
 base="model.path= data.task=reverse train.steps=8 sched.warmup=2 train.eval_every=0 train.eval_batches=2
-      eval.examples=0 optim.lr=5e-3"
+      eval.examples=0 optim.lr=5e-3 train.precision=$prec"
+# 2 ranks against 1 rank with accum=2: the same sums in another order. In fp32 (OpenBLAS, whose
+# results do not depend on how the batch is split) the curves agree to 1e-5; in bf16 oneDNN's kernels
+# may block the accumulating products differently, and GMT's mask choice amplifies 1e-7 differences
+# about a hundredfold over 8 steps, so 1e-3 there.
+# An adapter saved as plain LoRA and reloaded gives the run's held-out loss: to its 4 printed decimals
+# in fp32; in bf16 the reloaded two-matrix form rounds other intermediates (SLoRA's x A^T N^T becomes
+# x A^T (B N)^T), so to 2e-3 relative there.
+tol=1e-5 eval_tol=0
+[ "$prec" = bf16 ] && tol=1e-3 eval_tol=2e-3
 r=8 layers=4
 # sum over the 7 modules of (in + out): q 128+128, k 128+64, v 128+64, o 128+128, gate/up 128+352, down 352+128
 io=$((256 + 192 + 192 + 256 + 480 + 480 + 480))
@@ -24,17 +36,6 @@ declare -A want=(
 )
 
 trainable() { sed -n 's/.*trainable \([0-9]*\) (.*/\1/p' "$1" | head -1; }
-# same_curve RUN1 RUN2: equal training losses, step by step, to 1e-5 relative.
-same_curve() {
-  python3 - "$1/metrics.csv" "$2/metrics.csv" <<'PY'
-import sys
-rows = [[l.split(',') for l in open(p) if l.startswith('train,')] for p in sys.argv[1:]]
-assert len(rows[0]) == len(rows[1]) > 0, [len(r) for r in rows]
-for a, b in zip(*rows):
-    x, y = float(a[2]), float(b[2])
-    assert abs(x - y) <= 1e-5 * max(abs(x), abs(y)), (a, b)
-PY
-}
 # summary_ok FILE METHOD TRAINABLE RANKS LOG: summary.json agrees with the run's banner and final line.
 summary_ok() {
   python3 - "$@" <<'PY'
@@ -48,6 +49,13 @@ assert "%.4f" % s["eval_loss_last"] == final.group(2), (s["eval_loss_last"], fin
 PY
 }
 heldout() { sed -n 's/.*held-out loss [0-9.]* -> \([0-9.]*\).*/\1/p' "$1"; }
+# same_heldout EVAL_LOG TRAIN_LOG: `peftc eval` reports the training run's final held-out loss, to eval_tol.
+same_heldout() {
+  local a b
+  a=$(sed -n 's/^held-out loss \([0-9.]*\),.*/\1/p' "$1")
+  b=$(heldout "$2")
+  awk -v a="$a" -v b="$b" -v t="$eval_tol" 'BEGIN { exit !(a != "" && b != "" && (a - b) ^ 2 <= (t * b) ^ 2) }'
+}
 
 for m in lora slora nlora inttune full gmt; do
   "$peftc" train $base method.name=$m output.dir="$dir/$m-1" >"$dir/$m-1.log" 2>&1
@@ -58,7 +66,7 @@ for m in lora slora nlora inttune full gmt; do
   check "$m: summary.json holds the method, ranks, count and final loss" \
     "summary_ok '$dir/$m-2/summary.json' $m ${want[$m]} 2 '$dir/$m-2.log'"
   "$peftc" train $base method.name=$m train.accum=2 output.dir="$dir/$m-a" >"$dir/$m-a.log" 2>&1
-  check "$m: 2 ranks give the loss curve of 1 rank with accum=2" "same_curve '$dir/$m-2' '$dir/$m-a'"
+  check "$m: 2 ranks give the loss curve of 1 rank with accum=2" "same_curve '$dir/$m-2' '$dir/$m-a' $tol"
 done
 
 # From a YAML file (SLoRA with the pinv core of NLoRA's init, as a file user would write it).
@@ -72,7 +80,14 @@ check "YAML run counts q,v at r=4: $((layers * (4 * (256 + 192) + 2 * 16)))" \
 for m in slora inttune; do
   "$peftc" eval $base lora.init_from="$dir/$m-1/adapter" >"$dir/$m-eval.log" 2>&1
   check "$m: saved adapter reloads with the run's held-out loss" \
-    "grep -q \"held-out loss \$(heldout '$dir/$m-1.log')\" '$dir/$m-eval.log'"
+    "same_heldout '$dir/$m-eval.log' '$dir/$m-1.log'"
+done
+
+# The sparse methods (RoSA: masks from a warm-up, then a fresh run; SpA: sparse only) and PiSSA.
+for m in rosa spa pissa; do
+  "$peftc" train $base method.name=$m rosa.density=0.02 rosa.warmup=3 rosa.grad_steps=2 output.dir="$dir/$m-1" >"$dir/$m-1.log" 2>&1
+  check "$m: trains ($prec) and lowers the held-out loss" \
+    "[ \$? -eq 0 ] && awk '/held-out loss .* -> /{ split(\$0, w, \"held-out loss \"); split(w[2], v, \" \"); exit !(v[3] + 0 < v[1] + 0) }' '$dir/$m-1.log'"
 done
 
 # EigenLoRAx: basis from LoRAs of two other tasks, then loadings only.
@@ -88,10 +103,10 @@ check "eigenlora: trains; trainable = 2 K r per module = $((28 * 2 * 12 * r))" \
   "[ \$? -eq 0 ] && [ \"\$(trainable '$dir/eig-1.log')\" = $((28 * 2 * 12 * r)) ]"
 "$mpiexec" -n 2 --oversubscribe "$peftc" train $eig output.dir="$dir/eig-2" >"$dir/eig-2.log" 2>&1
 "$peftc" train $eig train.accum=2 output.dir="$dir/eig-a" >"$dir/eig-a.log" 2>&1
-check "eigenlora: 2 ranks equal 1 rank with accum=2" "same_curve '$dir/eig-2' '$dir/eig-a'"
+check "eigenlora: 2 ranks equal 1 rank with accum=2" "same_curve '$dir/eig-2' '$dir/eig-a' $tol"
 "$peftc" eval $base lora.init_from="$dir/eig-1/adapter" >"$dir/eig-eval.log" 2>&1
 check "eigenlora: exported as LoRA, reloads with the run's held-out loss" \
-  "grep -q \"held-out loss \$(heldout '$dir/eig-1.log')\" '$dir/eig-eval.log'"
+  "same_heldout '$dir/eig-eval.log' '$dir/eig-1.log'"
 "$peftc" train $base method.name=eigenlora >"$dir/nobasis.log" 2>&1
 check "eigenlora without a basis is a configuration error" "[ $? -eq 2 ] && grep -q 'eigenlora.basis' '$dir/nobasis.log'"
 

@@ -132,6 +132,67 @@ START_TEST(matmul_all_transposes) {
 }
 END_TEST
 
+/* ---- bf16 ---- */
+
+/* to_bf16 rounds identically on both sides (nearest even): the bits must match exactly. Returns the
+ * device copy of a's bf16 bits; *host receives the CPU's. */
+static uint16_t *bf16_pair(const Pair *a, uint16_t **host) {
+    uint16_t *h = malloc(a->n * sizeof *h), *got = malloc(a->n * sizeof *got);
+    uint16_t *d = g_gpu->alloc(g_gpu, a->n * sizeof *d);
+    ck_assert(h && got && d);
+    g_cpu->to_bf16(g_cpu, h, a->ref, a->n);
+    g_gpu->to_bf16(g_gpu, d, a->dev, a->n);
+    g_gpu->download(g_gpu, got, d, a->n * sizeof *got);
+    gpu_ok("to_bf16");
+    ck_assert_msg(!memcmp(h, got, a->n * sizeof *h), "to_bf16: CUDA's bits differ from the CPU's");
+    free(got);
+    *host = h;
+    return d;
+}
+
+/* Both sides multiply the same bf16 values and sum in fp32: only the order of the sums differs, as
+ * for the fp32 matmul (cuBLAS's bf16 tensor-core path keeps fp32 accumulators). */
+static void matmul_bf16_case(int M, int N, int K, int ta, int tb, real_t alpha, real_t beta, int b_is_bf16) {
+    Pair A = pair_new((size_t)M * K, 21, -1, 1), B = pair_new((size_t)K * N, 22, -1, 1);
+    Pair C = pair_new((size_t)M * N, 23, -1, 1);
+    uint16_t *bh = NULL, *bd = b_is_bf16 ? bf16_pair(&B, &bh) : NULL;
+    DType tB = b_is_bf16 ? DT_BF16 : DT_REAL;
+    g_cpu->matmul_bf16(g_cpu, C.ref, A.ref, DT_REAL, bh ? (const void *)bh : B.ref, tB, M, N, K, ta, tb, alpha, beta);
+    g_gpu->matmul_bf16(g_gpu, C.dev, A.dev, DT_REAL, bd ? (const void *)bd : B.dev, tB, M, N, K, ta, tb, alpha, beta);
+    gpu_ok("matmul_bf16");
+    char what[96];
+    snprintf(what, sizeof what, "matmul_bf16 %dx%dx%d t%d%d B %s", M, N, K, ta, tb, b_is_bf16 ? "bf16" : "f32");
+    expect_close(&C, beta != 0 ? ACC : OUT, 1e-5, what);
+    free(bh);
+    g_gpu->free(g_gpu, bd);
+    pair_free(&A), pair_free(&B), pair_free(&C);
+}
+
+START_TEST(matmul_bf16_all_transposes) {
+    int ta = _i & 1, tb = _i >> 1;
+    BackendNeed need = {.bf16 = 1};
+    ck_assert_int_eq(g_cpu->reserve(g_cpu, &need), PEFTC_OK);
+    matmul_bf16_case(37, 29, 53, ta, tb, 1, 0, 0);
+    matmul_bf16_case(130, 70, 300, ta, tb, (real_t)0.5, 1, 1);
+    matmul_bf16_case(1, 29, 53, ta, tb, 1, 0, 1);
+}
+END_TEST
+
+START_TEST(embedding_bf16_lookup) {
+    enum { V = 50, C = 24, BT = 9 };
+    Pair w = pair_new((size_t)V * C, 31, -2, 2), out = pair_new((size_t)BT * C, 32, -1, 1);
+    uint16_t *wh = NULL, *wd = bf16_pair(&w, &wh);
+    const int32_t tok[BT] = {0, 49, 3, 3, 17, 0, 48, 1, 2};
+    g_cpu->embedding_fwd_bf16(g_cpu, out.ref, tok, wh, BT, C);
+    g_gpu->embedding_fwd_bf16(g_gpu, out.dev, tok, wd, BT, C);
+    gpu_ok("embedding_fwd_bf16");
+    expect_close(&out, OUT, 0, "embedding_fwd_bf16 (exact)");
+    free(wh);
+    g_gpu->free(g_gpu, wd);
+    pair_free(&w), pair_free(&out);
+}
+END_TEST
+
 /* Elementwise products and sums round once per element, so the sides agree to a few ulps (FMA). */
 START_TEST(axpy_scale_sumsq) {
     const size_t n = 100003;
@@ -481,6 +542,8 @@ static Suite *gpu_ops_suite(void) {
     Suite *s = suite_create("gpu_ops");
     TCase *tc = tcase_create("cuda_vs_cpu");
     tcase_add_loop_test(tc, matmul_all_transposes, 0, 4);
+    tcase_add_loop_test(tc, matmul_bf16_all_transposes, 0, 4);
+    tcase_add_test(tc, embedding_bf16_lookup);
     tcase_add_test(tc, axpy_scale_sumsq);
     tcase_add_test(tc, bias_fwd_bwd);
     tcase_add_test(tc, embedding_fwd_bwd);

@@ -340,7 +340,7 @@ END_TEST
 /* ======================= attention ======================= */
 
 typedef struct {
-    real_t *q, *k, *v, *out, *att, *R; /* q, out, R (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T,T) */
+    real_t *q, *k, *v, *out, *att, *R; /* q, out, R (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T) */
     int B, T, NH, NKV, HD;
 } AttnCtx;
 
@@ -353,7 +353,7 @@ static double attn_loss(void *p) {
 static AttnCtx attn_ctx(int B, int T, int NH, int NKV, int HD, uint64_t key) {
     size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
     AttnCtx c = {rrand(nq, key, -1.5, 1.5), rrand(nkv, key + 1, -1.5, 1.5), rrand(nkv, key + 2, -1, 1),
-                 rbuf(nq), rbuf((size_t)B * NH * T * T), rrand(nq, key + 3, -1, 1), B, T, NH, NKV, HD};
+                 rbuf(nq), rbuf(be->attention_saved(be, B, T, NH)), rrand(nq, key + 3, -1, 1), B, T, NH, NKV, HD};
     return c;
 }
 
@@ -421,17 +421,24 @@ START_TEST(test_attention_props) {
     int B = 2, T = 70, NH = 4, NKV = 2, HD = 8;
     AttnCtx c = attn_ctx(B, T, NH, NKV, HD, 90);
     attn_loss(&c);
-    for (int bh = 0; bh < B * NH; bh++) /* probability rows sum to 1, zero above the diagonal */
-        for (int t = 0; t < T; t++) {
-            const real_t *row = c.att + ((size_t)bh * T + t) * T;
-            double s = 0.0;
-            for (int u = 0; u < T; u++) {
-                if (u > t) ck_assert_double_eq(row[u], 0.0);
-                ck_assert(row[u] >= 0);
-                s += row[u];
+    /* what the backward gets: the log-sum-exp of every causal row of scaled scores, computed here
+     * directly in double */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const real_t *qr = c.q + (((size_t)b * T + t) * NH + h) * HD;
+                double mx = -INFINITY, sc[70];
+                for (int u = 0; u <= t; u++) {
+                    const real_t *kr = c.k + (((size_t)b * T + u) * NKV + h / (NH / NKV)) * HD;
+                    sc[u] = 0;
+                    for (int d = 0; d < HD; d++) sc[u] += (double)qr[d] * (double)kr[d];
+                    sc[u] /= sqrt((double)HD);
+                    mx = sc[u] > mx ? sc[u] : mx;
+                }
+                double sum = 0;
+                for (int u = 0; u <= t; u++) sum += exp(sc[u] - mx);
+                ck_assert_double_eq_tol(c.att[((size_t)b * NH + h) * T + t], mx + log(sum), 1e-12);
             }
-            ck_assert_double_eq_tol(s, 1.0, 1e-13);
-        }
     /* causal: changing the last token's k and v leaves every earlier output bit-identical */
     size_t nq = (size_t)B * T * NH * HD;
     real_t *before = rbuf(nq);
@@ -633,7 +640,7 @@ typedef struct {
 static DetRun det_run(void) {
     enum { B = 2, T = 80, NH = 4, NKV = 2, HD = 16, C = 200, V = 1000 };
     size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD, nc = (size_t)B * T * C;
-    DetRun r = {{0}, {nq, nkv, nkv, (size_t)B * NH * T * T, nc, C, (size_t)V * C, (size_t)B * T * V, 160 * 240},
+    DetRun r = {{0}, {nq, nkv, nkv, (size_t)B * NH * T, nc, C, (size_t)V * C, (size_t)B * T * V, 160 * 240},
                 0, 0};
     for (int i = 0; i < 9; i++) r.out[i] = rbuf(r.n[i]);
     AttnCtx a = attn_ctx(B, T, NH, NKV, HD, 140);

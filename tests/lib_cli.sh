@@ -9,6 +9,21 @@ pass=0 fail=0
 # check NAME CONDITION: CONDITION is evaluated as shell code.
 check() { if eval "$2"; then pass=$((pass + 1)); else echo "FAIL: $1"; fail=$((fail + 1)); fi; }
 
+# same_curve RUN1 RUN2 TOL [KINDS]: the two runs' metrics.csv hold the same losses, row by row, to TOL
+# relative; KINDS lists the row kinds compared (default "train"; "train,eval" adds held-out losses).
+same_curve() {
+    python3 - "$1/metrics.csv" "$2/metrics.csv" "$3" "${4:-train}" <<'PY'
+import sys
+kinds = tuple(k + ',' for k in sys.argv[4].split(','))
+rows = [[l.split(',') for l in open(p) if l.startswith(kinds)] for p in sys.argv[1:3]]
+tol = float(sys.argv[3])
+assert len(rows[0]) == len(rows[1]) > 0, [len(r) for r in rows]
+for a, b in zip(*rows):
+    x, y = float(a[2]), float(b[2])
+    assert abs(x - y) <= tol * max(abs(x), abs(y)), (a, b)
+PY
+}
+
 # finish LOG...: on failure shows the end of each log; exits nonzero if anything failed.
 finish() {
     if [ "$fail" -ne 0 ]; then

@@ -11,7 +11,7 @@ pkgs=(build-essential cmake pkg-config
       libhdf5-dev zlib1g-dev libyaml-dev libcjson-dev libutf8proc-dev
       python3 python3-pip
       check libsubunit-dev
-      libopenblas-openmp-dev liblapacke-dev
+      libopenblas-openmp-dev liblapacke-dev libdnnl-dev
       clang-14 libclang-rt-14-dev libomp-14-dev llvm-14)
 for opt in "$@"; do
   case $opt in

@@ -27,7 +27,8 @@ export OMPI_MCA_mca_base_component_disable_dlclose=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:fast_unwind_on_malloc=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure --timeout 900 -j2 -LE slurm)
+# cli_methods_bf16 (label bf16) only repeats cli_methods' runs in bf16, whose code test_bf16 covers here.
+(cd build-asan && ctest --output-on-failure --timeout 900 -j2 -LE 'slurm|bf16')
 
 echo "== fuzz (libFuzzer + ASan + UBSan, 6 s per parser)"
 # Every harness in tests/fuzz replays its committed seeds and regression inputs, then mutates them for

@@ -49,6 +49,7 @@ typedef struct {
     int B, T, NH; /* attention_bwd (B,T,NH) and xent_fwd (B*T rows) of a training or eval pass */
     int S;        /* attention_decode: positions a KV cache holds (every len[b] <= S) */
     int64_t nnz;  /* csr_sddmm: nonzeros of the largest pattern */
+    int bf16;     /* 1: matmul_bf16 will be called (its operand conversion scratch) */
 } BackendNeed;
 
 /* An op's id, BACKEND_OP_<name>, for backend_require() and backend_op_names[]. */
@@ -105,6 +106,11 @@ void rope_tables(real_t *cos, real_t *sin, int T, int HD, double theta);
 
 /* rope_tables() into backend memory. */
 PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int HD, double theta);
+
+/* Whether this CPU multiplies bf16 in hardware, as oneDNN sees it: 1 with AMX or AVX512-BF16 (*what
+ * names which), else 0 (*what says what is missing; matmul_bf16 then rounds its operands and runs the
+ * fp32 kernels, slower than fp32 itself). what may be NULL. */
+int backend_cpu_bf16_native(const char **what);
 
 /* Sets the number of threads the CPU backend uses (OpenMP and OpenBLAS); n <= 0 means all cores. */
 void backend_cpu_set_threads(int n);

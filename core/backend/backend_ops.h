@@ -40,6 +40,17 @@
      * beta = 1 accumulates. */                                                                              \
     X(void, matmul, (const Backend *be, real_t *C, const real_t *A, const real_t *B, int M, int N, int K,    \
                      int transA, int transB, real_t alpha, real_t beta))                                     \
+    /* ---- bf16 (train.precision=bf16) ----                                                                 \
+     * As matmul, with the products taken in bf16 and summed in fp32 (as PyTorch's autocast does): an        \
+     * operand given as DT_BF16 is bf16 bits (uint16_t) used as they are, one given as DT_REAL is rounded    \
+     * to bf16 (nearest even) first. C stays real_t. Scratch: BackendNeed bf16. */                           \
+    X(void, matmul_bf16, (const Backend *be, real_t *C, const void *A, DType ta, const void *B, DType tb,    \
+                          int M, int N, int K, int transA, int transB, real_t alpha, real_t beta))           \
+    /* dst(n) = src rounded to bf16 (nearest even), as bits */                                               \
+    X(void, to_bf16, (const Backend *be, uint16_t *dst, const real_t *src, size_t n))                        \
+    /* out(BT,C) = wte[tokens[i]] widened, from a bf16 table wte (V,C) */                                    \
+    X(void, embedding_fwd_bf16, (const Backend *be, real_t *out, const int32_t *tokens, const uint16_t *wte, \
+                                 int BT, int C))                                                             \
     /* y(n) += alpha * x(n) */                                                                               \
     X(void, axpy, (const Backend *be, real_t *y, const real_t *x, real_t alpha, size_t n))                   \
     /* x(n) *= alpha */                                                                                      \
@@ -76,9 +87,9 @@
     /* ---- causal grouped-query attention ----                                                              \
      * q (B,T,NH,HD), k and v (B,T,NKV,HD), NH % NKV == 0 (head h reads kv head h / (NH/NKV)).               \
      * out (B,T,NH,HD) = softmax(q k^T / sqrt(HD) + causal mask) v.                                          \
-     * att (attention_saved(B,T,NH) elements) receives what the backward needs: the CPU keeps the            \
-     * softmax probabilities (B,NH,T,T); a fused kernel keeps one log-sum-exp per row (B,NH,T) and           \
-     * recomputes the rest. */                                                                               \
+     * att (attention_saved(B,T,NH) elements) receives what the backward needs: one log-sum-exp per          \
+     * query row, (B,NH,T); the backward recomputes the probabilities from it, so memory stays linear in     \
+     * T. Scratch: BackendNeed T. */                                                                         \
     X(size_t, attention_saved, (const Backend *be, int B, int T, int NH))                                    \
     X(void, attention_fwd, (const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,   \
                             const real_t *v, int B, int T, int NH, int NKV, int HD))                         \

@@ -74,6 +74,11 @@ typedef struct {
     /* Writes the base (with whatever was merged into it) as an HF folder: config.json +
      * model.safetensors, weights as st_dtype (an StDType of core/formats/safetensors.h). */
     PeftcStatus (*save_hf)(const Model *m, const char *dir, int st_dtype);
+    /* From now on: every frozen dense matmul weight (the adaptable layers' W, the embedding and the
+     * head when not trained) kept in bf16 only, its fp32 copy freed, and every matmul of a pass in bf16
+     * with fp32 sums. Trainable tensors (the arena: master weights) stay fp32. Called once the method
+     * has attached and initialised (some inits read or rewrite W). */
+    PeftcStatus (*use_bf16)(Model *m);
     /* Releases everything but the Model struct's own memory (the family struct embedding it stays
      * the caller's); attached adapters are destroyed with their layers. */
     void (*destroy)(Model *m);
@@ -84,6 +89,8 @@ struct Model {
     const Backend *be;
     int vocab;          /* V */
     int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW) */
+    int bf16;           /* matmuls take bf16 inputs with fp32 sums; frozen matmul weights are kept in
+                           bf16 (Linear.Wb) after use_bf16 (train.precision=bf16) */
     Linear **linears;   /* (n_linears) every adaptable linear layer, layer-major in the family's order */
     int n_linears;
     const ModelTarget *targets; /* (n_targets) the family's kinds of adaptable layer */

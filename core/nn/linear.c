@@ -1,5 +1,8 @@
 #include "core/nn/linear.h"
 
+#include <stdlib.h>
+
+#include "core/base/bf16.h"
 #include "core/nn/adapter.h"
 
 /* A quantized W is expanded into the shared scratch just before each read (CPU: scratch is host memory). */
@@ -7,9 +10,22 @@ static void expand(const Linear *l) {
     if (l->qW) qweight_dequantize(l->qW, l->W);
 }
 
+void nn_matmul(const Backend *be, const StepCtx *ctx, real_t *C, const real_t *A, const real_t *B, int M, int N, int K,
+               int transA, int transB, real_t alpha, real_t beta) {
+    if (ctx->bf16) be->matmul_bf16(be, C, A, DT_REAL, B, DT_REAL, M, N, K, transA, transB, alpha, beta);
+    else be->matmul(be, C, A, B, M, N, K, transA, transB, alpha, beta);
+}
+
+/* C(M,N) = op(A) op(W) (+ C when accumulate), W being l's weight in whatever form it is kept. */
+static void weight_matmul(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *C, const real_t *A, int M,
+                          int N, int K, int transW, real_t beta) {
+    if (l->Wb) be->matmul_bf16(be, C, A, DT_REAL, l->Wb, DT_BF16, M, N, K, 0, transW, 1, beta);
+    else nn_matmul(be, ctx, C, A, l->W, M, N, K, 0, transW, 1, beta);
+}
+
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
     expand(l);
-    be->matmul(be, y, x, l->W, R, l->out, l->in, 0, 1, 1, 0); /* y = x W^T */
+    weight_matmul(be, l, ctx, y, x, R, l->out, l->in, 1, 0); /* y = x W^T */
     if (l->b) be->bias_fwd(be, y, l->b, R, l->out);
     if (l->adapter) l->adapter->ops->forward(l->adapter, ctx, y, x, R);
 }
@@ -19,9 +35,9 @@ void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, rea
     if (l->adapter) l->adapter->ops->backward(l->adapter, ctx, dx, dy, x, R);
     if (dx) {
         expand(l);
-        be->matmul(be, dx, dy, l->W, R, l->in, l->out, 0, 0, 1, 1);       /* dx += dy W */
+        weight_matmul(be, l, ctx, dx, dy, R, l->in, l->out, 0, 1);              /* dx += dy W */
     }
-    if (l->dW) be->matmul(be, l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);    /* dW += dy^T x */
+    if (l->dW) nn_matmul(be, ctx, l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);   /* dW += dy^T x */
     if (l->db) be->bias_bwd(be, l->db, dy, R, l->out);
 }
 
@@ -30,6 +46,15 @@ PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host
         qweight_dequantize(l->qW, host_out);
         return PEFTC_OK;
     }
-    be->download(be, host_out, l->W, (size_t)l->out * (size_t)l->in * sizeof *host_out);
+    size_t n = (size_t)l->out * (size_t)l->in;
+    if (l->Wb) {
+        uint16_t *h = malloc(n * sizeof *h);
+        if (!h) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no memory to read its bf16 weight", l->name);
+        be->download(be, h, l->Wb, n * sizeof *h);
+        for (size_t i = 0; i < n; i++) host_out[i] = (real_t)bf16_to_float(h[i]);
+        free(h);
+        return be->status(be);
+    }
+    be->download(be, host_out, l->W, n * sizeof *host_out);
     return be->status(be);
 }

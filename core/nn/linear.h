@@ -23,7 +23,8 @@ typedef struct {
     int layer;      /* the block it belongs to */
     int rope_heads; /* heads whose output rows llama.cpp's GGUF permutes for RoPE (q, k); 0 = none */
     int in, out;
-    real_t *W;      /* (out,in); with qW: the shared scratch, valid during one linear op */
+    real_t *W;      /* (out,in); with qW: the shared scratch, valid during one linear op; NULL with Wb */
+    const uint16_t *Wb; /* (out,in) bf16 bits, or NULL: a frozen dense W kept in bf16 (train.precision=bf16) */
     const QWeight *qW; /* NULL = W is dense; else the blocks W is expanded from */
     real_t *dW;     /* (out,in) or NULL when frozen */
     real_t *b, *db; /* (out) or NULL */
@@ -32,6 +33,11 @@ typedef struct {
 
 /* The bit of l's kind in a target mask (bit i = the family's target i). */
 static inline unsigned linear_target_bit(const Linear *l) { return 1u << l->target; }
+
+/* C(M,N) = alpha op(A) op(B) + beta C, all real_t, in the step's precision: matmul, or matmul_bf16 when
+ * ctx->bf16. For the matmuls adapters make inside a step. */
+void nn_matmul(const Backend *be, const StepCtx *ctx, real_t *C, const real_t *A, const real_t *B, int M, int N, int K,
+               int transA, int transB, real_t alpha, real_t beta);
 
 /* y(R,out) = x(R,in) W^T + b + adapter(x) */
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R);

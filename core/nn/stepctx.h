@@ -15,6 +15,7 @@ typedef struct {
     uint8_t *mask_scratch;     /* (R * scratch_cols) */
     uint64_t *key_scratch;     /* (R) host memory: row keys are index arrays (backend.h) */
     int scratch_cols;
+    int bf16;                  /* 1: the step's matmuls take bf16 inputs, fp32 sums (train.precision) */
 } StepCtx;
 
 #endif

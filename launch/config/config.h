@@ -21,6 +21,10 @@ typedef enum {
 } DataTask;
 extern const char *const data_task_names[]; /* indexed by DataTask, NULL-terminated */
 extern const char *const device_names[];    /* indexed by Device, NULL-terminated */
+/* train.precision: auto = bf16 where the hardware multiplies it natively (and the backend has the
+ * bf16 ops), else fp32. */
+typedef enum { PREC_AUTO = 0, PREC_FP32, PREC_BF16 } Precision;
+extern const char *const precision_names[]; /* indexed by Precision, NULL-terminated */
 /* 1 for the digit-token tasks. */
 int data_task_is_synthetic(DataTask t);
 
@@ -57,6 +61,7 @@ typedef struct {
     char ckpt_allow[512];   /* checkpoint.allow_changes: comma-separated keys a resume may change */
     int threads;            /* train.threads: 0 = the node's cores shared among its local ranks */
     Device device;          /* train.device: cpu, or cuda (one GPU per rank, by local rank) */
+    Precision precision;    /* train.precision as given (auto stays auto: Session.bf16 is the outcome) */
 } RunConfig;
 
 /* The descriptor of method.name. */

@@ -22,6 +22,7 @@
 _Static_assert(sizeof(SchedType) == sizeof(int), "SchedType must be int-sized");
 _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
+_Static_assert(sizeof(Precision) == sizeof(int), "Precision must be int-sized");
 _Static_assert(sizeof(NonfiniteAction) == sizeof(int), "NonfiniteAction must be int-sized");
 
 /* Sections before the methods' own (which the registry adds at run time), then after them. */
@@ -72,6 +73,9 @@ static const ConfigKey TAIL_KEYS[] = {
     INT("train.eval_batches", train.eval_batches, "4", GE(1), "held-out micro-batches per evaluation, split across ranks"),
     INT("train.threads", threads, "0", IN(0, 4096), "threads per rank; 0 = cores / local ranks"),
     ENUM("train.device", device, "cpu", device_names, "cpu, or cuda: one GPU per rank, chosen by local rank"),
+    ENUM("train.precision", precision, "auto", precision_names,
+         "matmuls in fp32, or bf16 (frozen base in bf16, fp32 sums and master weights); auto = bf16 where the "
+         "hardware has it (AMX, AVX512-BF16), else fp32"),
     ENUM("train.nonfinite", train.nonfinite, "stop", nonfinite_names,
          "a step with a non-finite loss or gradient norm: stop (exit 3, nothing of it saved) or skip its update"),
     INT("train.max_skips", train.max_skips, "10", GE(1), "train.nonfinite=skip: skipped steps in a row that stop the run"),

@@ -61,6 +61,20 @@ real_t *cpu_thread_scratch(const Backend *be) {
     return st->per_thread ? st->per_thread + (size_t)omp_get_thread_num() * st->thread_cap : NULL;
 }
 
+CpuDnnl *cpu_dnnl_of(const Backend *be) {
+#ifndef PEFTC_REAL_DOUBLE
+    CpuState *st = state(be);
+    if (!st->dnnl && !st->dnnl_failed) {
+        st->dnnl = cpu_dnnl_create();
+        st->dnnl_failed = !st->dnnl;
+    }
+    return st->dnnl;
+#else
+    (void)be;
+    return NULL;
+#endif
+}
+
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Replaces *p with a block of n elements of `size` bytes; 0 (old block kept) when out of memory. */
@@ -76,9 +90,10 @@ PeftcStatus cpu_reserve(const Backend *be, const BackendNeed *need) {
     CpuState *st = state(be);
     /* One call at a time uses the shared block: xent_fwd's B*T row losses or csr_sddmm's nnz sums. */
     size_t shared = zmax((size_t)need->B * (size_t)need->T, need->nnz > 0 ? (size_t)need->nnz : 0);
-    /* Per thread: attention_bwd's (CPU_ATT_TILE, T) tile or attention_decode's S probabilities, for
-     * as many threads as OpenMP may start now or after backend_cpu_set_threads(0). */
-    size_t per = zmax((size_t)CPU_ATT_TILE * (size_t)need->T, (size_t)need->S);
+    /* Per thread: attention_bwd's two (CPU_ATT_TILE, T) tiles (the forward uses one) or
+     * attention_decode's S probabilities, for as many threads as OpenMP may start now or after
+     * backend_cpu_set_threads(0). */
+    size_t per = zmax(2 * (size_t)CPU_ATT_TILE * (size_t)need->T, (size_t)need->S);
     int threads = omp_get_max_threads() > omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
     if (shared > st->shared_cap) {
         if (!regrow((void **)&st->shared, shared, sizeof(double)))
@@ -93,6 +108,13 @@ PeftcStatus cpu_reserve(const Backend *be, const BackendNeed *need) {
                              threads, per);
         st->thread_cap = per;
         st->threads = threads;
+    }
+    for (int i = 0; i < 2 && need->bf16; i++) {
+        if (st->lp[i]) continue;
+        st->lp[i] = malloc(CPU_LP_TILE * sizeof(real_t));
+        if (!st->lp[i])
+            return PEFTC_ERR(PEFTC_ENOMEM, "cpu backend: no memory for matmul_bf16's %zu-byte operand tiles",
+                             2 * CPU_LP_TILE * sizeof(real_t));
     }
     return PEFTC_OK;
 }
@@ -117,6 +139,11 @@ static void cpu_destroy(Backend *be) {
     CpuState *st = state(be);
     free(st->shared);
     free(st->per_thread);
+    free(st->lp[0]);
+    free(st->lp[1]);
+#ifndef PEFTC_REAL_DOUBLE
+    cpu_dnnl_free(st->dnnl);
+#endif
     free(st);
     free(be);
 }

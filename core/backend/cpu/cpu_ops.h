@@ -24,8 +24,16 @@
 #define CPU_FLAT_CHUNK 65536
 
 /* Query rows per tile of attention. Smaller skips more of the masked triangle, larger makes
- * better-shaped gemms. The backward's scratch is one (CPU_ATT_TILE, T) tile per thread. */
+ * better-shaped gemms. Scratch per thread: one (CPU_ATT_TILE, T) tile in the forward, two in the
+ * backward. */
 #define CPU_ATT_TILE 64
+
+/* Elements per operand in matmul_bf16's conversion scratch: operands larger than this go in tiles (of
+ * op(A)'s rows or op(B)'s columns). 4M elements keeps every weight of a 1B model's layers in one tile
+ * and costs 32 MiB per instance. */
+#define CPU_LP_TILE ((size_t)1 << 22)
+
+typedef struct CpuDnnl CpuDnnl;
 
 /* A CPU instance's state (Backend.impl): the op scratch reserve() sized, and the first failure.
  *
@@ -40,6 +48,9 @@ typedef struct {
     real_t *per_thread;  /* (threads, thread_cap): attention_bwd's ds tile, attention_decode's p */
     size_t thread_cap;
     int threads;         /* OpenMP threads the per-thread scratch was sized for */
+    CpuDnnl *dnnl;       /* oneDNN engine and cached primitives (float build), made at the first bf16 matmul */
+    int dnnl_failed;     /* 1: oneDNN could not start; OpenBLAS serves every matmul */
+    real_t *lp[2];       /* (CPU_LP_TILE) each: matmul_bf16's operand tiles, allocated by reserve(bf16) */
     int err_set;
     PeftcStatus err_code;
     char err_msg[256];
@@ -47,7 +58,9 @@ typedef struct {
 
 /* ---- cpu_backend.c ---- */
 /* General matrix multiply on strided views, the only place that knows whether real_t is float or
- * double. C(M,N; ldc) = alpha * op(A) * op(B) + beta * C, A stored (M,K; lda) or if transA (K,M; lda),
+ * double. OpenBLAS, not oneDNN, for fp32: measured on a LoRA step they run at the same speed, and
+ * OpenBLAS's results do not depend on the thread count (it never splits K across threads; oneDNN's
+ * gemm does), which N-rank runs equal to 1-rank ones rely on. C(M,N; ldc) = alpha * op(A) * op(B) + beta * C, A stored (M,K; lda) or if transA (K,M; lda),
  * B stored (K,N; ldb) or if transB (N,K; ldb). Runs with OpenBLAS's own threads: never call it from
  * inside an OpenMP parallel region unless cpu_blas_single_begin() is in effect. */
 void cpu_gemm(int transA, int transB, int M, int N, int K, real_t alpha, const real_t *A, int lda,
@@ -56,6 +69,20 @@ void cpu_gemm(int transA, int transB, int M, int N, int K, real_t alpha, const r
  * (one level of parallelism, no oversubscription). Returns the previous BLAS thread count to restore. */
 int cpu_blas_single_begin(void);
 void cpu_blas_single_end(int saved);
+/* ---- cpu_dnnl.c (float build) ---- */
+CpuDnnl *cpu_dnnl_create(void); /* NULL when oneDNN cannot start an engine */
+void cpu_dnnl_free(CpuDnnl *d);
+/* C = alpha op(A) op(B) + beta C through a cached oneDNN primitive, operands f32 or (bf16) bf16 bits,
+ * C f32; strides as cpu_gemm. Returns 0 when oneDNN has no kernel for it on this CPU (nothing
+ * written: the caller computes it another way), 1 when done or when a failure was recorded. */
+int cpu_dnnl_matmul(const Backend *be, CpuDnnl *d, float *C, const void *A, const void *B, int bf16, int M, int N,
+                    int K, int tA, int tB, int lda, int ldb, int ldc, float alpha, float beta);
+/* Whether the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), and whether it has AMX. */
+int cpu_dnnl_bf16_native(void);
+int cpu_dnnl_amx(void);
+/* The instance's oneDNN context, made on first use; NULL when it cannot be (OpenBLAS then serves). */
+CpuDnnl *cpu_dnnl_of(const Backend *be);
+
 /* Softmax of x(n) into p(n) (p may be x); returns log(sum(exp(x))), the log of the normaliser. */
 double cpu_softmax(real_t *p, const real_t *x, int n);
 /* Records the instance's first failure since status() (printf-style), for status() to report. */

@@ -7,7 +7,7 @@
 static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2,
                                     float step, float eps, float rbc2, float decay) {
     /* p, g, m, v (n) */
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;

@@ -43,7 +43,7 @@ void cuda_matmul(const Backend *be, real_t *C, const real_t *A, const real_t *B,
 
 static __global__ void axpy_kernel(float *y, const float *x, float alpha, size_t n) {
     /* y (n), x (n) */
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         y[i] += alpha * x[i];
 }
 
@@ -56,7 +56,7 @@ void cuda_axpy(const Backend *be, real_t *y, const real_t *x, real_t alpha, size
 
 static __global__ void scale_kernel(float *x, float alpha, size_t n) {
     /* x (n) */
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         x[i] *= alpha;
 }
 
@@ -70,7 +70,7 @@ void cuda_scale(const Backend *be, real_t *x, real_t alpha, size_t n) {
 static __global__ void sumsq_partial_kernel(double *part, const float *x, size_t n) {
     /* part (gridDim.x), x (n) */
     double s = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         s += (double)x[i] * (double)x[i];
     s = block_sum_d(s);
     if (threadIdx.x == 0) part[blockIdx.x] = s;

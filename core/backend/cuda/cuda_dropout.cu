@@ -24,7 +24,7 @@ static __global__ void dropout_fwd_kernel(float *out, uint8_t *mask, const float
                                           int C, size_t npairs, uint64_t thr, float s) {
     /* out, mask, inp (R,C), row_keys (R); npairs = R * ceil(C/2) */
     size_t row_pairs = ((size_t)C + 1) / 2;
-    for (size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < npairs; q += (size_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(q, npairs) {
         size_t r = q / row_pairs, j = q % row_pairs;
         uint64_t bits = dev_rng_stream_u64(row_keys[r], (uint64_t)j);
         for (int h = 0; h < 2; h++) {
@@ -62,7 +62,7 @@ void cuda_dropout_fwd(const Backend *be, real_t *out, uint8_t *mask, const real_
 
 static __global__ void dropout_bwd_kernel(float *dinp, const float *dout, const uint8_t *mask, size_t n, float s) {
     /* dinp, dout, mask (n) */
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(i, n)
         if (mask[i]) dinp[i] += dout[i] * s;
 }
 

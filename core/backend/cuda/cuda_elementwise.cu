@@ -6,9 +6,6 @@
 #define BIAS_COLS 32
 #define BIAS_ROWS 32
 
-#define GRID_STRIDE(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
-
 static __global__ void bias_fwd_kernel(float *out, const float *b, size_t n, int OC) {
     /* out (n/OC,OC), b (OC) */
     GRID_STRIDE(i, n) out[i] += b[i % (size_t)OC];
@@ -56,9 +53,7 @@ static __global__ void embedding_fwd_kernel(float *out, const int32_t *tokens, c
     }
 }
 
-/* Stages tokens (host memory) for the gather/scatter; NULL after recording an error for a negative
- * id, which would index before wte (the upper bound V is not passed in). */
-static const int32_t *stage_tokens(CudaState *cu, const int32_t *tokens, int BT, const char *op) {
+const int32_t *cuda_stage_tokens(CudaState *cu, const int32_t *tokens, int BT, const char *op) {
     for (int r = 0; r < BT; r++)
         if (tokens[r] < 0) {
             CUDA_FAIL(cu, PEFTC_EINVAL, "%s: token id %d at row %d is negative", op, (int)tokens[r], r);
@@ -72,7 +67,7 @@ void cuda_embedding_fwd(const Backend *be, real_t *out, const int32_t *tokens, c
     /* tokens is host memory */
     size_t n = (size_t)BT * C;
     if (!n) return;
-    const int32_t *tok = stage_tokens(cu, tokens, BT, "embedding_fwd");
+    const int32_t *tok = cuda_stage_tokens(cu, tokens, BT, "embedding_fwd");
     if (!tok) return;
     embedding_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, tok, wte, n, C);
     CUDA_CHECK_LAUNCH(cu, embedding_fwd_kernel);
@@ -92,7 +87,7 @@ void cuda_embedding_bwd(const Backend *be, real_t *dwte, const real_t *dout, con
     /* tokens is host memory */
     size_t n = (size_t)BT * C;
     if (!dwte || !n) return;
-    const int32_t *tok = stage_tokens(cu, tokens, BT, "embedding_bwd");
+    const int32_t *tok = cuda_stage_tokens(cu, tokens, BT, "embedding_bwd");
     if (!tok) return;
     embedding_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dwte, dout, tok, n, C);
     CUDA_CHECK_LAUNCH(cu, embedding_bwd_kernel);

@@ -58,6 +58,8 @@ enum {
     CUDA_SCRATCH_ATTN0,      /* cuda_attention.cu */
     CUDA_SCRATCH_ATTN1,
     CUDA_SCRATCH_ATTN2,
+    CUDA_SCRATCH_BF16_A,     /* cuda_bf16.cu: matmul_bf16's operands rounded to bf16 */
+    CUDA_SCRATCH_BF16_B,
     CUDA_SCRATCH_COUNT
 };
 
@@ -115,7 +117,14 @@ void cuda_fail_at(CudaState *cu, PeftcStatus code, const char *file, int line, c
 #define CUDA_CHECK_LAUNCH(cu, kernel) cuda_check_at((cu), cudaGetLastError(), #kernel "<<<>>>", __FILE__, __LINE__)
 
 const void *cuda_stage(CudaState *cu, int slot, const void *host, size_t bytes);
+/* tokens (BT, host) staged for a gather or scatter; NULL after recording an error naming op for a
+ * negative id, which would index before the table (the upper bound V is not passed in). */
+const int32_t *cuda_stage_tokens(CudaState *cu, const int32_t *tokens, int BT, const char *op);
 void *cuda_scratch(CudaState *cu, int slot, size_t bytes);
+
+/* A grid-stride loop: i runs over [0, n) split across every thread of the grid. */
+#define GRID_STRIDE(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 /* Blocks for a grid-stride loop over n elements with `block` threads each (at least 1). */
 static inline unsigned cuda_grid(size_t n, int block) {

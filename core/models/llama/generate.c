@@ -114,7 +114,7 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
         kv_free(c);
         return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: cannot allocate 2 x %zu bytes for B=%d S=%d", n * sizeof(real_t), B, S);
     }
-    BackendNeed need = {.S = S}; /* attention over up to S cached positions */
+    BackendNeed need = {.S = S, .bf16 = m->base.bf16}; /* attention over up to S cached positions */
     PeftcStatus st = work_alloc(w, B, S);
     if (st == PEFTC_OK) st = m->base.be->reserve(m->base.be, &need);
     if (st == PEFTC_OK) st = reserve_adapters(m, w->R);
@@ -163,9 +163,9 @@ static PeftcStatus check_use(const LlamaModel *m, const KvCache *c) {
     return PEFTC_OK;
 }
 
-static StepCtx work_ctx(const GenWork *w) {
+static StepCtx work_ctx(const LlamaModel *m, const GenWork *w) {
     /* Inference: no dropout, so no row keys; the scratch is still valid for adapters that want it. */
-    return (StepCtx){0, NULL, w->scratch, w->mask_scratch, w->key_scratch, w->cols};
+    return (StepCtx){0, NULL, w->scratch, w->mask_scratch, w->key_scratch, w->cols, m->base.bf16};
 }
 
 /* ln = rmsnorm(x); q, k, v (before RoPE) of the first R rows. */
@@ -194,9 +194,8 @@ static void attn_out_mlp(const LlamaModel *m, GenWork *w, const LlamaLayer *Ly, 
 /* w->logits (R,V) = lm_head(rmsnorm(x)) for the R rows starting at x. */
 static void lm_head(const LlamaModel *m, GenWork *w, const real_t *x, int R) {
     const Backend *be = m->base.be;
-    const real_t *head = m->cfg.tie_embeddings ? m->wte : m->lm_head; /* (V,C) */
     be->rmsnorm_fwd(be, w->ln, w->rstd, x, m->lnf_w, R, w->C, (real_t)m->cfg.rms_eps);
-    be->matmul(be, w->logits, w->ln, head, R, w->V, w->C, 0, 1, 1, 0);
+    llama_head(m, w->logits, w->ln, R, 0);
 }
 
 static PeftcStatus check_tokens(const int32_t *tok, int n, int V, const char *what) {
@@ -211,11 +210,11 @@ static PeftcStatus check_tokens(const int32_t *tok, int n, int V, const char *wh
 static void prefill_chunk(const LlamaModel *m, KvCache *c, int b, const int32_t *tok, int n) {
     GenWork *w = c->work;
     const Backend *be = m->base.be;
-    StepCtx ctx = work_ctx(w);
+    StepCtx ctx = work_ctx(m, w);
     int pos0 = c->len[b], half = w->HD / 2, QD = w->NH * w->HD, KVD = w->NKV * w->HD;
     const real_t *cs = w->rope_cos + (size_t)pos0 * half, *sn = w->rope_sin + (size_t)pos0 * half; /* (n,HD/2) */
     for (int i = 0; i < n; i++) w->lens[i] = pos0 + i + 1; /* causal: query i sees itself and before */
-    be->embedding_fwd(be, w->x, tok, m->wte, n, w->C);
+    llama_embed(m, w->x, tok, n);
     for (int l = 0; l < w->L; l++) {
         const LlamaLayer *Ly = &m->layers[l];
         attn_inputs(m, w, Ly, &ctx, n);
@@ -307,8 +306,8 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
     int Ra = gather_active(c, tokens, active, &st);
     if (Ra <= 0) return st;
     PEFTC_TRY(reserve_adapters(m, w->R));
-    StepCtx ctx = work_ctx(w);
-    be->embedding_fwd(be, w->x, w->tok, m->wte, Ra, w->C);
+    StepCtx ctx = work_ctx(m, w);
+    llama_embed(m, w->x, w->tok, Ra);
     for (int l = 0; l < w->L; l++) {
         attn_inputs(m, w, &m->layers[l], &ctx, Ra);
         decode_rope_append(m, c, l, Ra);

@@ -205,7 +205,7 @@ size_t llama_base_bytes(const LlamaModel *m) {
     size_t bytes = 0, scratch = 0;
     for (int i = 0; i < m->base.n_refs; i++) {
         size_t n = (size_t)shape_numel(&m->base.refs[i].shape) * sizeof(real_t);
-        if (!m->base.refs[i].quantized) bytes += n;
+        if (!m->base.refs[i].quantized) bytes += *m->base.refs[i].data ? n : n / sizeof(real_t) * 2; /* bf16 */
         else if (n > scratch) scratch = n;
     }
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) bytes += m->qweights[i].nbytes;
@@ -223,6 +223,7 @@ void llama_free(LlamaModel *m) {
     }
     if (m->base.be) {
         m->base.be->free(m->base.be, m->base_mem);
+        m->base.be->free(m->base.be, m->base_bf16);
         m->base.be->free(m->base.be, m->wscratch);
         m->base.be->free(m->base.be, m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */

@@ -78,6 +78,9 @@ typedef struct {
     real_t *lm_head;   /* (V, C); NULL when tied: the head then reads wte */
     real_t *dlm_head;  /* (V, C) or NULL; NULL when tied (dwte takes the gradient) */
     real_t *lnf_w, *dlnf_w; /* (C) */
+    uint16_t *base_bf16;     /* one allocation holding the weights use_bf16 converted, or NULL */
+    const uint16_t *wte_b;   /* (V, C) bf16 when the embedding is frozen under bf16 (wte is then NULL) */
+    const uint16_t *lm_head_b; /* (V, C) likewise for an untied frozen head */
     LlamaLayer *layers; /* (L) */
     LlamaActs acts;
 } LlamaModel;
@@ -95,6 +98,13 @@ extern const ModelTarget llama_targets[];
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed,
                          double init_std);
 void llama_free(LlamaModel *m);
+/* out(n,C) = the embedding rows of tok(n) host, from wte or its bf16 copy. */
+void llama_embed(const LlamaModel *m, real_t *out, const int32_t *tok, int n);
+/* The LM head in the model's precision: !bwd: out(R,V) = x(R,C) head^T; bwd: out(R,C) = x(R,V) head. */
+void llama_head(const LlamaModel *m, real_t *out, const real_t *x, int R, int bwd);
+/* ModelOps.use_bf16 (llama_bf16.c). */
+PeftcStatus llama_use_bf16(Model *m);
+
 /* Points m (the base of a LlamaModel) at the LLaMA family's operations and fills its shape fields. */
 void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c);
 /* A heap LlamaModel behind the Model interface (model_free releases it). */

@@ -89,6 +89,7 @@ static const ModelOps llama_ops = {
     .empty_like = op_empty_like,
     .copy_weights = op_copy_weights,
     .save_hf = op_save_hf,
+    .use_bf16 = llama_use_bf16,
     .destroy = op_destroy,
 };
 

@@ -70,7 +70,7 @@ PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
         PEFTC_TRY(acts_alloc(m, B, T, scratch_cols(&m->cfg)));
     }
     /* The backend's op scratch for passes of this shape (attention backward, the loss). */
-    BackendNeed need = {.B = B, .T = T, .NH = m->cfg.heads};
+    BackendNeed need = {.B = B, .T = T, .NH = m->cfg.heads, .bf16 = m->base.bf16};
     PEFTC_TRY(m->base.be->reserve(m->base.be, &need));
     /* Adapter reserve is a no-op when already large enough, so adapters attached after an earlier
      * call are covered and the rest cost nothing. */
@@ -83,10 +83,10 @@ PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
 
 static StepCtx make_ctx(LlamaModel *m, const uint64_t *row_keys, int training) {
     LlamaActs *a = &m->acts;
-    return (StepCtx){training && row_keys, row_keys, a->scratch, a->mask_scratch, a->key_scratch, a->scratch_cols};
+    return (StepCtx){training && row_keys, row_keys,     a->scratch,  a->mask_scratch,
+                     a->key_scratch,       a->scratch_cols, m->base.bf16};
 }
 
-static const real_t *lm_head_of(const LlamaModel *m) { return m->cfg.tie_embeddings ? m->wte : m->lm_head; }
 static real_t *dlm_head_of(const LlamaModel *m) { return m->cfg.tie_embeddings ? m->dwte : m->dlm_head; }
 
 /* Layer l's slices of the activation buffers: what its forward writes and its backward reads. */
@@ -155,10 +155,10 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
                              i, c->vocab);
     StepCtx ctx = make_ctx(m, row_keys, training);
     int BT = B * T, C = c->hidden;
-    m->base.be->embedding_fwd(m->base.be, a->resid, tokens, m->wte, BT, C);
+    llama_embed(m, a->resid, tokens, BT);
     for (int l = 0; l < c->layers; l++) layer_forward(m, l, &ctx);
     m->base.be->rmsnorm_fwd(m->base.be, a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
-    m->base.be->matmul(m->base.be, a->logits, a->lnf, lm_head_of(m), BT, c->vocab, C, 0, 1, 1, 0); /* (BT,V) */
+    llama_head(m, a->logits, a->lnf, BT, 0); /* (BT,V) */
     if (!targets) return PEFTC_OK;
     for (int i = 0; i < BT; i++)
         if (targets[i] != PEFTC_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= c->vocab))
@@ -218,8 +218,8 @@ void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets
     StepCtx ctx = make_ctx(m, row_keys, 1);
     /* The probabilities become dlogits in place: they are not needed afterwards. */
     be->xent_bwd(be, a->logits, a->logits, targets, BT, V, loss_scale);
-    be->matmul(be, a->dx, a->logits, lm_head_of(m), BT, C, V, 0, 0, 1, 0);           /* dlnf(BT,C) */
-    if (dlm_head_of(m)) be->matmul(be, dlm_head_of(m), a->logits, a->lnf, V, C, BT, 1, 0, 1, 1); /* (V,C) */
+    llama_head(m, a->dx, a->logits, BT, 1); /* dlnf(BT,C) */
+    if (dlm_head_of(m)) nn_matmul(be, &ctx, dlm_head_of(m), a->logits, a->lnf, V, C, BT, 1, 0, 1, 1); /* (V,C) */
     be->zero(be, a->dresid, (size_t)BT * C);
     be->rmsnorm_bwd(be, a->dresid, m->dlnf_w, a->dx, a->resid + (size_t)c->layers * BT * C, m->lnf_w, a->rstdf, BT, C);
     for (int l = c->layers - 1; l >= 0; l--) {

@@ -1,0 +1,29 @@
+/* bfloat16 as stored bits (uint16_t): the top half of an IEEE float.
+ *
+ * Rounding is to nearest, ties to even, as PyTorch, oneDNN and CUDA's __float2bfloat16 round; NaN stays
+ * a (quiet) NaN. Widening is exact. */
+#ifndef PEFTC_BF16_H
+#define PEFTC_BF16_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline uint16_t bf16_from_float(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN: keep it one */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* x rounded to the nearest bf16 value, as a float. */
+static inline float bf16_round(float x) { return bf16_to_float(bf16_from_float(x)); }
+
+#endif
