@@ -61,13 +61,8 @@ static PeftcStatus open_backend(const RunConfig *c, Comm *comm, const Backend **
 /* Every op the run will call, asked for once before anything is loaded. */
 static PeftcStatus require_ops(const RunConfig *c, const Backend *be) {
     MethodConfig mc = method_config(c);
-    BackendOp ops[BACKEND_OP_COUNT + 3];
+    BackendOp ops[BACKEND_OP_COUNT];
     int n = method_backend_ops(&mc, ops);
-    if (c->precision == PREC_BF16) {
-        ops[n++] = BACKEND_OP_matmul_bf16;
-        ops[n++] = BACKEND_OP_to_bf16;
-        ops[n++] = BACKEND_OP_embedding_fwd_bf16;
-    }
     char who[64], why[64];
     snprintf(who, sizeof who, "train.device=%s", device_names[c->device]);
     snprintf(why, sizeof why, "method %s", config_method(c)->name);

@@ -21,7 +21,7 @@ static int have_gpu(void) {
     return 0;
 }
 
-static RunConfig small(Device dev) {
+static RunConfig small(Device dev, Precision prec) {
     RunConfig c;
     config_defaults(&c);
     const char *kv[] = {"model.path=", "data.task=reverse", "model.hidden=64", "model.intermediate=96",
@@ -32,6 +32,7 @@ static RunConfig small(Device dev) {
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         ck_assert_msg(config_apply_override(&c, kv[i]) == PEFTC_OK, "%s", peftc_err_msg());
     c.device = dev;
+    c.precision = prec;
     ck_assert_msg(config_finish(&c) == PEFTC_OK, "%s", peftc_err_msg());
     return c;
 }
@@ -55,8 +56,9 @@ static double rel(const real_t *a, const real_t *b, size_t n) {
 
 /* One training forward/backward of a fixed batch on `dev`: the probabilities (B*T, V), the loss sum
  * and the arena's gradient, copied to the host. */
-static void one_pass(Device dev, Comm *comm, real_t **probs, double *loss, real_t **grads, size_t *numel) {
-    RunConfig c = small(dev);
+static void one_pass(Device dev, Precision prec, Comm *comm, real_t **probs, double *loss, real_t **grads,
+                     size_t *numel) {
+    RunConfig c = small(dev, prec);
     static Session s;
     ck_assert_msg(session_open(&s, &c, comm) == PEFTC_OK, "%s", peftc_err_msg());
     int B = 4, T = 24, V = 32;
@@ -82,13 +84,36 @@ START_TEST(gpu_matches_cpu_on_one_batch) {
     real_t *pc, *pg, *gc, *gg;
     double lc, lg;
     size_t nc, ng;
-    one_pass(DEV_CPU, comm, &pc, &lc, &gc, &nc);
-    one_pass(DEV_CUDA, comm, &pg, &lg, &gg, &ng);
+    one_pass(DEV_CPU, PREC_FP32, comm, &pc, &lc, &gc, &nc);
+    one_pass(DEV_CUDA, PREC_FP32, comm, &pg, &lg, &gg, &ng);
     ck_assert_uint_eq(nc, ng);
     double ep = rel(pg, pc, 96 * 32), eg = rel(gg, gc, nc);
     printf("gpu vs cpu: probabilities %.2e, loss %.9g vs %.9g, LoRA gradients %.2e\n", ep, lg, lc, eg);
     ck_assert(ep < TOL && eg < TOL && fabs(lg - lc) / fabs(lc) < TOL);
     free(pc), free(pg), free(gc), free(gg);
+    comm_free(comm);
+}
+END_TEST
+
+/* train.precision=bf16 on both: the same bf16-rounded matmul inputs, fp32 sums in another order. An
+ * activation a rounding step apart on the two sides can round to neighbouring bf16 values, so agreement
+ * is to bf16's resolution (2^-8), not fp32's; and it must differ from the fp32 pass. */
+START_TEST(gpu_bf16_matches_cpu_bf16) {
+    if (!have_gpu()) return;
+    Comm *comm;
+    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
+    real_t *pc, *pg, *gc, *gg, *pf, *gf;
+    double lc, lg, lf;
+    size_t nc, ng, nf;
+    one_pass(DEV_CPU, PREC_BF16, comm, &pc, &lc, &gc, &nc);
+    one_pass(DEV_CUDA, PREC_BF16, comm, &pg, &lg, &gg, &ng);
+    one_pass(DEV_CPU, PREC_FP32, comm, &pf, &lf, &gf, &nf);
+    ck_assert_uint_eq(nc, ng);
+    double ep = rel(pg, pc, 96 * 32), eg = rel(gg, gc, nc);
+    printf("gpu bf16 vs cpu bf16: probabilities %.2e, loss %.9g vs %.9g, LoRA gradients %.2e\n", ep, lg, lc, eg);
+    ck_assert(ep < 1e-2 && eg < 2e-2 && fabs(lg - lc) / fabs(lc) < 1e-3);
+    ck_assert_msg(rel(pc, pf, 96 * 32) > 1e-6, "the bf16 pass equals the fp32 one");
+    free(pc), free(pg), free(gc), free(gg), free(pf), free(gf);
     comm_free(comm);
 }
 END_TEST
@@ -124,7 +149,7 @@ START_TEST(gpu_matches_peft_fixture) {
 END_TEST
 
 static void train_losses(Device dev, Comm *comm, double *loss, int steps) {
-    RunConfig c = small(dev);
+    RunConfig c = small(dev, PREC_FP32);
     static Session s;
     ck_assert_msg(session_open(&s, &c, comm) == PEFTC_OK, "%s", peftc_err_msg());
     for (int i = 0; i < steps; i++) {
@@ -157,6 +182,7 @@ int main(void) {
     TCase *tc = tcase_create("gpu");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, gpu_matches_cpu_on_one_batch);
+    tcase_add_test(tc, gpu_bf16_matches_cpu_bf16);
     tcase_add_test(tc, gpu_matches_peft_fixture);
     tcase_add_test(tc, gpu_training_follows_cpu_and_is_deterministic);
     suite_add_tcase(s, tc);

@@ -193,6 +193,46 @@ START_TEST(embedding_bf16_lookup) {
 }
 END_TEST
 
+/* ---- CSR (RoSA's sparse delta) ---- */
+
+/* Both sides sum each element's products in double in the same order: float rounding at the end only. */
+START_TEST(csr_ops_match_cpu) {
+    enum { ROWS = 40, COLS = 30, R = 17 };
+    int32_t row_ptr[ROWS + 1], col_idx[ROWS * COLS];
+    int nnz = 0;
+    row_ptr[0] = 0;
+    for (int i = 0; i < ROWS; i++) {
+        for (int c = 0; c < COLS; c++) /* rows 5..9 empty, the rest about 1 in 5 */
+            if ((i < 5 || i >= 10) && (i * 7 + c * 13) % 5 == 0) col_idx[nnz++] = c;
+        row_ptr[i + 1] = nnz;
+    }
+    int32_t *rp = g_gpu->alloc(g_gpu, sizeof row_ptr), *ci = g_gpu->alloc(g_gpu, (size_t)nnz * sizeof *ci);
+    g_gpu->upload(g_gpu, rp, row_ptr, sizeof row_ptr);
+    g_gpu->upload(g_gpu, ci, col_idx, (size_t)nnz * sizeof *ci);
+    BackendNeed need = {.nnz = nnz};
+    ck_assert_int_eq(g_cpu->reserve(g_cpu, &need), PEFTC_OK);
+    Pair val = pair_new((size_t)nnz, 41, -1, 1), W = pair_new((size_t)ROWS * COLS, 42, -1, 1);
+    Pair x = pair_new((size_t)R * COLS, 43, -1, 1), y = pair_new((size_t)R * ROWS, 44, -1, 1);
+    Pair dy = pair_new((size_t)R * ROWS, 45, -1, 1), dx = pair_new((size_t)R * COLS, 46, -1, 1);
+    Pair dval = pair_new((size_t)nnz, 47, -1, 1);
+    g_cpu->csr_add_dense(g_cpu, W.ref, row_ptr, col_idx, val.ref, ROWS, COLS, (real_t)0.5);
+    g_gpu->csr_add_dense(g_gpu, W.dev, rp, ci, val.dev, ROWS, COLS, (real_t)0.5);
+    g_cpu->csr_spmm(g_cpu, y.ref, x.ref, row_ptr, col_idx, val.ref, R, ROWS, COLS, 2);
+    g_gpu->csr_spmm(g_gpu, y.dev, x.dev, rp, ci, val.dev, R, ROWS, COLS, 2);
+    g_cpu->csr_spmm_t(g_cpu, dx.ref, dy.ref, row_ptr, col_idx, val.ref, R, ROWS, COLS, 2);
+    g_gpu->csr_spmm_t(g_gpu, dx.dev, dy.dev, rp, ci, val.dev, R, ROWS, COLS, 2);
+    g_cpu->csr_sddmm(g_cpu, dval.ref, dy.ref, x.ref, row_ptr, col_idx, R, ROWS, COLS, 2);
+    g_gpu->csr_sddmm(g_gpu, dval.dev, dy.dev, x.dev, rp, ci, R, ROWS, COLS, 2);
+    gpu_ok("csr ops");
+    expect_close(&W, ACC, 1e-6, "csr_add_dense");
+    expect_close(&y, ACC, 1e-6, "csr_spmm");
+    expect_close(&dx, ACC, 1e-5, "csr_spmm_t");
+    expect_close(&dval, ACC, 1e-6, "csr_sddmm");
+    pair_free(&val), pair_free(&W), pair_free(&x), pair_free(&y), pair_free(&dy), pair_free(&dx), pair_free(&dval);
+    g_gpu->free(g_gpu, rp), g_gpu->free(g_gpu, ci);
+}
+END_TEST
+
 /* Elementwise products and sums round once per element, so the sides agree to a few ulps (FMA). */
 START_TEST(axpy_scale_sumsq) {
     const size_t n = 100003;
@@ -544,6 +584,7 @@ static Suite *gpu_ops_suite(void) {
     tcase_add_loop_test(tc, matmul_all_transposes, 0, 4);
     tcase_add_loop_test(tc, matmul_bf16_all_transposes, 0, 4);
     tcase_add_test(tc, embedding_bf16_lookup);
+    tcase_add_test(tc, csr_ops_match_cpu);
     tcase_add_test(tc, axpy_scale_sumsq);
     tcase_add_test(tc, bias_fwd_bwd);
     tcase_add_test(tc, embedding_fwd_bwd);

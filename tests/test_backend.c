@@ -87,8 +87,8 @@ START_TEST(require_names_exactly_the_missing_ops) {
 }
 END_TEST
 
-/* What a run asks for: the CSR ops only with a sparse part, and on a backend without them (as the CUDA
- * one is) one message naming all four, as session_open reports it. */
+/* What a run asks for: the CSR ops only with a sparse part, and on a backend without them one message
+ * naming all four, as session_open reports it. */
 START_TEST(method_ops_need_csr_only_when_sparse) {
     BackendOp ops[BACKEND_OP_COUNT];
     const struct {

@@ -3,6 +3,7 @@
  * against fp32 on the transformers fixture (tiny LLaMA + PEFT LoRA): logits, loss and every LoRA
  * gradient within bf16 tolerances, base weights held in bf16. */
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,41 +12,25 @@
 #include "core/models/llama/llama.h"
 #include "launch/session.h"
 #include "tests/method_testutil.h"
+#include "tests/session_testutil.h"
 #include "tests/testutil.h"
 
-static uint32_t bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-START_TEST(rounding_is_nearest_even) {
-    ck_assert_uint_eq(bf16_from_float(1.0f), 0x3f80);
-    ck_assert_uint_eq(bf16_from_float(from_bits(0x3f808000u)), 0x3f80); /* tie, even below */
-    ck_assert_uint_eq(bf16_from_float(from_bits(0x3f818000u)), 0x3f82); /* tie, even above */
-    ck_assert_uint_eq(bf16_from_float(from_bits(0x3f808001u)), 0x3f81); /* past the tie */
-    ck_assert_uint_eq(bf16_from_float(-2.5f), 0xc020);
-    ck_assert_uint_eq(bf16_from_float(INFINITY), 0x7f80);
-    ck_assert(isnan(bf16_to_float(bf16_from_float(NAN))));
-    ck_assert(isnan(bf16_to_float(bf16_from_float(from_bits(0x7f800001u))))); /* a NaN whose top half is inf */
-    ck_assert_uint_eq(bf16_from_float(from_bits(0x7f7fffffu)), 0x7f80); /* FLT_MAX rounds to inf */
-    /* the op agrees with the helper, and widening is exact */
+/* The op rounds as f32_to_bf16 does (whose ties, NaNs and overflow test_quant checks), on every
+ * element, and widening is exact. */
+START_TEST(to_bf16_rounds_each_element) {
     enum { N = 4099 };
     const Backend *be = backend_cpu();
     real_t *x = malloc(N * sizeof *x);
     uint16_t *h = malloc(N * sizeof *h);
     tu_fill_uniform(x, N, 5, -300, 300);
+    x[0] = FLT_MAX, x[1] = -INFINITY, x[2] = NAN, x[3] = 1e-40f; /* overflow, inf, NaN, subnormal */
     be->to_bf16(be, h, x, N);
-    for (int i = 0; i < N; i++) {
-        ck_assert_uint_eq(h[i], bf16_from_float(x[i]));
-        ck_assert_uint_eq(bits(bf16_to_float(h[i])) & 0xffffu, 0);
-        ck_assert(fabs(bf16_to_float(h[i]) - x[i]) <= fabs(x[i]) * (1.0 / 256));
+    ck_assert_uint_eq(h[0], 0x7f80);
+    ck_assert_uint_eq(h[1], 0xff80);
+    ck_assert(isnan(bf16_to_f32(h[2])));
+    for (int i = 3; i < N; i++) {
+        ck_assert_uint_eq(h[i], f32_to_bf16(x[i]));
+        if (i > 3) ck_assert(fabs(bf16_to_f32(h[i]) - x[i]) <= fabs(x[i]) * (1.0 / 256)); /* normal numbers */
     }
     free(x), free(h);
 }
@@ -61,7 +46,7 @@ START_TEST(embedding_lookup_widens) {
     const int32_t tok[BT] = {3, 0, 6, 3};
     be->embedding_fwd_bf16(be, out, tok, wb, BT, C);
     for (int r = 0; r < BT; r++)
-        for (int c = 0; c < C; c++) ck_assert(out[r * C + c] == bf16_to_float(wb[tok[r] * C + c]));
+        for (int c = 0; c < C; c++) ck_assert(out[r * C + c] == bf16_to_f32(wb[tok[r] * C + c]));
 }
 END_TEST
 
@@ -86,11 +71,11 @@ typedef struct {
 } Mm;
 
 static float a_at(const Op *a, const Mm *p, int i, int k) {
-    return bf16_to_float(a->h[p->tA ? (size_t)k * p->M + i : (size_t)i * p->K + k]);
+    return bf16_to_f32(a->h[p->tA ? (size_t)k * p->M + i : (size_t)i * p->K + k]);
 }
 
 static float b_at(const Op *b, const Mm *p, int k, int j) {
-    return bf16_to_float(b->h[p->tB ? (size_t)j * p->K + k : (size_t)k * p->N + j]);
+    return bf16_to_f32(b->h[p->tB ? (size_t)j * p->K + k : (size_t)k * p->N + j]);
 }
 
 /* Entry (i,j) of alpha bf16(A) bf16(B) + beta C0 in double; *mag receives the sum of the terms'
@@ -161,9 +146,6 @@ START_TEST(matmul_tiles_large_operands) {
 }
 END_TEST
 
-#define BASE PEFTC_FIXTURE_DIR "/hf_tiny_llama"
-#define ADAPTER PEFTC_FIXTURE_DIR "/hf_tiny_lora"
-
 /* logits (BT,V), mean loss and every LoRA gradient of one pass over the fixture batch. */
 typedef struct {
     real_t *logits, *grads;
@@ -198,14 +180,8 @@ static double rel_err(const real_t *a, const real_t *b, size_t n) {
 
 START_TEST(model_in_bf16_tracks_fp32) {
     enum { B = 2, T = 12 };
-    static RunConfig c;
     static Session s;
-    config_defaults(&c);
-    ck_assert_int_eq(config_apply_override(&c, "model.path=" BASE), PEFTC_OK);
-    snprintf(lora_settings(&c.methods)->init_from, sizeof lora_settings(&c.methods)->init_from, "%s", ADAPTER);
-    lora_settings(&c.methods)->lora.dropout = 0;
-    ck_assert_msg(session_resolve_model(&c) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_msg(session_open_model(&s, &c) == PEFTC_OK, "%s", peftc_err_msg());
+    tu_open_hf_tiny(&s, PEFTC_FIXTURE_DIR "/hf_tiny_lora");
     LlamaModel *m = llama_of(s.model);
     int V = m->cfg.vocab;
     int32_t tok[B * T], tgt[B * T];
@@ -221,6 +197,8 @@ START_TEST(model_in_bf16_tracks_fp32) {
     /* The base is held in bf16: every projection and the (tied) embedding, the norms stay fp32. */
     for (int i = 0; i < s.model->n_linears; i++) ck_assert(s.model->linears[i]->Wb && !s.model->linears[i]->W);
     ck_assert(m->wte_b && !m->wte && m->layers[0].ln1_w);
+    /* and the layers' matmul inputs were kept for the backward in bf16 */
+    ck_assert(m->acts.lowp && m->acts.saved16);
     size_t bf16_bytes = s.model->ops->base_bytes(s.model);
     ck_assert_msg(bf16_bytes < fp32_bytes * 0.51, "base %zu bytes in bf16, %zu in fp32", bf16_bytes, fp32_bytes);
 
@@ -250,7 +228,7 @@ static Suite *bf16_suite(void) {
     Suite *s = suite_create("bf16");
     TCase *tc = tcase_create("bf16");
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, rounding_is_nearest_even);
+    tcase_add_test(tc, to_bf16_rounds_each_element);
     tcase_add_test(tc, embedding_lookup_widens);
     tcase_add_test(tc, matmul_matches_rounded_reference);
     tcase_add_test(tc, matmul_tiles_large_operands);

@@ -17,22 +17,16 @@
 #include "launch/session.h"
 #include "tests/fixture.h"
 #include "tests/method_testutil.h"
+#include "tests/session_testutil.h"
 #include "tests/testutil.h"
 
 #define TOL 1e-4
-#define BASE PEFTC_FIXTURE_DIR "/hf_tiny_llama"
 #define ADAPTER PEFTC_FIXTURE_DIR "/hf_tiny_lora"
 #define EXPORTED PEFTC_FIXTURE_DIR "/peftc_export_tiny"
 
 /* A session on the transformers model with a PEFT adapter loaded through lora.init_from. */
 static void open_adapted(Session *s, const char *adapter, int B, int T) {
-    static RunConfig c;
-    config_defaults(&c);
-    ck_assert_int_eq(config_apply_override(&c, "model.path=" BASE), PEFTC_OK);
-    snprintf(lora_settings(&c.methods)->init_from, sizeof lora_settings(&c.methods)->init_from, "%s", adapter);
-    lora_settings(&c.methods)->lora.dropout = 0;
-    ck_assert_msg(session_resolve_model(&c) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_msg(session_open_model(s, &c) == PEFTC_OK, "%s", peftc_err_msg());
+    tu_open_hf_tiny(s, adapter);
     ck_assert_int_eq(llama_reserve(llama_of(s->model), B, T), PEFTC_OK);
 }
 

@@ -283,7 +283,7 @@ static void expect_load_error(const LlamaGgufOpts *o, int tie, const char *what)
     ck_assert_msg(st == PEFTC_EFORMAT, "%s: status %d (%s)", what, st, peftc_err_msg());
     ck_assert_msg(strstr(peftc_err_msg(), path), "no path in: %s", peftc_err_msg());
     ck_assert_msg(strstr(peftc_err_msg(), what), "no '%s' in: %s", what, peftc_err_msg());
-    ck_assert_ptr_null(got.base_mem);
+    ck_assert_ptr_null(got.base_own);
     llama_free(&src);
     unlink(path);
     n_tmp_files--;

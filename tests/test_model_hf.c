@@ -111,7 +111,7 @@ static void expect_load_error(const char *dir, PeftcStatus want, const char *n1,
     for (int i = 0; i < 3; i++)
         ck_assert_msg(!needles[i] || strstr(peftc_err_msg(), needles[i]), "message lacks '%s': %s", needles[i],
                       peftc_err_msg());
-    ck_assert_ptr_null(m.base_mem);
+    ck_assert_ptr_null(m.base_own);
 }
 
 static void round_trip(int tied, int bias, int head_dim) {

@@ -2,8 +2,9 @@
  *
  * The ops are listed once, with their shapes and semantics, in backend_ops.h; from that list come the
  * fields of struct Backend (a table of function pointers), the BackendOp ids and their names, and each
- * backend's prototypes and table. core/backend/cpu/ implements every op with OpenBLAS + OpenMP and is
- * the reference; core/backend/cuda/ implements all but the CSR ops, whose entries are NULL.
+ * backend's prototypes and table. core/backend/cpu/ implements every op with OpenBLAS + OpenMP (and
+ * oneDNN for bf16) and is the reference; core/backend/cuda/ implements every op too. A backend may
+ * lack ops (its entries are NULL): a run asks backend_require() for what it needs.
  *
  * A Backend is an instance: model and adapter code call be->op(be, ...) and never look at which
  * backend runs it, and each instance holds its own state (CPU: op scratch and the first error; CUDA:

@@ -48,6 +48,8 @@
                           int M, int N, int K, int transA, int transB, real_t alpha, real_t beta))           \
     /* dst(n) = src rounded to bf16 (nearest even), as bits */                                               \
     X(void, to_bf16, (const Backend *be, uint16_t *dst, const real_t *src, size_t n))                        \
+    /* dst(n) = src widened (exact) */                                                                       \
+    X(void, from_bf16, (const Backend *be, real_t *dst, const uint16_t *src, size_t n))                      \
     /* out(BT,C) = wte[tokens[i]] widened, from a bf16 table wte (V,C) */                                    \
     X(void, embedding_fwd_bf16, (const Backend *be, real_t *out, const int32_t *tokens, const uint16_t *wte, \
                                  int BT, int C))                                                             \

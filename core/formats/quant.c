@@ -85,8 +85,6 @@ float f16_to_f32(uint16_t h) {
     return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
 }
 
-float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
 /* Rounds q + rem/2^shift to the nearest integer, ties to even. */
 static uint32_t round_shift(uint32_t m, int shift) {
     uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
@@ -105,12 +103,6 @@ uint16_t f32_to_f16(float f) {
     }
     /* The rounding carry may run into the exponent, which is the correct encoding. */
     return (uint16_t)(sign | round_shift(((e - 112) << 23) | (ax & 0x7fffff), 13));
-}
-
-uint16_t f32_to_bf16(float f) {
-    uint32_t x = f32_bits(f);
-    if ((x & 0x7fffffff) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* keep it a (quiet) NaN */
-    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
 }
 
 static float rd_f16(const uint8_t *p) { return f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/base/bf16.h"
 #include "core/formats/gguf.h"
 #include "core/base/real.h"
 #include "core/base/status.h"
@@ -23,9 +24,8 @@ size_t ggml_row_bytes(GgmlType t, int64_t n);
  * in float exactly as ggml computes them. An unsupported t fills out with NaN (check first). */
 void ggml_dequantize(GgmlType t, const void *src, real_t *out, int64_t n);
 
+/* f16 both ways (round to nearest even); bf16's pair is in core/base/bf16.h. */
 float f16_to_f32(uint16_t h);
-float bf16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);  /* round to nearest even */
-uint16_t f32_to_bf16(float f); /* round to nearest even, NaN kept */
+uint16_t f32_to_f16(float f);
 
 #endif

@@ -51,7 +51,7 @@ PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host
         uint16_t *h = malloc(n * sizeof *h);
         if (!h) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no memory to read its bf16 weight", l->name);
         be->download(be, h, l->Wb, n * sizeof *h);
-        for (size_t i = 0; i < n; i++) host_out[i] = (real_t)bf16_to_float(h[i]);
+        for (size_t i = 0; i < n; i++) host_out[i] = (real_t)bf16_to_f32(h[i]);
         free(h);
         return be->status(be);
     }

@@ -1,4 +1,4 @@
-/* bf16 on the CPU: matmul_bf16, to_bf16 and the bf16 embedding lookup.
+/* bf16 on the CPU: matmul_bf16, the conversions both ways and the bf16 embedding lookup.
  *
  * With bf16 hardware (AVX512-BF16, AMX) matmul_bf16 hands bf16 operands to oneDNN's brgemm kernels;
  * operands given in real_t are converted into the instance's operand tiles first. Without it (and in
@@ -30,11 +30,11 @@ static void pack(void *dst, const Operand *o, int r0, int c0, int rows, int cols
             const uint16_t *s = (const uint16_t *)o->p + src0;
             if (native) memcpy((uint16_t *)dst + d0, s, (size_t)cols * sizeof *s);
             else
-                for (int c = 0; c < cols; c++) ((real_t *)dst)[d0 + c] = (real_t)bf16_to_float(s[c]);
+                for (int c = 0; c < cols; c++) ((real_t *)dst)[d0 + c] = (real_t)bf16_to_f32(s[c]);
         } else {
             const real_t *s = (const real_t *)o->p + src0;
             if (native)
-                for (int c = 0; c < cols; c++) ((uint16_t *)dst)[d0 + c] = bf16_from_float((float)s[c]);
+                for (int c = 0; c < cols; c++) ((uint16_t *)dst)[d0 + c] = f32_to_bf16((float)s[c]);
             else
                 for (int c = 0; c < cols; c++) ((real_t *)dst)[d0 + c] = (real_t)bf16_round((float)s[c]);
         }
@@ -129,7 +129,14 @@ void cpu_to_bf16(const Backend *be, uint16_t *dst, const real_t *src, size_t n) 
     /* dst (n) bf16 bits, src (n) */
     (void)be;
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dst[i] = bf16_from_float((float)src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16((float)src[i]);
+}
+
+void cpu_from_bf16(const Backend *be, real_t *dst, const uint16_t *src, size_t n) {
+    /* dst (n), src (n) bf16 bits */
+    (void)be;
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) dst[i] = (real_t)bf16_to_f32(src[i]);
 }
 
 void cpu_embedding_fwd_bf16(const Backend *be, real_t *out, const int32_t *tokens, const uint16_t *wte, int BT,
@@ -139,6 +146,6 @@ void cpu_embedding_fwd_bf16(const Backend *be, real_t *out, const int32_t *token
 #pragma omp parallel for schedule(static) if ((size_t)BT * C >= CPU_PAR_MIN)
     for (int r = 0; r < BT; r++) {
         const uint16_t *row = wte + (size_t)tokens[r] * C;
-        for (int c = 0; c < C; c++) out[(size_t)r * C + c] = (real_t)bf16_to_float(row[c]);
+        for (int c = 0; c < C; c++) out[(size_t)r * C + c] = (real_t)bf16_to_f32(row[c]);
     }
 }

@@ -1,5 +1,5 @@
 /* bf16 on the GPU: matmul_bf16 on the tensor cores through cublasGemmEx (bf16 inputs, fp32 compute and
- * output), the conversion that feeds it, and the embedding lookup from a bf16 table.
+ * output), the conversions both ways, and the embedding lookup from a bf16 table.
  *
  * A real_t operand is rounded into a bf16 scratch slot first (round to nearest even, as the CPU and
  * PyTorch round), so both backends multiply the same bf16 values; only the order of the fp32 sums
@@ -18,6 +18,18 @@ void cuda_to_bf16(const Backend *be, uint16_t *dst, const real_t *src, size_t n)
     if (!n) return;
     to_bf16_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>((__nv_bfloat16 *)dst, src, n);
     CUDA_CHECK_LAUNCH(cu, to_bf16_kernel);
+}
+
+static __global__ void from_bf16_kernel(float *dst, const __nv_bfloat16 *src, size_t n) {
+    /* dst (n), src (n) */
+    GRID_STRIDE(i, n) dst[i] = __bfloat162float(src[i]);
+}
+
+void cuda_from_bf16(const Backend *be, real_t *dst, const uint16_t *src, size_t n) {
+    CudaState *cu = cuda_enter(be);
+    if (!n) return;
+    from_bf16_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dst, (const __nv_bfloat16 *)src, n);
+    CUDA_CHECK_LAUNCH(cu, from_bf16_kernel);
 }
 
 static __global__ void embedding_fwd_bf16_kernel(float *out, const int32_t *tokens, const __nv_bfloat16 *wte,

@@ -31,13 +31,6 @@ static_assert(sizeof(real_t) == sizeof(float), "the CUDA kernels are fp32");
 /* Grid cap for grid-stride loops: enough blocks to fill any current GPU several times over. */
 #define CUDA_MAX_GRID 4096
 
-/* The ops this backend does not implement: NULL in its table by construction, so a run that needs
- * them is told which ones are missing. */
-#define PEFTC_LACKS_cuda_csr_add_dense PEFTC_LACKING
-#define PEFTC_LACKS_cuda_csr_spmm PEFTC_LACKING
-#define PEFTC_LACKS_cuda_csr_spmm_t PEFTC_LACKING
-#define PEFTC_LACKS_cuda_csr_sddmm PEFTC_LACKING
-
 /* Host index arrays (backend.h: tokens, targets, row keys, cache lengths are host memory) are copied
  * to a grow-only device buffer per slot, in stream order. The returned pointer stays valid for kernels
  * launched before the next cuda_stage() on the same slot. NULL (error recorded) on failure. */

@@ -151,19 +151,22 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
         return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory for %d layers", cfg->layers);
     }
     build_refs(m);
-    size_t total = 0;
-    for (int i = 0; i < m->base.n_refs; i++)
-        if (!m->base.refs[i].quantized) total += (size_t)shape_numel(&m->base.refs[i].shape);
-    m->base_mem = be->alloc(be, total * sizeof(real_t));
-    if (!m->base_mem) {
+    m->base_own = calloc((size_t)m->base.n_refs, sizeof *m->base_own);
+    m->bf16_own = calloc((size_t)m->base.n_refs, sizeof *m->bf16_own);
+    if (!m->base_own || !m->bf16_own) {
         llama_free(m);
-        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of base weights", total * sizeof(real_t));
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory for %d tensors", m->base.n_refs);
     }
-    size_t off = 0;
     for (int i = 0; i < m->base.n_refs; i++) {
-        if (m->base.refs[i].quantized) continue;
-        *m->base.refs[i].data = m->base_mem + off;
-        off += (size_t)shape_numel(&m->base.refs[i].shape);
+        const ParamRef *r = &m->base.refs[i];
+        if (r->quantized) continue;
+        size_t bytes = (size_t)shape_numel(&r->shape) * sizeof(real_t);
+        m->base_own[i] = be->alloc(be, bytes);
+        if (!m->base_own[i]) {
+            llama_free(m);
+            return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes for %s", bytes, r->name);
+        }
+        *r->data = m->base_own[i];
     }
     if (cfg->quantized) {
         PeftcStatus st = create_quantized(m);
@@ -222,8 +225,10 @@ void llama_free(LlamaModel *m) {
         if (l->adapter) l->adapter->ops->destroy(l->adapter);
     }
     if (m->base.be) {
-        m->base.be->free(m->base.be, m->base_mem);
-        m->base.be->free(m->base.be, m->base_bf16);
+        for (int i = 0; m->base_own && m->bf16_own && i < m->base.n_refs; i++) {
+            m->base.be->free(m->base.be, m->base_own[i]);
+            m->base.be->free(m->base.be, m->bf16_own[i]);
+        }
         m->base.be->free(m->base.be, m->wscratch);
         m->base.be->free(m->base.be, m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
@@ -231,6 +236,8 @@ void llama_free(LlamaModel *m) {
     for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
     free(m->qweights);
     free(m->layers);
+    free(m->base_own);
+    free(m->bf16_own);
     free(m->base.refs);
     free(m->base.linears);
     memset(m, 0, sizeof *m);

@@ -41,17 +41,22 @@ typedef struct {
 typedef struct {
     int B, T;
     real_t *resid;   /* (L+1, BT, C) residual stream entering each layer; [L] is the final one */
-    real_t *ln1;     /* (L, BT, C) */
+    /* ln1, atty, ln2 and act are read back only as matmul inputs, which a bf16 run rounds to bf16
+     * anyway: there (lowp) each holds one layer's fp32 values, one block (BT, 2C + QD + I) in that
+     * order, and saved16 keeps every layer's copy in bf16 for the backward, half the memory. */
+    int lowp;
+    uint16_t *saved16; /* (L, BT, 2C + QD + I) when lowp, else unused */
+    real_t *ln1;     /* (L, BT, C); (BT, C) when lowp */
     real_t *rstd1;   /* (L, BT) */
     real_t *q;       /* (L, BT, NH*HD) after RoPE */
     real_t *k, *v;   /* (L, BT, NKV*HD) k after RoPE */
     real_t *att;     /* (L, attention_saved(B,T,NH)) what each layer's attention backward needs */
-    real_t *atty;    /* (L, BT, NH*HD) attention output before o_proj */
+    real_t *atty;    /* (L, BT, NH*HD) attention output before o_proj; (BT, NH*HD) when lowp */
     real_t *resid2;  /* (L, BT, C) residual after attention */
-    real_t *ln2;     /* (L, BT, C) */
+    real_t *ln2;     /* (L, BT, C); (BT, C) when lowp */
     real_t *rstd2;   /* (L, BT) */
     real_t *gate, *up; /* (L, BT, I) */
-    real_t *act;     /* (L, BT, I) silu(gate) * up */
+    real_t *act;     /* (L, BT, I) silu(gate) * up; (BT, I) when lowp */
     real_t *lnf;     /* (BT, C) */
     real_t *rstdf;   /* (BT) */
     real_t *logits;  /* (BT, V) logits, then probabilities, then dlogits */
@@ -70,7 +75,9 @@ typedef struct {
 typedef struct {
     Model base;        /* first member: a Model * of a LLaMA model points at its LlamaModel */
     LlamaConfig cfg;
-    real_t *base_mem;  /* one allocation holding every frozen base tensor (but quantized ones) */
+    real_t **base_own; /* (n_refs) each base tensor's own allocation; NULL for quantized ones and for those
+                          use_bf16 replaced (separate blocks, so each is freed as soon as it is converted) */
+    uint16_t **bf16_own; /* (n_refs) the bf16 copies use_bf16 made, or NULL */
     QWeight *qweights; /* (7 L) layer-major q k v o gate up down, when cfg.quantized; else NULL */
     real_t *wscratch;  /* (max out*in) where a quantized linear's W is expanded during one op; or NULL */
     real_t *wte;       /* (V, C) */
@@ -78,7 +85,6 @@ typedef struct {
     real_t *lm_head;   /* (V, C); NULL when tied: the head then reads wte */
     real_t *dlm_head;  /* (V, C) or NULL; NULL when tied (dwte takes the gradient) */
     real_t *lnf_w, *dlnf_w; /* (C) */
-    uint16_t *base_bf16;     /* one allocation holding the weights use_bf16 converted, or NULL */
     const uint16_t *wte_b;   /* (V, C) bf16 when the embedding is frozen under bf16 (wte is then NULL) */
     const uint16_t *lm_head_b; /* (V, C) likewise for an untied frozen head */
     LlamaLayer *layers; /* (L) */

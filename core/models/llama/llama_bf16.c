@@ -23,83 +23,42 @@ void llama_head(const LlamaModel *m, real_t *out, const real_t *x, int R, int bw
     else be->matmul(be, out, x, h, R, N, K, 0, !bwd, 1, 0);
 }
 
-/* A frozen dense weight the passes multiply by: what use_bf16 converts. */
-typedef struct {
-    real_t **w;          /* the model's pointer to it; NULL afterwards */
-    const uint16_t **wb; /* where its bf16 copy's address goes */
-    size_t n;
-} Conv;
-
-/* Every tensor to convert into list (room for 7 L + 2); returns how many. */
-static int conversions(LlamaModel *m, Conv *list) {
-    int n = 0;
+/* Where the bf16 copy of the tensor at *data goes when the passes multiply by it: a layer's Wb, or the
+ * embedding's or head's; NULL for the tensors that stay fp32 (norms, biases). */
+static const uint16_t **bf16_slot(LlamaModel *m, real_t **data) {
     for (int i = 0; i < llama_linear_count(m); i++) {
         Linear *l = llama_linear(m, i);
-        if (!l->dW && !l->qW && l->W) list[n++] = (Conv){&l->W, &l->Wb, (size_t)l->out * (size_t)l->in};
+        if (data == &l->W) return &l->Wb;
     }
-    size_t vc = (size_t)m->cfg.vocab * (size_t)m->cfg.hidden;
-    if (!m->dwte && m->wte) list[n++] = (Conv){&m->wte, &m->wte_b, vc};
-    if (!m->cfg.tie_embeddings && !m->dlm_head && m->lm_head) list[n++] = (Conv){&m->lm_head, &m->lm_head_b, vc};
-    return n;
+    if (data == &m->wte) return &m->wte_b;
+    if (data == &m->lm_head) return &m->lm_head_b;
+    return NULL;
 }
 
-/* The fp32 tensors still read from base_mem (norms, biases, anything not converted) moved into a block
- * of their own, and base_mem freed: what bf16 saves only materialises once the old block is gone.
- * Trainable tensors live in the arena and are not touched. */
-static PeftcStatus compact(LlamaModel *m, size_t old_n) {
-    const Backend *be = m->base.be;
-    real_t *lo = m->base_mem, *hi = m->base_mem + old_n;
-    size_t keep = 0;
-    for (int i = 0; i < m->base.n_refs; i++) {
-        real_t *p = *m->base.refs[i].data;
-        if (p && p >= lo && p < hi) keep += (size_t)shape_numel(&m->base.refs[i].shape);
-    }
-    real_t *mem = keep ? be->alloc(be, keep * sizeof(real_t)) : NULL;
-    if (keep && !mem) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of fp32 base tensors", keep * 4);
-    size_t off = 0;
-    for (int i = 0; i < m->base.n_refs; i++) {
-        real_t **p = m->base.refs[i].data;
-        if (!*p || *p < lo || *p >= hi) continue;
-        size_t n = (size_t)shape_numel(&m->base.refs[i].shape);
-        be->copy(be, mem + off, *p, n);
-        *p = mem + off;
-        off += n;
-    }
-    be->free(be, m->base_mem);
-    m->base_mem = mem;
-    return be->status(be);
-}
-
-/* Elements base_mem was allocated with (llama_create): every tensor but the quantized ones. */
-static size_t base_mem_numel(const LlamaModel *m) {
-    size_t n = 0;
-    for (int i = 0; i < m->base.n_refs; i++)
-        if (!m->base.refs[i].quantized) n += (size_t)shape_numel(&m->base.refs[i].shape);
-    return n;
-}
-
+/* Tensor by tensor, each fp32 block freed as soon as its bf16 copy is made: the conversion never holds
+ * more than the fp32 base and one tensor's copy. Trainable tensors (a gradient pointer set: they live
+ * in the arena) and quantized ones (their blocks stay) are left as they are. */
 PeftcStatus llama_use_bf16(Model *base) {
     LlamaModel *m = llama_of(base);
     const Backend *be = base->be;
     if (base->bf16) return PEFTC_OK;
-    Conv *list = malloc(((size_t)llama_linear_count(m) + 2) * sizeof *list);
-    if (!list) return PEFTC_ERR(PEFTC_ENOMEM, "model: out of memory");
-    int n = conversions(m, list);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += list[i].n;
-    m->base_bf16 = total ? be->alloc(be, total * sizeof(uint16_t)) : NULL;
-    if (total && !m->base_bf16) {
-        free(list);
-        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes for the bf16 base weights", total * 2);
+    for (int i = 0; i < base->n_refs; i++) {
+        const ParamRef *r = &base->refs[i];
+        const uint16_t **slot = bf16_slot(m, r->data);
+        if (!slot || r->quantized || *r->grad || !*r->data) continue;
+        size_t n = (size_t)shape_numel(&r->shape);
+        uint16_t *h = be->alloc(be, n * sizeof *h);
+        if (!h) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes for %s in bf16", n * 2, r->name);
+        be->to_bf16(be, h, *r->data, n);
+        PEFTC_TRY(be->status(be));
+        m->bf16_own[i] = h;
+        *slot = h;
+        if (*r->data == m->base_own[i]) { /* not moved into the arena: its own block, no longer read */
+            be->free(be, m->base_own[i]);
+            m->base_own[i] = NULL;
+        }
+        *r->data = NULL;
     }
-    size_t old_n = base_mem_numel(m), off = 0;
-    for (int i = 0; i < n; i++) {
-        be->to_bf16(be, m->base_bf16 + off, *list[i].w, list[i].n);
-        *list[i].wb = m->base_bf16 + off;
-        *list[i].w = NULL;
-        off += list[i].n;
-    }
-    free(list);
     base->bf16 = 1;
-    return m->base_mem ? compact(m, old_n) : be->status(be);
+    return PEFTC_OK;
 }

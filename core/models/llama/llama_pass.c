@@ -18,15 +18,20 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     size_t BT = (size_t)B * T, C = c->hidden, I = c->intermediate, L = c->layers, V = c->vocab;
     size_t QD = (size_t)c->heads * c->head_dim, KVD = (size_t)c->kv_heads * c->head_dim;
     size_t R = sizeof(real_t), DX = C > QD ? C : QD;
+    /* A bf16 run keeps one layer of ln1, atty, ln2, act in fp32 (one block, in that order) and every
+     * layer's in bf16 (saved16); an fp32 run keeps every layer's in fp32. */
+    int lowp = m->base.bf16;
+    size_t W = 2 * C + QD + I, one = lowp ? 0 : 1; /* one: the three carved apart from ln1 in fp32 runs */
     Carve plan[] = {
-        {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, L * BT * C * R},
+        {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, (lowp ? BT * W : L * BT * C) * R},
+        {(void **)&a->saved16, lowp ? L * BT * W * sizeof(uint16_t) : 0},
         {(void **)&a->rstd1, L * BT * R},           {(void **)&a->q, L * BT * QD * R},
         {(void **)&a->k, L * BT * KVD * R},         {(void **)&a->v, L * BT * KVD * R},
         {(void **)&a->att, L * m->base.be->attention_saved(m->base.be, B, T, c->heads) * R},
-        {(void **)&a->atty, L * BT * QD * R},       {(void **)&a->resid2, L * BT * C * R},
-        {(void **)&a->ln2, L * BT * C * R},         {(void **)&a->rstd2, L * BT * R},
+        {(void **)&a->atty, one * L * BT * QD * R}, {(void **)&a->resid2, L * BT * C * R},
+        {(void **)&a->ln2, one * L * BT * C * R},   {(void **)&a->rstd2, L * BT * R},
         {(void **)&a->gate, L * BT * I * R},        {(void **)&a->up, L * BT * I * R},
-        {(void **)&a->act, L * BT * I * R},         {(void **)&a->lnf, BT * C * R},
+        {(void **)&a->act, one * L * BT * I * R},   {(void **)&a->lnf, BT * C * R},
         {(void **)&a->rstdf, BT * R},               {(void **)&a->logits, BT * V * R},
         {(void **)&a->dresid, BT * C * R},          {(void **)&a->dx, BT * DX * R},
         {(void **)&a->dq, BT * QD * R},             {(void **)&a->dk, BT * KVD * R},
@@ -50,6 +55,12 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         *plan[i].ptr = block + off;
         off += (plan[i].bytes + 63) & ~(size_t)63;
     }
+    if (lowp) { /* one contiguous layer, converted in one call each way */
+        a->atty = a->ln1 + BT * C;
+        a->ln2 = a->atty + BT * QD;
+        a->act = a->ln2 + BT * C;
+    }
+    a->lowp = lowp;
     a->B = B;
     a->T = T;
     a->scratch_cols = cols;
@@ -63,7 +74,7 @@ static int scratch_cols(const LlamaConfig *c) {
 }
 
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
-    if (m->acts.B != B || m->acts.T != T) {
+    if (m->acts.B != B || m->acts.T != T || m->acts.lowp != m->base.bf16) {
         m->base.be->free(m->base.be, m->acts.resid);
         free(m->acts.key_scratch);
         memset(&m->acts, 0, sizeof m->acts);
@@ -108,14 +119,26 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
     const LlamaActs *a = &m->acts;
     size_t BT = (size_t)a->B * a->T, C = c->hidden, I = c->intermediate, L = (size_t)l;
     size_t QD = (size_t)c->heads * c->head_dim, KVD = (size_t)c->kv_heads * c->head_dim;
+    size_t Lw = a->lowp ? 0 : L; /* lowp: ln1, atty, ln2, act are the one working layer */
     return (LayerSlices){
-        .x = a->resid + L * BT * C,       .ln1 = a->ln1 + L * BT * C,   .ln2 = a->ln2 + L * BT * C,
+        .x = a->resid + L * BT * C,       .ln1 = a->ln1 + Lw * BT * C,  .ln2 = a->ln2 + Lw * BT * C,
         .rstd1 = a->rstd1 + L * BT,       .rstd2 = a->rstd2 + L * BT,   .q = a->q + L * BT * QD,
         .k = a->k + L * BT * KVD,         .v = a->v + L * BT * KVD,
         .att = a->att + L * m->base.be->attention_saved(m->base.be, a->B, a->T, c->heads),
-        .atty = a->atty + L * BT * QD,    .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
-        .up = a->up + L * BT * I,         .act = a->act + L * BT * I,   .out = a->resid + (L + 1) * BT * C,
+        .atty = a->atty + Lw * BT * QD,   .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
+        .up = a->up + L * BT * I,         .act = a->act + Lw * BT * I,  .out = a->resid + (L + 1) * BT * C,
     };
+}
+
+/* Values per row of the block a bf16 run keeps per layer: ln1 (C), atty (QD), ln2 (C), act (I). */
+static size_t lowp_width(const LlamaModel *m) {
+    const LlamaConfig *c = &m->cfg;
+    return 2 * (size_t)c->hidden + (size_t)c->heads * c->head_dim + (size_t)c->intermediate;
+}
+
+/* Layer l's bf16 copy of that block, (BT, lowp_width). */
+static uint16_t *lowp_saved(const LlamaModel *m, int l) {
+    return m->acts.saved16 + (size_t)l * (size_t)m->acts.B * m->acts.T * lowp_width(m);
 }
 
 static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
@@ -140,6 +163,7 @@ static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     be->swiglu_fwd(be, s.act, s.gate, s.up, (size_t)BT * I);
     linear_forward(be, &L->down, ctx, s.out, s.act, BT);
     be->axpy(be, s.out, s.r2, 1, (size_t)BT * C);
+    if (a->lowp) be->to_bf16(be, lowp_saved(m, l), s.ln1, lowp_width(m) * BT);
 }
 
 PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -180,6 +204,7 @@ static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx
     LayerSlices s = layer_slices(m, l);
     real_t *dres = a->dresid; /* (BT,C) */
     real_t *dx = a->dx;       /* (BT,max(C,QD)) reused: dln2, then datty, then dln1 */
+    if (a->lowp) be->from_bf16(be, s.ln1, lowp_saved(m, l), lowp_width(m) * BT);
 
     /* MLP: out = r2 + down(silu(gate) * up) */
     be->zero(be, a->dact, (size_t)BT * I);
