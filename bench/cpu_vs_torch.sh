@@ -45,7 +45,7 @@ tps() { case $1 in p*) num "$1" 's/^bench_step: \([0-9.]*\) tokens\/s.*/\1/p' ;;
                    *) num "$1" 's/^torch: tokens\/s \([0-9.]*\).*/\1/p' ;; esac; }
 rss() { case $1 in p*) num "$1" 's/.*peak RSS \([0-9.]*\) GiB.*/\1/p' ;;
                    *) num "$1" 's/.*peak RSS \([0-9.]*\) GiB.*/\1/p' ;; esac; }
-useful() { num "$1" 's/.*, \([0-9.]*\) useful GFLOP\/s.*/\1/p'; }
+useful() { num "$1" 's/^bench_step: .*, \([0-9.]*\) useful GFLOP\/s.*/\1/p'; }
 peak() { num "$1" 's/.*matmul peak here \([0-9.]*\) GFLOP\/s.*/\1/p'; }
 share() { num "$1" 's/.*useful share \([0-9.]*\)%.*/\1/p'; }
 
