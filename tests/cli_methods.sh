@@ -110,4 +110,18 @@ check "eigenlora: exported as LoRA, reloads with the run's held-out loss" \
 "$peftc" train $base method.name=eigenlora >"$dir/nobasis.log" 2>&1
 check "eigenlora without a basis is a configuration error" "[ $? -eq 2 ] && grep -q 'eigenlora.basis' '$dir/nobasis.log'"
 
+# Resume in this precision: 3 steps, then on to 6 from the checkpoint, equals 6 straight (the adapter
+# bit for bit); resuming in the other precision is refused by name.
+other=fp32
+[ "$prec" = fp32 ] && other=bf16
+"$peftc" train $base train.steps=6 output.dir="$dir/rz-full" >"$dir/rz-full.log" 2>&1
+"$peftc" train $base train.steps=3 checkpoint.every=3 output.dir="$dir/rz" >"$dir/rz-1.log" 2>&1
+"$peftc" train $base train.steps=6 checkpoint.every=3 checkpoint.resume=auto checkpoint.allow_changes=train.steps \
+  output.dir="$dir/rz" >"$dir/rz-2.log" 2>&1
+check "lora ($prec): resumed run's adapter equals the uninterrupted run's" \
+  "[ \$? -eq 0 ] && grep -q 'resumed from' '$dir/rz-2.log' && cmp -s '$dir/rz-full/adapter/adapter_model.safetensors' '$dir/rz/adapter/adapter_model.safetensors'"
+"$peftc" train $base train.steps=6 train.precision=$other checkpoint.resume=auto output.dir="$dir/rz" >"$dir/rz-3.log" 2>&1
+check "resuming with train.precision=$other is refused, naming the key" \
+  "[ \$? -eq 2 ] && grep -q 'train.precision: $prec -> $other' '$dir/rz-3.log'"
+
 finish lora-1.log lora-2.log yaml.log eigen.log eig-1.log eig-eval.log
