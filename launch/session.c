@@ -80,23 +80,17 @@ static PeftcStatus load_weights(Session *s, Model **m) {
 }
 
 /* train.precision for this backend, and why (the start-up line). auto takes bf16 only where it is
- * faster: a GPU, or a CPU that multiplies bf16 in hardware; and only on a backend that has its ops. */
+ * faster: a GPU, or a CPU that multiplies bf16 in hardware. (The bf16 ops themselves were asked of the
+ * backend with all the others by require_ops.) */
 static void resolve_precision(Session *s, const Backend *be) {
-    const RunConfig *c = &s->cfg;
+    Precision p = s->cfg.precision;
     const char *hw = "a GPU";
     int native = be->device != DEV_CPU || backend_cpu_bf16_native(&hw);
-    int has = backend_has(be, BACKEND_OP_matmul_bf16) && backend_has(be, BACKEND_OP_to_bf16) &&
-              backend_has(be, BACKEND_OP_embedding_fwd_bf16);
-    if (c->precision != PREC_AUTO) {
-        s->bf16 = c->precision == PREC_BF16;
-        snprintf(s->precision_why, sizeof s->precision_why, "train.precision=%s%s", precision_names[c->precision],
-                 s->bf16 && !native ? "; slower than fp32 here: " : "");
-        if (s->bf16 && !native) strncat(s->precision_why, hw, sizeof s->precision_why - strlen(s->precision_why) - 1);
-        return;
-    }
-    s->bf16 = native && has;
-    snprintf(s->precision_why, sizeof s->precision_why, "train.precision=auto: %s%s", hw,
-             !native ? "" : has ? "" : ", but this backend lacks the bf16 ops");
+    s->bf16 = p == PREC_BF16 || (p == PREC_AUTO && native);
+    /* auto says what it found; an explicit bf16 says only when it costs time here */
+    const char *why = p == PREC_AUTO ? ": " : s->bf16 && !native ? "; slower than fp32 here: " : NULL;
+    snprintf(s->precision_why, sizeof s->precision_why, "train.precision=%s%s%s", precision_names[p], why ? why : "",
+             why ? hw : "");
 }
 
 static PeftcStatus open_base(Session *s, Comm *comm) {

@@ -207,7 +207,8 @@ START_TEST(model_in_bf16_tracks_fp32) {
      * logits and every LoRA gradient (measured: 1.9e-2 and 4.5e-2 at worst) and within 2e-3 for the
      * mean loss (2.8e-4). A wrong transpose or operand is off by O(1); an unrounded one is exact. */
     double el = rel_err(h.logits, f.logits, (size_t)B * T * V), eg = 0;
-    printf("bf16 vs fp32: logits %.2e, loss %.8f vs %.8f\n", el, h.loss, f.loss);
+    printf("bf16 vs fp32: logits %.2e, loss %.8f vs %.8f (%.2e relative)\n", el, h.loss, f.loss,
+           fabs(h.loss - f.loss) / f.loss);
     for (int i = 0; i < s.arena.n_entries; i++) {
         const ArenaEntry *en = &s.arena.entries[i];
         size_t off = en->offset;

@@ -16,16 +16,16 @@ void nn_matmul(const Backend *be, const StepCtx *ctx, real_t *C, const real_t *A
     else be->matmul(be, C, A, B, M, N, K, transA, transB, alpha, beta);
 }
 
-/* C(M,N) = op(A) op(W) (+ C when accumulate), W being l's weight in whatever form it is kept. */
-static void weight_matmul(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *C, const real_t *A, int M,
-                          int N, int K, int transW, real_t beta) {
-    if (l->Wb) be->matmul_bf16(be, C, A, DT_REAL, l->Wb, DT_BF16, M, N, K, 0, transW, 1, beta);
-    else nn_matmul(be, ctx, C, A, l->W, M, N, K, 0, transW, 1, beta);
+void nn_weight_matmul(const Backend *be, int bf16, real_t *C, const real_t *A, const real_t *W, const uint16_t *Wb,
+                      int M, int N, int K, int transW, real_t beta) {
+    if (Wb) be->matmul_bf16(be, C, A, DT_REAL, Wb, DT_BF16, M, N, K, 0, transW, 1, beta);
+    else if (bf16) be->matmul_bf16(be, C, A, DT_REAL, W, DT_REAL, M, N, K, 0, transW, 1, beta);
+    else be->matmul(be, C, A, W, M, N, K, 0, transW, 1, beta);
 }
 
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
     expand(l);
-    weight_matmul(be, l, ctx, y, x, R, l->out, l->in, 1, 0); /* y = x W^T */
+    nn_weight_matmul(be, ctx->bf16, y, x, l->W, l->Wb, R, l->out, l->in, 1, 0); /* y = x W^T */
     if (l->b) be->bias_fwd(be, y, l->b, R, l->out);
     if (l->adapter) l->adapter->ops->forward(l->adapter, ctx, y, x, R);
 }
@@ -35,7 +35,7 @@ void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, rea
     if (l->adapter) l->adapter->ops->backward(l->adapter, ctx, dx, dy, x, R);
     if (dx) {
         expand(l);
-        weight_matmul(be, l, ctx, dx, dy, R, l->in, l->out, 0, 1);              /* dx += dy W */
+        nn_weight_matmul(be, ctx->bf16, dx, dy, l->W, l->Wb, R, l->in, l->out, 0, 1); /* dx += dy W */
     }
     if (l->dW) nn_matmul(be, ctx, l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);   /* dW += dy^T x */
     if (l->db) be->bias_bwd(be, l->db, dy, R, l->out);

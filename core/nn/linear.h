@@ -39,6 +39,12 @@ static inline unsigned linear_target_bit(const Linear *l) { return 1u << l->targ
 void nn_matmul(const Backend *be, const StepCtx *ctx, real_t *C, const real_t *A, const real_t *B, int M, int N, int K,
                int transA, int transB, real_t alpha, real_t beta);
 
+/* C(M,N) = op(A) op(W) + beta C for a weight kept as fp32 W or, when Wb is set, as bf16 bits Wb (out,
+ * in or its transpose as transW says): matmul_bf16 with the weight as it is kept when Wb is set or bf16
+ * is 1, else matmul. A layer's projections and a model's LM head go through it. */
+void nn_weight_matmul(const Backend *be, int bf16, real_t *C, const real_t *A, const real_t *W, const uint16_t *Wb,
+                      int M, int N, int K, int transW, real_t beta);
+
 /* y(R,out) = x(R,in) W^T + b + adapter(x) */
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R);
 /* dx(R,in) += dy W^T-path (skipped if dx NULL); dW, db, adapter grads += their parts. */

@@ -3,7 +3,7 @@
  *
  * oneDNN's brgemm kernels are what run bf16 on AMX and AVX512-BF16. (fp32 stays on OpenBLAS: see
  * cpu_gemm.) A primitive costs tens of microseconds to create, more than a small matmul, so each
- * (shape, strides, types, alpha, beta) gets one the first time it is called and keeps it; a step
+ * (shape, strides, alpha, beta) gets one the first time it is called and keeps it; a step
  * calls a few dozen distinct shapes. The memory objects are kept with it and re-pointed per call.
  *
  * Only the float build uses this: oneDNN has no f64 matmul. */
@@ -18,7 +18,7 @@
 #define DNNL_CACHE 256
 
 typedef struct {
-    int M, N, K, tA, tB, lda, ldb, ldc, bf16;
+    int M, N, K, tA, tB, lda, ldb, ldc;
     float alpha, beta;
 } MmKey;
 
@@ -33,12 +33,12 @@ struct CpuDnnl {
     dnnl_stream_t stream;
     MmEntry e[DNNL_CACHE];
     int n, next;     /* entries in use; the next one to replace when full */
-    int broken[2];   /* [bf16]: 1 once oneDNN refused a matmul of that type here: it takes the fallback */
+    int broken;      /* 1 once oneDNN refused a bf16 matmul here (no kernel for this CPU) */
 };
 
 static int key_eq(const MmKey *a, const MmKey *b) {
     return a->M == b->M && a->N == b->N && a->K == b->K && a->tA == b->tA && a->tB == b->tB && a->lda == b->lda &&
-           a->ldb == b->ldb && a->ldc == b->ldc && a->bf16 == b->bf16 && a->alpha == b->alpha && a->beta == b->beta;
+           a->ldb == b->ldb && a->ldc == b->ldc && a->alpha == b->alpha && a->beta == b->beta;
 }
 
 static void entry_free(MmEntry *e) {
@@ -86,16 +86,16 @@ static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int rows, int cols, int ld
     return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
 }
 
-/* The primitive and its memory objects for k, or dnnl_unimplemented (no kernel for it on this CPU). */
+/* The primitive and its memory objects for k (bf16 inputs, f32 output), or dnnl_unimplemented (no
+ * kernel for it on this CPU). */
 static dnnl_status_t entry_make(CpuDnnl *d, const MmKey *k, MmEntry *e) {
-    dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_memory_desc_t a, b, c;
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = plain_md(&a, k->M, k->K, k->lda, k->tA, in);
-    if (s == dnnl_success) s = plain_md(&b, k->K, k->N, k->ldb, k->tB, in);
+    dnnl_status_t s = plain_md(&a, k->M, k->K, k->lda, k->tA, dnnl_bf16);
+    if (s == dnnl_success) s = plain_md(&b, k->K, k->N, k->ldb, k->tB, dnnl_bf16);
     if (s == dnnl_success) s = plain_md(&c, k->M, k->N, k->ldc, 0, dnnl_f32);
     if (s == dnnl_success) s = dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c);
     if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
@@ -134,22 +134,22 @@ static MmEntry *entry_slot(CpuDnnl *d) {
     return e;
 }
 
-int cpu_dnnl_matmul(const Backend *be, CpuDnnl *d, float *C, const void *A, const void *B, int bf16, int M, int N,
+int cpu_dnnl_matmul(const Backend *be, CpuDnnl *d, float *C, const uint16_t *A, const uint16_t *B, int M, int N,
                     int K, int tA, int tB, int lda, int ldb, int ldc, float alpha, float beta) {
-    /* C (M,N; ldc) f32; A (M,K) or (K,M) if tA, B (K,N) or (N,K) if tB: f32, or bf16 bits if bf16 */
-    if (d->broken[bf16]) return 0;
-    MmKey k = {M, N, K, tA, tB, lda, ldb, ldc, bf16, alpha, beta};
+    /* C (M,N; ldc) f32; A (M,K) or (K,M) if tA, B (K,N) or (N,K) if tB, bf16 bits */
+    if (d->broken) return 0;
+    MmKey k = {M, N, K, tA, tB, lda, ldb, ldc, alpha, beta};
     MmEntry *e = entry_find(d, &k);
     if (!e) {
         e = entry_slot(d);
         dnnl_status_t s = entry_make(d, &k, e);
         if (s != dnnl_success) {
             if (s == dnnl_unimplemented) {
-                d->broken[bf16] = 1;
+                d->broken = 1;
                 return 0;
             }
-            cpu_fail(be, "cpu backend: oneDNN could not create a %s matmul (%d x %d x %d): status %d",
-                     bf16 ? "bf16" : "f32", M, N, K, (int)s);
+            cpu_fail(be, "cpu backend: oneDNN could not create a bf16 matmul (%d x %d x %d): status %d", M, N, K,
+                     (int)s);
             return 1;
         }
     }

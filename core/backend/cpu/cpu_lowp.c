@@ -67,7 +67,7 @@ static void tile_mm(const Backend *be, int native, real_t *C, const void *A, con
                     int tA, int tB, int lda, int ldb, int ldc, real_t alpha, real_t beta) {
 #ifndef PEFTC_REAL_DOUBLE
     if (native) {
-        if (!cpu_dnnl_matmul(be, cpu_dnnl_of(be), C, A, B, 1, M, N, K, tA, tB, lda, ldb, ldc, alpha, beta))
+        if (!cpu_dnnl_matmul(be, cpu_dnnl_of(be), C, A, B, M, N, K, tA, tB, lda, ldb, ldc, alpha, beta))
             cpu_fail(be, "cpu backend: oneDNN has no bf16 matmul for %d x %d x %d on this CPU", M, N, K);
         return;
     }
@@ -102,14 +102,14 @@ void cpu_matmul_bf16(const Backend *be, real_t *C, const void *A, DType ta, cons
         cpu_gemm(0, 0, M, N, 0, 0, C, 1, C, 1, beta, C, N);
         return;
     }
-    int native = lp_native(be);
-    Operand a = {A, ta, transA ? M : K}, b = {B, tb, transB ? K : N};
-    int per = (int)(CPU_LP_TILE / (size_t)K) > 0 ? (int)(CPU_LP_TILE / (size_t)K) : 1;
-    int mt = M < per ? M : per, nt = N < per ? N : per;
-    if (K > (int)CPU_LP_TILE) { /* not even one row fits a tile */
+    if ((size_t)K > CPU_LP_TILE) { /* not even one row fits a tile */
         cpu_fail(be, "cpu backend: matmul_bf16 with K = %d exceeds its %zu-element tiles", K, CPU_LP_TILE);
         return;
     }
+    int native = lp_native(be);
+    Operand a = {A, ta, transA ? M : K}, b = {B, tb, transB ? K : N};
+    int per = (int)(CPU_LP_TILE / (size_t)K); /* rows of op(A), columns of op(B), per tile: >= 1 */
+    int mt = M < per ? M : per, nt = N < per ? N : per;
     /* One tile of B for all of M is packed once, outside the loop over A's tiles. */
     int lda = 0, ldb = 0;
     const void *bt = nt == N ? tile_of(&b, b_block(0, N, K, transB), st->lp[1], native, &ldb) : NULL;

@@ -72,10 +72,10 @@ void cpu_blas_single_end(int saved);
 /* ---- cpu_dnnl.c (float build) ---- */
 CpuDnnl *cpu_dnnl_create(void); /* NULL when oneDNN cannot start an engine */
 void cpu_dnnl_free(CpuDnnl *d);
-/* C = alpha op(A) op(B) + beta C through a cached oneDNN primitive, operands f32 or (bf16) bf16 bits,
- * C f32; strides as cpu_gemm. Returns 0 when oneDNN has no kernel for it on this CPU (nothing
- * written: the caller computes it another way), 1 when done or when a failure was recorded. */
-int cpu_dnnl_matmul(const Backend *be, CpuDnnl *d, float *C, const void *A, const void *B, int bf16, int M, int N,
+/* C = alpha op(A) op(B) + beta C through a cached oneDNN primitive, operands bf16 bits, C f32;
+ * strides as cpu_gemm. Returns 0 when oneDNN has no kernel for it on this CPU (nothing written), 1
+ * when done or when a failure was recorded. */
+int cpu_dnnl_matmul(const Backend *be, CpuDnnl *d, float *C, const uint16_t *A, const uint16_t *B, int M, int N,
                     int K, int tA, int tB, int lda, int ldb, int ldc, float alpha, float beta);
 /* Whether the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), and whether it has AMX. */
 int cpu_dnnl_bf16_native(void);

@@ -1,7 +1,5 @@
 /* LLaMA in bf16: the frozen matmul weights converted once, and the embedding and LM head that read
  * them. The layers' projections go through linear.c, which reads Linear.Wb. */
-#include <stdlib.h>
-
 #include "core/models/llama/llama.h"
 
 void llama_embed(const LlamaModel *m, real_t *out, const int32_t *tok, int n) {
@@ -17,10 +15,7 @@ void llama_head(const LlamaModel *m, real_t *out, const real_t *x, int R, int bw
     int V = m->cfg.vocab, C = m->cfg.hidden, tied = m->cfg.tie_embeddings;
     const uint16_t *hb = tied ? m->wte_b : m->lm_head_b;
     const real_t *h = tied ? m->wte : m->lm_head;
-    int N = bwd ? C : V, K = bwd ? V : C;
-    if (hb) be->matmul_bf16(be, out, x, DT_REAL, hb, DT_BF16, R, N, K, 0, !bwd, 1, 0);
-    else if (m->base.bf16) be->matmul_bf16(be, out, x, DT_REAL, h, DT_REAL, R, N, K, 0, !bwd, 1, 0);
-    else be->matmul(be, out, x, h, R, N, K, 0, !bwd, 1, 0);
+    nn_weight_matmul(be, m->base.bf16, out, x, h, hb, R, bwd ? C : V, bwd ? V : C, !bwd, 0);
 }
 
 /* Where the bf16 copy of the tensor at *data goes when the passes multiply by it: a layer's Wb, or the

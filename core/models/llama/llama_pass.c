@@ -10,6 +10,12 @@ typedef struct {
     size_t bytes;
 } Carve;
 
+/* Values per row of the block a bf16 run keeps per layer: ln1 (C), atty (QD), ln2 (C), act (I). */
+static size_t lowp_width(const LlamaModel *m) {
+    const LlamaConfig *c = &m->cfg;
+    return 2 * (size_t)c->hidden + (size_t)c->heads * c->head_dim + (size_t)c->intermediate;
+}
+
 /* Every activation of one (B,T) in one allocation: sizes are fixed for the run, so there is nothing
  * to gain from separate blocks and one free releases all. */
 static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
@@ -18,20 +24,21 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     size_t BT = (size_t)B * T, C = c->hidden, I = c->intermediate, L = c->layers, V = c->vocab;
     size_t QD = (size_t)c->heads * c->head_dim, KVD = (size_t)c->kv_heads * c->head_dim;
     size_t R = sizeof(real_t), DX = C > QD ? C : QD;
-    /* A bf16 run keeps one layer of ln1, atty, ln2, act in fp32 (one block, in that order) and every
-     * layer's in bf16 (saved16); an fp32 run keeps every layer's in fp32. */
+    /* A bf16 run keeps one layer of ln1, atty, ln2, act in fp32 (one block from ln1, in that order, so
+     * atty, ln2 and act carve nothing of their own: Ls = 0) and every layer's in bf16 (saved16); an
+     * fp32 run keeps every layer's in fp32. */
     int lowp = m->base.bf16;
-    size_t W = 2 * C + QD + I, one = lowp ? 0 : 1; /* one: the three carved apart from ln1 in fp32 runs */
+    size_t W = lowp_width(m), Ls = lowp ? 0 : L;
     Carve plan[] = {
         {(void **)&a->resid, (L + 1) * BT * C * R}, {(void **)&a->ln1, (lowp ? BT * W : L * BT * C) * R},
         {(void **)&a->saved16, lowp ? L * BT * W * sizeof(uint16_t) : 0},
         {(void **)&a->rstd1, L * BT * R},           {(void **)&a->q, L * BT * QD * R},
         {(void **)&a->k, L * BT * KVD * R},         {(void **)&a->v, L * BT * KVD * R},
         {(void **)&a->att, L * m->base.be->attention_saved(m->base.be, B, T, c->heads) * R},
-        {(void **)&a->atty, one * L * BT * QD * R}, {(void **)&a->resid2, L * BT * C * R},
-        {(void **)&a->ln2, one * L * BT * C * R},   {(void **)&a->rstd2, L * BT * R},
+        {(void **)&a->atty, Ls * BT * QD * R},      {(void **)&a->resid2, L * BT * C * R},
+        {(void **)&a->ln2, Ls * BT * C * R},        {(void **)&a->rstd2, L * BT * R},
         {(void **)&a->gate, L * BT * I * R},        {(void **)&a->up, L * BT * I * R},
-        {(void **)&a->act, one * L * BT * I * R},   {(void **)&a->lnf, BT * C * R},
+        {(void **)&a->act, Ls * BT * I * R},        {(void **)&a->lnf, BT * C * R},
         {(void **)&a->rstdf, BT * R},               {(void **)&a->logits, BT * V * R},
         {(void **)&a->dresid, BT * C * R},          {(void **)&a->dx, BT * DX * R},
         {(void **)&a->dq, BT * QD * R},             {(void **)&a->dk, BT * KVD * R},
@@ -128,12 +135,6 @@ static LayerSlices layer_slices(const LlamaModel *m, int l) {
         .atty = a->atty + Lw * BT * QD,   .r2 = a->resid2 + L * BT * C, .gate = a->gate + L * BT * I,
         .up = a->up + L * BT * I,         .act = a->act + Lw * BT * I,  .out = a->resid + (L + 1) * BT * C,
     };
-}
-
-/* Values per row of the block a bf16 run keeps per layer: ln1 (C), atty (QD), ln2 (C), act (I). */
-static size_t lowp_width(const LlamaModel *m) {
-    const LlamaConfig *c = &m->cfg;
-    return 2 * (size_t)c->hidden + (size_t)c->heads * c->head_dim + (size_t)c->intermediate;
 }
 
 /* Layer l's bf16 copy of that block, (BT, lowp_width). */
