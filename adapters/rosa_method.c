@@ -50,8 +50,6 @@ static PeftcStatus finish(void *settings, const MethodDesc *d, const MethodEnv *
         return PEFTC_ERR(PEFTC_EINVAL, "rosa.warmup + rosa.grad_steps (%lld) must fit in train.steps (%lld) when "
                                        "rosa.restart is false", (long long)(rs->warmup + rs->grad_steps),
                          (long long)env->train_steps);
-    if (rs->density > 0 && !env->on_cpu)
-        return PEFTC_ERR(PEFTC_EINVAL, "train.device=cuda: method.name=%s runs on the CPU backend only for now", d->name);
     if (rs->mask_path[0] || !env->out_dir) return PEFTC_OK;
     const char *leaf = "/rosa_masks.safetensors";
     if (strlen(env->out_dir) + strlen(leaf) >= sizeof rs->mask_path)

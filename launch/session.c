@@ -4,6 +4,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/formats/gguf.h"
+
 #ifdef PEFTC_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"
 #endif
@@ -22,11 +24,23 @@ PeftcStatus session_resolve_model(RunConfig *c) {
     return st;
 }
 
-/* A GGUF file always carries its tokenizer; an HF folder may hold weights only. */
+/* Whether the model carries a tokenizer: a GGUF file in its tokenizer.ggml.* keys, an HF folder as
+ * tokenizer.json. Either may hold weights only (fine for synthetic tasks, export and merge). A file that
+ * does not open counts as having one: its loader then names what is wrong with it. */
 static int has_tokenizer(const char *model_path) {
     struct stat st;
     char path[600];
-    if (stat(model_path, &st) != 0 || !S_ISDIR(st.st_mode)) return 1;
+    if (stat(model_path, &st) != 0) return 1;
+    if (!S_ISDIR(st.st_mode)) {
+        GgufFile g;
+        if (gguf_open(&g, model_path) != PEFTC_OK) {
+            peftc_err_clear();
+            return 1;
+        }
+        int has = gguf_find(&g, "tokenizer.ggml.model") != NULL;
+        gguf_close(&g);
+        return has;
+    }
     snprintf(path, sizeof path, "%s/tokenizer.json", model_path);
     return stat(path, &st) == 0;
 }
@@ -138,7 +152,8 @@ static PeftcStatus open_data(Session *s) {
     const RunConfig *c = &s->cfg;
     if (!c->sft.path[0] && data_task_is_synthetic(c->task)) return syn_dataset_create(&s->data, &c->data);
     if (!s->tok)
-        return PEFTC_ERR(PEFTC_EINVAL, "model.path '%s' has no tokenizer.json, which text data (data.%s) needs",
+        return PEFTC_ERR(PEFTC_EINVAL, "model.path '%s' has no tokenizer (tokenizer.json in a folder, "
+                         "tokenizer.ggml.* keys in a GGUF file), which text data (data.%s) needs",
                          c->model_path, c->sft.path[0] ? "path" : "task");
     return sft_dataset_create(&s->data, &c->sft, s->tok, &s->chat, &s->data_stats);
 }

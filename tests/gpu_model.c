@@ -1,16 +1,22 @@
 /* The whole model on the GPU against the CPU backend: logits, loss and every LoRA gradient for one
- * batch (random LLaMA with GQA and LoRA dropout), the transformers+PEFT fixture on the GPU, a short
- * training run whose losses follow the CPU's, and determinism: the same seed on the same GPU gives
- * bit-identical losses after 20 steps. Skips without a GPU. fp32 storage on both sides; tolerances
+ * batch (random LLaMA with GQA and LoRA dropout; the same in bf16; a quantized base holding every block
+ * type), the transformers+PEFT fixture on the GPU, a short training run whose losses follow the CPU's,
+ * and determinism: the same seed on the same GPU gives bit-identical losses after 20 steps. Skips without a GPU. fp32 storage on both sides; tolerances
  * allow for cuBLAS summing in another order (1e-4 relative on logits and gradients). */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "adapters/method.h"
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/models/llama/model_formats.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
+#include "tests/method_testutil.h"
+#include "tests/quant_testutil.h"
 #include "tests/testutil.h"
 
 #define TOL 1e-4
@@ -21,7 +27,8 @@ static int have_gpu(void) {
     return 0;
 }
 
-static RunConfig small(Device dev, Precision prec) {
+/* The small run below with overrides `extra` (NULL-terminated, or NULL) applied after its own. */
+static RunConfig small_with(Device dev, Precision prec, const char *const *extra) {
     RunConfig c;
     config_defaults(&c);
     const char *kv[] = {"model.path=", "data.task=reverse", "model.hidden=64", "model.intermediate=96",
@@ -31,11 +38,15 @@ static RunConfig small(Device dev, Precision prec) {
                         "output.save_adapter=false", "optim.lr=1e-2"};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         ck_assert_msg(config_apply_override(&c, kv[i]) == PEFTC_OK, "%s", peftc_err_msg());
+    for (int i = 0; extra && extra[i]; i++)
+        ck_assert_msg(config_apply_override(&c, extra[i]) == PEFTC_OK, "%s: %s", extra[i], peftc_err_msg());
     c.device = dev;
     c.precision = prec;
     ck_assert_msg(config_finish(&c) == PEFTC_OK, "%s", peftc_err_msg());
     return c;
 }
+
+static RunConfig small(Device dev, Precision prec) { return small_with(dev, prec, NULL); }
 
 /* n values of backend memory, in a new host array. */
 static real_t *fetch(const Backend *be, const real_t *p, size_t n) {
@@ -148,8 +159,66 @@ START_TEST(gpu_matches_peft_fixture) {
 }
 END_TEST
 
-static void train_losses(Device dev, Comm *comm, double *loss, int steps) {
-    RunConfig c = small(dev, PREC_FP32);
+/* model.quantized on the GPU: the synthetic model of tests/quant_testutil.h (every block type) loaded
+ * with its projections kept in blocks, LoRA on every linear with the same random factors on both
+ * backends. One pass: the logits (B*T, V), the loss sum and the adapter gradient, on the host. */
+static void quant_pass(const Backend *be, const char *path, real_t **logits, double *loss, real_t **grads,
+                       size_t *numel) {
+    enum { QB = 2, QT = 16 };
+    static LlamaModel m;
+    Arena a;
+    ck_assert_msg(llama_load_quantized(&m, be, path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    MethodConfig mc = tu_method("lora");
+    *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .targets = LORA_T_ALL};
+    arena_init(&a, be);
+    ck_assert_msg(method_attach(&m.base, &a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
+    ck_assert_msg(method_init(&m.base, &a, &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
+    real_t *p = malloc(a.numel * sizeof *p); /* random A and B: B = 0 would hide dA */
+    tu_fill_uniform(p, a.numel, 77, -0.05, 0.05);
+    be->upload(be, a.params, p, a.numel * sizeof *p);
+    free(p);
+    ck_assert_int_eq(llama_reserve(&m, QB, QT), PEFTC_OK);
+    be->zero(be, a.grads, a.numel);
+    int32_t tok[QB * QT], tgt[QB * QT];
+    uint64_t keys[QB * QT];
+    for (int i = 0; i < QB * QT; i++) tok[i] = (i * 7 + 3) % TU_QL_VOCAB, tgt[i] = (i * 11 + 1) % TU_QL_VOCAB, keys[i] = 1 + i;
+    int64_t nv;
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, QB, QT, loss, &nv), PEFTC_OK);
+    *logits = fetch(be, m.acts.logits, (size_t)QB * QT * TU_QL_VOCAB);
+    llama_backward(&m, tok, tgt, keys, (real_t)(1.0 / (double)nv));
+    *numel = a.numel;
+    *grads = fetch(be, a.grads, a.numel);
+    method_detach(&m.base, NULL);
+    llama_free(&m);
+    arena_free(&a);
+}
+
+START_TEST(gpu_quantized_base_matches_cpu) {
+    if (!have_gpu()) return;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/gpu_model_q_%d.gguf", (int)getpid());
+    tu_write_block_llama(path);
+    Backend *gpu;
+    ck_assert_msg(backend_cuda_create(0, &gpu) == PEFTC_OK, "%s", peftc_err_msg());
+    real_t *pc, *pg, *gc, *gg;
+    double lc, lg;
+    size_t nc, ng;
+    quant_pass(backend_cpu(), path, &pc, &lc, &gc, &nc);
+    quant_pass(gpu, path, &pg, &lg, &gg, &ng);
+    ck_assert_uint_eq(nc, ng);
+    double el = rel(pg, pc, (size_t)2 * 16 * TU_QL_VOCAB), eg = rel(gg, gc, nc);
+    printf("gpu vs cpu, quantized base (every block type): logits %.2e, loss %.9g vs %.9g, LoRA gradients %.2e\n",
+           el, lg, lc, eg);
+    ck_assert(el < TOL && eg < TOL && fabs(lg - lc) / fabs(lc) < TOL);
+    free(pc), free(pg), free(gc), free(gg);
+    backend_free(gpu);
+    unlink(path);
+}
+END_TEST
+
+static void train_losses_with(Device dev, Comm *comm, double *loss, int steps, const char *const *extra) {
+    RunConfig c = small_with(dev, PREC_FP32, extra);
     static Session s;
     ck_assert_msg(session_open(&s, &c, comm) == PEFTC_OK, "%s", peftc_err_msg());
     for (int i = 0; i < steps; i++) {
@@ -159,6 +228,35 @@ static void train_losses(Device dev, Comm *comm, double *loss, int steps) {
     }
     session_close(&s);
 }
+
+static void train_losses(Device dev, Comm *comm, double *loss, int steps) { train_losses_with(dev, comm, loss, steps, NULL); }
+
+/* The two paths that once ran on the CPU only, through the whole session on the GPU: a quantized base
+ * (loaded on the host, its blocks copied to the device) under RoSA with a sparse delta (the mask built
+ * after 2 warm-up steps from 2 steps' gradients, then the CSR ops). The losses must follow the CPU's;
+ * a mask entry at the selection threshold could flip between the two, hence 1e-3. */
+START_TEST(gpu_quantized_rosa_session_follows_cpu) {
+    if (!have_gpu()) return;
+    char path[64], model[96], out[96];
+    snprintf(path, sizeof path, "/tmp/gpu_model_qs_%d.gguf", (int)getpid());
+    snprintf(model, sizeof model, "model.path=%s", path);
+    snprintf(out, sizeof out, "output.dir=/tmp/gpu_model_qs_%d", (int)getpid());
+    tu_write_block_llama(path);
+    const char *extra[] = {model, "model.quantized=true", "method.name=rosa", "rosa.density=0.05", "rosa.warmup=2",
+                           "rosa.grad_steps=2", "rosa.restart=false", out, NULL};
+    Comm *comm;
+    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
+    double cpu[8], gpu[8];
+    train_losses_with(DEV_CPU, comm, cpu, 8, extra);
+    train_losses_with(DEV_CUDA, comm, gpu, 8, extra);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(fabs(gpu[i] - cpu[i]) <= 1e-3 * fabs(cpu[i]), "step %d: gpu loss %.9g, cpu %.9g", i + 1, gpu[i],
+                      cpu[i]);
+    printf("gpu quantized base + rosa: step 8 loss %.6f (cpu %.6f)\n", gpu[7], cpu[7]);
+    comm_free(comm);
+    unlink(path);
+}
+END_TEST
 
 START_TEST(gpu_training_follows_cpu_and_is_deterministic) {
     if (!have_gpu()) return;
@@ -184,6 +282,8 @@ int main(void) {
     tcase_add_test(tc, gpu_matches_cpu_on_one_batch);
     tcase_add_test(tc, gpu_bf16_matches_cpu_bf16);
     tcase_add_test(tc, gpu_matches_peft_fixture);
+    tcase_add_test(tc, gpu_quantized_base_matches_cpu);
+    tcase_add_test(tc, gpu_quantized_rosa_session_follows_cpu);
     tcase_add_test(tc, gpu_training_follows_cpu_and_is_deterministic);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -18,6 +18,7 @@
 #include "core/backend/backend.h"
 #include "core/backend/cuda/cuda_backend.h"
 #include "tests/gpu_testutil.h"
+#include "tests/quant_testutil.h"
 #include "core/base/rng.h"
 #include "core/base/status.h"
 #include "tests/testutil.h"
@@ -171,7 +172,7 @@ static void matmul_bf16_case(int M, int N, int K, int ta, int tb, real_t alpha, 
 START_TEST(matmul_bf16_all_transposes) {
     int ta = _i & 1, tb = _i >> 1;
     BackendNeed need = {.bf16 = 1};
-    ck_assert_int_eq(g_cpu->reserve(g_cpu, &need), PEFTC_OK);
+    gpu_reserve_both(g_cpu, g_gpu, &need);
     matmul_bf16_case(37, 29, 53, ta, tb, 1, 0, 0);
     matmul_bf16_case(130, 70, 300, ta, tb, (real_t)0.5, 1, 1);
     matmul_bf16_case(1, 29, 53, ta, tb, 1, 0, 1);
@@ -193,6 +194,43 @@ START_TEST(embedding_bf16_lookup) {
 }
 END_TEST
 
+/* ---- quantized base ---- */
+
+/* Both sides expand the same blocks with the same code (core/base/ggml_blocks.h); the GPU compiler may
+ * fuse d*q + m into one FMA, so values agree to about an ulp of the largest. Every output element starts
+ * random, so one the kernel misses differs. A type the op does not support gives NaN on both. */
+START_TEST(dequantize_every_type) {
+    enum { ROWS = 7, COLS = 512 };
+    for (int i = 0; i < TU_N_BLOCK_TYPES; i++) {
+        GgmlType t = tu_block_types[i];
+        size_t nb = (size_t)ROWS * ggml_row_bytes(t, COLS);
+        uint8_t *h = malloc(nb), *d = g_gpu->alloc(g_gpu, nb);
+        ck_assert(h && d);
+        tu_random_blocks(t, ROWS, COLS, 900 + (uint64_t)i, h);
+        g_gpu->upload(g_gpu, d, h, nb);
+        Pair out = pair_new((size_t)ROWS * COLS, 70 + (uint64_t)i, -1, 1);
+        g_cpu->dequantize(g_cpu, out.ref, h, t, ROWS, COLS);
+        g_gpu->dequantize(g_gpu, out.dev, d, t, ROWS, COLS);
+        gpu_ok("dequantize");
+        char what[64];
+        snprintf(what, sizeof what, "dequantize %s", ggml_type_name(t));
+        expect_close(&out, OUT, 1e-6, what);
+        pair_free(&out);
+        free(h);
+        g_gpu->free(g_gpu, d);
+    }
+    Pair nan_out = pair_new(64, 80, -1, 1);
+    uint8_t *d = g_gpu->alloc(g_gpu, 256);
+    g_gpu->dequantize(g_gpu, nan_out.dev, d, GGML_Q2_K, 1, 64);
+    gpu_ok("dequantize Q2_K");
+    real_t got[64];
+    g_gpu->download(g_gpu, got, nan_out.dev, sizeof got);
+    for (int i = 0; i < 64; i++) ck_assert_msg(isnan(got[i]), "dequantize of unsupported Q2_K: element %d is %g", i, (double)got[i]);
+    pair_free(&nan_out);
+    g_gpu->free(g_gpu, d);
+}
+END_TEST
+
 /* ---- CSR (RoSA's sparse delta) ---- */
 
 /* Both sides sum each element's products in double in the same order: float rounding at the end only. */
@@ -210,7 +248,7 @@ START_TEST(csr_ops_match_cpu) {
     g_gpu->upload(g_gpu, rp, row_ptr, sizeof row_ptr);
     g_gpu->upload(g_gpu, ci, col_idx, (size_t)nnz * sizeof *ci);
     BackendNeed need = {.nnz = nnz};
-    ck_assert_int_eq(g_cpu->reserve(g_cpu, &need), PEFTC_OK);
+    gpu_reserve_both(g_cpu, g_gpu, &need);
     Pair val = pair_new((size_t)nnz, 41, -1, 1), W = pair_new((size_t)ROWS * COLS, 42, -1, 1);
     Pair x = pair_new((size_t)R * COLS, 43, -1, 1), y = pair_new((size_t)R * ROWS, 44, -1, 1);
     Pair dy = pair_new((size_t)R * ROWS, 45, -1, 1), dx = pair_new((size_t)R * COLS, 46, -1, 1);
@@ -584,6 +622,7 @@ static Suite *gpu_ops_suite(void) {
     tcase_add_loop_test(tc, matmul_all_transposes, 0, 4);
     tcase_add_loop_test(tc, matmul_bf16_all_transposes, 0, 4);
     tcase_add_test(tc, embedding_bf16_lookup);
+    tcase_add_test(tc, dequantize_every_type);
     tcase_add_test(tc, csr_ops_match_cpu);
     tcase_add_test(tc, axpy_scale_sumsq);
     tcase_add_test(tc, bias_fwd_bwd);
@@ -605,12 +644,9 @@ int main(void) {
     gpu_suite_open("gpu_ops", &g_gpu);
     g_cpu = backend_cpu();
     /* The CPU reference's scratch for the largest shapes below: attention (B 2, T 200), the KV cache
-     * (S 40), cross-entropy (XBT <= B*T rows). The CUDA instance sizes its own as the ops need. */
+     * (S 40), cross-entropy (XBT <= B*T rows); the same on the CUDA instance. */
     BackendNeed need = {.B = 2, .T = 200, .NH = 4, .S = 40};
-    if (g_cpu->reserve(g_cpu, &need) != PEFTC_OK) {
-        fprintf(stderr, "cpu reserve: %s\n", peftc_err_msg());
-        return EXIT_FAILURE;
-    }
+    gpu_reserve_both(g_cpu, g_gpu, &need);
     const char *tf32 = getenv("PEFTC_CUDA_TF32");
     g_tf32 = tf32 && strcmp(tf32, "1") == 0;
     printf("gpu_ops on %s against %s%s\n", g_gpu->name, g_cpu->name, g_tf32 ? " (TF32 matmuls)" : "");

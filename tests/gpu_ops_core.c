@@ -282,10 +282,7 @@ static Suite *gpu_ops_core_suite(void) {
 int main(void) {
     gpu_suite_open("gpu_ops_core", &g_gpu);
     g_cpu = backend_cpu();
-    BackendNeed need = {.B = 1, .T = 64}; /* the CPU reference's cross-entropy rows */
-    if (g_cpu->reserve(g_cpu, &need) != PEFTC_OK) {
-        fprintf(stderr, "cpu reserve: %s\n", peftc_err_msg());
-        return EXIT_FAILURE;
-    }
+    BackendNeed need = {.B = 1, .T = 64}; /* cross-entropy rows */
+    gpu_reserve_both(g_cpu, g_gpu, &need);
     return gpu_suite_run(gpu_ops_core_suite());
 }

@@ -26,6 +26,17 @@ static inline void gpu_suite_open(const char *name, const Backend **gpu) {
     *gpu = gpu_suite_backend;
 }
 
+/* Sizes the scratch of both instances for `need`: the CPU reference refuses an op beyond its reserve,
+ * and the CUDA instance is held to the same contract. Exits on failure (called outside tests too). */
+static inline void gpu_reserve_both(const Backend *cpu, const Backend *gpu, const BackendNeed *need) {
+    const Backend *be[2] = {cpu, gpu};
+    for (int i = 0; i < 2; i++)
+        if (be[i]->reserve(be[i], need) != PEFTC_OK) {
+            fprintf(stderr, "%s reserve: %s\n", be[i]->name, peftc_err_msg());
+            exit(EXIT_FAILURE);
+        }
+}
+
 static inline int gpu_suite_run(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

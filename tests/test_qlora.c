@@ -15,6 +15,7 @@
 #include "core/formats/safetensors.h"
 #include "launch/config/config.h"
 #include "tests/method_testutil.h"
+#include "tests/quant_testutil.h"
 #include "tests/testutil.h"
 
 enum { B = 2, T = 12, R = 4 };
@@ -25,10 +26,19 @@ static int have_model(void) {
     return 0;
 }
 
-static void load_pair(LlamaModel *dense, LlamaModel *quant) {
-    ck_assert_msg(llama_load(dense, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_msg(llama_load_quantized(quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL) == PEFTC_OK, "%s",
-                  peftc_err_msg());
+/* The synthetic model of tests/quant_testutil.h (every block type), written once per test process. */
+static const char *block_llama(void) {
+    static char path[64];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/test_qlora_%d.gguf", (int)getpid());
+        tu_write_block_llama(path);
+    }
+    return path;
+}
+
+static void load_pair_from(const char *path, LlamaModel *dense, LlamaModel *quant) {
+    ck_assert_msg(llama_load(dense, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert(quant->cfg.quantized && !dense->cfg.quantized);
 }
 
@@ -42,24 +52,31 @@ static void batch(const LlamaModel *m, int32_t *tok, int32_t *tgt, uint64_t *key
 
 static int same_bits(const real_t *a, const real_t *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
-START_TEST(logits_bit_identical) {
-    if (!have_model()) return;
-    LlamaModel dense, quant;
-    load_pair(&dense, &quant);
+/* The same batch through a and b: their logits must be the same bits. */
+static void expect_same_logits(LlamaModel *a, LlamaModel *b, const char *what) {
     int32_t tok[B * T], tgt[B * T];
     uint64_t keys[B * T];
-    batch(&dense, tok, tgt, keys);
-    LlamaModel *ms[2] = {&dense, &quant};
+    batch(a, tok, tgt, keys);
+    LlamaModel *ms[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(llama_reserve(ms[i], B, T), PEFTC_OK);
         ck_assert_int_eq(llama_forward(ms[i], tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     }
-    size_t n = (size_t)B * T * dense.cfg.vocab;
-    ck_assert_msg(same_bits(dense.acts.logits, quant.acts.logits, n), "quantized logits differ from dense ones");
+    ck_assert_msg(same_bits(a->acts.logits, b->acts.logits, (size_t)B * T * a->cfg.vocab), "%s", what);
+}
+
+static void logits_bit_identical_on(const char *path) {
+    LlamaModel dense, quant;
+    load_pair_from(path, &dense, &quant);
+    expect_same_logits(&dense, &quant, "quantized logits differ from dense ones");
     /* the blocks are the only copy: W is the shared scratch */
     ck_assert(quant.layers[0].q.W == quant.wscratch && quant.layers[0].q.qW != NULL);
     llama_free(&dense);
     llama_free(&quant);
+}
+
+START_TEST(logits_bit_identical) {
+    if (have_model()) logits_bit_identical_on(PEFTC_DEFAULT_MODEL);
 }
 END_TEST
 
@@ -76,10 +93,9 @@ static void attach_lora(LlamaModel *m, Arena *a) {
     ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
 }
 
-START_TEST(lora_grads_bit_identical) {
-    if (!have_model()) return;
+static void lora_grads_bit_identical_on(const char *path) {
     LlamaModel dense, quant;
-    load_pair(&dense, &quant);
+    load_pair_from(path, &dense, &quant);
     Arena ad, aq;
     attach_lora(&dense, &ad);
     attach_lora(&quant, &aq);
@@ -105,13 +121,35 @@ START_TEST(lora_grads_bit_identical) {
     arena_free(&ad);
     arena_free(&aq);
 }
+
+START_TEST(lora_grads_bit_identical) {
+    if (have_model()) lora_grads_bit_identical_on(PEFTC_DEFAULT_MODEL);
+}
+END_TEST
+
+/* The same on the synthetic model, whose projections hold every block type: the loader's expansion
+ * and the backend's dequantize op must agree for each, Q/K row moves included. */
+START_TEST(every_block_type_bit_identical) {
+    const char *path = block_llama();
+    LlamaModel quant;
+    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    for (int i = 0; i < TU_N_BLOCK_TYPES; i++) {
+        int found = 0;
+        for (int l = 0; l < llama_linear_count(&quant); l++) found |= llama_linear(&quant, l)->qW->type == tu_block_types[i];
+        ck_assert_msg(found, "no projection of the synthetic model is stored as %s", ggml_type_name(tu_block_types[i]));
+    }
+    llama_free(&quant);
+    logits_bit_identical_on(path);
+    lora_grads_bit_identical_on(path);
+    unlink(path);
+}
 END_TEST
 
 /* NLoRA reads W once at init: through linear_weight_dense it must see the same values either way. */
 START_TEST(nlora_init_from_blocks) {
     if (!have_model()) return;
     LlamaModel dense, quant;
-    load_pair(&dense, &quant);
+    load_pair_from(PEFTC_DEFAULT_MODEL, &dense, &quant);
     MethodConfig mc = tu_method("nlora");
     *tu_lora(&mc) = (LoraConfig){.r = R, .alpha = 8, .targets = LORA_T_ALL};
     Arena ad, aq;
@@ -138,7 +176,7 @@ END_TEST
 START_TEST(base_bytes_shrink) {
     if (!have_model()) return;
     LlamaModel dense, quant;
-    load_pair(&dense, &quant);
+    load_pair_from(PEFTC_DEFAULT_MODEL, &dense, &quant);
     size_t d = llama_base_bytes(&dense), q = llama_base_bytes(&quant), blocks = 0, proj = 0;
     for (int i = 0; i < llama_linear_count(&quant); i++) {
         const Linear *l = llama_linear(&quant, i);
@@ -155,6 +193,30 @@ START_TEST(base_bytes_shrink) {
     ck_assert_msg((double)q < 0.40 * (double)d, "quantized base is %zu bytes of %zu", q, d);
     llama_free(&dense);
     llama_free(&quant);
+}
+END_TEST
+
+/* What a device run does (session: load on the host, empty_like on the device, copy_weights), here onto
+ * a second CPU instance: the blocks are copied into the new model's own memory and give the same logits. */
+START_TEST(blocks_copy_to_another_instance) {
+    const char *path = block_llama();
+    LlamaModel quant, copy;
+    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    Backend *other;
+    ck_assert_int_eq(backend_cpu_create(&other), PEFTC_OK);
+    ck_assert_int_eq(llama_create(&copy, other, &quant.cfg, 0, -1.0), PEFTC_OK);
+    ck_assert_msg(llama_copy_weights(&copy, &quant) == PEFTC_OK, "%s", peftc_err_msg());
+    for (int l = 0; l < llama_linear_count(&copy); l++) {
+        const QWeight *q = llama_linear(&copy, l)->qW, *src = llama_linear(&quant, l)->qW;
+        ck_assert_msg(q && q != src && q->blocks != src->blocks && q->type == src->type && q->nbytes == src->nbytes &&
+                          !memcmp(q->blocks, src->blocks, q->nbytes),
+                      "linear %d: blocks not copied into the new model", l);
+    }
+    expect_same_logits(&quant, &copy, "the copied quantized model's logits differ");
+    llama_free(&copy);
+    llama_free(&quant);
+    backend_free(other);
+    unlink(path);
 }
 END_TEST
 
@@ -217,8 +279,10 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, logits_bit_identical);
     tcase_add_test(tc, lora_grads_bit_identical);
+    tcase_add_test(tc, every_block_type_bit_identical);
     tcase_add_test(tc, nlora_init_from_blocks);
     tcase_add_test(tc, base_bytes_shrink);
+    tcase_add_test(tc, blocks_copy_to_another_instance);
     tcase_add_test(tc, dense_only_paths_refuse);
     tcase_add_test(tc, hf_folder_and_random_refused);
     tcase_add_test(tc, config_refusals);

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "core/backend/backend_ops.h"
+#include "core/base/ggml_types.h"
 #include "core/base/real.h"
 #include "core/base/status.h"
 #include "core/base/tensor.h"

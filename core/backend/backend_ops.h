@@ -53,6 +53,12 @@
     /* out(BT,C) = wte[tokens[i]] widened, from a bf16 table wte (V,C) */                                    \
     X(void, embedding_fwd_bf16, (const Backend *be, real_t *out, const int32_t *tokens, const uint16_t *wte, \
                                  int BT, int C))                                                             \
+    /* ---- quantized base (model.quantized) ----                                                            \
+     * out(rows,cols) = the values of rows x cols elements of ggml type `type` held in blocks (backend       \
+     * memory, rows of ggml_row_bytes(type, cols) bytes; cols a whole number of blocks), computed as         \
+     * ggml computes them (core/base/ggml_blocks.h). A type ggml_type_supported() refuses gives NaN. */      \
+    X(void, dequantize, (const Backend *be, real_t *out, const void *blocks, GgmlType type, int rows,        \
+                         int cols))                                                                          \
     /* y(n) += alpha * x(n) */                                                                               \
     X(void, axpy, (const Backend *be, real_t *y, const real_t *x, real_t alpha, size_t n))                   \
     /* x(n) *= alpha */                                                                                      \

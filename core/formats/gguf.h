@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/base/ggml_types.h"
 #include "core/base/mapped.h"
 #include "core/base/status.h"
 
@@ -16,13 +17,6 @@ typedef enum {
     GGUF_U8 = 0, GGUF_I8 = 1, GGUF_U16 = 2, GGUF_I16 = 3, GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6,
     GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_U64 = 10, GGUF_I64 = 11, GGUF_F64 = 12
 } GgufType;
-
-/* ggml tensor types (the numbers are ggml's). */
-typedef enum {
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
-    GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
-    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_BF16 = 30
-} GgmlType;
 
 typedef struct {
     const char *ptr; /* not NUL-terminated: points into the map */
@@ -83,6 +77,5 @@ PeftcStatus gguf_get_str_array(const GgufFile *g, const char *key, GgufStr **ite
 /* Array of 32-bit integers (I32 or U32) copied into a new int32 array the caller frees. */
 PeftcStatus gguf_get_i32_array(const GgufFile *g, const char *key, int32_t **items, uint64_t *count);
 
-const char *ggml_type_name(GgmlType t);
 
 #endif

@@ -66,7 +66,8 @@ typedef struct {
     int64_t (*param_count)(const Model *m);
     size_t (*base_bytes)(const Model *m);
     size_t (*dense_bytes)(const Model *m);
-    /* A model of m's family and shape on `be` with every base tensor zero, for copy_weights. */
+    /* A model of m's family and shape on `be` with every base tensor zero (quantized tensors: no blocks
+     * yet), for copy_weights. */
     PeftcStatus (*empty_like)(const Model *m, const Backend *be, Model **out);
     /* Copies every base tensor of src (host memory) into dst, a model of the same shape on any
      * backend: how a pretrained model reaches a device. */

@@ -5,9 +5,9 @@
 #include "core/base/bf16.h"
 #include "core/nn/adapter.h"
 
-/* A quantized W is expanded into the shared scratch just before each read (CPU: scratch is host memory). */
-static void expand(const Linear *l) {
-    if (l->qW) qweight_dequantize(l->qW, l->W);
+/* A quantized W is expanded into the shared scratch just before each read. */
+static void expand(const Backend *be, const Linear *l) {
+    if (l->qW) qweight_expand(l->qW, be, l->W);
 }
 
 void nn_matmul(const Backend *be, const StepCtx *ctx, real_t *C, const real_t *A, const real_t *B, int M, int N, int K,
@@ -24,7 +24,7 @@ void nn_weight_matmul(const Backend *be, int bf16, real_t *C, const real_t *A, c
 }
 
 void linear_forward(const Backend *be, const Linear *l, const StepCtx *ctx, real_t *y, const real_t *x, int R) {
-    expand(l);
+    expand(be, l);
     nn_weight_matmul(be, ctx->bf16, y, x, l->W, l->Wb, R, l->out, l->in, 1, 0); /* y = x W^T */
     if (l->b) be->bias_fwd(be, y, l->b, R, l->out);
     if (l->adapter) l->adapter->ops->forward(l->adapter, ctx, y, x, R);
@@ -34,7 +34,7 @@ void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, rea
                      const real_t *x, int R) {
     if (l->adapter) l->adapter->ops->backward(l->adapter, ctx, dx, dy, x, R);
     if (dx) {
-        expand(l);
+        expand(be, l);
         nn_weight_matmul(be, ctx->bf16, dx, dy, l->W, l->Wb, R, l->in, l->out, 0, 1); /* dx += dy W */
     }
     if (l->dW) nn_matmul(be, ctx, l->dW, dy, x, l->out, l->in, R, 1, 0, 1, 1);   /* dW += dy^T x */
@@ -42,11 +42,12 @@ void linear_backward(const Backend *be, const Linear *l, const StepCtx *ctx, rea
 }
 
 PeftcStatus linear_weight_dense(const Backend *be, const Linear *l, real_t *host_out) {
-    if (l->qW) {
-        qweight_dequantize(l->qW, host_out);
-        return PEFTC_OK;
-    }
     size_t n = (size_t)l->out * (size_t)l->in;
+    if (l->qW) { /* through the shared scratch: the blocks are backend memory */
+        qweight_expand(l->qW, be, l->W);
+        be->download(be, host_out, l->W, n * sizeof *host_out);
+        return be->status(be);
+    }
     if (l->Wb) {
         uint16_t *h = malloc(n * sizeof *h);
         if (!h) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no memory to read its bf16 weight", l->name);

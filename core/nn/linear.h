@@ -4,9 +4,9 @@
  * its own contribution in forward and accumulates its own gradients in backward; the layer does not
  * know which method it is.
  *
- * A quantized base (qW != NULL, CPU backend only) keeps W in its ggml blocks; W then points at the
- * model's shared scratch, which linear_forward and linear_backward fill by dequantizing right before
- * the matmul that reads it. The scratch holds this layer's W only during one linear op: the next layer
+ * A quantized base (qW != NULL) keeps W in its ggml blocks in backend memory; W then points at the
+ * model's shared scratch, which linear_forward and linear_backward fill with the backend's dequantize
+ * op right before the matmul that reads it. The scratch holds this layer's W only during one linear op: the next layer
  * overwrites it, so nothing may keep W across calls. Such a layer is frozen (dW NULL). */
 #ifndef PEFTC_LINEAR_H
 #define PEFTC_LINEAR_H

@@ -1,19 +1,17 @@
 #include "core/nn/qweight.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-#include "core/formats/quant.h"
-
-PeftcStatus qweight_alloc(QWeight *q, GgmlType type, int rows, int cols, const char *what) {
+PeftcStatus qweight_alloc(QWeight *q, const Backend *be, GgmlType type, int rows, int cols, const char *what) {
     memset(q, 0, sizeof *q);
-    int be = ggml_block_elems(type);
-    if (!ggml_type_supported(type) || be < 1 || cols % be != 0)
+    int per_block = ggml_block_elems(type);
+    if (!ggml_type_supported(type) || per_block < 1 || cols % per_block != 0)
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: type %s with %d columns cannot be kept in blocks (block size %d)", what,
-                         ggml_type_name(type), cols, be);
+                         ggml_type_name(type), cols, per_block);
     size_t n = (size_t)rows * ggml_row_bytes(type, cols);
-    q->blocks = malloc(n ? n : 1);
-    if (!q->blocks) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory for %zu bytes of quantized blocks", what, n);
+    q->blocks = be->alloc(be, n ? n : 1);
+    if (!q->blocks)
+        return PEFTC_ERR(PEFTC_ENOMEM, "%s: no %s memory for %zu bytes of quantized blocks", what, be->name, n);
     q->type = type;
     q->rows = rows;
     q->cols = cols;
@@ -21,16 +19,13 @@ PeftcStatus qweight_alloc(QWeight *q, GgmlType type, int rows, int cols, const c
     return PEFTC_OK;
 }
 
-void qweight_free(QWeight *q) {
-    free(q->blocks);
+void qweight_free(QWeight *q, const Backend *be) {
+    if (q->blocks) be->free(be, q->blocks);
     memset(q, 0, sizeof *q);
 }
 
 size_t qweight_row_bytes(const QWeight *q) { return ggml_row_bytes(q->type, q->cols); }
 
-void qweight_dequantize(const QWeight *q, real_t *out) {
-    size_t rb = qweight_row_bytes(q);
-    #pragma omp parallel for schedule(static)
-    for (int r = 0; r < q->rows; r++)
-        ggml_dequantize(q->type, q->blocks + (size_t)r * rb, out + (size_t)r * q->cols, q->cols);
+void qweight_expand(const QWeight *q, const Backend *be, real_t *out) {
+    be->dequantize(be, out, q->blocks, q->type, q->rows, q->cols);
 }

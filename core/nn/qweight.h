@@ -1,28 +1,29 @@
 /* A frozen base weight kept in its ggml blocks (QLoRA / QRoSA): rows x cols values as the GGUF file
- * stores them, Q/K rows already in HF order, expanded to fp32 only for the one linear op that needs it. */
+ * stores them, Q/K rows already in HF order, in backend memory, expanded by the backend's dequantize op
+ * only for the one linear op that needs it. */
 #ifndef PEFTC_QWEIGHT_H
 #define PEFTC_QWEIGHT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/formats/gguf.h"
-#include "core/base/real.h"
+#include "core/backend/backend.h"
+#include "core/base/ggml_types.h"
 #include "core/base/status.h"
 
 typedef struct {
     GgmlType type;   /* any type ggml_type_supported() accepts, F32/F16/BF16 included */
     int rows, cols;  /* the HF (out, in); cols is a whole number of blocks, so rows are independent */
-    uint8_t *blocks; /* (rows, ggml_row_bytes(type, cols)) host memory owned here */
+    uint8_t *blocks; /* (rows, ggml_row_bytes(type, cols)) bytes of backend memory owned here */
     size_t nbytes;
 } QWeight;
 
-/* Allocates room for rows x cols of `type`; errors name `what` (the tensor). */
-PeftcStatus qweight_alloc(QWeight *q, GgmlType type, int rows, int cols, const char *what);
-void qweight_free(QWeight *q);
+/* Allocates room for rows x cols of `type` on be; errors name `what` (the tensor). */
+PeftcStatus qweight_alloc(QWeight *q, const Backend *be, GgmlType type, int rows, int cols, const char *what);
+void qweight_free(QWeight *q, const Backend *be);
 /* Bytes of one row of blocks. */
 size_t qweight_row_bytes(const QWeight *q);
-/* out (rows, cols) host memory = the dense values, computed as ggml_dequantize computes them. */
-void qweight_dequantize(const QWeight *q, real_t *out);
+/* out (rows, cols) backend memory = the dense values (the backend's dequantize op). */
+void qweight_expand(const QWeight *q, const Backend *be, real_t *out);
 
 #endif

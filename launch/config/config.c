@@ -96,14 +96,12 @@ static PeftcStatus finish_model(RunConfig *c) {
     return PEFTC_OK;
 }
 
-/* A quantized base is a GGUF file's blocks, read on the CPU, frozen (model_load_quantized checks the file). */
+/* A quantized base is a GGUF file's blocks, frozen (model_load_quantized checks the file). */
 static PeftcStatus finish_quantized(const RunConfig *c) {
     if (!c->model.quantized) return PEFTC_OK;
     if (!c->model_path[0])
         return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true needs model.path to be a GGUF file; the random model has "
                                        "no quantized blocks");
-    if (c->device != DEV_CPU)
-        return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true runs on the CPU backend only; set train.device=cpu");
     return PEFTC_OK;
 }
 

@@ -124,11 +124,8 @@ static PeftcStatus create_quantized(LlamaModel *m) {
     return PEFTC_OK;
 }
 
-static PeftcStatus check_quantized(const Backend *be, const LlamaConfig *cfg, double init_std) {
+static PeftcStatus check_quantized(const LlamaConfig *cfg, double init_std) {
     if (!cfg->quantized) return PEFTC_OK;
-    if (be->device != DEV_CPU)
-        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) runs on the CPU backend only, "
-                                       "not '%s'", be->name);
     if (init_std >= 0)
         return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) comes from a GGUF file; a "
                                        "random model has no blocks to keep");
@@ -138,7 +135,7 @@ static PeftcStatus check_quantized(const Backend *be, const LlamaConfig *cfg, do
 PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cfg, uint64_t seed, double init_std) {
     memset(m, 0, sizeof *m);
     PEFTC_TRY(llama_config_check(cfg));
-    PEFTC_TRY(check_quantized(be, cfg, init_std));
+    PEFTC_TRY(check_quantized(cfg, init_std));
     m->cfg = *cfg;
     m->cfg.head_dim = head_dim_of(cfg);
     llama_model_init(&m->base, be, &m->cfg);
@@ -185,18 +182,35 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     return PEFTC_OK;
 }
 
+/* Quantized tensor qi (its index among the quantized ones, which is its linear's index): src's blocks,
+ * host memory, uploaded into a QWeight of dst's that its linear expands from then on. */
+static PeftcStatus copy_blocks(LlamaModel *dst, const LlamaModel *src, int qi, const char *name) {
+    const QWeight *q = &src->qweights[qi];
+    QWeight *d = &dst->qweights[qi];
+    if (!q->blocks) return PEFTC_ERR(PEFTC_ESTATE, "model: quantized tensor %s has no blocks to copy", name);
+    PEFTC_TRY(qweight_alloc(d, dst->base.be, q->type, q->rows, q->cols, name));
+    llama_linear(dst, qi)->qW = d;
+    dst->base.be->upload(dst->base.be, d->blocks, q->blocks, q->nbytes);
+    return PEFTC_OK;
+}
+
 PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src) {
     if (src->base.be->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "model: weights can be copied from host memory only, not from %s", src->base.be->name);
     if (dst->base.n_refs != src->base.n_refs)
         return PEFTC_ERR(PEFTC_EINVAL, "model: copying weights between models of different shapes");
+    int qi = 0;
     for (int i = 0; i < src->base.n_refs; i++) {
         const ParamRef *s = &src->base.refs[i], *d = &dst->base.refs[i];
         if (strcmp(s->name, d->name) != 0 || !shape_equal(&s->shape, &d->shape))
             return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s has no counterpart %s", s->name, d->name);
-        if (s->quantized || d->quantized)
-            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized and cannot be copied to another "
-                             "model; load the base dense (model.quantized=false)", s->name);
+        if (s->quantized != d->quantized)
+            return PEFTC_ERR(PEFTC_EINVAL, "model: tensor %s is kept quantized in one model and dense in the other; "
+                             "both must have the same model.quantized", s->name);
+        if (s->quantized) {
+            PEFTC_TRY(copy_blocks(dst, src, qi++, s->name));
+            continue;
+        }
         dst->base.be->upload(dst->base.be, *d->data, *s->data, (size_t)shape_numel(&s->shape) * sizeof(real_t));
     }
     return dst->base.be->status(dst->base.be);
@@ -233,7 +247,7 @@ void llama_free(LlamaModel *m) {
         m->base.be->free(m->base.be, m->acts.resid); /* every activation lives in the block starting at resid */
         free(m->acts.key_scratch);  /* but the row keys, which are host memory */
     }
-    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i]);
+    for (int i = 0; m->qweights && i < llama_linear_count(m); i++) qweight_free(&m->qweights[i], m->base.be);
     free(m->qweights);
     free(m->layers);
     free(m->base_own);

@@ -23,7 +23,7 @@ typedef struct {
     int tie_embeddings;
     int qkv_bias;
     int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
-                         by the GGUF loader (model_load_quantized); the rest is fp32 as always */
+                         by the GGUF loader (model_load_quantized) or llama_copy_weights; the rest is fp32 */
 } LlamaConfig;
 
 PeftcStatus llama_config_check(const LlamaConfig *c);

@@ -55,8 +55,7 @@ static size_t op_base_bytes(const Model *m) { return llama_base_bytes(llama_of_c
 static size_t op_dense_bytes(const Model *m) { return llama_dense_bytes(&llama_of_const(m)->cfg); }
 
 static PeftcStatus op_empty_like(const Model *m, const Backend *be, Model **out) {
-    LlamaConfig c = llama_of_const(m)->cfg;
-    c.quantized = 0; /* blocks stay on the host model; copy_weights refuses them by name */
+    LlamaConfig c = llama_of_const(m)->cfg; /* quantized too: copy_weights copies the blocks */
     return llama_new(out, be, &c, 0, -1.0);
 }
 

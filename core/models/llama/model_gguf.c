@@ -300,12 +300,16 @@ static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const
     QWeight *q = &m->qweights[qi];
     char what[896];
     snprintf(what, sizeof what, "%s: tensor '%s' (%s)", path, t->name, ref->name);
-    PEFTC_TRY(qweight_alloc(q, t->type, l->out, l->in, what));
+    PEFTC_TRY(qweight_alloc(q, m->base.be, t->type, l->out, l->in, what));
+    l->qW = q; /* freed with the model from here on */
     size_t rb = qweight_row_bytes(q);
+    uint8_t *host = malloc(q->nbytes ? q->nbytes : 1);
+    if (!host) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory to stage %zu bytes of blocks", what, q->nbytes);
     for (int64_t r = 0; r < l->out; r++)
-        memcpy(q->blocks + (size_t)(hd ? hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
-    l->qW = q;
-    return PEFTC_OK;
+        memcpy(host + (size_t)(hd ? hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
+    m->base.be->upload(m->base.be, q->blocks, host, q->nbytes);
+    free(host);
+    return m->base.be->status(m->base.be);
 }
 
 /* Every tensor is found and checked first (permuted biases, a few numbers each, are filled on the way);
