@@ -9,6 +9,7 @@
 
 #include "core/base/rng.h"
 #include "core/models/llama/llama.h"
+#include "core/models/mamba/mamba.h"
 
 typedef struct {
     LoraConfig cfg;
@@ -25,8 +26,18 @@ typedef struct {
 
 _Static_assert(LORA_T_ALL == (1u << LLAMA_N_TARGETS) - 1, "LORA_T_* are the bits of llama_targets");
 
+/* Before a model is loaded its family is unknown: names that one family has all pass here, and attach
+ * resolves them against the model's own list (lora_resolve_targets). */
 PeftcStatus lora_parse_targets(const char *s, unsigned *out) {
-    return model_targets_mask(llama_targets, LLAMA_N_TARGETS, "llama", s, "lora.targets", out);
+    if (model_targets_mask(llama_targets, LLAMA_N_TARGETS, "llama", s, "lora.targets", out) == PEFTC_OK)
+        return PEFTC_OK;
+    char first[512];
+    snprintf(first, sizeof first, "%s", peftc_err_msg());
+    peftc_err_clear();
+    if (model_targets_mask(mamba_targets, MAMBA_N_TARGETS, "mamba", s, "lora.targets", out) == PEFTC_OK)
+        return PEFTC_OK;
+    peftc_err_clear();
+    return PEFTC_ERR(PEFTC_EINVAL, "%s; on a mamba model: in_proj, x_proj, dt_proj, out_proj", first);
 }
 
 double lora_scale(const LoraConfig *c) { return c->rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r; }

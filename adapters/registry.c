@@ -15,6 +15,8 @@
     X(rosa)              \
     X(spa)               \
     X(pissa)             \
+    X(sdt)               \
+    X(sdlora)            \
     /* end of the list: a new method is one line above */
 
 #define DECLARE(n) extern const MethodDesc n##_method;

@@ -1,9 +1,12 @@
 /* peftc export and peftc merge: what happens to a trained PEFT adapter afterwards.
  *   export: rewrite it as a PEFT folder (normalised names and config) or a llama.cpp GGUF LoRA file;
- *   merge:  fold it into the base model and write an HF folder (config.json + model.safetensors). */
+ *   merge:  fold it into the base model and write an HF folder (config.json + model.safetensors), with the
+ *           base tensors' deltas a method left beside it (SDT's base_deltas.safetensors). */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "adapters/formats/base_deltas.h"
 #include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
 #include "core/formats/safetensors.h"
@@ -21,13 +24,22 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
-/* The base model with the adapter attached and loaded. */
-static PeftcStatus open_adapted(Session *s, const AdapterArgs *a) {
+static int in_folder(const char *dir, const char *name, char *path, size_t cap) {
+    struct stat sb;
+    snprintf(path, cap, "%s/%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+/* The base model with the adapter attached and loaded. A folder that holds only base deltas (SDT) gets
+ * a fresh LoRA, whose zero B merges as nothing. */
+static PeftcStatus open_adapted(Session *s, const AdapterArgs *a, int need_peft) {
     static RunConfig cfg;
     config_defaults(&cfg);
     if (a->model[0]) snprintf(cfg.model_path, sizeof cfg.model_path, "%s", a->model);
     LoraSettings *ls = lora_settings(&cfg.methods);
-    snprintf(ls->init_from, sizeof ls->init_from, "%s", a->adapter);
+    char path[700];
+    if (need_peft || in_folder(a->adapter, "adapter_config.json", path, sizeof path))
+        snprintf(ls->init_from, sizeof ls->init_from, "%s", a->adapter);
     PEFTC_TRY(session_resolve_model(&cfg));
     return session_open_model(s, &cfg);
 }
@@ -64,7 +76,7 @@ int cmd_export(int argc, char **argv) {
         st = PEFTC_ERR(PEFTC_EINVAL, "--format: expected peft or gguf, got '%s'", a.format);
     if (st != PEFTC_OK) return finish(st, 1);
     static Session s;
-    st = open_adapted(&s, &a);
+    st = open_adapted(&s, &a, 1);
     if (st != PEFTC_OK) return finish(st, 0);
     if (!strcmp(a.format, "gguf")) st = peft_save_gguf(s.model, &lora_settings(&s.method.settings)->lora, a.out);
     else st = peft_save(s.model, &lora_settings(&s.method.settings)->lora, s.cfg.model_path, a.out);
@@ -85,7 +97,8 @@ int cmd_merge(int argc, char **argv) {
     AdapterArgs a = {.dtype = "f32"};
     Flag f[] = {
         {"model", FLAG_STR, a.model, sizeof a.model, "base model: GGUF file or HF folder (default: bundled SmolLM2)"},
-        {"adapter", FLAG_STR, a.adapter, sizeof a.adapter, "PEFT adapter folder to fold in"},
+        {"adapter", FLAG_STR, a.adapter, sizeof a.adapter,
+         "adapter folder to fold in: a PEFT adapter and/or base_deltas.safetensors (SDT)"},
         {"out", FLAG_STR, a.out, sizeof a.out, "output HF folder (config.json + model.safetensors)"},
         {"dtype", FLAG_STR, a.dtype, sizeof a.dtype, "f32 (default), f16 or bf16"},
     };
@@ -99,10 +112,12 @@ int cmd_merge(int argc, char **argv) {
     if (st == PEFTC_OK) st = parse_dtype(a.dtype, &dtype);
     if (st != PEFTC_OK) return finish(st, 1);
     static Session s;
-    st = open_adapted(&s, &a);
+    st = open_adapted(&s, &a, 0);
     if (st != PEFTC_OK) return finish(st, 0);
     method_merge(s.model);
-    st = s.model->ops->save_hf(s.model, a.out, dtype);
+    char deltas[700];
+    if (in_folder(a.adapter, "base_deltas.safetensors", deltas, sizeof deltas)) st = base_deltas_apply(s.model, deltas);
+    if (st == PEFTC_OK) st = s.model->ops->save_hf(s.model, a.out, dtype);
     if (st == PEFTC_OK) printf("peftc: wrote merged model %s (%s)\n", a.out, a.dtype);
     session_close(&s);
     return finish(st, 0);

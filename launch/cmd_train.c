@@ -119,8 +119,9 @@ static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
     print_base_bytes(s->model);
     if (c->model_path[0])
-        printf("peftc: model %s (%s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path, s->info.name,
-               c->model.layers, c->model.hidden, c->model.vocab, chat_format_names[s->chat.format]);
+        printf("peftc: model %s (%s %s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path,
+               s->model->ops->family, s->info.name, s->model->layers, s->model->hidden, s->model->vocab,
+               chat_format_names[s->chat.format]);
     if (s->tok && s->data_stats.examples[0])
         printf("peftc: data %s: %lld train / %lld held-out examples, %lld train tokens, %lld dropped as too long%s\n",
                c->sft.path[0] ? c->sft.path : data_task_names[c->task], (long long)s->data_stats.examples[0],
@@ -147,6 +148,19 @@ static int redraw_in_place(void) {
 
 /* Rank 0 writes what the method leaves behind (its descriptor's export: a PEFT adapter, RoSA's sparse
  * deltas); the others wait for its verdict. */
+/* Modules with an adapter that HF PEFT refuses to load one on (Mamba's out_proj): the folder still
+ * reloads in peftc and merges with peftc merge, and the user should know before reaching for PEFT. */
+static void note_peft_refusals(const Model *m) {
+    unsigned seen = 0;
+    for (int i = 0; i < m->n_linears; i++) {
+        const Linear *l = m->linears[i];
+        if (!l->adapter || !m->targets[l->target].no_peft || (seen & linear_target_bit(l))) continue;
+        seen |= linear_target_bit(l);
+        printf("peftc: note: HF PEFT refuses an adapter on %s of a %s model; this folder reloads in peftc "
+               "(lora.init_from) and merges with peftc merge\n", m->targets[l->target].hf, m->ops->family);
+    }
+}
+
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
     if (!c->save_adapter || !s->method.desc->export) return PEFTC_OK;
@@ -156,6 +170,7 @@ static PeftcStatus save_adapter(Session *s, Comm *comm) {
         snprintf(dir, sizeof dir, "%s/adapter", c->out_dir);
         st = s->method.desc->export(&s->method, s->model, dir, c->model_path[0] ? c->model_path : "random");
         if (st == PEFTC_OK) printf("peftc: adapter saved to %s\n", dir);
+        note_peft_refusals(s->model);
     }
     return comm_agree(comm, st);
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "core/formats/gguf.h"
+#include "core/models/mamba/mamba_formats.h"
 
 #ifdef PEFTC_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"
@@ -15,8 +16,25 @@ static MethodConfig method_config(const RunConfig *c) {
                           .weight_decay = c->weight_decay};
 }
 
+/* A Mamba file's hyperparameters into the model.* keys: the shared ones and the Mamba ones. */
+static PeftcStatus resolve_mamba(RunConfig *c) {
+    MambaConfig m;
+    PEFTC_TRY(mamba_read_config(c->model_path, &m, NULL));
+    c->model_family = FAMILY_MAMBA;
+    c->mamba = m;
+    c->mamba_expand = m.inner / m.hidden;
+    c->model.hidden = m.hidden;
+    c->model.layers = m.layers;
+    c->model.vocab = m.vocab;
+    c->model.rms_eps = m.eps;
+    c->model.tie_embeddings = m.tie_embeddings;
+    return PEFTC_OK;
+}
+
 PeftcStatus session_resolve_model(RunConfig *c) {
     if (!c->model_path[0]) return PEFTC_OK;
+    if (!strcmp(model_file_family(c->model_path), "mamba")) return resolve_mamba(c);
+    c->model_family = FAMILY_LLAMA;
     ModelInfo info;
     int quantized = c->model.quantized; /* a run choice, not in the file */
     PeftcStatus st = model_read_config(c->model_path, &c->model, &info);
@@ -83,9 +101,29 @@ static PeftcStatus require_ops(const RunConfig *c, const Backend *be) {
     return backend_require(be, ops, n, who, why);
 }
 
+/* A random Mamba from the model.* keys: the shared ones (hidden, layers, vocab, rms_eps, tie) and the
+ * Mamba ones; conv and in/out projections as HF's defaults have them (conv bias, no projection bias). */
+static MambaConfig random_mamba(const RunConfig *c) {
+    MambaConfig m = c->mamba;
+    m.hidden = c->model.hidden;
+    m.layers = c->model.layers;
+    m.vocab = c->model.vocab;
+    m.eps = c->model.rms_eps;
+    m.tie_embeddings = c->model.tie_embeddings;
+    m.inner = c->mamba_expand * c->model.hidden;
+    if (!m.dt_rank) m.dt_rank = (c->model.hidden + 15) / 16;
+    m.conv_bias = 1;
+    m.proj_bias = 0;
+    return m;
+}
+
 /* The weights in host memory: the file's, or a seeded random LLaMA-shaped model (model.* keys). */
 static PeftcStatus load_weights(Session *s, Model **m) {
     RunConfig *c = &s->cfg;
+    if (!c->model_path[0] && c->model_family == FAMILY_MAMBA) {
+        MambaConfig mc = random_mamba(c);
+        return mamba_new(m, backend_cpu(), &mc, c->model_seed, c->init_std);
+    }
     if (!c->model_path[0]) return llama_new(m, backend_cpu(), &c->model, c->model_seed, c->init_std);
     PEFTC_TRY(model_load(m, backend_cpu(), c->model_path, c->model.quantized, &s->info));
     /* The resolved configuration shows the file's hyperparameters (head_dim resolved). */
@@ -128,10 +166,10 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     PEFTC_TRY(tok_load(&s->tok, c->model_path));
     /* A model may have more ids than its tokenizer (padded vocabularies; generation never samples
      * them), never fewer: the tokenizer's ids would index past the embedding in the first step. */
-    if (tok_vocab_size(s->tok) > c->model.vocab)
+    if (tok_vocab_size(s->tok) > s->model->vocab)
         return PEFTC_ERR(PEFTC_EFORMAT, "model.path '%s': its tokenizer has %d tokens but the model's vocabulary "
                          "holds %d; ids from %d up would index past the embedding", c->model_path,
-                         tok_vocab_size(s->tok), c->model.vocab, c->model.vocab);
+                         tok_vocab_size(s->tok), s->model->vocab, s->model->vocab);
     const char *tmpl = tok_chat_template(s->tok);
     s->chat.format = chat_detect(tmpl);
     chat_default_system(tmpl, s->chat_system, sizeof s->chat_system);
@@ -230,6 +268,10 @@ PeftcStatus session_prepare(Session *s, Comm *comm) {
         RunConfig cfg = s->cfg;
         session_close(s);
         PEFTC_TRY(session_open(s, &cfg, comm));
+        /* what trains may differ from the first run's (SDT: a dense warm-up delta, then sparse ones) */
+        if (comm_rank(comm) == 0)
+            printf("peftc: the run starts again from step 0; trainable %zu (%s)\n", arena_trainable(&s->arena),
+                   s->arena.n_groups ? s->arena.groups[0].name : "-");
     }
     return PEFTC_OK;
 }

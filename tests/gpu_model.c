@@ -1,6 +1,6 @@
 /* The whole model on the GPU against the CPU backend: logits, loss and every LoRA gradient for one
  * batch (random LLaMA with GQA and LoRA dropout; the same in bf16; a quantized base holding every block
- * type), the transformers+PEFT fixture on the GPU, a short training run whose losses follow the CPU's,
+ * type; a random Mamba under full fine-tuning), the transformers+PEFT fixture on the GPU, a short training run whose losses follow the CPU's,
  * and determinism: the same seed on the same GPU gives bit-identical losses after 20 steps. Skips without a GPU. fp32 storage on both sides; tolerances
  * allow for cuBLAS summing in another order (1e-4 relative on logits and gradients). */
 #include <check.h>
@@ -13,6 +13,7 @@
 #include "adapters/method.h"
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/models/llama/model_formats.h"
+#include "core/models/mamba/mamba.h"
 #include "launch/session.h"
 #include "tests/fixture.h"
 #include "tests/method_testutil.h"
@@ -46,8 +47,6 @@ static RunConfig small_with(Device dev, Precision prec, const char *const *extra
     return c;
 }
 
-static RunConfig small(Device dev, Precision prec) { return small_with(dev, prec, NULL); }
-
 /* n values of backend memory, in a new host array. */
 static real_t *fetch(const Backend *be, const real_t *p, size_t n) {
     real_t *h = malloc(n * sizeof *h);
@@ -65,27 +64,38 @@ static double rel(const real_t *a, const real_t *b, size_t n) {
     return d / fmax(s, 1e-30);
 }
 
-/* One training forward/backward of a fixed batch on `dev`: the probabilities (B*T, V), the loss sum
- * and the arena's gradient, copied to the host. */
-static void one_pass(Device dev, Precision prec, Comm *comm, real_t **probs, double *loss, real_t **grads,
-                     size_t *numel) {
-    RunConfig c = small(dev, prec);
+/* The logits buffer of either family's activations. */
+static real_t *logits_of(Model *m) {
+    return strcmp(m->ops->family, "mamba") ? llama_of(m)->acts.logits : mamba_of(m)->acts.logits;
+}
+
+/* One training forward/backward of a fixed batch of B rows of T tokens on `dev` (the small run plus
+ * overrides extra): the probabilities (B*T, V), the loss sum and the arena's gradient, on the host. */
+static void pass_with(Device dev, Precision prec, const char *const *extra, int B, int T, Comm *comm, real_t **probs,
+                      double *loss, real_t **grads, size_t *numel) {
+    RunConfig c = small_with(dev, prec, extra);
     static Session s;
     ck_assert_msg(session_open(&s, &c, comm) == PEFTC_OK, "%s", peftc_err_msg());
-    int B = 4, T = 24, V = 32;
-    int32_t tok[96], tgt[96];
-    uint64_t keys[96];
-    for (int i = 0; i < B * T; i++) tok[i] = (i * 7 + 3) % V, tgt[i] = i % 5 ? (i * 11 + 1) % V : -100, keys[i] = 1000 + i;
-    ck_assert_int_eq(llama_reserve(llama_of(s.model), B, T), PEFTC_OK);
+    int V = 32, BT = B * T;
+    int32_t *tok = malloc(BT * sizeof *tok), *tgt = malloc(BT * sizeof *tgt);
+    uint64_t *keys = malloc(BT * sizeof *keys);
+    for (int i = 0; i < BT; i++) tok[i] = (i * 7 + 3) % V, tgt[i] = i % 5 ? (i * 11 + 1) % V : -100, keys[i] = 1000 + i;
+    ck_assert_int_eq(model_reserve(s.model, B, T), PEFTC_OK);
     const Backend *be = s.model->be;
     be->zero(be, s.arena.grads, s.arena.numel);
     int64_t nv;
-    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, tgt, keys, 1, B, T, loss, &nv), PEFTC_OK);
-    *probs = fetch(be, llama_of(s.model)->acts.logits, (size_t)B * T * V);
-    llama_backward(llama_of(s.model), tok, tgt, keys, (real_t)(1.0 / (double)nv));
+    ck_assert_int_eq(model_forward(s.model, tok, tgt, keys, 1, B, T, loss, &nv), PEFTC_OK);
+    *probs = fetch(be, logits_of(s.model), (size_t)BT * V);
+    model_backward(s.model, tok, tgt, keys, (real_t)(1.0 / (double)nv));
     *numel = s.arena.numel;
     *grads = fetch(be, s.arena.grads, s.arena.numel);
     session_close(&s);
+    free(tok), free(tgt), free(keys);
+}
+
+static void one_pass(Device dev, Precision prec, Comm *comm, real_t **probs, double *loss, real_t **grads,
+                     size_t *numel) {
+    pass_with(dev, prec, NULL, 4, 24, comm, probs, loss, grads, numel);
 }
 
 START_TEST(gpu_matches_cpu_on_one_batch) {
@@ -125,6 +135,31 @@ START_TEST(gpu_bf16_matches_cpu_bf16) {
     ck_assert(ep < 1e-2 && eg < 2e-2 && fabs(lg - lc) / fabs(lc) < 1e-3);
     ck_assert_msg(rel(pc, pf, 96 * 32) > 1e-6, "the bf16 pass equals the fp32 one");
     free(pc), free(pg), free(gc), free(gg), free(pf), free(gf);
+    comm_free(comm);
+}
+END_TEST
+
+/* A random Mamba (model.family=mamba) under full fine-tuning, so every base tensor's gradient goes
+ * through the CUDA conv1d, SiLU and selective-scan kernels: probabilities, loss and the whole gradient
+ * against the CPU. T = 80 crosses the scan's 64-step chunk, which the backward recomputes from. */
+static const char *const mamba_run[] = {"model.family=mamba", "model.hidden=32", "model.layers=2", "model.state=8",
+                                        "model.vocab=32", "method.name=full", "train.seq_len=80", NULL};
+
+START_TEST(gpu_mamba_matches_cpu) {
+    if (!have_gpu()) return;
+    Comm *comm;
+    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
+    real_t *pc, *pg, *gc, *gg;
+    double lc, lg;
+    size_t nc, ng;
+    pass_with(DEV_CPU, PREC_FP32, mamba_run, 2, 80, comm, &pc, &lc, &gc, &nc);
+    pass_with(DEV_CUDA, PREC_FP32, mamba_run, 2, 80, comm, &pg, &lg, &gg, &ng);
+    ck_assert_uint_eq(nc, ng);
+    double ep = rel(pg, pc, 160 * 32), eg = rel(gg, gc, nc);
+    printf("gpu vs cpu, mamba full fine-tuning: probabilities %.2e, loss %.9g vs %.9g, gradients %.2e\n", ep, lg, lc,
+           eg);
+    ck_assert(ep < TOL && eg < TOL && fabs(lg - lc) / fabs(lc) < TOL);
+    free(pc), free(pg), free(gc), free(gg);
     comm_free(comm);
 }
 END_TEST
@@ -284,6 +319,7 @@ int main(void) {
     tcase_add_test(tc, gpu_matches_peft_fixture);
     tcase_add_test(tc, gpu_quantized_base_matches_cpu);
     tcase_add_test(tc, gpu_quantized_rosa_session_follows_cpu);
+    tcase_add_test(tc, gpu_mamba_matches_cpu);
     tcase_add_test(tc, gpu_training_follows_cpu_and_is_deterministic);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

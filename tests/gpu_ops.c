@@ -252,7 +252,7 @@ START_TEST(csr_ops_match_cpu) {
     Pair val = pair_new((size_t)nnz, 41, -1, 1), W = pair_new((size_t)ROWS * COLS, 42, -1, 1);
     Pair x = pair_new((size_t)R * COLS, 43, -1, 1), y = pair_new((size_t)R * ROWS, 44, -1, 1);
     Pair dy = pair_new((size_t)R * ROWS, 45, -1, 1), dx = pair_new((size_t)R * COLS, 46, -1, 1);
-    Pair dval = pair_new((size_t)nnz, 47, -1, 1);
+    Pair dval = pair_new((size_t)nnz, 47, -1, 1), dgat = pair_new((size_t)nnz, 48, -1, 1);
     g_cpu->csr_add_dense(g_cpu, W.ref, row_ptr, col_idx, val.ref, ROWS, COLS, (real_t)0.5);
     g_gpu->csr_add_dense(g_gpu, W.dev, rp, ci, val.dev, ROWS, COLS, (real_t)0.5);
     g_cpu->csr_spmm(g_cpu, y.ref, x.ref, row_ptr, col_idx, val.ref, R, ROWS, COLS, 2);
@@ -261,12 +261,16 @@ START_TEST(csr_ops_match_cpu) {
     g_gpu->csr_spmm_t(g_gpu, dx.dev, dy.dev, rp, ci, val.dev, R, ROWS, COLS, 2);
     g_cpu->csr_sddmm(g_cpu, dval.ref, dy.ref, x.ref, row_ptr, col_idx, R, ROWS, COLS, 2);
     g_gpu->csr_sddmm(g_gpu, dval.dev, dy.dev, x.dev, rp, ci, R, ROWS, COLS, 2);
+    g_cpu->csr_gather(g_cpu, dgat.ref, W.ref, row_ptr, col_idx, ROWS, COLS, (real_t)-0.5);
+    g_gpu->csr_gather(g_gpu, dgat.dev, W.dev, rp, ci, ROWS, COLS, (real_t)-0.5);
     gpu_ok("csr ops");
     expect_close(&W, ACC, 1e-6, "csr_add_dense");
     expect_close(&y, ACC, 1e-6, "csr_spmm");
     expect_close(&dx, ACC, 1e-5, "csr_spmm_t");
     expect_close(&dval, ACC, 1e-6, "csr_sddmm");
+    expect_close(&dgat, ACC, 1e-6, "csr_gather"); /* one product and add per value */
     pair_free(&val), pair_free(&W), pair_free(&x), pair_free(&y), pair_free(&dy), pair_free(&dx), pair_free(&dval);
+    pair_free(&dgat);
     g_gpu->free(g_gpu, rp), g_gpu->free(g_gpu, ci);
 }
 END_TEST
@@ -468,6 +472,149 @@ START_TEST(swiglu_fwd_bwd) {
 }
 END_TEST
 
+/* ---- Mamba: conv1d, SiLU, copy_2d, selective scan ---- */
+
+/* x strided inside a wider (in_proj-like) tensor; the state carried through a second call whose T is
+ * shorter than K-1 (a decode step) and one without a state; then the backward. A few products per
+ * output in float on both sides; dw and db sum 2*T rows (double on both sides). */
+START_TEST(conv1d_fwd_bwd) {
+    enum { B = 2, T = 37, D = 70, K = 4, LDX = 2 * D };
+    Pair x = pair_new((size_t)B * T * LDX, 120, -1, 1), w = pair_new((size_t)D * K, 121, -1, 1);
+    Pair b = pair_new(D, 122, -1, 1), out = pair_new((size_t)B * T * D, 123, -1, 1);
+    Pair state = pair_new((size_t)B * (K - 1) * D, 124, -1, 1);
+    const int steps[] = {T, 2};
+    for (int i = 0; i < 2; i++) {
+        g_cpu->conv1d_fwd(g_cpu, out.ref, x.ref, LDX, w.ref, b.ref, state.ref, B, steps[i], D, K);
+        g_gpu->conv1d_fwd(g_gpu, out.dev, x.dev, LDX, w.dev, b.dev, state.dev, B, steps[i], D, K);
+        gpu_ok("conv1d_fwd");
+        expect_close(&out, OUT, 1e-6, i ? "conv1d_fwd T 2 < K-1, carried state" : "conv1d_fwd with state");
+        expect_close(&state, OUT, 0, i ? "conv1d state after T 2" : "conv1d state after T 37"); /* copies */
+    }
+    g_cpu->conv1d_fwd(g_cpu, out.ref, x.ref, LDX, w.ref, NULL, NULL, B, T, D, K);
+    g_gpu->conv1d_fwd(g_gpu, out.dev, x.dev, LDX, w.dev, NULL, NULL, B, T, D, K);
+    gpu_ok("conv1d_fwd");
+    expect_close(&out, OUT, 1e-6, "conv1d_fwd no state, no bias");
+    Pair dout = pair_new((size_t)B * T * D, 125, -1, 1), dx = pair_new((size_t)B * T * LDX, 126, -1, 1);
+    Pair dw = pair_new((size_t)D * K, 127, -1, 1), db = pair_new(D, 128, -1, 1);
+    g_cpu->conv1d_bwd(g_cpu, dx.ref, dw.ref, db.ref, dout.ref, x.ref, LDX, w.ref, B, T, D, K);
+    g_gpu->conv1d_bwd(g_gpu, dx.dev, dw.dev, db.dev, dout.dev, x.dev, LDX, w.dev, B, T, D, K);
+    gpu_ok("conv1d_bwd");
+    expect_close(&dx, ACC, 1e-6, "conv1d_bwd dx (ldx 2D)");
+    expect_close(&dw, ACC, 1e-5, "conv1d_bwd dw");
+    expect_close(&db, ACC, 1e-5, "conv1d_bwd db");
+    Pair *all[] = {&x, &w, &b, &out, &state, &dout, &dx, &dw, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* One exp per element, as swiglu; copy_2d is a copy: bit-exact, and the columns outside the block
+ * keep their values. */
+START_TEST(silu_copy_2d) {
+    const size_t n = 10007;
+    Pair x = pair_new(n, 130, -8, 8), out = pair_new(n, 131, -1, 1);
+    g_cpu->silu_fwd(g_cpu, out.ref, x.ref, n);
+    g_gpu->silu_fwd(g_gpu, out.dev, x.dev, n);
+    gpu_ok("silu_fwd");
+    expect_close(&out, OUT, 1e-5, "silu_fwd");
+    Pair dout = pair_new(n, 132, -1, 1), dx = pair_new(n, 133, -1, 1);
+    g_cpu->silu_bwd(g_cpu, dx.ref, dout.ref, x.ref, n);
+    g_gpu->silu_bwd(g_gpu, dx.dev, dout.dev, x.dev, n);
+    gpu_ok("silu_bwd");
+    expect_close(&dx, ACC, 1e-5, "silu_bwd");
+    enum { ROWS = 33, LDS = 50, LDD = 20, COLS = 7 };
+    Pair src = pair_new(ROWS * LDS, 134, -1, 1), dst = pair_new(ROWS * LDD, 135, -1, 1);
+    g_cpu->copy_2d(g_cpu, dst.ref + 3, LDD, src.ref + 40, LDS, ROWS, COLS);
+    g_gpu->copy_2d(g_gpu, dst.dev + 3, LDD, src.dev + 40, LDS, ROWS, COLS);
+    gpu_ok("copy_2d");
+    expect_close(&dst, OUT, 0, "copy_2d");
+    Pair *all[] = {&x, &out, &dout, &dx, &src, &dst};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+END_TEST
+
+/* The scan's inputs on both sides, Bm and Cm interleaved in one x_proj-like (B,T,8+2N) tensor and z
+ * the second half of an in_proj-like (B,T,2D) one. */
+typedef struct {
+    Pair u, dt, A_log, xdbl, Dskip, xz;
+    int ldbc, ldz;
+} ScanPairs;
+
+static ScanPairs scan_pairs(int B, int T, int D, int N) {
+    size_t btd = (size_t)B * T * D;
+    ScanPairs s = {pair_new(btd, 140, -1, 1), pair_new(btd, 141, -3, 1), pair_new((size_t)D * N, 142, -0.5, 1.5),
+                   pair_new((size_t)B * T * (8 + 2 * N), 143, -1, 1), pair_new(D, 144, 0.5, 1.5),
+                   pair_new(2 * btd, 145, -2, 2), 8 + 2 * N, 2 * D};
+    s.dt.ref[1] = 25; /* softplus's identity branch */
+    pair_push(&s.dt);
+    return s;
+}
+
+static void scan_pairs_free(ScanPairs *s) {
+    Pair *all[] = {&s->u, &s->dt, &s->A_log, &s->xdbl, &s->Dskip, &s->xz};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+}
+
+/* Forward from a given state (y, the state after), then from zero with saved states, then the
+ * backward from those into every gradient. Float on both sides; the CPU sums its partials in double,
+ * the GPU in a warp butterfly then double, and expf differs by an ulp or two: 1e-4 of the largest
+ * value, as attention. */
+static void scan_case(int T, int N) {
+    enum { B = 2, D = 70 };
+    ScanPairs s = scan_pairs(B, T, D, N);
+    size_t btd = (size_t)B * T * D, bdn = (size_t)B * D * N;
+    const real_t *Bc = s.xdbl.ref + 8, *Cc = s.xdbl.ref + 8 + N, *Bg = s.xdbl.dev + 8, *Cg = s.xdbl.dev + 8 + N;
+    Pair y = pair_new(btd, 146, -1, 1), h = pair_new(bdn, 147, -1, 1);
+    g_cpu->ssm_scan_fwd(g_cpu, y.ref, NULL, h.ref, s.u.ref, s.dt.ref, s.A_log.ref, Bc, Cc, s.ldbc, s.Dskip.ref,
+                        s.xz.ref + D, s.ldz, B, T, D, N);
+    g_gpu->ssm_scan_fwd(g_gpu, y.dev, NULL, h.dev, s.u.dev, s.dt.dev, s.A_log.dev, Bg, Cg, s.ldbc, s.Dskip.dev,
+                        s.xz.dev + D, s.ldz, B, T, D, N);
+    gpu_ok("ssm_scan_fwd");
+    char what[96];
+    snprintf(what, sizeof what, "ssm_scan_fwd T %d N %d, from h", T, N);
+    expect_close(&y, OUT, ATTN_TOL, what);
+    snprintf(what, sizeof what, "ssm_scan_fwd T %d N %d, final h", T, N);
+    expect_close(&h, OUT, ATTN_TOL, what);
+    real_t *sv_cpu = malloc(g_cpu->ssm_scan_saved(g_cpu, B, T, D, N) * sizeof(real_t));
+    real_t *sv_gpu = g_gpu->alloc(g_gpu, g_gpu->ssm_scan_saved(g_gpu, B, T, D, N) * sizeof(real_t));
+    ck_assert(sv_cpu && sv_gpu);
+    g_cpu->ssm_scan_fwd(g_cpu, y.ref, sv_cpu, NULL, s.u.ref, s.dt.ref, s.A_log.ref, Bc, Cc, s.ldbc, s.Dskip.ref,
+                        s.xz.ref + D, s.ldz, B, T, D, N);
+    g_gpu->ssm_scan_fwd(g_gpu, y.dev, sv_gpu, NULL, s.u.dev, s.dt.dev, s.A_log.dev, Bg, Cg, s.ldbc, s.Dskip.dev,
+                        s.xz.dev + D, s.ldz, B, T, D, N);
+    gpu_ok("ssm_scan_fwd");
+    snprintf(what, sizeof what, "ssm_scan_fwd T %d N %d, saving", T, N);
+    expect_close(&y, OUT, ATTN_TOL, what);
+    Pair dy = pair_new(btd, 148, -1, 1), du = pair_new(btd, 149, -1, 1), ddt = pair_new(btd, 150, -1, 1);
+    Pair dA = pair_new((size_t)D * N, 151, -1, 1), dx = pair_new(s.xdbl.n, 152, -1, 1);
+    Pair dD = pair_new(D, 153, -1, 1), dxz = pair_new(2 * btd, 154, -1, 1);
+    g_cpu->ssm_scan_bwd(g_cpu, du.ref, ddt.ref, dA.ref, dx.ref + 8, dx.ref + 8 + N, dD.ref, dxz.ref + D, dy.ref,
+                        sv_cpu, s.u.ref, s.dt.ref, s.A_log.ref, Bc, Cc, s.ldbc, s.Dskip.ref, s.xz.ref + D, s.ldz, B,
+                        T, D, N);
+    g_gpu->ssm_scan_bwd(g_gpu, du.dev, ddt.dev, dA.dev, dx.dev + 8, dx.dev + 8 + N, dD.dev, dxz.dev + D, dy.dev,
+                        sv_gpu, s.u.dev, s.dt.dev, s.A_log.dev, Bg, Cg, s.ldbc, s.Dskip.dev, s.xz.dev + D, s.ldz, B,
+                        T, D, N);
+    gpu_ok("ssm_scan_bwd");
+    const char *names[] = {"du", "ddt", "dA_log", "dB and dC", "dDskip", "dz"};
+    Pair *grads[] = {&du, &ddt, &dA, &dx, &dD, &dxz};
+    for (int i = 0; i < 6; i++) {
+        snprintf(what, sizeof what, "ssm_scan_bwd %s T %d N %d", names[i], T, N);
+        expect_close(grads[i], ACC, ATTN_TOL, what);
+    }
+    free(sv_cpu);
+    g_gpu->free(g_gpu, sv_gpu);
+    Pair *all[] = {&y, &h, &dy, &du, &ddt, &dA, &dx, &dD, &dxz};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(all[i]);
+    scan_pairs_free(&s);
+}
+
+/* _i picks T in {1, 64, 133} (a decode step, one chunk, two chunks and a remainder) and N in {16, 20}
+ * (one block of states, two); D = 70 leaves the last group of channels partly empty. */
+START_TEST(ssm_scan_fwd_bwd) {
+    const int Ts[] = {1, 64, 133};
+    scan_case(Ts[_i % 3], _i / 3 ? 20 : 16);
+}
+END_TEST
+
 /* ---- cross-entropy ---- */
 
 enum { XBT = 24, XV = 1001 };
@@ -632,6 +779,9 @@ static Suite *gpu_ops_suite(void) {
     tcase_add_loop_test(tc, attention_fwd_bwd, 0, 8);
     tcase_add_loop_test(tc, attention_decode_cache, 0, 2);
     tcase_add_test(tc, swiglu_fwd_bwd);
+    tcase_add_test(tc, conv1d_fwd_bwd);
+    tcase_add_test(tc, silu_copy_2d);
+    tcase_add_loop_test(tc, ssm_scan_fwd_bwd, 0, 6);
     tcase_add_test(tc, xent_fwd_rows);
     tcase_add_test(tc, xent_bwd_rows);
     tcase_add_loop_test(tc, dropout_fwd_bwd, 0, 6);
@@ -644,8 +794,9 @@ int main(void) {
     gpu_suite_open("gpu_ops", &g_gpu);
     g_cpu = backend_cpu();
     /* The CPU reference's scratch for the largest shapes below: attention (B 2, T 200), the KV cache
-     * (S 40), cross-entropy (XBT <= B*T rows); the same on the CUDA instance. */
-    BackendNeed need = {.B = 2, .T = 200, .NH = 4, .S = 40};
+     * (S 40), cross-entropy (XBT <= B*T rows), the scan's backward (D 70, N 20, T 133 <= 200); the same
+     * on the CUDA instance. */
+    BackendNeed need = {.B = 2, .T = 200, .NH = 4, .S = 40, .ssm_D = 70, .ssm_N = 20};
     gpu_reserve_both(g_cpu, g_gpu, &need);
     const char *tf32 = getenv("PEFTC_CUDA_TF32");
     g_tf32 = tf32 && strcmp(tf32, "1") == 0;

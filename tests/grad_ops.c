@@ -15,77 +15,14 @@
 #include <string.h>
 
 #include "core/backend/backend.h"
+#include "tests/grad_testutil.h"
 #include "tests/testutil.h"
-
-/* Central differences in double: truncation ~eps^2 and roundoff ~1e-16/eps are both far below TOL,
- * while a wrong factor or sign in a backward gives errors of order 1e-2 or more. */
-#define FD_EPS 1e-5
-#define FD_TOL 1e-7
-
-static const Backend *be;
 
 /* Op scratch for the largest shapes below: attention over T = 80, cross-entropy over B*T = 160 rows. */
 static void setup(void) {
     be = backend_cpu();
     BackendNeed need = {.B = 2, .T = 80};
     ck_assert_int_eq(be->reserve(be, &need), PEFTC_OK);
-}
-
-static real_t *rbuf(size_t n) {
-    real_t *p = calloc(n ? n : 1, sizeof(real_t));
-    ck_assert_ptr_nonnull(p);
-    return p;
-}
-
-static real_t *rrand(size_t n, uint64_t key, double lo, double hi) {
-    real_t *p = rbuf(n);
-    tu_fill_uniform(p, n, key, lo, hi);
-    return p;
-}
-
-static double dot(const real_t *a, const real_t *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
-    return s;
-}
-
-static double maxabs(const real_t *a, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-/* A gradient buffer pre-filled with random values: backwards must add to it. */
-typedef struct {
-    real_t *g;  /* (n) what the backward accumulates into */
-    real_t *g0; /* (n) the pre-fill */
-    size_t n;
-} Grad;
-
-static Grad grad_new(size_t n, uint64_t key) {
-    Grad G = {rrand(n, key, -2, 2), rbuf(n), n};
-    memcpy(G.g0, G.g, n * sizeof(real_t));
-    return G;
-}
-
-/* Leaves only what the backward added. */
-static real_t *grad_added(Grad *G) {
-    for (size_t i = 0; i < G->n; i++) G->g[i] -= G->g0[i];
-    return G->g;
-}
-
-static void grad_free(Grad *G) {
-    free(G->g);
-    free(G->g0);
-}
-
-/* Finite-difference check of g against f at every entry of x (n is small in these tests). */
-static void gc(tu_loss_fn f, void *ctx, real_t *x, const real_t *g, size_t n, const char *what) {
-    ck_assert_msg(maxabs(g, n) > 1e-3, "%s: analytic gradient is (near) zero: the check is vacuous", what);
-    double err = tu_gradcheck(f, ctx, x, g, n, FD_EPS, n, what);
-    printf("  gradcheck %-34s n=%-5zu worst err %.2e\n", what, n, err);
-    fflush(stdout);
-    ck_assert_msg(err < FD_TOL, "gradcheck %s: worst error %.3g >= %.1g", what, err, FD_TOL);
 }
 
 /* ======================= matmul ======================= */

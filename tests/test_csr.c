@@ -341,6 +341,15 @@ START_TEST(ops_vs_dense) {
             dvr[j] += alpha * G[(size_t)i * cols + p->col_idx[j]];
     assert_close(dv, dvr, dv0, nv, p->nnz, "csr_sddmm");
 
+    /* dvalues += alpha W at the pattern (the gradient of csr_add_dense's values) */
+    real_t *dg = dup_buf(dv0, nv), *dgr = dup_buf(dv0, nv);
+    be->csr_gather(be, dg, W0, p->row_ptr, p->col_idx, rows, cols, alpha);
+    for (int i = 0; i < rows; i++)
+        for (int32_t j = p->row_ptr[i]; j < p->row_ptr[i + 1]; j++)
+            dgr[j] += alpha * W0[(size_t)i * cols + p->col_idx[j]];
+    assert_close(dg, dgr, dv0, nv, p->nnz, "csr_gather");
+    free(dg), free(dgr);
+
     free(x), free(dy), free(W0), free(W), free(Wr), free(y0), free(y), free(yr);
     free(dx0), free(dx), free(dxr), free(dv0), free(dv), free(dvr), free(G);
     sparse_free(&S);

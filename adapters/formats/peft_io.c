@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapters/lora.h"
 #include "core/formats/gguf_write.h"
 #include "core/formats/safetensors.h"
 #include "core/nn/adapter.h"
@@ -25,9 +26,19 @@
 
 static int has_lora(const Linear *l) { return l->adapter && strcmp(l->adapter->ops->kind, "lora") == 0; }
 
-/* Every adapter exports itself as a LoRA pair (three-matrix and subspace methods fold into A and B),
- * so any adapted module is saved; only plain LoRA adapters can be loaded back into. */
-static int exports_lora(const Linear *l) { return l->adapter != NULL; }
+static PeftcStatus count_sink(void *user, const char *name, const Tensor *t) {
+    (void)name, (void)t;
+    ++*(int *)user;
+    return PEFTC_OK;
+}
+
+/* Every adapter with a low-rank part exports it as a LoRA pair (three-matrix and subspace methods fold
+ * into A and B), so such a module is saved; a sparse-only one (RoSA's with r = 0, as SDT puts on x_proj)
+ * exports nothing and is not listed. Only plain LoRA adapters can be loaded back into. */
+static int exports_lora(const Linear *l) {
+    int n = 0;
+    return l->adapter && l->adapter->ops->export_tensors(l->adapter, count_sink, &n) == PEFTC_OK && n > 0;
+}
 
 /* Union of the target bits (the family's target list) of the modules that carry an adapter. */
 static unsigned adapted_targets(const Model *m) {
@@ -209,28 +220,6 @@ static PeftcStatus json_bool(const cJSON *o, const char *path, const char *key, 
     return PEFTC_OK;
 }
 
-/* The module names a config's target_modules may list, with their parent module and LORA_T_* bit:
- * lora.targets' names (lora.h) as HF spells them. */
-static const struct {
-    unsigned bit;
-    const char *parent, *hf;
-} config_modules[] = {
-    {LORA_T_Q, "self_attn", "q_proj"},  {LORA_T_K, "self_attn", "k_proj"}, {LORA_T_V, "self_attn", "v_proj"},
-    {LORA_T_O, "self_attn", "o_proj"},  {LORA_T_GATE, "mlp", "gate_proj"}, {LORA_T_UP, "mlp", "up_proj"},
-    {LORA_T_DOWN, "mlp", "down_proj"},
-};
-
-/* A target_modules entry: "q_proj", or the same with its parent ("self_attn.q_proj"), as PEFT matches
- * module-name suffixes. */
-static unsigned target_bit(const char *s) {
-    for (size_t j = 0; j < sizeof config_modules / sizeof config_modules[0]; j++) {
-        char dotted[48];
-        snprintf(dotted, sizeof dotted, "%s.%s", config_modules[j].parent, config_modules[j].hf);
-        if (strcmp(s, config_modules[j].hf) == 0 || strcmp(s, dotted) == 0) return config_modules[j].bit;
-    }
-    return 0;
-}
-
 static PeftcStatus parse_targets(const cJSON *tm, const char *path, unsigned *out) {
     if (!json_set(tm))
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules is missing (expected a list such as [\"q_proj\", "
@@ -245,14 +234,19 @@ static PeftcStatus parse_targets(const cJSON *tm, const char *path, unsigned *ou
     }
     if (!cJSON_IsArray(tm))
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules must be a list of module names or \"all-linear\"", path);
+    /* Each name must be a linear layer of a family peftc knows; which family is decided against the
+     * model when the adapter is loaded (lora.init_from resolves the names again there). */
     unsigned bits = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, tm) {
-        unsigned b = cJSON_IsString(it) ? target_bit(it->valuestring) : 0;
-        if (!b)
+        unsigned b = 0;
+        if (!cJSON_IsString(it) || lora_parse_targets(it->valuestring, &b) != PEFTC_OK) {
+            peftc_err_clear();
             return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules: '%s' is not supported (expected q_proj, k_proj, "
-                                            "v_proj, o_proj, gate_proj, up_proj or down_proj)", path,
+                                            "v_proj, o_proj, gate_proj, up_proj or down_proj on a LLaMA-family "
+                                            "model; in_proj, x_proj, dt_proj or out_proj on a Mamba model)", path,
                              cJSON_IsString(it) ? it->valuestring : "(not a string)");
+        }
         bits |= b;
     }
     if (!bits) return PEFTC_ERR(PEFTC_EFORMAT, "%s: target_modules is an empty list", path);

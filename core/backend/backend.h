@@ -52,6 +52,7 @@ typedef struct {
     int S;        /* attention_decode: positions a KV cache holds (every len[b] <= S) */
     int64_t nnz;  /* csr_sddmm: nonzeros of the largest pattern */
     int bf16;     /* 1: matmul_bf16 will be called (its operand conversion scratch) */
+    int ssm_D, ssm_N; /* ssm_scan_bwd over (B,T) rows of D channels and N states */
 } BackendNeed;
 
 /* An op's id, BACKEND_OP_<name>, for backend_require() and backend_op_names[]. */

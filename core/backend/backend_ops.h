@@ -119,6 +119,45 @@
     X(void, swiglu_bwd, (const Backend *be, real_t *dgate, real_t *dup, const real_t *dout,                  \
                          const real_t *gate, const real_t *up, size_t n))                                    \
                                                                                                              \
+    /* ---- Mamba: causal depthwise conv1d, SiLU, selective scan ----                                        \
+     * x (B,T,D) rows of stride ldx (the x half of in_proj's output, ldx = 2D); w (D,K), HF's conv1d.weight  \
+     * (D,1,K); b (D) or NULL. out (B,T,D) = b[d] + sum_k w[d,k] x[b, t-K+1+k, d], inputs before t = 0      \
+     * taken from state, or zero when state is NULL. state (B,K-1,D) or NULL: the K-1 inputs before t = 0,  \
+     * oldest first; on return the K-1 inputs before t = T (generation carries it from call to call). */    \
+    X(void, conv1d_fwd, (const Backend *be, real_t *out, const real_t *x, int ldx, const real_t *w,          \
+                         const real_t *b, real_t *state, int B, int T, int D, int K))                        \
+    /* Zero initial state. dx (B,T,D) rows of stride ldx, dw (D,K), db (D) accumulate; NULL skips. */        \
+    X(void, conv1d_bwd, (const Backend *be, real_t *dx, real_t *dw, real_t *db, const real_t *dout,          \
+                         const real_t *x, int ldx, const real_t *w, int B, int T, int D, int K))             \
+    /* out(n) = x * sigmoid(x);  dx(n) += dout * silu'(x) */                                                 \
+    X(void, silu_fwd, (const Backend *be, real_t *out, const real_t *x, size_t n))                           \
+    X(void, silu_bwd, (const Backend *be, real_t *dx, const real_t *dout, const real_t *x, size_t n))        \
+    /* dst(rows, cols) rows of stride ld_dst = src(rows, cols) rows of stride ld_src (column blocks of       \
+     * wider activations, e.g. x_proj's dt columns into dt_proj's input). */                                 \
+    X(void, copy_2d, (const Backend *be, real_t *dst, int ld_dst, const real_t *src, int ld_src, int rows,   \
+                      int cols))                                                                             \
+    /* Selective scan, as transformers' MambaMixer.slow_forward computes it, per (b, d, n):                  \
+     *   delta = softplus(dt) (identity above 20, as torch's), A = -exp(A_log),                              \
+     *   h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  y_t = (sum_n C_t h_t + Dskip u_t) * silu(z_t).     \
+     * u, dt (B,T,D), dt before softplus (dt_proj's output, its bias included); A_log (D,N); Bm, Cm (B,T,N)  \
+     * rows of stride ldbc (x_proj's output columns); Dskip (D); z (B,T,D) rows of stride ldz (in_proj's    \
+     * z half). y (B,T,D). h (B,D,N) or NULL: the state before t = 0 (NULL: zero); on return the state     \
+     * after t = T-1. saved (ssm_scan_saved(B,T,D,N) values) or NULL: what the backward needs, states at    \
+     * chunk boundaries only, so memory stays O(B T D), not O(B T D N). */                                   \
+    X(size_t, ssm_scan_saved, (const Backend *be, int B, int T, int D, int N))                               \
+    X(void, ssm_scan_fwd, (const Backend *be, real_t *y, real_t *saved, real_t *h, const real_t *u,          \
+                           const real_t *dt, const real_t *A_log, const real_t *Bm, const real_t *Cm,        \
+                           int ldbc, const real_t *Dskip, const real_t *z, int ldz, int B, int T, int D,     \
+                           int N))                                                                           \
+    /* Zero initial state (training). Gradients accumulate, NULL skips: du, ddt (B,T,D); dA_log (D,N); dB,   \
+     * dC (B,T,N) rows of stride ldbc; dDskip (D); dz (B,T,D) rows of stride ldz. Scratch: BackendNeed B,   \
+     * T, ssm_D, ssm_N. */                                                                                   \
+    X(void, ssm_scan_bwd, (const Backend *be, real_t *du, real_t *ddt, real_t *dA_log, real_t *dB,           \
+                           real_t *dC, real_t *dDskip, real_t *dz, const real_t *dy, const real_t *saved,    \
+                           const real_t *u, const real_t *dt, const real_t *A_log, const real_t *Bm,         \
+                           const real_t *Cm, int ldbc, const real_t *Dskip, const real_t *z, int ldz, int B, \
+                           int T, int D, int N))                                                             \
+                                                                                                             \
     /* ---- softmax cross-entropy with an ignore index ----                                                  \
      * logits (BT,V) -> probs (BT,V) (probs MAY alias logits: it is then overwritten in place).              \
      * Returns the SUM of -log p[target] over rows whose target != PEFTC_IGNORE_INDEX, and stores the        \
@@ -146,6 +185,10 @@
      * W(rows,cols) += alpha * S, S given by its pattern and values (nnz) */                                 \
     X(void, csr_add_dense, (const Backend *be, real_t *W, const int32_t *row_ptr, const int32_t *col_idx,    \
                             const real_t *values, int rows, int cols, real_t alpha))                         \
+    /* dvalues(nnz) += alpha * W(rows,cols) at the pattern: csr_add_dense's gradient with respect to the     \
+     * values (a sparse delta on a tensor that is not a linear layer's weight, e.g. Mamba's A_log) */        \
+    X(void, csr_gather, (const Backend *be, real_t *dvalues, const real_t *W, const int32_t *row_ptr,        \
+                         const int32_t *col_idx, int rows, int cols, real_t alpha))                          \
     /* y(R,rows) += alpha * x(R,cols) S^T */                                                                 \
     X(void, csr_spmm, (const Backend *be, real_t *y, const real_t *x, const int32_t *row_ptr,                \
                        const int32_t *col_idx, const real_t *values, int R, int rows, int cols,              \

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/models/model.h"
+#include "core/nn/adapter.h"
 
 /* Index of the kind `name` (short or HF name) in t (n), or -1. */
 static int target_index(const ModelTarget *t, int n, const char *name) {
@@ -54,4 +55,27 @@ PeftcStatus model_targets_mask(const ModelTarget *t, int n_targets, const char *
 
 PeftcStatus model_target_mask(const Model *m, const char *text, const char *key, unsigned *out) {
     return model_targets_mask(m->targets, m->n_targets, m->ops->family, text, key, out);
+}
+
+PeftcStatus model_reserve_adapters(const Model *m, int rows) {
+    for (int i = 0; i < m->n_linears; i++) {
+        Linear *l = m->linears[i];
+        if (l->adapter) PEFTC_TRY(l->adapter->ops->reserve(l->adapter, rows));
+    }
+    return PEFTC_OK;
+}
+
+PeftcStatus model_check_batch(int B_res, int T_res, int B, int T, const int32_t *tokens, const int32_t *targets, int V) {
+    if (B_res != B || T_res != T)
+        return PEFTC_ERR(PEFTC_ESTATE, "model: forward with B=%d T=%d but activations were reserved for B=%d T=%d", B, T,
+                         B_res, T_res);
+    for (int i = 0; i < B * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return PEFTC_ERR(PEFTC_EINVAL, "model: token id %d at position %d is outside the vocabulary [0, %d)", tokens[i],
+                             i, V);
+    for (int i = 0; targets && i < B * T; i++)
+        if (targets[i] != PEFTC_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= V))
+            return PEFTC_ERR(PEFTC_EINVAL, "model: target id %d at position %d is outside the vocabulary [0, %d)",
+                             targets[i], i, V);
+    return PEFTC_OK;
 }

@@ -40,6 +40,7 @@ typedef struct {
     const char *name;  /* short target name: "q", "gate", ... */
     const char *hf;    /* the HF module name: "q_proj", "gate_proj", ... */
     const char *gguf;  /* llama.cpp's tensor name within a block: "attn_q", ... */
+    int no_peft;       /* PEFT refuses an adapter on it (Mamba's out_proj: its fused kernels skipped it) */
 } ModelTarget;
 
 typedef struct {
@@ -89,6 +90,7 @@ struct Model {
     const ModelOps *ops;
     const Backend *be;
     int vocab;          /* V */
+    int layers, hidden; /* blocks and width of the residual stream, for what a launcher shows */
     int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW) */
     int bf16;           /* matmuls take bf16 inputs with fp32 sums; frozen matmul weights are kept in
                            bf16 (Linear.Wb) after use_bf16 (train.precision=bf16) */
@@ -118,6 +120,15 @@ PeftcStatus model_target_mask(const Model *m, const char *text, const char *key,
 /* The same over a family's list t (n) before any model exists (configuration-time checks). */
 PeftcStatus model_targets_mask(const ModelTarget *t, int n, const char *family, const char *text, const char *key,
                                unsigned *out);
+
+/* A training or eval pass's inputs against what was reserved (B_res, T_res) and the vocabulary V:
+ * ESTATE for another (B, T), EINVAL naming the first token or target id outside [0, V) (targets may be
+ * NULL, and hold PEFTC_IGNORE_INDEX where no loss is taken). */
+PeftcStatus model_check_batch(int B_res, int T_res, int B, int T, const int32_t *tokens, const int32_t *targets, int V);
+
+/* Every attached adapter's saved-input buffers sized for `rows` activation rows: a no-op for those that
+ * already hold that many, so calling it before each pass covers adapters attached since. */
+PeftcStatus model_reserve_adapters(const Model *m, int rows);
 
 /* Frees a model made by model_load / model_create (the family struct too); NULL is a no-op. */
 void model_free(Model *m);

@@ -9,6 +9,7 @@
 
 #include "core/formats/json_file.h"
 #include "core/models/llama/model_formats.h"
+#include "core/models/mamba/mamba_formats.h"
 
 typedef enum { SRC_GGUF, SRC_HF } ModelSource;
 
@@ -84,6 +85,54 @@ PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *p
     return PEFTC_OK;
 }
 
+static uint64_t gguf_fnv1a(uint64_t h, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* FNV-1a over the header (metadata and tensor infos: names, shapes, types, offsets) and, of every
+ * tensor's data, the first, middle and last 4 KiB: any re-quantisation or edit of the weights changes
+ * the header or those samples, and the hash costs milliseconds instead of a read of the whole file. */
+static uint64_t content_hash(const GgufFile *g) {
+    size_t header = g->file.size;
+    if (g->n_tensors) header = (size_t)(g->tensors[0].data - g->file.data) - (size_t)g->tensors[0].offset;
+    uint64_t h = gguf_fnv1a(0xcbf29ce484222325ull, g->file.data, header);
+    const size_t win = 4096;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const GgufTensor *t = &g->tensors[i];
+        if (t->nbytes <= 3 * win) {
+            h = gguf_fnv1a(h, t->data, (size_t)t->nbytes);
+            continue;
+        }
+        size_t mid = ((size_t)t->nbytes / 2) & ~(win - 1);
+        h = gguf_fnv1a(h, t->data, win);
+        h = gguf_fnv1a(h, t->data + mid, win);
+        h = gguf_fnv1a(h, t->data + t->nbytes - win, win);
+    }
+    return h;
+}
+
+void model_gguf_info(const GgufFile *g, const char *arch, ModelInfo *info) {
+    memset(info, 0, sizeof *info);
+    snprintf(info->path, sizeof info->path, "%s", g->file.path);
+    info->is_gguf = 1;
+    snprintf(info->arch, sizeof info->arch, "%s", arch);
+    GgufStr name;
+    if (gguf_find(g, "general.name") && gguf_get_str(g, "general.name", &name) == PEFTC_OK) {
+        int n = (int)(name.len < sizeof info->name ? name.len : sizeof info->name - 1);
+        snprintf(info->name, sizeof info->name, "%.*s", n, name.ptr);
+    } else {
+        const char *slash = strrchr(g->file.path, '/');
+        snprintf(info->name, sizeof info->name, "%.*s", (int)sizeof info->name - 1, slash ? slash + 1 : g->file.path);
+    }
+    uint32_t ctx = 0;
+    char key[64];
+    snprintf(key, sizeof key, "%s.context_length", arch);
+    if (gguf_get_u32_or(g, key, 0, &ctx) != PEFTC_OK) ctx = 0; /* informative only */
+    info->context_length = ctx;
+    info->content_hash = content_hash(g);
+}
+
 /* ---------------------------------------------------------------- families */
 
 typedef struct {
@@ -95,6 +144,7 @@ typedef struct {
  * what it expected. */
 static const ModelFamily families[] = {
     {(const char *const[]){"llama", "mistral", "qwen2", NULL}, llama_open},
+    {(const char *const[]){"mamba", NULL}, mamba_open},
 };
 
 /* The architecture name a file declares, or "" when it cannot be read here (the loader reports why). */
@@ -129,6 +179,17 @@ static const ModelFamily *family_of(const char *arch) {
         for (const char *const *n = families[i].names; *n; n++)
             if (strcmp(*n, arch) == 0) return &families[i];
     return &families[0];
+}
+
+const char *model_file_family(const char *path) {
+    ModelSource src;
+    char arch[64];
+    if (classify(path, &src) != PEFTC_OK) {
+        peftc_err_clear(); /* the loader reports it */
+        return families[0].names[0];
+    }
+    file_arch(path, src, arch, sizeof arch);
+    return family_of(arch)->names[0];
 }
 
 PeftcStatus model_load(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {

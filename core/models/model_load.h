@@ -8,6 +8,7 @@
 #ifndef PEFTC_MODEL_LOAD_H
 #define PEFTC_MODEL_LOAD_H
 
+#include "core/formats/gguf.h"
 #include "core/models/llama/llama.h"
 
 typedef struct {
@@ -20,7 +21,15 @@ typedef struct {
                                every tensor's data; HF: each weight file's header and size */
 } ModelInfo;
 
-/* Reads only the hyperparameters (cheap): GGUF metadata or config.json. */
+/* A GGUF model file's ModelInfo (path, name, arch, context length from "<arch>.context_length", and a
+ * content hash over the header and samples of every tensor). */
+void model_gguf_info(const GgufFile *g, const char *arch, ModelInfo *info);
+
+/* The family a file's architecture names ("llama", "mamba"); "llama" when it names none peftc knows
+ * (that loader then says what it expected). */
+const char *model_file_family(const char *path);
+
+/* Reads only the hyperparameters (cheap) of a LLaMA-family file: GGUF metadata or config.json. */
 PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *info);
 
 /* Creates *out on `be` with the weights of `path`, in the family the file names (GGUF

@@ -10,6 +10,7 @@
 const char *const data_task_names[] = {"arith", "records", "sql", "copy", "reverse", "add", NULL};
 
 const char *const device_names[] = {"cpu", "cuda", NULL};
+const char *const family_names[] = {[FAMILY_LLAMA] = "llama", [FAMILY_MAMBA] = "mamba", NULL};
 const char *const precision_names[] = {[PREC_AUTO] = "auto", [PREC_FP32] = "fp32", [PREC_BF16] = "bf16", NULL};
 
 int data_task_is_synthetic(DataTask t) { return t >= DATA_COPY; }

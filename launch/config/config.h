@@ -9,6 +9,7 @@
 
 #include "adapters/method.h"
 #include "core/models/llama/llama.h"
+#include "core/models/mamba/mamba.h"
 #include "core/train/trainer.h"
 #include "datasets/sft.h"
 #include "datasets/synthetic.h"
@@ -24,6 +25,8 @@ extern const char *const device_names[];    /* indexed by Device, NULL-terminate
 /* train.precision: auto = bf16 where the hardware multiplies it natively (and the backend has the
  * bf16 ops), else fp32. */
 typedef enum { PREC_AUTO = 0, PREC_FP32, PREC_BF16 } Precision;
+typedef enum { FAMILY_LLAMA = 0, FAMILY_MAMBA } ModelFamilyKind;
+extern const char *const family_names[]; /* indexed by ModelFamilyKind, NULL-terminated */
 extern const char *const precision_names[]; /* indexed by Precision, NULL-terminated */
 /* 1 for the digit-token tasks. */
 int data_task_is_synthetic(DataTask t);
@@ -32,6 +35,9 @@ typedef struct {
     /* model.* */
     char model_path[512];   /* model.path: GGUF file or HF folder; "" = random LLaMA-shaped model */
     LlamaConfig model;      /* read from model.path when set */
+    int model_family;       /* model.family: the random model's family (ModelFamilyKind) */
+    MambaConfig mamba;      /* model.state, model.conv, model.dt_rank of a random Mamba (others from model) */
+    int mamba_expand;       /* model.expand: a random Mamba's inner width / hidden */
     double init_std;        /* model.init_std */
     uint64_t model_seed;    /* model.seed */
     /* method.* and every method's own sections (lora.*, rosa.*, ...: adapters/) */

@@ -43,6 +43,7 @@ static const ConfigSection TAIL_SECTIONS[] = {
 static const ConfigKey HEAD_KEYS[] = {
     STR("model.path", model_path, "models/SmolLM2-135M-Instruct.Q4_1.gguf", KEYF_OPTIONAL,
         "GGUF file or HF folder (config.json + safetensors); \"\" = random model shaped by the keys below"),
+    ENUM("model.family", model_family, "llama", family_names, "the random model's family: llama or mamba"),
     INT("model.hidden", model.hidden, "128", GE(1), "hidden size (random model only)"),
     INT("model.intermediate", model.intermediate, "352", GE(1), "SwiGLU MLP width"),
     INT("model.layers", model.layers, "4", GE(1), "decoder layers"),
@@ -54,6 +55,10 @@ static const ConfigKey HEAD_KEYS[] = {
     FLT("model.rms_eps", model.rms_eps, "1e-5", GT(0), "RMSNorm epsilon"),
     BOOL("model.tie_embeddings", model.tie_embeddings, "true", "LM head shares the embedding"),
     BOOL("model.qkv_bias", model.qkv_bias, "false", "bias on the q/k/v projections"),
+    INT("model.state", mamba.state, "16", GE(1), "Mamba SSM state size N (random Mamba)"),
+    INT("model.conv", mamba.conv, "4", GE(1), "Mamba causal conv kernel (random Mamba)"),
+    INT("model.expand", mamba_expand, "2", GE(1), "Mamba inner width = expand * hidden (random Mamba)"),
+    INT("model.dt_rank", mamba.dt_rank, "0", GE(0), "Mamba dt_proj rank; 0 = ceil(hidden / 16) (random Mamba)"),
     BOOL("model.quantized", model.quantized, "false",
          "keep the GGUF base's linear weights in their quantized blocks (QLoRA/QRoSA); needs model.path to be a GGUF file"),
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),

@@ -166,6 +166,15 @@ void cpu_copy(const Backend *be, real_t *dst, const real_t *src, size_t n) {
     }
 }
 
+void cpu_copy_2d(const Backend *be, real_t *dst, int ld_dst, const real_t *src, int ld_src, int rows, int cols) {
+    /* dst (rows, cols; ld_dst), src (rows, cols; ld_src); must not overlap. */
+    (void)be;
+    if (rows <= 0 || cols <= 0) return;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)cols > CPU_MEM_CHUNK)
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * ld_dst, src + (size_t)r * ld_src, (size_t)cols * sizeof(real_t));
+}
+
 void backend_cpu_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     omp_set_num_threads(n);

@@ -88,8 +88,10 @@ static int regrow(void **p, size_t n, size_t size) {
 
 PeftcStatus cpu_reserve(const Backend *be, const BackendNeed *need) {
     CpuState *st = state(be);
-    /* One call at a time uses the shared block: xent_fwd's B*T row losses or csr_sddmm's nnz sums. */
+    /* One call at a time uses the shared block: xent_fwd's B*T row losses, csr_sddmm's nnz sums or
+     * ssm_scan_bwd's partial sums. */
     size_t shared = zmax((size_t)need->B * (size_t)need->T, need->nnz > 0 ? (size_t)need->nnz : 0);
+    shared = zmax(shared, cpu_ssm_bwd_scratch(need->B, need->T, need->ssm_D, need->ssm_N));
     /* Per thread: attention_bwd's two (CPU_ATT_TILE, T) tiles (the forward uses one) or
      * attention_decode's S probabilities, for as many threads as OpenMP may start now or after
      * backend_cpu_set_threads(0). */

@@ -4,6 +4,7 @@
 #ifndef PEFTC_CPU_OPS_H
 #define PEFTC_CPU_OPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,16 @@
  * and costs 32 MiB per instance. */
 #define CPU_LP_TILE ((size_t)1 << 22)
 
+/* Selective scan (cpu_ssm.c). The forward saves each chunk's start state, so the backward's memory is
+ * (B, ceil(T/CPU_SSM_CHUNK), N, D) saved values: N/64 of the (B,T,D) activations for Mamba's N = 16, and
+ * its recomputed chunk (CPU_SSM_CHUNK+1 states of a block) stays on the stack. */
+#define CPU_SSM_CHUNK 64
+/* States a channel keeps on the stack at a time: Mamba's N = 16 in one block. */
+#define CPU_SSM_NBLK 16
+/* Channels per unit of the scan's backward: each unit keeps its own (T,N) partial sums of dB and dC, so
+ * a larger group means less scratch (2 B T N D/64 doubles) but fewer units to spread over threads. */
+#define CPU_SSM_DGROUP 64
+
 typedef struct CpuDnnl CpuDnnl;
 
 /* A CPU instance's state (Backend.impl): the op scratch reserve() sized, and the first failure.
@@ -43,7 +54,8 @@ typedef struct CpuDnnl CpuDnnl;
  * was reserved records an error naming the shape to reserve and returns without writing its outputs;
  * status() reports it at the step boundary. */
 typedef struct {
-    double *shared;      /* (shared_cap) one call's: xent_fwd's per-row losses, csr_sddmm's sums */
+    double *shared;      /* (shared_cap) one call's: xent_fwd's per-row losses, csr_sddmm's sums, ssm_scan_bwd's
+                          * partial sums */
     size_t shared_cap;
     real_t *per_thread;  /* (threads, thread_cap): attention_bwd's ds tile, attention_decode's p */
     size_t thread_cap;
@@ -55,6 +67,16 @@ typedef struct {
     PeftcStatus err_code;
     char err_msg[256];
 } CpuState;
+
+/* sigmoid(x) = 1 / (1 + e^-x) in real_t's precision (expf in the float build); for very negative x,
+ * e^-x overflows to inf and the result is the correct limit 0, so no branch is needed. */
+static inline real_t cpu_sigmoid(real_t x) {
+#ifdef PEFTC_REAL_DOUBLE
+    return 1.0 / (1.0 + exp(-x));
+#else
+    return 1.0f / (1.0f + expf(-x));
+#endif
+}
 
 /* ---- cpu_backend.c ---- */
 /* General matrix multiply on strided views, the only place that knows whether real_t is float or
@@ -98,9 +120,13 @@ double *cpu_shared_scratch(const Backend *be, size_t n, const char *op, const ch
 int cpu_thread_team(const Backend *be, size_t n, const char *op, const char *need);
 /* The calling OpenMP thread's slot of the per-thread scratch. */
 real_t *cpu_thread_scratch(const Backend *be);
+/* Doubles of shared scratch ssm_scan_bwd takes for a (B,T,D,N) call (cpu_ssm.c); reserve() sizes it
+ * from BackendNeed B, T, ssm_D, ssm_N. */
+size_t cpu_ssm_bwd_scratch(int B, int T, int D, int N);
 
 /* Every op: cpu_matmul, cpu_attention_fwd, ... (cpu_backend.c, cpu_norm.c, cpu_rope.c, cpu_attention.c,
- * cpu_decode.c, cpu_swiglu.c, cpu_xent.c, cpu_dropout.c, cpu_sparse.c, cpu_adamw.c). */
+ * cpu_decode.c, cpu_swiglu.c, cpu_xent.c, cpu_dropout.c, cpu_sparse.c, cpu_adamw.c, cpu_conv1d.c,
+ * cpu_ssm.c). */
 #define CPU_PROTO_(ret, name, params) PEFTC_BACKEND_PROTO(cpu, ret, name, params)
 PEFTC_BACKEND_OPS(CPU_PROTO_)
 #undef CPU_PROTO_

@@ -26,6 +26,17 @@ void cpu_csr_add_dense(const Backend *be, real_t *W, const int32_t *row_ptr, con
     }
 }
 
+void cpu_csr_gather(const Backend *be, real_t *dvalues, const real_t *W, const int32_t *row_ptr,
+                    const int32_t *col_idx, int rows, int cols, real_t alpha) {
+    /* dvalues (nnz), W (rows,cols), row_ptr (rows+1), col_idx (nnz) */
+    (void)be;
+#pragma omp parallel for schedule(dynamic, CPU_SPARSE_ROW_CHUNK) if (row_ptr[rows] >= CPU_PAR_MIN)
+    for (int i = 0; i < rows; i++) {
+        const real_t *w = W + (size_t)i * cols; /* (cols) */
+        for (int32_t j = row_ptr[i]; j < row_ptr[i + 1]; j++) dvalues[j] += alpha * w[col_idx[j]];
+    }
+}
+
 /* y(rows) += alpha * S x(cols) for sparse rows [i0, i1): one activation row against part of S. */
 static void spmv_rows(real_t *y, const real_t *x, const int32_t *row_ptr, const int32_t *col_idx,
                       const real_t *values, int i0, int i1, real_t alpha) {

@@ -1,11 +1,6 @@
-/* SwiGLU, the LLaMA MLP gate: out = silu(gate) * up. Purely elementwise. */
-#include <tgmath.h> /* exp on real_t picks expf in the float build */
-
+/* SwiGLU, the LLaMA MLP gate: out = silu(gate) * up, and SiLU alone (Mamba's conv output). Purely
+ * elementwise. */
 #include "core/backend/cpu/cpu_ops.h"
-
-/* sigmoid(x) = 1 / (1 + e^-x); for very negative x, e^-x overflows to inf and the result is the
- * correct limit 0, so no branch is needed. */
-static inline real_t sigmoid(real_t x) { return (real_t)1 / ((real_t)1 + exp(-x)); }
 
 void cpu_swiglu_fwd(const Backend *be, real_t *out, const real_t *gate, const real_t *up, size_t n) {
     /* out, gate, up (n); out may alias gate or up */
@@ -13,7 +8,7 @@ void cpu_swiglu_fwd(const Backend *be, real_t *out, const real_t *gate, const re
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         real_t g = gate[i];
-        out[i] = g * sigmoid(g) * up[i];
+        out[i] = g * cpu_sigmoid(g) * up[i];
     }
 }
 
@@ -23,8 +18,29 @@ void cpu_swiglu_bwd(const Backend *be, real_t *dgate, real_t *dup, const real_t 
     (void)be;
 #pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        real_t g = gate[i], sg = sigmoid(g), d = dout[i];
+        real_t g = gate[i], sg = cpu_sigmoid(g), d = dout[i];
         if (dgate) dgate[i] += d * up[i] * sg * ((real_t)1 + g * ((real_t)1 - sg));
         if (dup) dup[i] += d * g * sg;
+    }
+}
+
+void cpu_silu_fwd(const Backend *be, real_t *out, const real_t *x, size_t n) {
+    /* out, x (n); out may alias x */
+    (void)be;
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        real_t v = x[i];
+        out[i] = v * cpu_sigmoid(v);
+    }
+}
+
+void cpu_silu_bwd(const Backend *be, real_t *dx, const real_t *dout, const real_t *x, size_t n) {
+    /* dx, dout, x (n). silu'(x) = s + x s (1 - s), s = sig(x). */
+    (void)be;
+    if (!dx) return;
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        real_t v = x[i], s = cpu_sigmoid(v);
+        dx[i] += dout[i] * (s + v * s * ((real_t)1 - s));
     }
 }

@@ -178,6 +178,15 @@ void cuda_copy(const Backend *be, real_t *dst, const real_t *src, size_t n) {
         CUDA_CHECK(cu, cudaMemcpyAsync(dst, src, n * sizeof(real_t), cudaMemcpyDeviceToDevice, cu->stream));
 }
 
+void cuda_copy_2d(const Backend *be, real_t *dst, int ld_dst, const real_t *src, int ld_src, int rows, int cols) {
+    /* dst (rows, cols; ld_dst), src (rows, cols; ld_src); must not overlap */
+    CudaState *cu = cuda_enter(be);
+    if (rows <= 0 || cols <= 0) return;
+    CUDA_CHECK(cu, cudaMemcpy2DAsync(dst, (size_t)ld_dst * sizeof(real_t), src, (size_t)ld_src * sizeof(real_t),
+                                     (size_t)cols * sizeof(real_t), (size_t)rows, cudaMemcpyDeviceToDevice,
+                                     cu->stream));
+}
+
 void cuda_upload(const Backend *be, void *dst, const void *host_src, size_t bytes) {
     /* The caller may overwrite host_src as soon as this returns, so the copy must be finished. */
     CudaState *cu = cuda_enter(be);
@@ -252,9 +261,9 @@ void *cuda_scratch(CudaState *cu, int slot, size_t bytes) {
 }
 
 /* Grows the slots the ops of a (B,T,NH) pass would otherwise grow on their first call: staged tokens,
- * targets and row keys, xent's loss sums, attention_bwd's D. What no BackendNeed field sizes (sumsq over
- * a span, rmsnorm's partials, decode's lengths) still grows inside the op the first time, recording a
- * failure for status() rather than aborting. */
+ * targets and row keys, xent's loss sums, attention_bwd's D, ssm_scan_bwd's chunk tile and partials.
+ * What no BackendNeed field sizes (sumsq over a span, rmsnorm's partials, decode's lengths) still grows
+ * inside the op the first time, recording a failure for status() rather than aborting. */
 PeftcStatus cuda_reserve(const Backend *be, const BackendNeed *need) {
     CudaState *cu = cuda_enter(be);
     size_t BT = (size_t)need->B * (size_t)need->T;
@@ -267,6 +276,10 @@ PeftcStatus cuda_reserve(const Backend *be, const BackendNeed *need) {
         if (stage_bytes[i] > cu->stage[i].cap) (void)stage_grow(cu, &cu->stage[i], stage_bytes[i]);
     cuda_scratch(cu, CUDA_SCRATCH_REDUCE, (BT + 1) * sizeof(double));
     if (need->NH > 0) cuda_scratch(cu, CUDA_SCRATCH_ATTN0, BT * (size_t)need->NH * sizeof(float));
+    if (need->ssm_D > 0 && need->ssm_N > 0) {
+        cuda_scratch(cu, CUDA_SCRATCH_SSM_TILE, cuda_ssm_tile_bytes(need->B, need->ssm_D));
+        cuda_scratch(cu, CUDA_SCRATCH_SSM_PART, cuda_ssm_part_bytes(need->B, need->T, need->ssm_D, need->ssm_N));
+    }
     /* A failed allocation is reported now, with any earlier failure, rather than at the next step. */
     return cuda_status(be);
 }

@@ -1,4 +1,4 @@
-/* Row-broadcast and elementwise ops: bias, token embedding, SwiGLU. Same formulas, in the same
+/* Row-broadcast and elementwise ops: bias, token embedding, SwiGLU, SiLU. Same formulas, in the same
  * order, as core/backend/cpu/cpu_norm.c and cpu_swiglu.c. */
 #include "core/backend/cuda/cuda_ops.h"
 
@@ -93,14 +93,11 @@ void cuda_embedding_bwd(const Backend *be, real_t *dwte, const real_t *dout, con
     CUDA_CHECK_LAUNCH(cu, embedding_bwd_kernel);
 }
 
-/* sigmoid(x) = 1 / (1 + e^-x); e^-x overflowing to inf for very negative x gives the right limit 0. */
-static __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 static __global__ void swiglu_fwd_kernel(float *out, const float *gate, const float *up, size_t n) {
     /* out, gate, up (n); out may alias gate or up: each element is read before its own write */
     GRID_STRIDE(i, n) {
         float g = gate[i];
-        out[i] = g * sigmoidf(g) * up[i];
+        out[i] = g * cuda_sigmoidf(g) * up[i];
     }
 }
 
@@ -115,7 +112,7 @@ static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *
                                          const float *up, size_t n) {
     /* dgate, dup, dout, gate, up (n); silu'(g) = sig(g) * (1 + g * (1 - sig(g))) */
     GRID_STRIDE(i, n) {
-        float g = gate[i], sg = sigmoidf(g), d = dout[i];
+        float g = gate[i], sg = cuda_sigmoidf(g), d = dout[i];
         if (dgate) dgate[i] += d * up[i] * sg * (1.0f + g * (1.0f - sg));
         if (dup) dup[i] += d * g * sg;
     }
@@ -127,4 +124,34 @@ void cuda_swiglu_bwd(const Backend *be, real_t *dgate, real_t *dup, const real_t
     if (!n || (!dgate && !dup)) return;
     swiglu_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dgate, dup, dout, gate, up, n);
     CUDA_CHECK_LAUNCH(cu, swiglu_bwd_kernel);
+}
+
+static __global__ void silu_fwd_kernel(float *out, const float *x, size_t n) {
+    /* out, x (n); out may alias x */
+    GRID_STRIDE(i, n) {
+        float v = x[i];
+        out[i] = v * cuda_sigmoidf(v);
+    }
+}
+
+void cuda_silu_fwd(const Backend *be, real_t *out, const real_t *x, size_t n) {
+    CudaState *cu = cuda_enter(be);
+    if (!n) return;
+    silu_fwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(out, x, n);
+    CUDA_CHECK_LAUNCH(cu, silu_fwd_kernel);
+}
+
+static __global__ void silu_bwd_kernel(float *dx, const float *dout, const float *x, size_t n) {
+    /* dx, dout, x (n); silu'(x) = s + x s (1 - s), s = sig(x) */
+    GRID_STRIDE(i, n) {
+        float v = x[i], s = cuda_sigmoidf(v);
+        dx[i] += dout[i] * (s + v * s * (1.0f - s));
+    }
+}
+
+void cuda_silu_bwd(const Backend *be, real_t *dx, const real_t *dout, const real_t *x, size_t n) {
+    CudaState *cu = cuda_enter(be);
+    if (!n || !dx) return;
+    silu_bwd_kernel<<<cuda_grid(n, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dx, dout, x, n);
+    CUDA_CHECK_LAUNCH(cu, silu_bwd_kernel);
 }

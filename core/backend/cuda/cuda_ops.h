@@ -53,6 +53,8 @@ enum {
     CUDA_SCRATCH_ATTN2,
     CUDA_SCRATCH_BF16_A,     /* cuda_bf16.cu: matmul_bf16's operands rounded to bf16 */
     CUDA_SCRATCH_BF16_B,
+    CUDA_SCRATCH_SSM_TILE,   /* cuda_ssm.cu: the scan backward's recomputed chunk states */
+    CUDA_SCRATCH_SSM_PART,   /* cuda_ssm.cu: the scan backward's partial sums */
     CUDA_SCRATCH_COUNT
 };
 
@@ -127,6 +129,14 @@ static inline unsigned cuda_grid(size_t n, int block) {
     return (unsigned)g;
 }
 
+/* sigmoid(x) = 1 / (1 + e^-x); e^-x overflowing to inf for very negative x gives the right limit 0. */
+static __device__ __forceinline__ float cuda_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* ---- cuda_ssm.cu: the selective scan's scratch, for reserve() ---- */
+/* Bytes of CUDA_SCRATCH_SSM_TILE and CUDA_SCRATCH_SSM_PART ssm_scan_bwd takes for a (B,T,D,N) call. */
+size_t cuda_ssm_tile_bytes(int B, int D);
+size_t cuda_ssm_part_bytes(int B, int T, int D, int N);
+
 /* ---- block reductions: blockDim.x a multiple of 32, at most 1024; every thread gets the result.
  * The leading barrier lets a kernel call them back to back on the same shared array. ---- */
 static __device__ __forceinline__ double warp_sum_d(double v) {
@@ -161,7 +171,7 @@ static __device__ __forceinline__ float block_max_f(float v) {
 
 /* Every op this backend has: cuda_matmul, cuda_attention_fwd, ... (cuda_backend.cu, cuda_blas.cu,
  * cuda_elementwise.cu, cuda_norm.cu, cuda_rope.cu, cuda_attention.cu, cuda_xent.cu, cuda_dropout.cu,
- * cuda_adamw.cu). */
+ * cuda_adamw.cu, cuda_ssm.cu). */
 #define CUDA_PROTO_(ret, name, params) PEFTC_BACKEND_PROTO(cuda, ret, name, params)
 PEFTC_BACKEND_OPS(CUDA_PROTO_)
 #undef CUDA_PROTO_

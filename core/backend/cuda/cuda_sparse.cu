@@ -23,6 +23,24 @@ void cuda_csr_add_dense(const Backend *be, real_t *W, const int32_t *row_ptr, co
     CUDA_CHECK_LAUNCH(cu, csr_add_dense_kernel);
 }
 
+static __global__ void csr_gather_kernel(float *dvalues, const float *W, const int32_t *row_ptr,
+                                         const int32_t *col_idx, int rows, int cols, float alpha) {
+    /* dvalues (nnz) += alpha W (rows,cols) at the pattern; one thread per sparse row */
+    GRID_STRIDE(i, (size_t)rows) {
+        const float *w = W + i * (size_t)cols;
+        for (int32_t j = row_ptr[i]; j < row_ptr[i + 1]; j++) dvalues[j] += alpha * w[col_idx[j]];
+    }
+}
+
+void cuda_csr_gather(const Backend *be, real_t *dvalues, const real_t *W, const int32_t *row_ptr,
+                     const int32_t *col_idx, int rows, int cols, real_t alpha) {
+    CudaState *cu = cuda_enter(be);
+    if (rows <= 0) return;
+    csr_gather_kernel<<<cuda_grid((size_t)rows, CUDA_BLOCK), CUDA_BLOCK, 0, cu->stream>>>(dvalues, W, row_ptr,
+                                                                                        col_idx, rows, cols, alpha);
+    CUDA_CHECK_LAUNCH(cu, csr_gather_kernel);
+}
+
 static __global__ void csr_spmm_kernel(float *y, const float *x, const int32_t *row_ptr, const int32_t *col_idx,
                                        const float *values, int R, int rows, int cols, float alpha) {
     /* y (R,rows) += alpha x (R,cols) S^T; one thread per (r, i), consecutive threads along i */

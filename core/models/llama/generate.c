@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/models/carve.h"
 #include "core/nn/adapter.h"
 
 /* Prefill goes in chunks of at most this many tokens. Each query only reads the cache, so chunks give
@@ -37,11 +38,6 @@ typedef struct {
     int *lens;                    /* (R) host: positions each query row attends to */
 } GenWork;
 
-typedef struct {
-    void **ptr;
-    size_t bytes;
-} Carve;
-
 static PeftcStatus work_alloc(GenWork *w, int B, int S) {
     size_t R = (size_t)w->R, C = w->C, I = w->I, QD = (size_t)w->NH * w->HD, KVD = (size_t)w->NKV * w->HD;
     size_t F = sizeof(real_t), half = (size_t)w->HD / 2, cols = (size_t)w->cols;
@@ -55,9 +51,8 @@ static PeftcStatus work_alloc(GenWork *w, int B, int S) {
         {(void **)&w->scratch, R * cols * F}, {(void **)&w->mask_scratch, R * cols},
         {(void **)&w->key_scratch, R * sizeof(uint64_t)},
     };
-    size_t n = sizeof plan / sizeof plan[0], total = 0;
-    for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
-    char *block = w->be->alloc(w->be, total);
+    size_t total;
+    void *block = carve_alloc(w->be, plan, sizeof plan / sizeof plan[0], &total);
     w->rows = calloc((size_t)B + R, sizeof(int));
     w->tok = calloc((size_t)B, sizeof(int32_t));
     if (!block || !w->rows || !w->tok) {
@@ -66,22 +61,6 @@ static PeftcStatus work_alloc(GenWork *w, int B, int S) {
     }
     w->block = block;
     w->lens = w->rows + B;
-    for (size_t i = 0, off = 0; i < n; i++) {
-        *plan[i].ptr = block + off;
-        off += (plan[i].bytes + 63) & ~(size_t)63;
-    }
-    return PEFTC_OK;
-}
-
-/* Every adapter's saved-activation buffer must hold R rows; a no-op once it does, so calling it on
- * each pass costs nothing and covers adapters attached after kv_create. */
-static PeftcStatus reserve_adapters(const LlamaModel *m, int R) {
-    for (int l = 0; l < m->cfg.layers; l++) {
-        LlamaLayer *Ly = &m->layers[l];
-        Linear *ls[7] = {&Ly->q, &Ly->k, &Ly->v, &Ly->o, &Ly->gate, &Ly->up, &Ly->down};
-        for (int i = 0; i < 7; i++)
-            if (ls[i]->adapter) PEFTC_TRY(ls[i]->adapter->ops->reserve(ls[i]->adapter, R));
-    }
     return PEFTC_OK;
 }
 
@@ -117,7 +96,7 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
     BackendNeed need = {.S = S, .bf16 = m->base.bf16}; /* attention over up to S cached positions */
     PeftcStatus st = work_alloc(w, B, S);
     if (st == PEFTC_OK) st = m->base.be->reserve(m->base.be, &need);
-    if (st == PEFTC_OK) st = reserve_adapters(m, w->R);
+    if (st == PEFTC_OK) st = model_reserve_adapters(&m->base, w->R);
     if (st != PEFTC_OK) {
         kv_free(c);
         return st;
@@ -240,7 +219,7 @@ PeftcStatus gen_prefill(LlamaModel *m, KvCache *c, int b, const int32_t *tokens,
         return PEFTC_ERR(PEFTC_EINVAL, "generate: row %d holds %d positions; %d more exceed the cache capacity S=%d", b,
                          c->len[b], n, c->S);
     PEFTC_TRY(check_tokens(tokens, n, w->V, "prompt"));
-    PEFTC_TRY(reserve_adapters(m, w->R));
+    PEFTC_TRY(model_reserve_adapters(&m->base, w->R));
     int chunk = 0;
     for (int done = 0; done < n; done += chunk) {
         chunk = n - done < w->R ? n - done : w->R;
@@ -305,7 +284,7 @@ PeftcStatus gen_decode(LlamaModel *m, KvCache *c, const int32_t *tokens, const u
     PeftcStatus st = PEFTC_OK;
     int Ra = gather_active(c, tokens, active, &st);
     if (Ra <= 0) return st;
-    PEFTC_TRY(reserve_adapters(m, w->R));
+    PEFTC_TRY(model_reserve_adapters(&m->base, w->R));
     StepCtx ctx = work_ctx(m, w);
     llama_embed(m, w->x, w->tok, Ra);
     for (int l = 0; l < w->L; l++) {

@@ -43,9 +43,9 @@ static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data,
 }
 
 const ModelTarget llama_targets[LLAMA_N_TARGETS] = {
-    {"q", "q_proj", "attn_q"},    {"k", "k_proj", "attn_k"},       {"v", "v_proj", "attn_v"},
-    {"o", "o_proj", "attn_output"}, {"gate", "gate_proj", "ffn_gate"}, {"up", "up_proj", "ffn_up"},
-    {"down", "down_proj", "ffn_down"},
+    {"q", "q_proj", "attn_q", 0},    {"k", "k_proj", "attn_k", 0},       {"v", "v_proj", "attn_v", 0},
+    {"o", "o_proj", "attn_output", 0}, {"gate", "gate_proj", "ffn_gate", 0}, {"up", "up_proj", "ffn_up", 0},
+    {"down", "down_proj", "ffn_down", 0},
 };
 
 /* target: index into llama_targets; rope_heads: heads of q or k, whose rows GGUF files permute. */

@@ -96,6 +96,8 @@ void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c) {
     m->ops = &llama_ops;
     m->be = be;
     m->vocab = c->vocab;
+    m->layers = c->layers;
+    m->hidden = c->hidden;
     m->quantized = c->quantized;
     m->targets = llama_targets;
     m->n_targets = LLAMA_N_TARGETS;

@@ -2,13 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/models/carve.h"
 #include "core/nn/adapter.h"
 #include "core/models/llama/llama.h"
-
-typedef struct {
-    void **ptr;
-    size_t bytes;
-} Carve;
 
 /* Values per row of the block a bf16 run keeps per layer: ln1 (C), atty (QD), ln2 (C), act (I). */
 static size_t lowp_width(const LlamaModel *m) {
@@ -48,19 +44,15 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
         {(void **)&a->rope_sin, (size_t)T * c->head_dim / 2 * R},
         {(void **)&a->mask_scratch, BT * cols},
     };
-    size_t n = sizeof plan / sizeof plan[0], total = 0;
-    for (size_t i = 0; i < n; i++) total += (plan[i].bytes + 63) & ~(size_t)63;
-    char *block = m->base.be->alloc(m->base.be, total);
+    size_t total;
+    void *block = carve_alloc(m->base.be, plan, sizeof plan / sizeof plan[0], &total);
     if (!block) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of activations for B=%d T=%d", total, B, T);
     /* Row keys are an index array, host memory on every backend (backend.h). */
     a->key_scratch = malloc(BT * sizeof(uint64_t));
     if (!a->key_scratch) {
         m->base.be->free(m->base.be, block);
+        memset(a, 0, sizeof *a); /* its pointers were into the block */
         return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys", BT);
-    }
-    for (size_t i = 0, off = 0; i < n; i++) {
-        *plan[i].ptr = block + off;
-        off += (plan[i].bytes + 63) & ~(size_t)63;
     }
     if (lowp) { /* one contiguous layer, converted in one call each way */
         a->atty = a->ln1 + BT * C;
@@ -90,13 +82,7 @@ PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
     /* The backend's op scratch for passes of this shape (attention backward, the loss). */
     BackendNeed need = {.B = B, .T = T, .NH = m->cfg.heads, .bf16 = m->base.bf16};
     PEFTC_TRY(m->base.be->reserve(m->base.be, &need));
-    /* Adapter reserve is a no-op when already large enough, so adapters attached after an earlier
-     * call are covered and the rest cost nothing. */
-    for (int i = 0; i < llama_linear_count(m); i++) {
-        Linear *l = llama_linear(m, i);
-        if (l->adapter) PEFTC_TRY(l->adapter->ops->reserve(l->adapter, B * T));
-    }
-    return PEFTC_OK;
+    return model_reserve_adapters(&m->base, B * T);
 }
 
 static StepCtx make_ctx(LlamaModel *m, const uint64_t *row_keys, int training) {
@@ -171,13 +157,7 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
                           int training, int B, int T, double *loss_sum, int64_t *n_valid) {
     const LlamaConfig *c = &m->cfg;
     LlamaActs *a = &m->acts;
-    if (a->B != B || a->T != T)
-        return PEFTC_ERR(PEFTC_ESTATE, "model: forward with B=%d T=%d but activations were reserved for B=%d T=%d", B, T,
-                         a->B, a->T);
-    for (int i = 0; i < B * T; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return PEFTC_ERR(PEFTC_EINVAL, "model: token id %d at position %d is outside the vocabulary [0, %d)", tokens[i],
-                             i, c->vocab);
+    PEFTC_TRY(model_check_batch(a->B, a->T, B, T, tokens, targets, c->vocab));
     StepCtx ctx = make_ctx(m, row_keys, training);
     int BT = B * T, C = c->hidden;
     llama_embed(m, a->resid, tokens, BT);
@@ -185,10 +165,6 @@ PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *t
     m->base.be->rmsnorm_fwd(m->base.be, a->lnf, a->rstdf, a->resid + (size_t)c->layers * BT * C, m->lnf_w, BT, C, (real_t)c->rms_eps);
     llama_head(m, a->logits, a->lnf, BT, 0); /* (BT,V) */
     if (!targets) return PEFTC_OK;
-    for (int i = 0; i < BT; i++)
-        if (targets[i] != PEFTC_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= c->vocab))
-            return PEFTC_ERR(PEFTC_EINVAL, "model: target id %d at position %d is outside the vocabulary [0, %d)",
-                             targets[i], i, c->vocab);
     *loss_sum = m->base.be->xent_fwd(m->base.be, a->logits, a->logits, targets, BT, c->vocab, n_valid);
     return PEFTC_OK;
 }

@@ -127,52 +127,6 @@ static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
     return PEFTC_OK;
 }
 
-static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* FNV-1a over the header (metadata and tensor infos: names, shapes, types, offsets) and, of every
- * tensor's data, the first, middle and last 4 KiB: any re-quantisation or edit of the weights changes
- * the header or those samples, and the hash costs milliseconds instead of a read of the whole file. */
-static uint64_t content_hash(const GgufFile *g) {
-    size_t header = g->file.size;
-    if (g->n_tensors) header = (size_t)(g->tensors[0].data - g->file.data) - (size_t)g->tensors[0].offset;
-    uint64_t h = fnv1a(0xcbf29ce484222325ull, g->file.data, header);
-    const size_t win = 4096;
-    for (int64_t i = 0; i < g->n_tensors; i++) {
-        const GgufTensor *t = &g->tensors[i];
-        if (t->nbytes <= 3 * win) {
-            h = fnv1a(h, t->data, (size_t)t->nbytes);
-            continue;
-        }
-        size_t mid = ((size_t)t->nbytes / 2) & ~(win - 1);
-        h = fnv1a(h, t->data, win);
-        h = fnv1a(h, t->data + mid, win);
-        h = fnv1a(h, t->data + t->nbytes - win, win);
-    }
-    return h;
-}
-
-static void fill_info(const GgufFile *g, ModelInfo *info) {
-    memset(info, 0, sizeof *info);
-    snprintf(info->path, sizeof info->path, "%s", g->file.path);
-    info->is_gguf = 1;
-    snprintf(info->arch, sizeof info->arch, "llama");
-    GgufStr name;
-    if (gguf_find(g, "general.name") && gguf_get_str(g, "general.name", &name) == PEFTC_OK) {
-        int n = (int)(name.len < sizeof info->name ? name.len : sizeof info->name - 1);
-        snprintf(info->name, sizeof info->name, "%.*s", n, name.ptr);
-    } else {
-        const char *slash = strrchr(g->file.path, '/');
-        snprintf(info->name, sizeof info->name, "%.*s", (int)sizeof info->name - 1, slash ? slash + 1 : g->file.path);
-    }
-    uint32_t ctx = 0;
-    if (gguf_get_u32_or(g, "llama.context_length", 0, &ctx) != PEFTC_OK) ctx = 0; /* informative only */
-    info->context_length = ctx;
-    info->content_hash = content_hash(g);
-}
-
 PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *info) {
     GgufStr arch;
     PEFTC_TRY(gguf_get_str(g, "general.architecture", &arch));
@@ -181,7 +135,7 @@ PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *in
                          "models are supported)", g->file.path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     PEFTC_TRY(refuse_unsupported(g));
     PEFTC_TRY(read_hparams(g, cfg));
-    if (info) fill_info(g, info);
+    if (info) model_gguf_info(g, "llama", info);
     return PEFTC_OK;
 }
 
