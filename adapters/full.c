@@ -1,5 +1,7 @@
 #include "adapters/full.h"
 
+#include "core/formats/safetensors.h"
+
 PeftcStatus full_attach(Model *m, Arena *arena, double lr, double weight_decay) {
     int group, h;
     PEFTC_TRY(arena_group(arena, "base", lr, weight_decay, &group));
@@ -46,6 +48,11 @@ PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed
     return full_init(m, a);
 }
 
+PeftcStatus full_method_export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name) {
+    (void)mc, (void)base_name;
+    return m->ops->save_hf(m, dir, ST_F32);
+}
+
 const MethodDesc full_method = {
     .name = "full",
     .help = "every base tensor",
@@ -54,4 +61,5 @@ const MethodDesc full_method = {
     .validate = validate,
     .attach = full_method_attach,
     .init = full_method_init,
+    .export = full_method_export,
 };

@@ -17,5 +17,7 @@ PeftcStatus full_init(Model *m, Arena *arena);
 PeftcStatus full_validate(const MethodSettings *s, const MethodEnv *env, const char *name);
 PeftcStatus full_method_attach(Model *m, Arena *a, MethodConfig *mc);
 PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed);
+/* The trained model as an HF folder in dir (the family's writer, fp32). */
+PeftcStatus full_method_export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name);
 
 #endif

@@ -44,5 +44,6 @@ const MethodDesc gmt_method = {
     .attach = full_method_attach,
     .init = full_method_init,
     .grad_hook = grad_hook,
+    .export = full_method_export,
     .release = release,
 };

@@ -162,13 +162,16 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
         model_free(host);
         PEFTC_TRY(st);
     }
-    if (!c->model_path[0] || !has_tokenizer(c->model_path)) return PEFTC_OK; /* weights only: fine for export and merge */
-    PEFTC_TRY(tok_load(&s->tok, c->model_path));
+    const char *tok = c->tokenizer_path[0] ? c->tokenizer_path
+                      : c->model_path[0] && has_tokenizer(c->model_path) ? c->model_path
+                                                                         : NULL;
+    if (!tok) return PEFTC_OK; /* weights only: fine for synthetic tasks, export and merge */
+    PEFTC_TRY(tok_load(&s->tok, tok));
     /* A model may have more ids than its tokenizer (padded vocabularies; generation never samples
      * them), never fewer: the tokenizer's ids would index past the embedding in the first step. */
     if (tok_vocab_size(s->tok) > s->model->vocab)
-        return PEFTC_ERR(PEFTC_EFORMAT, "model.path '%s': its tokenizer has %d tokens but the model's vocabulary "
-                         "holds %d; ids from %d up would index past the embedding", c->model_path,
+        return PEFTC_ERR(PEFTC_EFORMAT, "tokenizer '%s' has %d tokens but the model's vocabulary "
+                         "holds %d; ids from %d up would index past the embedding", tok,
                          tok_vocab_size(s->tok), s->model->vocab, s->model->vocab);
     const char *tmpl = tok_chat_template(s->tok);
     s->chat.format = chat_detect(tmpl);
@@ -191,8 +194,8 @@ static PeftcStatus open_data(Session *s) {
     if (!c->sft.path[0] && data_task_is_synthetic(c->task)) return syn_dataset_create(&s->data, &c->data);
     if (!s->tok)
         return PEFTC_ERR(PEFTC_EINVAL, "model.path '%s' has no tokenizer (tokenizer.json in a folder, "
-                         "tokenizer.ggml.* keys in a GGUF file), which text data (data.%s) needs",
-                         c->model_path, c->sft.path[0] ? "path" : "task");
+                         "tokenizer.ggml.* keys in a GGUF file), which text data (data.%s) needs; give one with "
+                         "data.tokenizer", c->model_path, c->sft.path[0] ? "path" : "task");
     return sft_dataset_create(&s->data, &c->sft, s->tok, &s->chat, &s->data_stats);
 }
 

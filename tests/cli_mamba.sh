@@ -72,9 +72,25 @@ check "sdlora: merged into an HF folder with its deltas" "[ \$? -eq 0 ] && [ -s 
 check "sdlora: the merged folder gives the run's held-out loss" \
   "[ -n \"\$(final_loss '$dir/hfsd.log')\" ] && [ \"\$(eval_loss '$dir/merged-eval.log')\" = \"\$(final_loss '$dir/hfsd.log')\" ]"
 
+# Pretraining from scratch (what tools/pretrain-mamba.sh does at scale): a random Mamba, full training on
+# text with data.tokenizer, saves a model folder with the tokenizer beside it; that folder then takes an
+# SDLoRA run on text and generates through `peftc generate`.
+tok="$fixtures/tokenizer/gpt2/tokenizer.json"
+txt="data.path=$fixtures/sft/plain.txt data.cache_dir= train.seq_len=16 train.micro_batch=2 data.eval_percent=20"
+"$peftc" train model.path= model.family=mamba model.hidden=32 model.layers=2 model.vocab=512 model.state=8 $txt \
+  data.tokenizer="$tok" method.name=full train.steps=6 sched.warmup=1 train.eval_every=0 eval.examples=0 \
+  output.dir="$dir/pre" >"$dir/pre.log" 2>&1
+check "pretraining: full training of a random Mamba saves config, weights and tokenizer" \
+  "[ \$? -eq 0 ] && [ -s '$dir/pre/model/model.safetensors' ] && cmp -s '$tok' '$dir/pre/model/tokenizer.json' && grep -q 'model_type.*mamba' '$dir/pre/model/config.json'"
+"$peftc" train model.path="$dir/pre/model" $txt method.name=sdlora sdt.f_ch=0.9 sdt.f_st=0.75 sdt.warmup=2 lora.r=4 \
+  train.steps=4 sched.warmup=1 train.eval_every=0 eval.examples=0 output.dir="$dir/pre-sd" >"$dir/pre-sd.log" 2>&1
+check "pretrained folder: SDLoRA on text with its own tokenizer" "[ \$? -eq 0 ] && lowers '$dir/pre-sd.log'"
+"$peftc" generate --model "$dir/pre/model" --prompt "The" --max-new 6 >"$dir/gen.log" 2>&1
+check "pretrained folder: peftc generate runs on Mamba" "[ \$? -eq 0 ] && [ -s '$dir/gen.log' ]"
+
 "$peftc" train model.path= data.task=reverse method.name=sdlora train.steps=4 sched.warmup=1 sdt.warmup=2 \
   output.dir="$dir/llama" \
   >"$dir/llama.log" 2>&1
 check "sdlora on a LLaMA model is refused, naming the family" "[ \$? -ne 0 ] && grep -q 'Mamba' '$dir/llama.log'"
 
-finish lora-1.log lora-2.log full-1.log sdlora-1.log sdlora-2.log rz-2.log hf.log hfsd.log merge.log merged-eval.log llama.log
+finish lora-1.log lora-2.log full-1.log sdlora-1.log sdlora-2.log rz-2.log hf.log hfsd.log merge.log merged-eval.log pre.log pre-sd.log gen.log llama.log

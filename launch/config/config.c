@@ -115,15 +115,16 @@ static PeftcStatus finish_train(RunConfig *c) {
     return PEFTC_OK;
 }
 
-/* Text data (a file or a text task) needs the tokenizer of a pretrained model. */
+/* Text data (a file or a text task) needs a tokenizer: a pretrained model's, or data.tokenizer's. */
 static PeftcStatus finish_text_data(RunConfig *c) {
     SftConfig *s = &c->sft;
-    if (!c->model_path[0]) {
+    if (!c->model_path[0] && !c->tokenizer_path[0]) {
         if (s->path[0])
-            return PEFTC_ERR(PEFTC_EINVAL, "data.path needs a tokenizer: set model.path to a GGUF file or HF folder");
+            return PEFTC_ERR(PEFTC_EINVAL, "data.path needs a tokenizer: set model.path to a GGUF file or HF folder, "
+                             "or data.tokenizer");
         return PEFTC_ERR(PEFTC_EINVAL,
-                         "data.task=%s is text and needs a tokenizer: set model.path, or use a digit task "
-                         "(copy, reverse, add) with the random model",
+                         "data.task=%s is text and needs a tokenizer: set model.path (or data.tokenizer), or use a "
+                         "digit task (copy, reverse, add) with the random model",
                          data_task_names[c->task]);
     }
     s->task = (TaskKind)c->task;

@@ -34,6 +34,8 @@ int data_task_is_synthetic(DataTask t);
 typedef struct {
     /* model.* */
     char model_path[512];   /* model.path: GGUF file or HF folder; "" = random LLaMA-shaped model */
+    char tokenizer_path[512]; /* data.tokenizer: tokenizer.json (or a folder / GGUF holding one) for a model
+                                 without its own, e.g. a random one being pretrained; "" = the model's */
     LlamaConfig model;      /* read from model.path when set */
     int model_family;       /* model.family: the random model's family (ModelFamilyKind) */
     MambaConfig mamba;      /* model.state, model.conv, model.dt_rank of a random Mamba (others from model) */

@@ -98,6 +98,8 @@ static const ConfigKey TAIL_KEYS[] = {
 
     STR("data.path", sft.path, "", KEYF_OPTIONAL,
         "JSONL (prompt/completion, instruction/input/output, messages, text) or .txt file; \"\" = data.task"),
+    STR("data.tokenizer", tokenizer_path, "", KEYF_OPTIONAL,
+        "tokenizer.json (or a folder / GGUF with one) for a model without its own; \"\" = the model's"),
     STR("data.eval_path", sft.eval_path, "", KEYF_OPTIONAL, "held-out file; \"\" = the last data.eval_percent of data.path"),
     ENUM("data.task", task, "records", data_task_names,
          "built-in task: arith|records|sql (text; need model.path) or copy|reverse|add (digit tokens)"),
