@@ -170,7 +170,7 @@ static PeftcStatus open_base(Session *s, Comm *comm) {
     /* A model may have more ids than its tokenizer (padded vocabularies; generation never samples
      * them), never fewer: the tokenizer's ids would index past the embedding in the first step. */
     if (tok_vocab_size(s->tok) > s->model->vocab)
-        return PEFTC_ERR(PEFTC_EFORMAT, "tokenizer '%s' has %d tokens but the model's vocabulary "
+        return PEFTC_ERR(PEFTC_EFORMAT, "'%s': its tokenizer has %d tokens but the model's vocabulary "
                          "holds %d; ids from %d up would index past the embedding", tok,
                          tok_vocab_size(s->tok), s->model->vocab, s->model->vocab);
     const char *tmpl = tok_chat_template(s->tok);
