@@ -65,13 +65,13 @@ def loss_at(curve, step):
     return curve.get(step, curve[max(curve)] if curve else float("nan"))
 
 
-def row(name, seeds):
+def row(name, seeds, labels=LABELS):
     s0 = seeds[0][0]
     em = [s["exact_match_after"] * 100 for s, _ in seeds if s["exact_match_after"] is not None]
     em0 = [s["exact_match_before"] * 100 for s, _ in seeds if s["exact_match_before"] is not None]
     before = "{:.1f}%".format(statistics.fmean(em0)) if em0 else "-"
     return "| {} | {:,} | {} | {} | {} | {} → {} | {} |".format(
-        LABELS.get(name, name), int(s0["trainable"]), len(seeds),
+        labels.get(name, name), int(s0["trainable"]), len(seeds),
         stat([loss_at(c, 10) for _, c in seeds], "{:.4f}"),
         stat([s["eval_loss_last"] for s, _ in seeds], "{:.4f}"),
         before, stat(em, "{:.1f}%"),
@@ -89,14 +89,16 @@ def write_curves(root, runs):
                 f.write("{} {:.6g} {:.6g} {:.6g}\n".format(st, statistics.fmean(v), min(v), max(v)))
 
 
-def plot(root, runs):
-    script = ["set terminal pngcairo size 1400,1000 font ',10'" if has_cairo() else "set terminal png size 1400,1000",
-              "set output '{}'".format(os.path.join(root, "compare.png")),
-              "set multiplot layout 2,2 title 'SmolLM2-135M-Instruct, records task: held-out loss vs step "
-              "(mean over seeds, bars = lowest/highest seed)'",
+def plot(root, runs, spec):
+    rows = (len(spec["groups"]) + 1) // 2
+    script = ["set terminal pngcairo size 1400,{} font ',10'".format(500 * rows) if has_cairo()
+              else "set terminal png size 1400,{}".format(500 * rows),
+              "set output '{}'".format(os.path.join(root, spec["stem"] + ".png")),
+              "set multiplot layout {},2 title '{}: held-out loss vs step "
+              "(mean over seeds, bars = lowest/highest seed)'".format(rows, spec["plot_title"]),
               "set logscale y", "set xlabel 'optimizer step'", "set ylabel 'held-out loss'", "set key top right",
               "set grid"]
-    for _, title, names in GROUPS:
+    for _, title, names in spec["groups"]:
         present = [n for n in names if n in runs]
         script.append("set title '{}'".format(title.replace("'", "")))
         if not present:
@@ -106,36 +108,44 @@ def plot(root, runs):
         for n in present:
             dat = os.path.join(root, "curves", n + ".dat")
             parts.append("'{0}' using 1:2:3:4 with yerrorlines title '{1} ({2} seed{3})'".format(
-                dat, LABELS.get(n, n), len(runs[n]), "s" if len(runs[n]) > 1 else ""))
+                dat, spec["labels"].get(n, n), len(runs[n]), "s" if len(runs[n]) > 1 else ""))
         script.append("plot " + ", ".join(parts))
     script.append("unset multiplot")
     subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True, check=True)
 
 
-def main():
-    root, command = sys.argv[1], sys.argv[2]
+SPEC = {"groups": GROUPS, "labels": LABELS, "title": "Method comparison", "stem": "compare",
+        "plot_title": "SmolLM2-135M-Instruct, records task"}
+
+
+def report(spec, root, command):
+    """spec: groups [(key, title, [names])], labels {name: label}, title, stem (of .md/.png), plot_title."""
     runs = load_runs(root)
     if not runs:
-        sys.exit("compare_report.py: no finished runs (summary.json) under {}/runs".format(root))
+        sys.exit("{}: no finished runs (summary.json) under {}/runs".format(spec["stem"], root))
     any_run = next(iter(runs.values()))[0][0]
-    lines = ["# Method comparison", "",
+    lines = ["# " + spec["title"], "",
              "Made by `{}` at commit {} on {} ({}).".format(command, commit(), datetime.date.today(), machine()),
              "Model {}, task `{}`, {} steps, global batch {} x {} tokens on {} ranks; every number is the mean "
              "± sample standard deviation over the seeds (n).".format(
                  any_run["model"], any_run["task"], any_run["steps"], any_run["global_batch"], any_run["seq_len"],
                  any_run["ranks"]), ""]
-    for _, title, names in GROUPS:
+    for _, title, names in spec["groups"]:
         lines += ["## " + title, "",
                   "| method | trainable | n | held-out loss @10 | held-out loss, end | exact match before → after | wall s |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [row(n, runs[n]) for n in names if n in runs]
+        lines += [row(n, runs[n], spec["labels"]) for n in names if n in runs]
         lines.append("")
-    lines.append("![held-out loss vs step](compare.png)")
-    with open(os.path.join(root, "compare.md"), "w") as f:
+    lines.append("![held-out loss vs step]({}.png)".format(spec["stem"]))
+    with open(os.path.join(root, spec["stem"] + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     write_curves(root, runs)
-    plot(root, runs)
-    print("compare: wrote {0}/compare.md and {0}/compare.png".format(root))
+    plot(root, runs, spec)
+    print("{0}: wrote {1}/{0}.md and {1}/{0}.png".format(spec["stem"], root))
+
+
+def main():
+    report(SPEC, sys.argv[1], sys.argv[2])
 
 
 if __name__ == "__main__":
