@@ -36,10 +36,15 @@
 
 /* Selective scan (cpu_ssm.c). The forward saves each chunk's start state, so the backward's memory is
  * (B, ceil(T/CPU_SSM_CHUNK), N, D) saved values: N/64 of the (B,T,D) activations for Mamba's N = 16, and
- * its recomputed chunk (CPU_SSM_CHUNK+1 states of a block) stays on the stack. */
+ * its recomputed chunk (CPU_SSM_CHUNK+1 states of a block of a group of lanes) stays on the stack. */
 #define CPU_SSM_CHUNK 64
-/* States a channel keeps on the stack at a time: Mamba's N = 16 in one block. */
+/* States a group of channels keeps on the stack at a time: Mamba's N = 16 in one block. */
 #define CPU_SSM_NBLK 16
+/* Consecutive channels that walk time together, one per vector lane: each step then loads dt, u, z, dy
+ * as one contiguous run rather than a float per cache line, and the state updates vectorise over d.
+ * A multiple of 4 (sums over the lanes fold them to four) dividing CPU_SSM_DGROUP. 8 is two SSE
+ * vectors; 16 ran the backward slower, its stack tiles (about 90 KiB of floats at 8) doubling. */
+#define CPU_SSM_LANES 8
 /* Channels per unit of the scan's backward: each unit keeps its own (T,N) partial sums of dB and dC, so
  * a larger group means less scratch (2 B T N D/64 doubles) but fewer units to spread over threads. */
 #define CPU_SSM_DGROUP 64
