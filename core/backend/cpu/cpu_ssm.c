@@ -146,7 +146,7 @@ static inline void exp_lanes(float *restrict y, const float *restrict x) {
         uint32_t bits, mag; /* x's, |x|'s */
         memcpy(&bits, &x[l], sizeof bits);
         mag = bits & 0x7fffffffu;
-        mag = (mag > 0x42d00000u) & (mag <= 0x7f800000u) ? 0x42d00000u : mag; /* 104.0f; NaN above inf */
+        mag = ((mag > 0x42d00000u) & (mag <= 0x7f800000u)) ? 0x42d00000u : mag; /* 104.0f; NaN above inf */
         bits = (bits & 0x80000000u) | mag;
         float xc; /* x clamped */
         memcpy(&xc, &bits, sizeof xc);
