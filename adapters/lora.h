@@ -45,6 +45,8 @@ LoraSettings *lora_settings(MethodSettings *s);
 const LoraSettings *lora_settings_c(const MethodSettings *s);
 /* The peak lr of the adapters' group: lora.lr, or optim.lr when it is 0. */
 double lora_group_lr(const MethodConfig *mc);
+/* An AdapterMaker for method_attach_each: lora_create with cfg a LoraConfig and the adapter in group. */
+PeftcStatus lora_maker(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused);
 /* Resolves lora.targets against m's family into lora.targets' bits; every LoRA-shaped method's attach
  * calls it first. */
 PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc);

@@ -50,7 +50,7 @@ PeftcStatus lora_resolve_targets(const Model *m, MethodConfig *mc) {
     return model_target_mask(m, ls->targets, "lora.targets", &ls->lora.targets);
 }
 
-static PeftcStatus make_lora(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
+PeftcStatus lora_maker(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
     (void)unused;
     return lora_create(out, be, l, cfg, group);
 }
@@ -72,7 +72,7 @@ static PeftcStatus lora_attach(Model *m, Arena *a, MethodConfig *mc) {
     PEFTC_TRY(ls->init_from[0] ? start_from_peft(m, ls) : lora_resolve_targets(m, mc));
     int group;
     PEFTC_TRY(arena_group(a, mc->desc->name, lora_group_lr(mc), mc->weight_decay, &group));
-    return method_attach_each(m, a, ls->lora.targets, make_lora, &ls->lora, group, -1);
+    return method_attach_each(m, a, ls->lora.targets, lora_maker, &ls->lora, group, -1);
 }
 
 static PeftcStatus lora_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed) {

@@ -42,6 +42,7 @@ static const AdapterOps rosa_ops;
 int rosa_is(const Adapter *a) { return a && a->ops == &rosa_ops; }
 
 int64_t rosa_nnz(const RosaConfig *cfg, int in, int out) {
+    if (cfg->nnz > 0) return cfg->nnz;
     if (!(cfg->density > 0)) return 0;
     return (int64_t)floor(cfg->density * (double)((int64_t)in * out));
 }
@@ -177,8 +178,8 @@ PeftcStatus rosa_set_mask(Adapter *a, const int64_t *flat, int64_t count) {
         return PEFTC_ERR(PEFTC_ESTATE, "rosa: layer %s already has a mask (a mask is fixed once set)", a->name);
     if (count != S->nnz)
         return PEFTC_ERR(PEFTC_EINVAL,
-                         "rosa: mask for layer %s has %lld indices, expected %lld = floor(density %g x %d x %d)",
-                         a->name, (long long)count, (long long)S->nnz, S->cfg.density, a->out, a->in);
+                         "rosa: mask for layer %s has %lld indices, expected %lld (density %g of %d x %d, or the "
+                         "count asked)", a->name, (long long)count, (long long)S->nnz, S->cfg.density, a->out, a->in);
     char what[160];
     snprintf(what, sizeof what, "rosa mask of layer %s", a->name);
     PEFTC_TRY(csr_from_flat(&S->pat, a->be, a->out, a->in, flat, count, what));
@@ -311,13 +312,16 @@ static PeftcStatus check_config(const RosaConfig *cfg, const Backend *be, const 
     if (cfg->lora.r < 0) return PEFTC_ERR(PEFTC_EINVAL, "rosa: lora.r must be >= 0 (0: SpA), got %d", cfg->lora.r);
     if (!(cfg->density >= 0 && cfg->density <= 1))
         return PEFTC_ERR(PEFTC_EINVAL, "rosa.density must be in [0, 1], got %g", cfg->density);
-    if (cfg->lora.r == 0 && cfg->density == 0)
+    if (cfg->nnz < 0 || cfg->nnz > (int64_t)base->in * base->out)
+        return PEFTC_ERR(PEFTC_EINVAL, "rosa: layer %s: %lld nonzeros asked of a (%d, %d) weight", base->name,
+                         (long long)cfg->nnz, base->out, base->in);
+    if (cfg->lora.r == 0 && cfg->density == 0 && cfg->nnz == 0)
         return PEFTC_ERR(PEFTC_EINVAL, "rosa: lora.r = 0 and rosa.density = 0 leave layer %s nothing to train",
                          base->name);
     if (rosa_nnz(cfg, base->in, base->out) > INT32_MAX)
         return PEFTC_ERR(PEFTC_EINVAL, "rosa: layer %s: density %g gives %lld nonzeros, more than int32 offsets allow",
                          base->name, cfg->density, (long long)rosa_nnz(cfg, base->in, base->out));
-    if (cfg->density == 0) return PEFTC_OK;
+    if (cfg->density == 0 && cfg->nnz == 0) return PEFTC_OK;
     char why[64];
     snprintf(why, sizeof why, "rosa.density %g", cfg->density);
     return backend_require(be, rosa_sparse_ops, ROSA_SPARSE_OPS, "rosa", why);
@@ -342,4 +346,9 @@ PeftcStatus rosa_create(Adapter **out, const Backend *be, const Linear *base, co
     S->hV = -1;
     *out = a;
     return PEFTC_OK;
+}
+
+PeftcStatus rosa_maker(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int lora_group,
+                       int sparse_group) {
+    return rosa_create(out, be, l, cfg, lora_group, sparse_group);
 }

@@ -51,6 +51,8 @@ extern const char *const rosa_accum_names[];
 typedef struct {
     LoraConfig lora; /* the LoRA branch; lora.r == 0: SpA (then alpha, dropout, rslora are unused) */
     double density;  /* d in [0, 1]: nnz = floor(d * out * in) per layer; 0: plain LoRA */
+    int64_t nnz;     /* > 0: exactly this many nonzeros per layer instead (a caller with its own
+                        selection, SDT's x_proj), at most out * in */
 } RosaConfig;
 
 /* The rosa.* keys (adapters/rosa_method.c), read by RoSA and SpA. */
@@ -75,7 +77,7 @@ PeftcStatus rosa_make_masks(const RosaSettings *rs, Model *m, Trainer *t, Comm *
 #define ROSA_SPARSE_OPS 4
 extern const BackendOp rosa_sparse_ops[ROSA_SPARSE_OPS];
 
-/* Nonzeros of S for an (out, in) layer: floor(density * out * in). */
+/* Nonzeros of S for an (out, in) layer: cfg->nnz when set, else floor(density * out * in). */
 int64_t rosa_nnz(const RosaConfig *cfg, int in, int out);
 /* Trainable parameters of an (out, in) layer: r (in + out) + nnz. */
 int64_t rosa_param_count(const RosaConfig *cfg, int in, int out);
@@ -87,6 +89,10 @@ int64_t rosa_param_count(const RosaConfig *cfg, int in, int out);
  * without the csr_* ops. */
 PeftcStatus rosa_create(Adapter **out, const Backend *be, const Linear *base, const RosaConfig *cfg, int lora_group,
                         int sparse_group);
+
+/* An AdapterMaker for method_attach_each: rosa_create with cfg a RosaConfig. */
+PeftcStatus rosa_maker(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int lora_group,
+                       int sparse_group);
 
 /* Whether a is a RoSA adapter. The functions below return EINVAL (or do nothing) for any other. */
 int rosa_is(const Adapter *a);

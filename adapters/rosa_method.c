@@ -62,11 +62,6 @@ static const RosaSettings *rosa_settings_c(const MethodConfig *mc) {
     return method_section_settings_c(&mc->settings, &rosa_section);
 }
 
-static PeftcStatus make_rosa(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group,
-                             int sparse_group) {
-    return rosa_create(out, be, l, cfg, group, sparse_group);
-}
-
 /* RoSA's sparse values learn at their own rate (the paper: 2e-4 against LoRA's 7e-4); SpA has nothing
  * else, so its one group is the sparse one. */
 static PeftcStatus attach(Model *m, Arena *a, MethodConfig *mc) {
@@ -79,7 +74,7 @@ static PeftcStatus attach(Model *m, Arena *a, MethodConfig *mc) {
     if (!spa) PEFTC_TRY(arena_group(a, mc->desc->name, lora_group_lr(mc), mc->weight_decay, &group));
     PEFTC_TRY(arena_group(a, "sparse", rs->lr > 0 ? rs->lr : mc->lr, mc->weight_decay, &sparse_group));
     if (spa) group = sparse_group;
-    return method_attach_each(m, a, rc.lora.targets, make_rosa, &rc, group, sparse_group);
+    return method_attach_each(m, a, rc.lora.targets, rosa_maker, &rc, group, sparse_group);
 }
 
 /* The second launch of RoSA's recipe (or a restarted run): the masks the first one saved. */

@@ -83,16 +83,6 @@ static int file_exists(const char *path) {
     return path[0] && stat(path, &sb) == 0;
 }
 
-static PeftcStatus make_lora(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
-    (void)unused;
-    return lora_create(out, be, l, cfg, group);
-}
-
-static PeftcStatus make_spa(Adapter **out, const Backend *be, const Linear *l, const void *cfg, int group, int unused) {
-    (void)unused;
-    return rosa_create(out, be, l, cfg, group, group);
-}
-
 /* LoRA on out_proj: the warm-up run's, and SDLoRA's main run's (METHODS.md: r 8, alpha 8, dropout 0.1
  * on out_proj only; rank, alpha and dropout come from the lora.* keys). */
 static PeftcStatus attach_out_lora(Model *m, Arena *a, MethodConfig *mc) {
@@ -102,7 +92,7 @@ static PeftcStatus attach_out_lora(Model *m, Arena *a, MethodConfig *mc) {
     lc.targets = bit;
     int group;
     PEFTC_TRY(arena_group(a, "lora", lora_group_lr(mc), mc->weight_decay, &group));
-    return method_attach_each(m, a, bit, make_lora, &lc, group, -1);
+    return method_attach_each(m, a, bit, lora_maker, &lc, group, -1);
 }
 
 /* The A_log deltas: every entry in the warm-up, the selection in the main run. */
@@ -122,23 +112,19 @@ static PeftcStatus attach_A(SdtState *s, Arena *a, int group) {
     return st;
 }
 
-/* x_proj's B and C rows at the kept channels, as RoSA's sparse adapter with no LoRA branch. */
+/* x_proj's B and C rows at the kept channels, as RoSA's sparse adapter with no LoRA branch: every
+ * layer's x_proj has the same shape and count, so one configuration attaches them all. */
 static PeftcStatus attach_xproj(SdtState *s, Arena *a, int group) {
+    const Linear *x0 = &s->m->layers[0].x_proj;
     int64_t count = 2 * (int64_t)s->N * s->n_ch;
+    RosaConfig rc = {.lora = {.r = 0}, .nnz = count};
+    PEFTC_TRY(method_attach_each(&s->m->base, a, linear_target_bit(x0), rosa_maker, &rc, group, group));
     int64_t *flat = malloc((size_t)count * sizeof *flat);
     if (!flat) return PEFTC_ERR(PEFTC_ENOMEM, "sdt: out of memory");
     PeftcStatus st = PEFTC_OK;
     for (int l = 0; l < s->L && st == PEFTC_OK; l++) {
-        Linear *x = &s->m->layers[l].x_proj;
-        /* rosa_nnz is floor(density * out * in): half a value over count lands exactly on count */
-        RosaConfig rc = {.lora = {.r = 0}, .density = ((double)count + 0.5) / ((double)x->out * x->in)};
-        Adapter *ad;
-        st = make_spa(&ad, s->m->base.be, x, &rc, group, group);
-        if (st != PEFTC_OK) break;
-        x->adapter = ad;
-        st = ad->ops->register_params(ad, a);
         sdt_xproj_flat(s->channels + (size_t)l * s->n_ch, s->n_ch, s->R, s->N, s->D, flat);
-        if (st == PEFTC_OK) st = rosa_set_mask(ad, flat, count);
+        st = rosa_set_mask(s->m->layers[l].x_proj.adapter, flat, count);
     }
     free(flat);
     return st;

@@ -43,21 +43,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 common=(data.task=records train.steps="$steps" train.eval_every="$eval_every" train.eval_batches=8
         eval.examples="$em" output.save_adapter=false output.log_every=10 "${quick[@]}")
 
-# train NAME SEED key=value...: one run, skipped when already done.
-train() {
-    local name=$1 seed=$2; shift 2
-    local dir=$out/runs/$name/seed$seed
-    [ -f "$dir/summary.json" ] && return 0
-    mkdir -p "$dir"
-    echo "compare: $name seed $seed"
-    if ! mpirun -np "$ranks" --oversubscribe build/peftc train "${common[@]}" train.seed="$seed" \
-            output.dir="$dir" "$@" >"$dir/log" 2>&1; then
-        echo "compare: $name seed $seed failed; the last lines of $dir/log:" >&2
-        tail -5 "$dir/log" >&2
-        exit 1
-    fi
-    grep '^peftc: done' "$dir/log"
-}
+study=compare
+launch=(mpirun -np "$ranks" --oversubscribe build/peftc train)
+. bench/lib_study.sh
 
 # The EigenLoRAx basis: one LoRA on each of the other two tasks, then 15 principal components (their
 # 16 columns have rank 15 after centring) plus 17 seeded random directions, K = 32 as in the paper.

@@ -39,20 +39,9 @@ common=(model.path="$base" data.task=records train.steps="$steps" train.eval_eve
         train.eval_batches=8 train.seq_len=128 train.micro_batch=8 eval.examples="$em" optim.lr=2e-3
         lora.dropout=0.1 output.save_adapter=false output.log_every=25 "${quick[@]}")
 
-# train NAME SEED key=value...: one run, skipped when already done.
-train() {
-    local name=$1 seed=$2; shift 2
-    local dir=$out/runs/$name/seed$seed
-    [ -f "$dir/summary.json" ] && return 0
-    mkdir -p "$dir"
-    echo "sdt: $name seed $seed"
-    if ! build/peftc train "${common[@]}" train.seed="$seed" output.dir="$dir" "$@" >"$dir/log" 2>&1; then
-        echo "sdt: $name seed $seed failed; the last lines of $dir/log:" >&2
-        tail -5 "$dir/log" >&2
-        exit 1
-    fi
-    grep '^peftc: done' "$dir/log"
-}
+study=sdt
+launch=(build/peftc train)
+. bench/lib_study.sh
 
 sd=(sdt.f_ch=0.99 sdt.warmup="$warm" lora.r=4 lora.alpha=4)
 for seed in $seeds; do

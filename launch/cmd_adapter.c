@@ -4,12 +4,12 @@
  *           base tensors' deltas a method left beside it (SDT's base_deltas.safetensors). */
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "adapters/formats/base_deltas.h"
 #include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
 #include "core/formats/safetensors.h"
+#include "core/models/hf_folder.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/session.h"
@@ -24,10 +24,9 @@ static int wants_help(int argc, char **argv) {
     return 0;
 }
 
+/* path = dir/name, and whether that file exists. */
 static int in_folder(const char *dir, const char *name, char *path, size_t cap) {
-    struct stat sb;
-    snprintf(path, cap, "%s/%s", dir, name);
-    return stat(path, &sb) == 0;
+    return hf_join(path, cap, dir, name) == PEFTC_OK && hf_is_file(path);
 }
 
 /* The base model with the adapter attached and loaded. A folder that holds only base deltas (SDT) gets

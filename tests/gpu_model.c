@@ -98,21 +98,26 @@ static void one_pass(Device dev, Precision prec, Comm *comm, real_t **probs, dou
     pass_with(dev, prec, NULL, 4, 24, comm, probs, loss, grads, numel);
 }
 
-START_TEST(gpu_matches_cpu_on_one_batch) {
-    if (!have_gpu()) return;
+/* The same fp32 pass (pass_with's arguments) on the CPU and the GPU: probabilities, loss and the
+ * whole gradient within TOL; `what` names the case in the printed line. */
+static void expect_gpu_matches_cpu(const char *what, const char *const *extra, int B, int T) {
     Comm *comm;
     ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
     real_t *pc, *pg, *gc, *gg;
     double lc, lg;
     size_t nc, ng;
-    one_pass(DEV_CPU, PREC_FP32, comm, &pc, &lc, &gc, &nc);
-    one_pass(DEV_CUDA, PREC_FP32, comm, &pg, &lg, &gg, &ng);
+    pass_with(DEV_CPU, PREC_FP32, extra, B, T, comm, &pc, &lc, &gc, &nc);
+    pass_with(DEV_CUDA, PREC_FP32, extra, B, T, comm, &pg, &lg, &gg, &ng);
     ck_assert_uint_eq(nc, ng);
-    double ep = rel(pg, pc, 96 * 32), eg = rel(gg, gc, nc);
-    printf("gpu vs cpu: probabilities %.2e, loss %.9g vs %.9g, LoRA gradients %.2e\n", ep, lg, lc, eg);
+    double ep = rel(pg, pc, (size_t)B * T * 32), eg = rel(gg, gc, nc);
+    printf("gpu vs cpu, %s: probabilities %.2e, loss %.9g vs %.9g, gradients %.2e\n", what, ep, lg, lc, eg);
     ck_assert(ep < TOL && eg < TOL && fabs(lg - lc) / fabs(lc) < TOL);
     free(pc), free(pg), free(gc), free(gg);
     comm_free(comm);
+}
+
+START_TEST(gpu_matches_cpu_on_one_batch) {
+    if (have_gpu()) expect_gpu_matches_cpu("LoRA", NULL, 4, 24);
 }
 END_TEST
 
@@ -146,21 +151,7 @@ static const char *const mamba_run[] = {"model.family=mamba", "model.hidden=32",
                                         "model.vocab=32", "method.name=full", "train.seq_len=80", NULL};
 
 START_TEST(gpu_mamba_matches_cpu) {
-    if (!have_gpu()) return;
-    Comm *comm;
-    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
-    real_t *pc, *pg, *gc, *gg;
-    double lc, lg;
-    size_t nc, ng;
-    pass_with(DEV_CPU, PREC_FP32, mamba_run, 2, 80, comm, &pc, &lc, &gc, &nc);
-    pass_with(DEV_CUDA, PREC_FP32, mamba_run, 2, 80, comm, &pg, &lg, &gg, &ng);
-    ck_assert_uint_eq(nc, ng);
-    double ep = rel(pg, pc, 160 * 32), eg = rel(gg, gc, nc);
-    printf("gpu vs cpu, mamba full fine-tuning: probabilities %.2e, loss %.9g vs %.9g, gradients %.2e\n", ep, lg, lc,
-           eg);
-    ck_assert(ep < TOL && eg < TOL && fabs(lg - lc) / fabs(lc) < TOL);
-    free(pc), free(pg), free(gc), free(gg);
-    comm_free(comm);
+    if (have_gpu()) expect_gpu_matches_cpu("mamba full fine-tuning", mamba_run, 2, 80);
 }
 END_TEST
 

@@ -35,18 +35,31 @@ static inline real_t **mp_train_all(MambaModel *m) {
     return g;
 }
 
-static inline void mp_check(const char *what, double err, double tol) {
-    printf("mamba parity: %-44s rel err %.2e\n", what, err);
-    ck_assert_msg(err < tol, "%s differs from transformers by %.3g relative (tolerance %.1g)", what, err, tol);
+/* The fixture's batch: B, T, and its tokens and next-token targets (B*T each, malloc'd). */
+static inline void mp_batch(const Fixture *fx, int *B, int *T, int32_t **tok, int32_t **tgt) {
+    *B = (int)fixture_num(fx->meta, "B");
+    *T = (int)fixture_num(fx->meta, "T");
+    *tok = malloc(sizeof **tok * (size_t)*B * *T);
+    *tgt = malloc(sizeof **tgt * (size_t)*B * *T);
+    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx->meta, "tokens"), *tok, *B * *T);
+    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx->meta, "targets"), *tgt, *B * *T);
 }
+
+/* err, which is `kind` ("relative" or "absolute"), below tol, printed either way. */
+static inline void mp_check_err(const char *what, const char *kind, double err, double tol) {
+    printf("mamba parity: %-44s %s err %.2e\n", what, kind, err);
+    ck_assert_msg(err < tol, "%s: %s error %.3g (tolerance %.1g)", what, kind, err, tol);
+}
+
+static inline void mp_check(const char *what, double err, double tol) { mp_check_err(what, "relative", err, tol); }
 
 static inline void mp_forward_and_grads(double tol) {
     Fixture fx = fixture_load("hf_tiny_mamba_parity");
     MambaModel *m = mp_load();
-    int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), BT = B * T, V = m->cfg.vocab;
-    int32_t *tok = malloc(sizeof *tok * BT), *tgt = malloc(sizeof *tgt * BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "tokens"), tok, BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
+    int B, T;
+    int32_t *tok, *tgt;
+    mp_batch(&fx, &B, &T, &tok, &tgt);
+    int BT = B * T, V = m->cfg.vocab;
     real_t **grads = mp_train_all(m);
     ck_assert_int_eq(mamba_reserve(m, B, T), PEFTC_OK);
     ck_assert_int_eq(mamba_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);

@@ -28,10 +28,10 @@ START_TEST(peft_lora_matches_its_meaning) {
     static Session s;
     ck_assert_msg(session_open_model(&s, &c) == PEFTC_OK, "%s", peftc_err_msg());
     MambaModel *m = mamba_of(s.model);
-    int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), BT = B * T, V = m->cfg.vocab;
-    int32_t *tok = malloc(sizeof *tok * BT), *tgt = malloc(sizeof *tgt * BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "tokens"), tok, BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
+    int B, T;
+    int32_t *tok, *tgt;
+    mp_batch(&fx, &B, &T, &tok, &tgt);
+    int BT = B * T, V = m->cfg.vocab;
     ck_assert_int_eq(mamba_reserve(m, B, T), PEFTC_OK);
     ck_assert_int_eq(mamba_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     mp_check("LoRA logits", fixture_rel_err(m->acts.logits, fixture_tensor(&fx, "logits", (Shape){3, {B, T, V}}),
@@ -90,7 +90,7 @@ START_TEST(gguf_loads_as_the_folder) {
     }
     double e = 0;
     for (int k = 0; k < 13 * hf->cfg.vocab; k++) e = fmax(e, fabs((double)hf->acts.logits[k] - gm->acts.logits[k]));
-    mp_check("GGUF logits against the folder's (max abs)", e, 1e-5);
+    mp_check_err("GGUF logits against the folder's", "absolute", e, 1e-5);
     model_free(g);
     model_free(&hf->base);
 }

@@ -62,11 +62,11 @@ END_TEST
 START_TEST(A_delta_gradient_is_A_logs) {
     Fixture fx = fixture_load("hf_tiny_mamba_parity");
     MambaModel *m = mp_load();
-    int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), BT = B * T, V = m->cfg.vocab;
+    int B, T;
+    int32_t *tok, *tgt;
+    mp_batch(&fx, &B, &T, &tok, &tgt);
+    int BT = B * T, V = m->cfg.vocab;
     int D = m->cfg.inner, N = m->cfg.state;
-    int32_t *tok = malloc(sizeof *tok * BT), *tgt = malloc(sizeof *tgt * BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "tokens"), tok, BT);
-    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
     const int64_t flat[5] = {0, 5, 3 * N + 2, 17 * N + 7, (int64_t)D * N - 1};
     TensorDelta d;
     ck_assert_int_eq(csr_from_flat(&d.pat, m->base.be, D, N, flat, 5, "delta"), PEFTC_OK);

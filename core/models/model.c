@@ -79,3 +79,12 @@ PeftcStatus model_check_batch(int B_res, int T_res, int B, int T, const int32_t 
                              targets[i], i, V);
     return PEFTC_OK;
 }
+
+void model_add_ref(Model *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
+    ParamRef *r = &m->refs[m->n_refs++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->shape = shape;
+    r->data = data;
+    r->grad = grad;
+    r->decay = decay;
+}

@@ -121,6 +121,10 @@ PeftcStatus model_target_mask(const Model *m, const char *text, const char *key,
 PeftcStatus model_targets_mask(const ModelTarget *t, int n, const char *family, const char *text, const char *key,
                                unsigned *out);
 
+/* Appends a base tensor entry to m->refs (sized by the family for all of them): its HF name, shape, where
+ * its pointer and gradient pointer live, and whether weight decay applies. */
+void model_add_ref(Model *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay);
+
 /* A training or eval pass's inputs against what was reserved (B_res, T_res) and the vocabulary V:
  * ESTATE for another (B, T), EINVAL naming the first token or target id outside [0, V) (targets may be
  * NULL, and hold PEFTC_IGNORE_INDEX where no loss is taken). */

@@ -33,15 +33,6 @@ int64_t llama_param_count(const LlamaConfig *c) {
     return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : V * C);
 }
 
-static void add_ref(LlamaModel *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
-    ParamRef *r = &m->base.refs[m->base.n_refs++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    r->shape = shape;
-    r->data = data;
-    r->grad = grad;
-    r->decay = decay;
-}
-
 const ModelTarget llama_targets[LLAMA_N_TARGETS] = {
     {"q", "q_proj", "attn_q", 0},    {"k", "k_proj", "attn_k", 0},       {"v", "v_proj", "attn_v", 0},
     {"o", "o_proj", "attn_output", 0}, {"gate", "gate_proj", "ffn_gate", 0}, {"up", "up_proj", "ffn_up", 0},
@@ -60,11 +51,11 @@ static void add_linear(LlamaModel *m, Linear *l, int layer, const char *parent, 
     l->in = in;
     l->out = out;
     snprintf(name, sizeof name, "%s.weight", l->name);
-    add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
+    model_add_ref(&m->base, name, shape2(out, in), &l->W, &l->dW, 1);
     m->base.refs[m->base.n_refs - 1].quantized = m->cfg.quantized;
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
-        add_ref(m, name, shape1(out), &l->b, &l->db, 0);
+        model_add_ref(&m->base, name, shape1(out), &l->b, &l->db, 0);
     }
 }
 
@@ -73,23 +64,23 @@ static void build_refs(LlamaModel *m) {
     const LlamaConfig *c = &m->cfg;
     int C = c->hidden, I = c->intermediate, HD = c->head_dim, q = c->heads * HD, kv = c->kv_heads * HD;
     char name[128];
-    add_ref(m, "model.embed_tokens.weight", shape2(c->vocab, C), &m->wte, &m->dwte, 0);
+    model_add_ref(&m->base, "model.embed_tokens.weight", shape2(c->vocab, C), &m->wte, &m->dwte, 0);
     for (int i = 0; i < c->layers; i++) {
         LlamaLayer *L = &m->layers[i];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
-        add_ref(m, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
+        model_add_ref(&m->base, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
         add_linear(m, &L->q, i, "self_attn", 0, c->heads, C, q, c->qkv_bias);
         add_linear(m, &L->k, i, "self_attn", 1, c->kv_heads, C, kv, c->qkv_bias);
         add_linear(m, &L->v, i, "self_attn", 2, 0, C, kv, c->qkv_bias);
         add_linear(m, &L->o, i, "self_attn", 3, 0, q, C, 0);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
-        add_ref(m, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
+        model_add_ref(&m->base, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
         add_linear(m, &L->gate, i, "mlp", 4, 0, C, I, 0);
         add_linear(m, &L->up, i, "mlp", 5, 0, C, I, 0);
         add_linear(m, &L->down, i, "mlp", 6, 0, I, C, 0);
     }
-    add_ref(m, "model.norm.weight", shape1(C), &m->lnf_w, &m->dlnf_w, 0);
-    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", shape2(c->vocab, C), &m->lm_head, &m->dlm_head, 0);
+    model_add_ref(&m->base, "model.norm.weight", shape1(C), &m->lnf_w, &m->dlnf_w, 0);
+    if (!c->tie_embeddings) model_add_ref(&m->base, "lm_head.weight", shape2(c->vocab, C), &m->lm_head, &m->dlm_head, 0);
 }
 
 /* Norm weights start at 1 and biases at 0 (as in HF); matrices are N(0, std) keyed by name. */

@@ -35,15 +35,6 @@ const ModelTarget mamba_targets[MAMBA_N_TARGETS] = {
 int mamba_linear_count(const MambaModel *m) { return m->base.n_linears; }
 Linear *mamba_linear(MambaModel *m, int i) { return m->base.linears[i]; }
 
-static void add_ref(MambaModel *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay) {
-    ParamRef *r = &m->base.refs[m->base.n_refs++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    r->shape = shape;
-    r->data = data;
-    r->grad = grad;
-    r->decay = decay;
-}
-
 static void add_linear(MambaModel *m, Linear *l, int layer, int target, int in, int out, int bias) {
     char name[128];
     snprintf(l->name, sizeof l->name, "backbone.layers.%d.mixer.%s", layer, mamba_targets[target].hf);
@@ -53,10 +44,10 @@ static void add_linear(MambaModel *m, Linear *l, int layer, int target, int in, 
     l->out = out;
     m->base.linears[m->base.n_linears++] = l;
     snprintf(name, sizeof name, "%s.weight", l->name);
-    add_ref(m, name, shape2(out, in), &l->W, &l->dW, 1);
+    model_add_ref(&m->base, name, shape2(out, in), &l->W, &l->dW, 1);
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
-        add_ref(m, name, shape1(out), &l->b, &l->db, 0);
+        model_add_ref(&m->base, name, shape1(out), &l->b, &l->db, 0);
     }
 }
 
@@ -66,24 +57,24 @@ static void build_refs(MambaModel *m) {
     const MambaConfig *c = &m->cfg;
     int H = c->hidden, D = c->inner, N = c->state, K = c->conv, R = c->dt_rank;
     char name[128];
-    add_ref(m, "backbone.embeddings.weight", shape2(c->vocab, H), &m->wte, &m->dwte, 0);
+    model_add_ref(&m->base, "backbone.embeddings.weight", shape2(c->vocab, H), &m->wte, &m->dwte, 0);
     for (int i = 0; i < c->layers; i++) {
         MambaLayer *Ly = &m->layers[i];
 #define MIXER(leaf) (snprintf(name, sizeof name, "backbone.layers.%d.mixer.%s", i, leaf), name)
         add_linear(m, &Ly->in_proj, i, 0, H, 2 * D, c->proj_bias);
-        add_ref(m, MIXER("conv1d.weight"), (Shape){3, {D, 1, K}}, &Ly->conv_w, &Ly->dconv_w, 1);
-        if (c->conv_bias) add_ref(m, MIXER("conv1d.bias"), shape1(D), &Ly->conv_b, &Ly->dconv_b, 0);
+        model_add_ref(&m->base, MIXER("conv1d.weight"), (Shape){3, {D, 1, K}}, &Ly->conv_w, &Ly->dconv_w, 1);
+        if (c->conv_bias) model_add_ref(&m->base, MIXER("conv1d.bias"), shape1(D), &Ly->conv_b, &Ly->dconv_b, 0);
         add_linear(m, &Ly->x_proj, i, 1, D, R + 2 * N, 0);
         add_linear(m, &Ly->dt_proj, i, 2, R, D, 1);
-        add_ref(m, MIXER("A_log"), shape2(D, N), &Ly->A_log, &Ly->dA_log, 0);
-        add_ref(m, MIXER("D"), shape1(D), &Ly->Dskip, &Ly->dDskip, 0);
+        model_add_ref(&m->base, MIXER("A_log"), shape2(D, N), &Ly->A_log, &Ly->dA_log, 0);
+        model_add_ref(&m->base, MIXER("D"), shape1(D), &Ly->Dskip, &Ly->dDskip, 0);
         add_linear(m, &Ly->out_proj, i, 3, D, H, c->proj_bias);
 #undef MIXER
         snprintf(name, sizeof name, "backbone.layers.%d.norm.weight", i);
-        add_ref(m, name, shape1(H), &Ly->norm_w, &Ly->dnorm_w, 0);
+        model_add_ref(&m->base, name, shape1(H), &Ly->norm_w, &Ly->dnorm_w, 0);
     }
-    add_ref(m, "backbone.norm_f.weight", shape1(H), &m->normf_w, &m->dnormf_w, 0);
-    if (!c->tie_embeddings) add_ref(m, "lm_head.weight", shape2(c->vocab, H), &m->lm_head, &m->dlm_head, 0);
+    model_add_ref(&m->base, "backbone.norm_f.weight", shape1(H), &m->normf_w, &m->dnormf_w, 0);
+    if (!c->tie_embeddings) model_add_ref(&m->base, "lm_head.weight", shape2(c->vocab, H), &m->lm_head, &m->dlm_head, 0);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -134,7 +125,7 @@ PeftcStatus mamba_create(MambaModel *m, const Backend *be, const MambaConfig *cf
     PEFTC_TRY(mamba_config_check(cfg));
     m->cfg = *cfg;
     mamba_model_init(&m->base, be, &m->cfg);
-    int per_layer = 13; /* norm, in_proj (w, b), conv (w, b), x_proj, dt_proj (w, b), A_log, D, out_proj (w, b) */
+    int per_layer = 12; /* norm, in_proj (w, b), conv (w, b), x_proj, dt_proj (w, b), A_log, D, out_proj (w, b) */
     m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
     m->base.refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->base.refs);
     m->base.linears = calloc((size_t)cfg->layers * MAMBA_N_TARGETS, sizeof *m->base.linears);
