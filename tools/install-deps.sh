@@ -12,6 +12,7 @@ pkgs=(build-essential cmake pkg-config
       python3 python3-pip
       check libsubunit-dev
       libopenblas-openmp-dev liblapacke-dev libdnnl-dev
+      ocl-icd-opencl-dev   # oneDNN's CMake package looks for OpenCL (only a Recommends of libdnnl-dev)
       clang-14 libclang-rt-14-dev libomp-14-dev llvm-14)
 for opt in "$@"; do
   case $opt in
