@@ -120,9 +120,9 @@ static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
     print_base_bytes(s->model);
     if (c->model_path[0])
-        printf("peftc: model %s (%s %s, %d layers, hidden %d, vocab %d, %s chat format)\n", c->model_path,
+        printf("peftc: model %s (%s %s, %d layers, hidden %d, vocab %d, %s%s%s chat format)\n", c->model_path,
                s->model->ops->family, s->info.name, s->model->layers, s->model->hidden, s->model->vocab,
-               chat_format_names[s->chat.format]);
+               s->info.features, s->info.features[0] ? ", " : "", chat_format_names[s->chat.format]);
     if (s->tok && s->data_stats.examples[0])
         printf("peftc: data %s: %lld train / %lld held-out examples, %lld train tokens, %lld dropped as too long%s\n",
                c->sft.path[0] ? c->sft.path : data_task_names[c->task], (long long)s->data_stats.examples[0],

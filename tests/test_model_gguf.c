@@ -25,7 +25,7 @@ typedef struct {
     const char *iq4;       /* GGUF tensor written as IQ4_NL (a type that cannot be dequantized) */
     const char *skip_key;  /* metadata key left out */
     int vocab_from_tokens; /* no llama.vocab_size: the vocabulary is the token list's length */
-    int rope_freqs;        /* add rope_freqs.weight */
+    int rope_freqs;        /* add rope_freqs.weight: 1 = 8 ones; 2 = the model's llama3 scaling as factors */
     int f16_mlp;           /* gate/up/down stored as F16 */
     int rope_dim;          /* llama.rope.dimension_count, head_dim when 0 */
     int no_permute;        /* store Q/K in HF order (what a naive converter would do) */
@@ -42,7 +42,8 @@ static void gguf_name(const char *hf, char *out, size_t n) {
         {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.k_proj.weight", "attn_k.weight"},
         {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
         {"self_attn.q_proj.bias", "attn_q.bias"},       {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},       {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},       {"self_attn.o_proj.bias", "attn_output.bias"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},        {"mlp.down_proj.weight", "ffn_down.weight"}};
     if (!strcmp(hf, "model.embed_tokens.weight")) snprintf(out, n, "token_embd.weight");
     else if (!strcmp(hf, "model.norm.weight")) snprintf(out, n, "output_norm.weight");
@@ -88,6 +89,14 @@ static void write_meta(GgufWriter *w, const LlamaConfig *c, const LlamaGgufOpts 
     ck_assert_int_eq(gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->rms_eps), PEFTC_OK);
     if (o->u32_key) ck_assert_int_eq(gguf_writer_u32(w, o->u32_key, o->u32_val), PEFTC_OK);
     if (o->f32_key) ck_assert_int_eq(gguf_writer_f32(w, o->f32_key, o->f32_val), PEFTC_OK);
+    const RopeScaling *rs = &c->rope_scaling;
+    if (rs->type == ROPE_LINEAR || rs->type == ROPE_YARN) { /* llama.cpp's keys; yarn's attn_factor left at 1 */
+        ck_assert_int_eq(gguf_writer_str(w, "llama.rope.scaling.type", rope_type_name(rs->type)), PEFTC_OK);
+        ck_assert_int_eq(gguf_writer_f32(w, "llama.rope.scaling.factor", (float)rs->factor), PEFTC_OK);
+        if (rs->type == ROPE_YARN)
+            ck_assert_int_eq(gguf_writer_u32(w, "llama.rope.scaling.original_context_length", (uint32_t)rs->original_ctx),
+                             PEFTC_OK);
+    }
     if (o->vocab_from_tokens) {
         const char **toks = malloc((size_t)c->vocab * sizeof *toks);
         for (int i = 0; i < c->vocab; i++) toks[i] = "t";
@@ -138,9 +147,19 @@ static void write_llama_gguf(const LlamaModel *m, const char *path, const LlamaG
     GgufWriter *w = gguf_writer_new();
     write_meta(w, &m->cfg, o);
     for (int i = 0; i < m->base.n_refs; i++) add_ref_tensor(w, m, &m->base.refs[i], o);
-    if (o->rope_freqs) {
+    if (o->rope_freqs == 1) {
         float f[8] = {1, 1, 1, 1, 1, 1, 1, 1};
         ck_assert_int_eq(gguf_writer_add_f32(w, "rope_freqs.weight", 1, (int64_t[]){8}, f), PEFTC_OK);
+    }
+    if (o->rope_freqs == 2) { /* what llama.cpp's converter stores for rope_type llama3: plain / scaled */
+        int half = m->cfg.head_dim / 2;
+        double plain[half], scaled[half];
+        float f[half];
+        RopeScaling none = {.type = ROPE_DEFAULT};
+        rope_inv_freq(&none, m->cfg.rope_theta, m->cfg.head_dim, plain);
+        rope_inv_freq(&m->cfg.rope_scaling, m->cfg.rope_theta, m->cfg.head_dim, scaled);
+        for (int i = 0; i < half; i++) f[i] = (float)(plain[i] / scaled[i]);
+        ck_assert_int_eq(gguf_writer_add_f32(w, "rope_freqs.weight", 1, (int64_t[]){half}, f), PEFTC_OK);
     }
     float extra[4] = {0};
     ck_assert_int_eq(gguf_writer_add_f32(w, "some.unknown.tensor", 1, (int64_t[]){4}, extra), PEFTC_OK);
@@ -271,6 +290,61 @@ START_TEST(content_hash_follows_the_weights) {
 }
 END_TEST
 
+/* Logits (1, T, V) of m on a fixed sequence. */
+static real_t *tiny_logits(LlamaModel *m, int T) {
+    int32_t tok[64];
+    for (int t = 0; t < T; t++) tok[t] = (t * 7 + 3) % m->cfg.vocab;
+    ck_assert_int_eq(llama_reserve(m, 1, T), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, 1, T, NULL, NULL), PEFTC_OK);
+    size_t n = (size_t)T * m->cfg.vocab;
+    real_t *out = malloc(n * sizeof *out);
+    memcpy(out, m->acts.logits, n * sizeof *out);
+    return out;
+}
+
+/* A model with RoPE scaling and an o_proj bias, written as llama.cpp writes it (llama3 as a rope_freqs
+ * tensor, linear and yarn as rope.scaling keys), loads as the same model: same logits over 40
+ * positions, where every scaling changes them. */
+static void check_scaled(RopeScaling rs, RopeType loaded_as) {
+    LlamaConfig cfg = tiny_cfg(1, 1);
+    cfg.o_bias = 1;
+    cfg.rope_theta = 10000;
+    cfg.rope_scaling = rs;
+    LlamaModel src, got;
+    ck_assert_int_eq(llama_create(&src, backend_cpu(), &cfg, 7, 0.5), PEFTC_OK);
+    for (int i = 0; i < src.base.n_refs; i++)
+        if (strstr(src.base.refs[i].name, ".bias"))
+            tu_fill_uniform(*src.base.refs[i].data, (size_t)shape_numel(&src.base.refs[i].shape), (uint64_t)i, -1, 1);
+    const char *path = tmp_path("scaled.gguf");
+    write_llama_gguf(&src, path, &(LlamaGgufOpts){.rope_freqs = rs.type == ROPE_LLAMA3 ? 2 : 0});
+    ck_assert_msg(model_gguf_load(&got, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(got.cfg.rope_scaling.type, loaded_as);
+    ck_assert(got.cfg.o_bias && got.cfg.qkv_bias);
+    expect_same_weights(&src, &got, 0);
+    const int T = 40;
+    real_t *a = tiny_logits(&src, T), *b = tiny_logits(&got, T);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < (size_t)T * cfg.vocab; i++) {
+        worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
+        scale = fmax(scale, fabs((double)a[i]));
+    }
+    ck_assert_msg(worst <= 1e-5 * scale, "%s: logits differ by %.3g (max %.3g)", rope_type_name(rs.type), worst, scale);
+    free(a);
+    free(b);
+    llama_free(&got);
+    llama_free(&src);
+    tmp_cleanup();
+}
+
+START_TEST(llama_gguf_rope_scaling_and_o_bias) {
+    check_scaled((RopeScaling){.type = ROPE_LLAMA3, .factor = 8, .low_freq_factor = 1, .high_freq_factor = 4,
+                               .original_ctx = 16}, ROPE_FACTORS);
+    check_scaled((RopeScaling){.type = ROPE_LINEAR, .factor = 2}, ROPE_LINEAR);
+    check_scaled((RopeScaling){.type = ROPE_YARN, .factor = 4, .original_ctx = 16, .beta_fast = 32, .beta_slow = 1,
+                               .truncate = 1, .attn_factor = rope_yarn_mscale(4, 1)}, ROPE_YARN);
+}
+END_TEST
+
 /* Loading fails with EFORMAT, leaves m empty, and the message names the file and `what`. */
 static void expect_load_error(const LlamaGgufOpts *o, int tie, const char *what) {
     LlamaConfig cfg = tiny_cfg(tie, 0);
@@ -295,7 +369,7 @@ START_TEST(llama_gguf_errors) {
     expect_load_error(&(LlamaGgufOpts){.skip = "output_norm.weight"}, 0, "output_norm.weight");
     expect_load_error(&(LlamaGgufOpts){.swap = "blk.0.attn_k.weight"}, 1, "[24, 32]");
     expect_load_error(&(LlamaGgufOpts){.iq4 = "blk.0.ffn_gate.weight"}, 1, "IQ4_NL");
-    expect_load_error(&(LlamaGgufOpts){.rope_freqs = 1}, 1, "rope_freqs");
+    expect_load_error(&(LlamaGgufOpts){.rope_freqs = 1}, 1, "'rope_freqs.weight' must be F32 with 6 values");
     expect_load_error(&(LlamaGgufOpts){.rope_dim = 8}, 1, "llama.rope.dimension_count");
     expect_load_error(&(LlamaGgufOpts){.skip_key = "llama.block_count"}, 1, "llama.block_count");
     /* without key_length the head size is hidden / heads = 8, which the RoPE dimension (12) contradicts */
@@ -434,6 +508,7 @@ int main(void) {
     tcase_add_test(tc, tiny_llama_tied);
     tcase_add_test(tc, tiny_llama_untied_bias_f16);
     tcase_add_test(tc, permutation_matters);
+    tcase_add_test(tc, llama_gguf_rope_scaling_and_o_bias);
     tcase_add_test(tc, content_hash_follows_the_weights);
     tcase_add_test(tc, llama_gguf_errors);
     tcase_add_test(tc, llama_gguf_bad_floats);

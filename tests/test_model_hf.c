@@ -324,16 +324,19 @@ START_TEST(config_errors_name_file_and_key) {
     expect_config_error(dir, j, "\"vocab_size\"", "positive integer");
     j = cJSON_Duplicate(orig, 1);
     cJSON *rs = cJSON_CreateObject();
+    cJSON_AddStringToObject(rs, "rope_type", "dynamic");
+    cJSON_AddNumberToObject(rs, "factor", 8);
+    cJSON_ReplaceItemInObject(j, "rope_scaling", rs);
+    expect_config_error(dir, j, "\"rope_scaling.rope_type\" is \"dynamic\"", "not implemented");
+    j = cJSON_Duplicate(orig, 1);
+    rs = cJSON_CreateObject();
     cJSON_AddStringToObject(rs, "rope_type", "llama3");
     cJSON_AddNumberToObject(rs, "factor", 8);
     cJSON_ReplaceItemInObject(j, "rope_scaling", rs);
-    expect_config_error(dir, j, "rope_scaling", "not supported");
+    expect_config_error(dir, j, "rope_scaling", "original_max_position_embeddings");
     j = cJSON_Duplicate(orig, 1);
     cJSON_ReplaceItemInObject(j, "model_type", cJSON_CreateString("gpt2"));
     expect_config_error(dir, j, "\"gpt2\"", "not supported");
-    j = cJSON_Duplicate(orig, 1);
-    cJSON_ReplaceItemInObject(j, "attention_bias", cJSON_CreateTrue());
-    expect_config_error(dir, j, "attention_bias", "o_proj");
     j = cJSON_Duplicate(orig, 1);
     cJSON_ReplaceItemInObject(j, "hidden_act", cJSON_CreateString("gelu"));
     expect_config_error(dir, j, "hidden_act", "silu");
@@ -374,9 +377,18 @@ START_TEST(equivalent_configs_are_accepted) {
     cJSON_AddNullToObject(j, "sliding_window");
     write_config(dir, j);
     ck_assert_int_eq(model_read_config(dir, &cfg, NULL), PEFTC_OK);
-    cJSON_ReplaceItemInObject(j, "sliding_window", cJSON_CreateNumber(4096));
-    cJSON_AddNumberToObject(j, "max_position_embeddings", 8192);
-    expect_config_error(dir, j, "sliding_window", NULL);
+    ck_assert_int_eq(cfg.sliding_window, 0);
+    cJSON_ReplaceItemInObject(j, "sliding_window", cJSON_CreateNumber(4096)); /* kept as a length limit */
+    write_config(dir, j);
+    ck_assert_int_eq(model_read_config(dir, &cfg, NULL), PEFTC_OK);
+    ck_assert_int_eq(cfg.sliding_window, 4096);
+    cJSON_ReplaceItemInObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"LlamaForCausalLM"}, 1));
+    cJSON_ReplaceItemInObject(j, "model_type", cJSON_CreateString("llama"));
+    cJSON_ReplaceItemInObject(j, "attention_bias", cJSON_CreateTrue()); /* q, k, v and o biases */
+    write_config(dir, j);
+    cJSON_Delete(j);
+    ck_assert_int_eq(model_read_config(dir, &cfg, NULL), PEFTC_OK);
+    ck_assert(cfg.o_bias && cfg.qkv_bias && !cfg.sliding_window);
 }
 END_TEST
 

@@ -104,11 +104,16 @@ const Backend *backend_cpu(void);
  * when the host is out of memory. */
 PeftcStatus backend_cpu_create(Backend **out);
 
-/* Fills cos, sin (T, HD/2) for RoPE with base theta (computed in double, stored as real_t). */
+/* Fills cos, sin (T, half) for RoPE: pair i at position t turns by t * inv_freq[i] (half), and both
+ * tables are multiplied by scale (YaRN's attention factor; 1 otherwise). Computed in double, stored
+ * as real_t. */
+void rope_tables_freq(real_t *cos, real_t *sin, int T, int half, const double *inv_freq, double scale);
+/* The unscaled tables (T, HD/2) for base theta: inv_freq[i] = theta^(-2i/HD). */
 void rope_tables(real_t *cos, real_t *sin, int T, int HD, double theta);
 
-/* rope_tables() into backend memory. */
-PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int HD, double theta);
+/* rope_tables_freq() into backend memory. */
+PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int half, const double *inv_freq,
+                                double scale);
 
 /* Whether this CPU multiplies bf16 in hardware, as oneDNN sees it: 1 with AMX or AVX512-BF16 (*what
  * names which), else 0 (*what says what is missing; matmul_bf16 then rounds its operands and runs the

@@ -15,15 +15,16 @@ void backend_host_done(const Backend *be, real_t *dst, real_t *host, size_t n) {
     free(host);
 }
 
-PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int HD, double theta) {
-    size_t n = (size_t)T * (size_t)(HD / 2);
+PeftcStatus backend_rope_tables(const Backend *be, real_t *cos, real_t *sin, int T, int half, const double *inv_freq,
+                                double scale) {
+    size_t n = (size_t)T * (size_t)half;
     real_t *hc = backend_host_begin(be, cos, n), *hs = backend_host_begin(be, sin, n);
     if (!hc || !hs) {
         if (hc != cos) free(hc);
         if (hs != sin) free(hs);
-        return PEFTC_ERR(PEFTC_ENOMEM, "rope: no host memory for %d x %d tables", T, HD / 2);
+        return PEFTC_ERR(PEFTC_ENOMEM, "rope: no host memory for %d x %d tables", T, half);
     }
-    rope_tables(hc, hs, T, HD, theta);
+    rope_tables_freq(hc, hs, T, half, inv_freq, scale);
     backend_host_done(be, cos, hc, n);
     backend_host_done(be, sin, hs, n);
     return PEFTC_OK;

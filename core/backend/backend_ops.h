@@ -85,8 +85,8 @@
                                                                                                              \
     /* ---- RoPE, HF rotate-half convention ----                                                             \
      * x (B,T,NH,HD) is rotated in place: for i < HD/2, pair (x[i], x[i+HD/2]) at position t by angle        \
-     * t * theta^(-2i/HD). cos, sin: (T, HD/2) tables from rope_tables(). Backward rotates dx in place by    \
-     * the inverse angle (the op is orthogonal). */                                                          \
+     * t * inv_freq[i]. cos, sin: (T, HD/2) tables from rope_tables_freq(). Backward rotates dx in place by  \
+     * the inverse angle: the transpose, since the op is a rotation times the tables' scale. */              \
     X(void, rope_fwd, (const Backend *be, real_t *x, const real_t *cos, const real_t *sin, int B, int T,     \
                        int NH, int HD))                                                                      \
     X(void, rope_bwd, (const Backend *be, real_t *dx, const real_t *cos, const real_t *sin, int B, int T,    \

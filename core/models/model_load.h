@@ -17,6 +17,7 @@ typedef struct {
     char arch[32];       /* "llama" */
     char name[128];      /* general.name or the folder's name */
     int64_t context_length; /* max positions the model was trained for (0 if unknown) */
+    char features[96];      /* what the start-up line adds, e.g. "rope llama3 x8, q/k/v/o biases"; or "" */
     uint64_t content_hash;  /* stable across copies of the same weights: GGUF: the header plus samples of
                                every tensor's data; HF: each weight file's header and size */
 } ModelInfo;

@@ -5,18 +5,21 @@
 #include "core/backend/backend.h"
 #include "core/backend/cpu/cpu_ops.h"
 
-void rope_tables(real_t *ctab, real_t *stab, int T, int HD, double theta) {
-    /* ctab, stab (T, HD/2). Angles in double: t * theta^(-2i/HD) reaches thousands of radians at long
+void rope_tables_freq(real_t *ctab, real_t *stab, int T, int half, const double *inv_freq, double scale) {
+    /* ctab, stab (T, half). Angles in double: t * inv_freq reaches thousands of radians at long
      * positions, where a float angle would already be off by a visible fraction of a turn. */
-    int half = HD / 2;
-    for (int i = 0; i < half; i++) {
-        double inv_freq = pow(theta, -2.0 * i / HD);
+    for (int i = 0; i < half; i++)
         for (int t = 0; t < T; t++) {
-            double a = (double)t * inv_freq;
-            ctab[(size_t)t * half + i] = (real_t)cos(a);
-            stab[(size_t)t * half + i] = (real_t)sin(a);
+            double a = (double)t * inv_freq[i];
+            ctab[(size_t)t * half + i] = (real_t)(scale * cos(a));
+            stab[(size_t)t * half + i] = (real_t)(scale * sin(a));
         }
-    }
+}
+
+void rope_tables(real_t *ctab, real_t *stab, int T, int HD, double theta) {
+    double inv_freq[HD / 2]; /* (HD/2) */
+    for (int i = 0; i < HD / 2; i++) inv_freq[i] = pow(theta, -2.0 * i / HD);
+    rope_tables_freq(ctab, stab, T, HD / 2, inv_freq, 1.0);
 }
 
 /* Rotates every (b,t,h) vector of x by +angle (dir = 1) or -angle (dir = -1). sin(-a) = -sin(a), so

@@ -79,6 +79,7 @@ static void work_shape(GenWork *w, const LlamaModel *m, int B, int S) {
 PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
     memset(c, 0, sizeof *c);
     if (B < 1 || S < 1) return PEFTC_ERR(PEFTC_EINVAL, "kv cache: rows B (%d) and capacity S (%d) must be >= 1", B, S);
+    PEFTC_TRY(llama_check_window(&m->cfg, S));
     GenWork *w = calloc(1, sizeof *w);
     if (!w) return PEFTC_ERR(PEFTC_ENOMEM, "kv cache: out of memory");
     work_shape(w, m, B, S);
@@ -101,7 +102,7 @@ PeftcStatus kv_create(KvCache *c, const LlamaModel *m, int B, int S) {
         kv_free(c);
         return st;
     }
-    st = backend_rope_tables(m->base.be, w->rope_cos, w->rope_sin, S, w->HD, m->cfg.rope_theta);
+    st = llama_rope_tables(m, w->rope_cos, w->rope_sin, S);
     if (st != PEFTC_OK) kv_free(c);
     return st;
 }

@@ -23,13 +23,44 @@ PeftcStatus llama_config_check(const LlamaConfig *c) {
         return PEFTC_ERR(PEFTC_EINVAL, "model head_dim (%d) must be even: RoPE rotates pairs of halves", head_dim_of(c));
     if (!(c->rope_theta > 0) || !(c->rms_eps > 0))
         return PEFTC_ERR(PEFTC_EINVAL, "model.rope_theta and model.rms_eps must be > 0");
-    return PEFTC_OK;
+    if (c->sliding_window < 0) return PEFTC_ERR(PEFTC_EINVAL, "model sliding window (%d) must be >= 0", c->sliding_window);
+    return rope_scaling_check(&c->rope_scaling, head_dim_of(c), "model");
+}
+
+void llama_describe(const LlamaConfig *c, char *out, size_t n) {
+    int used = 0;
+    out[0] = '\0';
+    if (c->rope_scaling.type == ROPE_FACTORS)
+        used += snprintf(out + used, n - (size_t)used, "rope frequency factors");
+    else if (c->rope_scaling.type != ROPE_DEFAULT)
+        used += snprintf(out + used, n - (size_t)used, "rope %s x%g", rope_type_name(c->rope_scaling.type),
+                         c->rope_scaling.factor);
+    if (c->qkv_bias && (size_t)used < n)
+        used += snprintf(out + used, n - (size_t)used, "%s%s biases", used ? ", " : "", c->o_bias ? "q/k/v/o" : "q/k/v");
+    if (c->sliding_window && (size_t)used < n)
+        snprintf(out + used, n - (size_t)used, "%swindow %d", used ? ", " : "", c->sliding_window);
+}
+
+PeftcStatus llama_check_window(const LlamaConfig *c, int T) {
+    if (!c->sliding_window || T <= c->sliding_window) return PEFTC_OK;
+    return PEFTC_ERR(PEFTC_EINVAL, "model: sequences of %d tokens are longer than the model's sliding_window (%d); "
+                     "within one window sliding-window attention is full causal attention, which is all this "
+                     "trainer computes, so keep train.seq_len (and prompt plus generated tokens) <= %d",
+                     T, c->sliding_window, c->sliding_window);
+}
+
+PeftcStatus llama_rope_tables(const LlamaModel *m, real_t *cos, real_t *sin, int T) {
+    int HD = head_dim_of(&m->cfg);
+    double inv_freq[HD / 2]; /* (HD/2) */
+    rope_inv_freq(&m->cfg.rope_scaling, m->cfg.rope_theta, HD, inv_freq);
+    return backend_rope_tables(m->base.be, cos, sin, T, HD / 2, inv_freq, rope_attn_scale(&m->cfg.rope_scaling));
 }
 
 int64_t llama_param_count(const LlamaConfig *c) {
     int64_t C = c->hidden, I = c->intermediate, V = c->vocab, HD = head_dim_of(c);
     int64_t q = c->heads * HD, kv = c->kv_heads * HD;
-    int64_t layer = 2 * C + q * C + 2 * kv * C + C * q + 3 * I * C + (c->qkv_bias ? q + 2 * kv : 0);
+    int64_t layer = 2 * C + q * C + 2 * kv * C + C * q + 3 * I * C + (c->qkv_bias ? q + 2 * kv : 0) +
+                    (c->o_bias ? C : 0);
     return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : V * C);
 }
 
@@ -72,7 +103,7 @@ static void build_refs(LlamaModel *m) {
         add_linear(m, &L->q, i, "self_attn", 0, c->heads, C, q, c->qkv_bias);
         add_linear(m, &L->k, i, "self_attn", 1, c->kv_heads, C, kv, c->qkv_bias);
         add_linear(m, &L->v, i, "self_attn", 2, 0, C, kv, c->qkv_bias);
-        add_linear(m, &L->o, i, "self_attn", 3, 0, q, C, 0);
+        add_linear(m, &L->o, i, "self_attn", 3, 0, q, C, c->o_bias);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
         model_add_ref(&m->base, name, shape1(C), &L->ln2_w, &L->dln2_w, 0);
         add_linear(m, &L->gate, i, "mlp", 4, 0, C, I, 0);
@@ -130,7 +161,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
     m->cfg = *cfg;
     m->cfg.head_dim = head_dim_of(cfg);
     llama_model_init(&m->base, be, &m->cfg);
-    int per_layer = 2 + 7 + (cfg->qkv_bias ? 3 : 0);
+    int per_layer = 2 + 7 + (cfg->qkv_bias ? 3 : 0) + (cfg->o_bias ? 1 : 0);
     m->layers = calloc((size_t)cfg->layers, sizeof *m->layers);
     m->base.refs = calloc((size_t)(cfg->layers * per_layer + 3), sizeof *m->base.refs);
     m->base.linears = calloc((size_t)cfg->layers * LLAMA_N_TARGETS, sizeof *m->base.linears);

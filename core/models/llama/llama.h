@@ -9,6 +9,7 @@
 #include "core/base/status.h"
 #include "core/models/model.h"
 #include "core/nn/linear.h"
+#include "core/nn/rope_scaling.h"
 
 typedef struct {
     int hidden;       /* C */
@@ -22,6 +23,9 @@ typedef struct {
     double rms_eps;
     int tie_embeddings;
     int qkv_bias;
+    int o_bias;       /* o_proj has a bias too (HF LLaMA's attention_bias) */
+    int sliding_window; /* 0, or the attention window of some layer: sequences longer than it are refused */
+    RopeScaling rope_scaling;
     int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
                          by the GGUF loader (model_load_quantized) or llama_copy_weights; the rest is fp32 */
 } LlamaConfig;
@@ -110,6 +114,14 @@ void llama_embed(const LlamaModel *m, real_t *out, const int32_t *tok, int n);
 void llama_head(const LlamaModel *m, real_t *out, const real_t *x, int R, int bwd);
 /* ModelOps.use_bf16 (llama_bf16.c). */
 PeftcStatus llama_use_bf16(Model *m);
+
+/* out (n): what sets c apart from a plain LLaMA, for the start-up line ("rope llama3 x8, q/k/v biases,
+ * window 4096"), or "". */
+void llama_describe(const LlamaConfig *c, char *out, size_t n);
+/* Refuses sequences of T tokens that a sliding attention window would cut (llama.c says why). */
+PeftcStatus llama_check_window(const LlamaConfig *c, int T);
+/* The RoPE tables cos, sin (T, HD/2) of m's configuration, scaling included, in m's backend memory. */
+PeftcStatus llama_rope_tables(const LlamaModel *m, real_t *cos, real_t *sin, int T);
 
 /* Points m (the base of a LlamaModel) at the LLaMA family's operations and fills its shape fields. */
 void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c);

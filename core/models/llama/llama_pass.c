@@ -63,7 +63,7 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     a->B = B;
     a->T = T;
     a->scratch_cols = cols;
-    return backend_rope_tables(m->base.be, a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta);
+    return llama_rope_tables(m, a->rope_cos, a->rope_sin, T);
 }
 
 /* Adapter scratch holds one row of any linear layer's input: the widest of C, I and NH*HD. */
@@ -73,6 +73,7 @@ static int scratch_cols(const LlamaConfig *c) {
 }
 
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T) {
+    PEFTC_TRY(llama_check_window(&m->cfg, T));
     if (m->acts.B != B || m->acts.T != T || m->acts.lowp != m->base.bf16) {
         m->base.be->free(m->base.be, m->acts.resid);
         free(m->acts.key_scratch);

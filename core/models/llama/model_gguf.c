@@ -39,29 +39,62 @@ static PeftcStatus fparam(const GgufFile *g, const char *suffix, float dflt, dou
     return PEFTC_OK;
 }
 
-/* Features llama.cpp expresses in metadata or extra tensors that would change the math here. */
+/* Features llama.cpp expresses in metadata that would change the math here. */
 static PeftcStatus refuse_unsupported(const GgufFile *g) {
-    const char *path = g->file.path;
     uint32_t experts;
     PEFTC_TRY(gguf_get_u32_or(g, "llama.expert_count", 0, &experts));
     if (experts > 0)
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.expert_count is %u: mixture-of-experts models are not supported",
-                         path, experts);
-    if (gguf_find(g, "llama.rope.scaling.type")) {
-        GgufStr t;
-        PEFTC_TRY(gguf_get_str(g, "llama.rope.scaling.type", &t));
-        if (!str_is(t, "none"))
-            return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scaling.type is '%.*s': RoPE scaling is not supported",
-                             path, (int)t.len, t.ptr);
+                         g->file.path, experts);
+    return PEFTC_OK;
+}
+
+/* llama.cpp's rope_freqs tensor (what its converter writes for LLaMA-3.1 scaling): one F32 divisor per
+ * rotated pair. */
+static PeftcStatus read_freq_factors(const GgufFile *g, int HD, RopeScaling *r) {
+    const GgufTensor *t = gguf_tensor(g, "rope_freqs.weight");
+    if (t->type != GGML_F32 || t->n_dims != 1 || t->ne[0] != HD / 2 || HD / 2 > ROPE_MAX_PAIRS)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor 'rope_freqs.weight' must be F32 with %d values (one per rotated "
+                         "pair of the head size %d)", g->file.path, HD / 2, HD);
+    r->type = ROPE_FACTORS;
+    r->n_factors = HD / 2;
+    memcpy(r->factors, t->data, (size_t)r->n_factors * sizeof(float));
+    return PEFTC_OK;
+}
+
+/* llama.rope.scaling.* as llama.cpp reads them: linear divides the frequencies by the factor (also
+ * the older llama.rope.scale_linear); yarn ramps between 32 and 1 rotations over
+ * original_context_length and scales cos and sin by attn_factor (1 when absent) x (0.1 ln factor + 1),
+ * which is transformers' default attention factor. */
+static PeftcStatus read_rope_scaling(const GgufFile *g, int HD, RopeScaling *r) {
+    const char *path = g->file.path;
+    memset(r, 0, sizeof *r);
+    GgufStr t = {"none", 4};
+    if (gguf_find(g, "llama.rope.scaling.type")) PEFTC_TRY(gguf_get_str(g, "llama.rope.scaling.type", &t));
+    float factor, legacy, attn;
+    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scale_linear", 1.0f, &legacy));
+    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scaling.factor", legacy, &factor));
+    int has_freqs = gguf_tensor(g, "rope_freqs.weight") != NULL;
+    if (str_is(t, "none") && legacy != 1.0f) t = (GgufStr){"linear", 6};
+    if (has_freqs && !str_is(t, "none"))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: both tensor 'rope_freqs.weight' and llama.rope.scaling.type '%.*s': "
+                         "only one RoPE scaling at a time is supported", path, (int)t.len, t.ptr);
+    if (has_freqs) return read_freq_factors(g, HD, r);
+    if (str_is(t, "none")) return PEFTC_OK;
+    r->factor = factor;
+    if (str_is(t, "linear")) {
+        r->type = ROPE_LINEAR;
+        return PEFTC_OK;
     }
-    float scale;
-    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scale_linear", 1.0f, &scale));
-    if (scale != 1.0f)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scale_linear is %g: RoPE scaling is not supported", path,
-                         (double)scale);
-    if (gguf_tensor(g, "rope_freqs.weight"))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor 'rope_freqs.weight' present: RoPE frequency scaling (LLaMA 3.1 "
-                         "style) is not supported", path);
+    if (!str_is(t, "yarn"))
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scaling.type is '%.*s': supported are none, linear and yarn "
+                         "(and LLaMA-3 scaling as a rope_freqs tensor)", path, (int)t.len, t.ptr);
+    uint32_t ctx;
+    PEFTC_TRY(gguf_get_u32(g, "llama.rope.scaling.original_context_length", &ctx));
+    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scaling.attn_factor", 1.0f, &attn));
+    *r = (RopeScaling){.type = ROPE_YARN, .factor = factor, .original_ctx = ctx > 1u << 30 ? 0 : (int)ctx,
+                       .beta_fast = 32, .beta_slow = 1, .truncate = 1,
+                       .attn_factor = attn * rope_yarn_mscale(factor, 1)};
     return PEFTC_OK;
 }
 
@@ -118,6 +151,8 @@ static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
     PEFTC_TRY(fparam(g, "attention.layer_norm_rms_epsilon", -1.0f, &c->rms_eps));
     c->tie_embeddings = gguf_tensor(g, "output.weight") == NULL;
     c->qkv_bias = gguf_tensor(g, "blk.0.attn_q.bias") != NULL;
+    c->o_bias = gguf_tensor(g, "blk.0.attn_output.bias") != NULL;
+    PEFTC_TRY(read_rope_scaling(g, c->head_dim, &c->rope_scaling));
     PeftcStatus st = llama_config_check(c);
     if (st != PEFTC_OK) { /* the check's message names fields, not the file */
         char msg[512];
@@ -135,7 +170,10 @@ PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *in
                          "models are supported)", g->file.path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
     PEFTC_TRY(refuse_unsupported(g));
     PEFTC_TRY(read_hparams(g, cfg));
-    if (info) model_gguf_info(g, "llama", info);
+    if (info) {
+        model_gguf_info(g, "llama", info);
+        llama_describe(cfg, info->features, sizeof info->features);
+    }
     return PEFTC_OK;
 }
 
@@ -151,7 +189,8 @@ static int gguf_name_of(const char *hf, char *out, size_t n) {
         {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.q_proj.bias", "attn_q.bias"},
         {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.k_proj.bias", "attn_k.bias"},
         {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"self_attn.o_proj.weight", "attn_output.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.o_proj.bias", "attn_output.bias"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},        {"mlp.down_proj.weight", "ffn_down.weight"}};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
         if (strcmp(hf, top[i][0]) == 0) return snprintf(out, n, "%s", top[i][1]) > 0;
@@ -330,11 +369,12 @@ static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
         /* in/out: 0 = hidden, 1 = intermediate, 2 = q width, 3 = kv width, 4 = 1 (a vector) */
         {"attn_norm.weight", 0, 4}, {"ffn_norm.weight", 0, 4}, {"attn_q.weight", 0, 2}, {"attn_k.weight", 0, 3},
         {"attn_v.weight", 0, 3}, {"attn_output.weight", 2, 0}, {"ffn_gate.weight", 0, 1}, {"ffn_up.weight", 0, 1},
-        {"ffn_down.weight", 1, 0}, {"attn_q.bias", 2, 4}, {"attn_k.bias", 3, 4}, {"attn_v.bias", 3, 4}};
+        {"ffn_down.weight", 1, 0}, {"attn_q.bias", 2, 4}, {"attn_k.bias", 3, 4}, {"attn_v.bias", 3, 4},
+        {"attn_output.bias", 0, 4}};
     const int64_t size[] = {C, I, q, kv, 1};
-    int n_kinds = c->qkv_bias ? 12 : 9;
     for (int l = 0; l < c->layers; l++)
-        for (int k = 0; k < n_kinds; k++) {
+        for (int k = 0; k < 13; k++) {
+            if ((k >= 9 && k < 12 && !c->qkv_bias) || (k == 12 && !c->o_bias)) continue;
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", l, per_layer[k].name);
             PEFTC_TRY(expect_tensor(g, name, size[per_layer[k].in], size[per_layer[k].out]));

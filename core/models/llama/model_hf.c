@@ -1,9 +1,11 @@
 /* HF model folders: config.json + model.safetensors, or shards listed in model.safetensors.index.json.
  *
- * Accepted architectures are those whose math is exactly this trainer's decoder: "llama" (no biases),
- * "mistral" without an effective sliding window, and "qwen2" (q/k/v biases, full attention). Anything
- * else in config.json that would change what the model computes (RoPE scaling, other activations, MLP
- * or o_proj biases) is refused with the file and key named, rather than loaded and silently ignored. */
+ * Accepted architectures are those whose math is this trainer's decoder: "llama" (attention_bias gives
+ * q/k/v/o biases), "mistral" and "qwen2" (q/k/v biases), with RoPE scaling of the types rope_scaling.h
+ * lists. A sliding attention window is kept as a limit: sequences up to the window are computed
+ * exactly (llama_check_window). Anything else in config.json that would change what the model
+ * computes (other activations, MLP biases, partial or dynamic RoPE) is refused with the file and key
+ * named, rather than loaded and silently ignored. */
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include "core/base/fsutil.h"
 #include "core/formats/json_file.h"
 #include "core/models/hf_folder.h"
+#include "core/models/hf_rope.h"
 #include "core/models/llama/model_formats.h"
 #include "core/formats/safetensors.h"
 
@@ -54,59 +57,48 @@ static PeftcStatus find_arch(const HfCfg *c, const HfArch **out) {
                      "model_type \"llama\" or architectures [\"LlamaForCausalLM\"]", c->path);
 }
 
-/* rope_scaling (and transformers 5's rope_parameters, which also carries rope_theta) may only say
- * "default": any other type rescales positions, which the RoPE tables here do not do. */
-static PeftcStatus check_rope(const HfCfg *c, double *theta) {
-    static const char *keys[] = {"rope_scaling", "rope_parameters"};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *v = hf_cfg_item(c, keys[k]);
-        if (!v) continue;
-        if (!cJSON_IsObject(v)) return PEFTC_ERR(PEFTC_EFORMAT, "%s: \"%s\" must be an object or null", c->path, keys[k]);
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "rope_type");
-        if (!t) t = cJSON_GetObjectItemCaseSensitive(v, "type");
-        const char *type = cJSON_IsString(t) ? t->valuestring : NULL;
-        if (!(type ? strcmp(type, "default") == 0 : k == 1))
-            return PEFTC_ERR(PEFTC_EFORMAT, "%s: \"%s\" asks for RoPE scaling (type \"%s\"); RoPE scaling is not "
-                             "supported yet (expected null)", c->path, keys[k], type ? type : "?");
-        PEFTC_TRY(hf_cfg_num(c, cJSON_GetObjectItemCaseSensitive(v, "rope_theta"), "rope_parameters.rope_theta", *theta,
-                          theta));
-    }
-    return PEFTC_OK;
-}
-
 static PeftcStatus refuse(const HfCfg *c, const char *key, const char *why) {
     return PEFTC_ERR(PEFTC_EFORMAT, "%s: \"%s\": %s", c->path, key, why);
 }
 
+/* The sliding window (0 = none) some layer applies: Mistral's whenever sliding_window is set, Qwen2's
+ * when use_sliding_window is and a layer from max_window_layers on (or a "sliding_attention" entry of
+ * layer_types) uses it. */
+static PeftcStatus read_window(const HfCfg *c, const HfArch *arch, int *window) {
+    *window = 0;
+    int is_mistral = strcmp(arch->type, "mistral") == 0, is_qwen2 = strcmp(arch->type, "qwen2") == 0;
+    if (!is_mistral && !is_qwen2) return PEFTC_OK;
+    int w, use = 1, layers, max_window;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->root, "sliding_window");
+    if (cJSON_IsNull(v)) return PEFTC_OK;
+    PEFTC_TRY(hf_cfg_int(c, "sliding_window", 4096, &w)); /* both classes' default */
+    if (is_qwen2) {
+        PEFTC_TRY(hf_cfg_bool(c, "use_sliding_window", 0, &use));
+        PEFTC_TRY(hf_cfg_int(c, "num_hidden_layers", -1, &layers));
+        PEFTC_TRY(hf_cfg_int(c, "max_window_layers", 28, &max_window));
+        use = use && max_window < layers;
+    }
+    const cJSON *types = hf_cfg_item(c, "layer_types");
+    if (is_qwen2 && types) {
+        use = 0;
+        cJSON_ArrayForEach(v, types) use |= cJSON_IsString(v) && strcmp(v->valuestring, "sliding_attention") == 0;
+    }
+    *window = use ? w : 0;
+    return PEFTC_OK;
+}
+
 /* Options that would make HF compute something this decoder does not. */
-static PeftcStatus check_math(const HfCfg *c, const HfArch *arch, int ctx) {
+static PeftcStatus check_math(const HfCfg *c) {
     const cJSON *v = hf_cfg_item(c, "hidden_act");
     if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "silu") == 0))
         return refuse(c, "hidden_act", "only \"silu\" (SwiGLU) is supported");
     int flag;
     PEFTC_TRY(hf_cfg_bool(c, "mlp_bias", 0, &flag));
     if (flag) return refuse(c, "mlp_bias", "MLP biases are not supported (expected false)");
-    if (!arch->qkv_bias) {
-        PEFTC_TRY(hf_cfg_bool(c, "attention_bias", 0, &flag));
-        if (flag) return refuse(c, "attention_bias", "true gives o_proj a bias as well, which this model does not "
-                                "have (expected false; q/k/v-only biases are model_type \"qwen2\")");
-    }
-    if (strcmp(arch->type, "qwen2") == 0) {
-        PEFTC_TRY(hf_cfg_bool(c, "use_sliding_window", 0, &flag));
-        if (flag) return refuse(c, "use_sliding_window", "sliding-window attention is not supported (expected false)");
-    }
-    if (strcmp(arch->type, "mistral") == 0) {
-        int window = 4096; /* MistralConfig's default when the key is absent */
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(c->root, "sliding_window");
-        if (cJSON_IsNull(w)) window = 0;
-        else PEFTC_TRY(hf_cfg_int(c, "sliding_window", window, &window));
-        if (window && (ctx == 0 || window < ctx))
-            return refuse(c, "sliding_window", "a window shorter than max_position_embeddings is not supported "
-                          "(expected null)");
-    }
     cJSON_ArrayForEach(v, hf_cfg_item(c, "layer_types")) {
-        if (!cJSON_IsString(v) || strcmp(v->valuestring, "full_attention") != 0)
-            return refuse(c, "layer_types", "only \"full_attention\" layers are supported");
+        if (!cJSON_IsString(v) || (strcmp(v->valuestring, "full_attention") != 0 &&
+                                   strcmp(v->valuestring, "sliding_attention") != 0))
+            return refuse(c, "layer_types", "only \"full_attention\" and \"sliding_attention\" layers are supported");
     }
     return PEFTC_OK;
 }
@@ -124,11 +116,15 @@ static PeftcStatus parse_config(const HfCfg *c, LlamaConfig *cfg, ModelInfo *inf
     PEFTC_TRY(hf_cfg_int(c, "head_dim", 0, &k.head_dim));
     PEFTC_TRY(hf_cfg_int(c, "vocab_size", -1, &k.vocab));
     PEFTC_TRY(hf_cfg_int(c, "max_position_embeddings", 0, &ctx));
-    PEFTC_TRY(hf_cfg_num(c, hf_cfg_item(c, "rope_theta"), "rope_theta", 10000.0, &k.rope_theta));
+    PEFTC_TRY(hf_rope_read(c, ctx, &k.rope_theta, &k.rope_scaling));
     PEFTC_TRY(hf_cfg_num(c, hf_cfg_item(c, "rms_norm_eps"), "rms_norm_eps", 1e-6, &k.rms_eps));
     PEFTC_TRY(hf_cfg_bool(c, "tie_word_embeddings", 0, &k.tie_embeddings));
-    PEFTC_TRY(check_rope(c, &k.rope_theta));
-    PEFTC_TRY(check_math(c, arch, ctx));
+    if (strcmp(arch->type, "llama") == 0) { /* Mistral's class has no such key; Qwen2's biases are fixed */
+        PEFTC_TRY(hf_cfg_bool(c, "attention_bias", 0, &k.o_bias));
+        k.qkv_bias = k.o_bias;
+    }
+    PEFTC_TRY(read_window(c, arch, &k.sliding_window));
+    PEFTC_TRY(check_math(c));
     if (llama_config_check(&k) != PEFTC_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", peftc_err_msg());
@@ -136,6 +132,7 @@ static PeftcStatus parse_config(const HfCfg *c, LlamaConfig *cfg, ModelInfo *inf
     }
     *cfg = k;
     snprintf(info->arch, sizeof info->arch, "%s", arch->type);
+    llama_describe(&k, info->features, sizeof info->features);
     info->context_length = ctx;
     return PEFTC_OK;
 }
@@ -162,16 +159,18 @@ static PeftcStatus check_sizes(const HfWeights *w, const LlamaConfig *c) {
     int64_t q = c->heads * hd, kv = c->kv_heads * hd;
     /* in the model's own order, so the first tensor reported is the one loading would have met first */
     PEFTC_TRY(hf_weights_expect(w, "model.embed_tokens.weight", (Shape){2, {V, C}}));
+    /* bias: 1 present with q/k/v biases, 2 with an o_proj bias */
     const struct { const char *name; Shape shape; int bias; } per_layer[] = {
         {"input_layernorm.weight", {1, {C}}, 0}, {"self_attn.q_proj.weight", {2, {q, C}}, 0},
         {"self_attn.q_proj.bias", {1, {q}}, 1}, {"self_attn.k_proj.weight", {2, {kv, C}}, 0},
         {"self_attn.k_proj.bias", {1, {kv}}, 1}, {"self_attn.v_proj.weight", {2, {kv, C}}, 0},
         {"self_attn.v_proj.bias", {1, {kv}}, 1}, {"self_attn.o_proj.weight", {2, {C, q}}, 0},
+        {"self_attn.o_proj.bias", {1, {C}}, 2},
         {"post_attention_layernorm.weight", {1, {C}}, 0}, {"mlp.gate_proj.weight", {2, {I, C}}, 0},
         {"mlp.up_proj.weight", {2, {I, C}}, 0}, {"mlp.down_proj.weight", {2, {C, I}}, 0}};
     for (int l = 0; l < c->layers; l++)
         for (size_t k = 0; k < sizeof per_layer / sizeof per_layer[0]; k++) {
-            if (per_layer[k].bias && !c->qkv_bias) continue;
+            if ((per_layer[k].bias == 1 && !c->qkv_bias) || (per_layer[k].bias == 2 && !c->o_bias)) continue;
             char name[128];
             snprintf(name, sizeof name, "model.layers.%d.%s", l, per_layer[k].name);
             PEFTC_TRY(hf_weights_expect(w, name, per_layer[k].shape));
@@ -189,7 +188,7 @@ static PeftcStatus load_from(LlamaModel *m, const Backend *be, const LlamaConfig
     PEFTC_TRY(llama_create(m, be, cfg, 0, -1.0));
     char described[64];
     snprintf(described, sizeof described, "%d layers, %s", cfg->layers,
-             cfg->qkv_bias ? "q/k/v biases only" : "no biases");
+             cfg->o_bias ? "q/k/v/o biases" : cfg->qkv_bias ? "q/k/v biases only" : "no biases");
     PEFTC_TRY(hf_weights_no_extras(w, m->base.refs, m->base.n_refs, "model.layers.", ".rotary_emb.inv_freq", described));
     return hf_weights_fill(w, m->base.refs, m->base.n_refs);
 }
@@ -213,10 +212,25 @@ PeftcStatus model_hf_load(LlamaModel *m, const Backend *be, const char *dir, Mod
 
 /* ---- saving ---- */
 
-/* The HF config that makes transformers build this exact model: q/k/v biases need Qwen2's class, since
- * LLaMA's attention_bias would add an o_proj bias too. */
+/* The HF class that makes transformers build this exact model: LLaMA's attention_bias gives q, k, v and
+ * o biases; q/k/v biases alone are Qwen2's; a sliding window without biases is Mistral's. */
+static const HfArch *arch_of(const LlamaConfig *c) {
+    if (c->qkv_bias && !c->o_bias) return &hf_archs[2];
+    return &hf_archs[c->sliding_window && !c->o_bias ? 1 : 0];
+}
+
+static void add_window(cJSON *j, const HfArch *arch, const LlamaConfig *c) {
+    if (strcmp(arch->type, "qwen2") == 0) {
+        cJSON_AddBoolToObject(j, "use_sliding_window", c->sliding_window > 0);
+        cJSON_AddNumberToObject(j, "max_window_layers", c->sliding_window ? 0 : c->layers);
+    }
+    if (strcmp(arch->type, "llama") == 0) return;
+    if (c->sliding_window) cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
+    else cJSON_AddNullToObject(j, "sliding_window");
+}
+
 static cJSON *config_json(const LlamaConfig *c, int st_dtype) {
-    const HfArch *arch = &hf_archs[c->qkv_bias ? 2 : 0];
+    const HfArch *arch = arch_of(c);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddItemToObject(j, "architectures", cJSON_CreateStringArray(&arch->cls, 1));
     cJSON_AddStringToObject(j, "model_type", arch->type);
@@ -227,13 +241,12 @@ static cJSON *config_json(const LlamaConfig *c, int st_dtype) {
     cJSON_AddNumberToObject(j, "num_key_value_heads", c->kv_heads);
     cJSON_AddNumberToObject(j, "head_dim", c->head_dim ? c->head_dim : c->hidden / c->heads);
     cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
-    cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
-    cJSON_AddNullToObject(j, "rope_scaling");
+    hf_rope_write(j, &c->rope_scaling, c->rope_theta);
     cJSON_AddNumberToObject(j, "rms_norm_eps", c->rms_eps);
     cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tie_embeddings);
     cJSON_AddStringToObject(j, "hidden_act", "silu");
-    if (c->qkv_bias) cJSON_AddFalseToObject(j, "use_sliding_window");
-    else cJSON_AddFalseToObject(j, "attention_bias");
+    if (strcmp(arch->type, "llama") == 0) cJSON_AddBoolToObject(j, "attention_bias", c->o_bias);
+    add_window(j, arch, c);
     cJSON_AddFalseToObject(j, "mlp_bias");
     cJSON_AddStringToObject(j, "torch_dtype", hf_torch_dtype(st_dtype));
     return j;
@@ -245,5 +258,6 @@ PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype) {
     if (m->cfg.quantized)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the model's base is kept quantized (model.quantized=true): load it dense "
                          "to write or merge into an HF folder", dir);
+    PEFTC_TRY(hf_rope_writable(&m->cfg.rope_scaling, dir));
     return hf_save_folder(dir, m->base.refs, m->base.n_refs, st_dtype, config_json(&m->cfg, st_dtype));
 }
