@@ -9,6 +9,7 @@
 #include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
 #include "core/formats/safetensors.h"
+#include "launch/hf_companions.h"
 #include "core/models/hf_folder.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
@@ -117,6 +118,7 @@ int cmd_merge(int argc, char **argv) {
     char deltas[700];
     if (in_folder(a.adapter, "base_deltas.safetensors", deltas, sizeof deltas)) st = base_deltas_apply(s.model, deltas);
     if (st == PEFTC_OK) st = s.model->ops->save_hf(s.model, a.out, dtype);
+    if (st == PEFTC_OK) st = hf_companions_write(&s, a.out);
     if (st == PEFTC_OK) printf("peftc: wrote merged model %s (%s)\n", a.out, a.dtype);
     session_close(&s);
     return finish(st, 0);

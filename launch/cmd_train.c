@@ -16,6 +16,7 @@
 #include "core/base/mapped.h"
 #include "launch/commands.h"
 #include "launch/evaluate.h"
+#include "launch/hf_companions.h"
 #include "launch/metrics.h"
 #include "launch/summary.h"
 #include "launch/ckpt_run.h"
@@ -162,25 +163,6 @@ static void note_peft_refusals(const Model *m) {
     }
 }
 
-/* The tokenizer.json the run read (data.tokenizer, or the model folder's), copied beside a saved model so
- * the folder is whole; a GGUF's tokenizer has no tokenizer.json to copy. */
-static PeftcStatus copy_tokenizer(const RunConfig *c, const char *dir) {
-    char src[1100], dst[700];
-    struct stat sb;
-    const char *from = c->tokenizer_path[0] ? c->tokenizer_path : c->model_path;
-    if (!from[0] || stat(from, &sb) != 0) return PEFTC_OK;
-    if (S_ISDIR(sb.st_mode)) snprintf(src, sizeof src, "%s/tokenizer.json", from);
-    else snprintf(src, sizeof src, "%s", from);
-    size_t n = strlen(src);
-    if (n < 5 || strcmp(src + n - 5, ".json") != 0 || stat(src, &sb) != 0) return PEFTC_OK;
-    MappedFile f;
-    PEFTC_TRY(mapped_open(&f, src));
-    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
-    PeftcStatus st = fs_write_atomic(dst, f.data, f.size);
-    mapped_close(&f);
-    return st;
-}
-
 /* What the method leaves: an adapter folder, or for methods that train the whole base the model itself. */
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
@@ -191,7 +173,7 @@ static PeftcStatus save_adapter(Session *s, Comm *comm) {
         int model = s->method.desc->trains_base;
         snprintf(dir, sizeof dir, "%s/%s", c->out_dir, model ? "model" : "adapter");
         st = s->method.desc->export(&s->method, s->model, dir, c->model_path[0] ? c->model_path : "random");
-        if (st == PEFTC_OK && model) st = copy_tokenizer(c, dir);
+        if (st == PEFTC_OK && model) st = hf_companions_write(s, dir);
         if (st == PEFTC_OK) printf("peftc: %s saved to %s\n", model ? "model" : "adapter", dir);
         note_peft_refusals(s->model);
     }

@@ -64,6 +64,12 @@ check "export (PEFT) re-writes the same tensors" \
 check "export (GGUF) writes a GGUF file" "[ $? -eq 0 ] && [ \"\$(head -c 4 '$dir/lora.gguf')\" = GGUF ]"
 "$peftc" merge --model "$model" --adapter "$dir/run/adapter" --out "$dir/merged" --dtype bf16 >"$dir/merge.log" 2>&1
 check "merge writes an HF folder" "[ $? -eq 0 ] && [ -s '$dir/merged/config.json' ] && [ -s '$dir/merged/model.safetensors' ]"
+check "the merged folder carries the GGUF's tokenizer, chat template and generation config" \
+  "[ -s '$dir/merged/tokenizer.json' ] && grep -q im_start '$dir/merged/tokenizer_config.json' && grep -q '\"eos_token_id\":[[:space:]]*2' '$dir/merged/generation_config.json'"
+check "the merged config.json has the context length and token ids transformers would otherwise guess" \
+  "grep -q '\"max_position_embeddings\":[[:space:]]*8192' '$dir/merged/config.json' && grep -q '\"bos_token_id\":[[:space:]]*1' '$dir/merged/config.json'"
+"$peftc" generate --model "$dir/merged" --chat --prompt "Name a primary color." --max-new 4 >"$dir/merged-gen.log" 2>&1
+check "the merged folder generates with its own tokenizer and chat format" "[ $? -eq 0 ] && [ -s '$dir/merged-gen.log' ]"
 
 "$peftc" train $small data.path="$fx/bad.jsonl" output.dir="$dir/bad" >"$dir/bad.log" 2>&1
 rc=$?
@@ -77,4 +83,4 @@ head -c 1000000 "$model" >"$dir/cut.gguf"
 rc=$?
 check "a truncated GGUF is refused by name (exit 65, damaged input)" "[ $rc -eq 65 ] && grep -q 'cut.gguf' '$dir/cut.log'"
 
-finish gen.log chat.log train.log early.log eval.log export.log gguf.log merge.log bad.log skip.log cut.log
+finish gen.log chat.log train.log early.log eval.log export.log gguf.log merge.log merged-gen.log bad.log skip.log cut.log

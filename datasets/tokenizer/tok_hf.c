@@ -9,8 +9,7 @@
 #include "core/base/mapped.h"
 #include "datasets/tokenizer/tok_internal.h"
 
-/* LLaMA-3's Split pattern, as tokenizer.json spells it (JSON-decoded). */
-static const char LLAMA3_PATTERN[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
+const char LLAMA3_PATTERN[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
                                      " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 static PeftcStatus read_json(const char *path, cJSON **out) {

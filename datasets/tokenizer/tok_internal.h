@@ -39,6 +39,9 @@ struct Tokenizer {
     uint64_t hash;
 };
 
+/* LLaMA-3's Split pattern, as tokenizer.json spells it (JSON-decoded); tok_hf.c. */
+extern const char LLAMA3_PATTERN[];
+
 PeftcStatus tok_new(Tokenizer **out, int n_vocab, PretokKind pre, const char *source);
 PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int special);
 /* After every piece is set: EFORMAT naming the first id without one. */

@@ -30,6 +30,10 @@ PeftcStatus tok_load_hf(Tokenizer **out, const char *tokenizer_json_path);
 /* Loads whichever the model path holds: a GGUF file, or an HF folder containing tokenizer.json. */
 PeftcStatus tok_load(Tokenizer **out, const char *model_path);
 void tok_free(Tokenizer *t);
+/* Writes t as dir/tokenizer.json and dir/tokenizer_config.json (bos/eos, add_bos_token, the chat template,
+ * model_max_length when max_len > 0) that transformers' PreTrainedTokenizerFast and tok_load_hf read
+ * back with the same ids: how a GGUF model's tokenizer reaches an HF folder. */
+PeftcStatus tok_write_hf(const Tokenizer *t, const char *dir, int64_t max_len);
 
 int tok_vocab_size(const Tokenizer *t);
 /* -1 when the model has none. */
