@@ -19,6 +19,7 @@
 #include "launch/hf_companions.h"
 #include "launch/metrics.h"
 #include "launch/summary.h"
+#include "launch/tensorboard.h"
 #include "launch/ckpt_run.h"
 #include "launch/launcher.h"
 #include "launch/runlock.h"
@@ -75,7 +76,8 @@ static PeftcStatus write_resolved_config(const RunConfig *c) {
 typedef struct {
     Progress *progress;
     Metrics *metrics;
-    PeftcStatus metrics_status;
+    TbWriter *tb;               /* NULL unless output.tensorboard */
+    PeftcStatus report_status;  /* the first failure writing the metrics CSV or the event file */
     double first_eval, last_eval, tokens_seen, seconds;
     int n_evals;
 } Reporter;
@@ -83,7 +85,8 @@ typedef struct {
 static void on_step(void *user, const StepStats *s) {
     Reporter *r = user;
     progress_step(r->progress, s);
-    if (r->metrics_status == PEFTC_OK) r->metrics_status = metrics_step(r->metrics, s);
+    if (r->report_status == PEFTC_OK) r->report_status = metrics_step(r->metrics, s);
+    if (r->report_status == PEFTC_OK && r->tb) r->report_status = tb_step(r->tb, s);
     r->tokens_seen += s->seq_tokens;
     r->seconds += s->step_seconds;
 }
@@ -91,7 +94,8 @@ static void on_step(void *user, const StepStats *s) {
 static void on_eval(void *user, const EvalStats *s) {
     Reporter *r = user;
     progress_eval(r->progress, s);
-    if (r->metrics_status == PEFTC_OK) r->metrics_status = metrics_eval(r->metrics, s);
+    if (r->report_status == PEFTC_OK) r->report_status = metrics_eval(r->metrics, s);
+    if (r->report_status == PEFTC_OK && r->tb) r->report_status = tb_eval(r->tb, s);
     if (r->n_evals++ == 0) r->first_eval = s->loss;
     r->last_eval = s->loss;
 }
@@ -190,9 +194,12 @@ static PeftcStatus write_summary(const Session *s, const Reporter *rep, int worl
     return summary_write(s, &r, path);
 }
 
-/* Rank 0's metrics file (continued when resuming), progress line and banner. */
+/* Rank 0's metrics file (continued when resuming), TensorBoard file (a new one when resuming), progress
+ * line and banner. */
 static PeftcStatus open_reporting(Session *s, Reporter *rep, int world, int64_t resumed) {
     char path[600];
+    snprintf(path, sizeof path, "%s/tensorboard", s->cfg.out_dir);
+    if (s->cfg.tensorboard) PEFTC_TRY(tb_open(&rep->tb, path, resumed));
     snprintf(path, sizeof path, "%s/metrics.csv", s->cfg.out_dir);
     if (resumed > 0) {
         double first, last;
@@ -208,6 +215,18 @@ static PeftcStatus open_reporting(Session *s, Reporter *rep, int world, int64_t 
     return PEFTC_OK;
 }
 
+/* Closes what open_reporting opened; the first failure, if any. */
+static PeftcStatus close_reporting(Reporter *rep) {
+    PeftcStatus mst = metrics_close(rep->metrics);
+    PeftcStatus tst = tb_close(rep->tb);
+    return mst != PEFTC_OK ? mst : tst;
+}
+
+/* The metrics CSV has no exact-match rows (summary.json holds both values); TensorBoard gets a point. */
+static void report_exact_match(Reporter *rep, int64_t step, double acc) {
+    if (rep->report_status == PEFTC_OK && rep->tb) rep->report_status = tb_exact_match(rep->tb, step, acc);
+}
+
 /* Rank 0 reports; every rank trains. t0 is when the command started. *preempted: a signal stopped
  * training after a checkpoint. */
 static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
@@ -217,15 +236,17 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
     CkptRun ck;
     int64_t resumed = 0;
     PeftcStatus st = ckpt_run_init(&ck, s, comm);
-    if (root) ck.report_status = &rep.metrics_status;
+    if (root) ck.report_status = &rep.report_status;
     if (st == PEFTC_OK) st = ckpt_run_resume(&ck, &resumed);
     if (st != PEFTC_OK) return st;
     if (root) st = open_reporting(s, &rep, comm_size(comm), resumed);
     st = comm_agree(comm, st);
     double em0 = NAN, em1 = 0;
     int em = em_enabled(s);
-    if (st == PEFTC_OK && em && resumed == 0) st = em_report(s, comm, "before training", &em0);
-    else if (st == PEFTC_OK && em && root) printf("exact match before training: see the run that wrote the checkpoint\n");
+    if (st == PEFTC_OK && em && resumed == 0) {
+        st = em_report(s, comm, "before training", &em0);
+        if (st == PEFTC_OK && root) report_exact_match(&rep, 0, em0);
+    } else if (st == PEFTC_OK && em && root) printf("exact match before training: see the run that wrote the checkpoint\n");
     if (st == PEFTC_OK) st = session_prepare(s, comm);
     if (st == PEFTC_OK) {
         ckpt_run_attach(&ck);
@@ -238,15 +259,16 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
             printf("peftc: stopped by signal %d at step %lld after writing its checkpoint; run the same command "
                    "with checkpoint.resume=auto to continue (exit code %d)\n", signals_pending(),
                    (long long)s->trainer.step, EXIT_PREEMPTED);
-        if (root) metrics_close(rep.metrics);
+        if (root) close_reporting(&rep);
         return PEFTC_OK;
     }
     /* Saved before the final evaluation: a failure there must not lose a finished run. */
     if (st == PEFTC_OK) st = save_adapter(s, comm);
     if (st == PEFTC_OK && em) st = em_report(s, comm, "after training", &em1);
+    if (st == PEFTC_OK && em && root) report_exact_match(&rep, s->trainer.step, em1);
     if (root) {
-        PeftcStatus mst = metrics_close(rep.metrics);
-        if (st == PEFTC_OK) st = rep.metrics_status != PEFTC_OK ? rep.metrics_status : mst;
+        PeftcStatus mst = close_reporting(&rep);
+        if (st == PEFTC_OK) st = rep.report_status != PEFTC_OK ? rep.report_status : mst;
         if (st == PEFTC_OK) st = write_summary(s, &rep, comm_size(comm), em, em0, em1, t0);
         if (st == PEFTC_OK) {
             char emtxt[96] = "";

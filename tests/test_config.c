@@ -68,6 +68,7 @@ START_TEST(defaults_pass_finish) {
     ck_assert_uint_eq(c.model_seed, 1234);
     ck_assert_str_eq(c.out_dir, "runs/default");
     ck_assert_int_eq(c.log_every, 10);
+    ck_assert_int_eq(c.tensorboard, 0);
 }
 END_TEST
 

@@ -60,6 +60,7 @@ typedef struct {
     char out_dir[512];      /* output.dir */
     int save_adapter;       /* output.save_adapter: write <dir>/adapter (PEFT format) at the end */
     int64_t log_every;      /* output.log_every */
+    int tensorboard;        /* output.tensorboard: event files in <dir>/tensorboard */
     /* checkpoint.* */
     int64_t ckpt_every;     /* checkpoint.every: steps between checkpoints; 0 = none */
     double ckpt_minutes;    /* checkpoint.minutes: wall minutes between checkpoints; 0 = none */

@@ -119,6 +119,8 @@ static const ConfigKey TAIL_KEYS[] = {
     STR("output.dir", out_dir, "runs/default", 0, "run directory (resolved config, metrics CSV, adapter)"),
     BOOL("output.save_adapter", save_adapter, "true", "write the trained adapter to <dir>/adapter in PEFT format"),
     INT("output.log_every", log_every, "10", GE(1), "steps between progress lines (non-TTY)"),
+    BOOL("output.tensorboard", tensorboard, "false",
+         "also write TensorBoard event files to <dir>/tensorboard (the metrics CSV's curves, exact match)"),
 
     INT("checkpoint.every", ckpt_every, "0", GE(0), "steps between checkpoints; 0 = none on a schedule"),
     FLT("checkpoint.minutes", ckpt_minutes, "0", GE(0), "minutes between checkpoints; 0 = none on a clock"),
