@@ -99,6 +99,7 @@ START_TEST(hf_tokenizers_survive_a_rewrite) {
     check_kind("gpt2");
     check_kind("smollm");
     check_kind("llama3");
+    check_kind("qwen2");
 }
 END_TEST
 

@@ -1,7 +1,8 @@
 /* The byte-level BPE tokenizer and chat formats against Hugging Face's implementation: ids of a set of
- * strings (scripts, digits, whitespace, contractions, specials) for SmolLM2's tokenizer and for tiny
- * tokenizers of each pre-tokenizer kind, HF-rendered chat conversations with their loss masks, byte-exact
- * round trips, and the errors for files we cannot read (tests/fixtures/gen_tokenizer.py). */
+ * strings (scripts, digits, whitespace, contractions, specials, decomposed accents) for SmolLM2's
+ * tokenizer and for tiny tokenizers of each pre-tokenizer kind (Qwen2's with its NFC normalizer),
+ * HF-rendered chat conversations with their loss masks, round trips, and the errors for files we
+ * cannot read (tests/fixtures/gen_tokenizer.py). */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -88,7 +89,7 @@ static void expect_pieces(PretokKind kind, const char *text, const cJSON *want) 
 }
 
 /* Every fixture string: pieces and ids as HF gives them, and decoding gives the text back byte for
- * byte. */
+ * byte (or, where an NFC normalizer changed it, HF's decoding: "decoded"). */
 static void check_strings(const Tokenizer *t, const cJSON *exp, PretokKind kind) {
     const cJSON *c;
     int count = 0;
@@ -101,7 +102,9 @@ static void check_strings(const Tokenizer *t, const cJSON *exp, PretokKind kind)
         char what[160];
         snprintf(what, sizeof what, "'%.100s' (special %d)", text, special);
         expect_ids(cJSON_GetObjectItem(c, "ids"), ids, n, what);
-        expect_roundtrip(t, text, strlen(text), ids, n);
+        const cJSON *decoded = cJSON_GetObjectItem(c, "decoded");
+        const char *back = decoded ? decoded->valuestring : text;
+        expect_roundtrip(t, back, strlen(back), ids, n);
         const cJSON *pieces = cJSON_GetObjectItem(c, "pieces");
         if (pieces) expect_pieces(kind, text, pieces);
         free(ids);
@@ -111,7 +114,7 @@ static void check_strings(const Tokenizer *t, const cJSON *exp, PretokKind kind)
 }
 
 /* Each fixture conversation, encoded by chat_encode, equals HF's tokenization of apply_chat_template's
- * text, with the mask HF's token offsets give. */
+ * text, with the mask HF's token offsets give, and decodes to that text (NFC'd: "decoded"). */
 static void check_chats(const Tokenizer *t, const cJSON *exp) {
     const char *tmpl = tok_chat_template(t);
     char sys[256];
@@ -136,12 +139,14 @@ static void check_chats(const Tokenizer *t, const cJSON *exp) {
         size_t n = 0, cap = 0;
         ck_assert_msg(chat_encode(&ct, t, msgs, n_msgs, gen, &ids, &mask, &n, &cap) == PEFTC_OK, "%s", peftc_err_msg());
         const char *rendered = cJSON_GetObjectItem(c, "rendered")->valuestring;
+        const cJSON *decoded = cJSON_GetObjectItem(c, "decoded");
+        const char *back = decoded ? decoded->valuestring : rendered;
         expect_ids(cJSON_GetObjectItem(c, "ids"), ids, n, rendered);
         const cJSON *want_mask = cJSON_GetObjectItem(c, "mask");
         for (size_t i = 0; i < n; i++)
             ck_assert_msg(mask[i] == cJSON_GetArrayItem(want_mask, (int)i)->valueint, "%s: mask[%zu] = %d", rendered, i,
                           mask[i]);
-        expect_roundtrip(t, rendered, strlen(rendered), ids, n);
+        expect_roundtrip(t, back, strlen(back), ids, n);
         free(ids);
         free(mask);
         count++;
@@ -260,6 +265,110 @@ START_TEST(tiny_llama3) {
 }
 END_TEST
 
+static void encode_str(const Tokenizer *t, const char *text, int special, int32_t **ids, size_t *n, size_t *cap) {
+    *n = 0;
+    ck_assert_msg(tok_encode(t, text, strlen(text), special, ids, n, cap) == PEFTC_OK, "%s", peftc_err_msg());
+}
+
+/* Qwen2 / Qwen2.5's tokenizer.json: every digit alone, NFC before pre-tokenization, ChatML. */
+START_TEST(tiny_qwen2) {
+    Tokenizer *t = load(TOKDIR "/qwen2");
+    cJSON *exp = read_json(TOKDIR "/qwen2/expected.json");
+    ck_assert_int_eq(tok_vocab_size(t), cJSON_GetObjectItem(exp, "vocab_size")->valueint);
+    ck_assert_int_eq(tok_bos(t), -1); /* bos_token null, ByteLevel post-processor */
+    ck_assert_int_eq(tok_add_bos(t), 0);
+    ck_assert_int_eq(tok_eos(t), tok_find(t, "<|im_end|>"));
+    ck_assert_int_eq(chat_detect(tok_chat_template(t)), CHAT_CHATML);
+    char sys[64];
+    chat_default_system(tok_chat_template(t), sys, sizeof sys);
+    ck_assert_str_eq(sys, "You are a helpful assistant.");
+    check_strings(t, exp, PRETOK_QWEN2);
+    check_chats(t, exp);
+    /* The ChatML markers are one special id each, matched before normalization. */
+    int32_t *ids = NULL, *want = NULL;
+    size_t n = 0, cap = 0, nw = 0, capw = 0;
+    encode_str(t, "<|im_start|>user\nhi<|im_end|><|endoftext|>", 1, &ids, &n, &cap);
+    ck_assert_uint_ge(n, 4);
+    ck_assert_int_eq(ids[0], tok_find(t, "<|im_start|>"));
+    ck_assert_int_eq(ids[n - 2], tok_find(t, "<|im_end|>"));
+    ck_assert_int_eq(ids[n - 1], tok_find(t, "<|endoftext|>"));
+    ck_assert(tok_is_special(t, ids[0]) && tok_is_special(t, ids[n - 2]) && tok_is_special(t, ids[n - 1]));
+    /* Decomposed and precomposed text give the same ids; bytes that are not UTF-8 stay, and the text
+     * between them is still normalized. */
+    encode_str(t, "Cafe\xcc\x81 \xe2\x84\xab", 0, &ids, &n, &cap);
+    encode_str(t, "Caf\xc3\xa9 \xc3\x85", 0, &want, &nw, &capw);
+    ck_assert_uint_eq(n, nw);
+    for (size_t i = 0; i < n; i++) ck_assert_int_eq(ids[i], want[i]);
+    encode_str(t, "\xff" "e\xcc\x81\xc3(e\xcc\x81\xcc\xa3", 0, &ids, &n, &cap);
+    static const char back[] = "\xff\xc3\xa9\xc3(\xe1\xba\xb9\xcc\x81";
+    expect_roundtrip(t, back, sizeof back - 1, ids, n);
+    free(ids);
+    free(want);
+    cJSON_Delete(exp);
+    tok_free(t);
+}
+END_TEST
+
+/* The qwen2 fixture with its normalizer replaced, written to a fresh folder; NULL if it fails to load. */
+static Tokenizer *qwen2_with_normalizer(const char *normalizer) {
+    char *text = read_text(TOKDIR "/qwen2/tokenizer.json", NULL);
+    static const char nfc[] = "\"normalizer\":{\"type\":\"NFC\"}";
+    char *at = strstr(text, nfc);
+    ck_assert_msg(at != NULL, "qwen2/tokenizer.json has no %s", nfc);
+    size_t head = (size_t)(at - text), tail = strlen(at + strlen(nfc));
+    char *json = malloc(head + strlen(normalizer) + tail + 32);
+    sprintf(json, "%.*s\"normalizer\":%s%s", (int)head, text, normalizer, at + strlen(nfc));
+    char dir[] = "/tmp/test_tokenizer_XXXXXX", path[64], cfg[64];
+    ck_assert(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    write_text(path, json);
+    char *cfg_text = read_text(TOKDIR "/qwen2/tokenizer_config.json", NULL);
+    write_text(cfg, cfg_text);
+    free(cfg_text);
+    Tokenizer *t = NULL;
+    PeftcStatus st = tok_load(&t, dir);
+    ck_assert(st == PEFTC_OK || (st == PEFTC_EFORMAT && strstr(peftc_err_msg(), path)));
+    unlink(path);
+    unlink(cfg);
+    rmdir(dir);
+    free(json);
+    free(text);
+    return t;
+}
+
+/* A Sequence holding only NFC is NFC; without a normalizer decomposed text encodes differently (and
+ * the hash, a cache key, differs); other normalizers are refused by name. */
+START_TEST(qwen2_normalizer_forms) {
+    Tokenizer *t = load(TOKDIR "/qwen2");
+    Tokenizer *seq = qwen2_with_normalizer("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"}]}");
+    Tokenizer *none = qwen2_with_normalizer("null");
+    ck_assert(seq && none);
+    const char text[] = "cre\xcc\x80me bru\xcc\x82le\xcc\x81" "e";
+    int32_t *a = NULL, *b = NULL, *c = NULL;
+    size_t na = 0, nb = 0, nc = 0, cap_a = 0, cap_b = 0, cap_c = 0;
+    encode_str(t, text, 0, &a, &na, &cap_a);
+    encode_str(seq, text, 0, &b, &nb, &cap_b);
+    encode_str(none, text, 0, &c, &nc, &cap_c);
+    ck_assert_uint_eq(na, nb);
+    for (size_t i = 0; i < na; i++) ck_assert_int_eq(a[i], b[i]);
+    ck_assert_msg(nc != na || memcmp(a, c, na * sizeof *a) != 0, "NFC made no difference");
+    expect_roundtrip(none, text, sizeof text - 1, c, nc);
+    ck_assert(tok_hash(t) == tok_hash(seq) && tok_hash(t) != tok_hash(none));
+    ck_assert_ptr_null(qwen2_with_normalizer("{\"type\":\"NFKC\"}"));
+    ck_assert_msg(strstr(peftc_err_msg(), "normalizer NFKC is not supported"), "%s", peftc_err_msg());
+    ck_assert_ptr_null(qwen2_with_normalizer("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},"
+                                             "{\"type\":\"Lowercase\"}]}"));
+    ck_assert_msg(strstr(peftc_err_msg(), "normalizer Sequence[NFC, Lowercase]"), "%s", peftc_err_msg());
+    free(a);
+    free(b);
+    free(c);
+    tok_free(t);
+    tok_free(seq);
+    tok_free(none);
+}
+END_TEST
+
 /* The tiny LLaMA-3 tokenizer written as GGUF metadata (as llama.cpp's converter does) gives the same
  * ids and the same hash as its tokenizer.json. */
 START_TEST(gguf_from_tokenizer_json) {
@@ -359,9 +468,10 @@ END_TEST
 
 START_TEST(hash_stable_and_distinct) {
     Tokenizer *a = load(TOKDIR "/gpt2"), *a2 = load(TOKDIR "/gpt2/tokenizer.json");
-    Tokenizer *b = load(TOKDIR "/smollm"), *c = load(TOKDIR "/llama3");
+    Tokenizer *b = load(TOKDIR "/smollm"), *c = load(TOKDIR "/llama3"), *q = load(TOKDIR "/qwen2");
     ck_assert(tok_hash(a) == tok_hash(a2));
     ck_assert(tok_hash(a) != tok_hash(b) && tok_hash(b) != tok_hash(c) && tok_hash(a) != tok_hash(c));
+    ck_assert(tok_hash(q) != tok_hash(a) && tok_hash(q) != tok_hash(b) && tok_hash(q) != tok_hash(c));
     if (access(PEFTC_DEFAULT_MODEL, R_OK) == 0) {
         Tokenizer *s = load(PEFTC_DEFAULT_MODEL), *s2 = load(PEFTC_DEFAULT_MODEL);
         ck_assert(tok_hash(s) == tok_hash(s2) && tok_hash(s) != tok_hash(b));
@@ -372,6 +482,7 @@ START_TEST(hash_stable_and_distinct) {
     tok_free(a2);
     tok_free(b);
     tok_free(c);
+    tok_free(q);
 }
 END_TEST
 
@@ -557,6 +668,8 @@ int main(void) {
     tcase_add_test(tc, tiny_gpt2);
     tcase_add_test(tc, tiny_smollm);
     tcase_add_test(tc, tiny_llama3);
+    tcase_add_test(tc, tiny_qwen2);
+    tcase_add_test(tc, qwen2_normalizer_forms);
     tcase_add_test(tc, gguf_from_tokenizer_json);
     tcase_add_test(tc, config_is_optional);
     tcase_add_test(tc, hash_stable_and_distinct);

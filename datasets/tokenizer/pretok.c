@@ -4,6 +4,7 @@
  *   GPT2   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  *   LLAMA3 (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
  *          \s*[\r\n]+|\s+(?!\S)|\s+
+ *   QWEN2  LLAMA3 with \p{N} for \p{N}{1,3}: every digit alone
  *   SMOLLM every \p{N} alone, then GPT2 on the text between them (its look-ahead stops at a digit).
  *
  * Every character starts some alternative, so pieces follow each other without gaps and each one is
@@ -116,7 +117,8 @@ static size_t gpt2_piece(const char *s, size_t n, size_t p) {
     return space_tail(s, n, p);
 }
 
-static size_t llama3_piece(const char *s, size_t n, size_t p) {
+/* LLAMA3 (max_digits 3) and QWEN2 (max_digits 1). */
+static size_t llama3_piece(const char *s, size_t n, size_t p, int max_digits) {
     size_t m = contraction(s, n, p, 1);
     if (m) return m;
     Ch c = char_at(s, n, p);
@@ -126,7 +128,7 @@ static size_t llama3_piece(const char *s, size_t n, size_t p) {
         return run_end(s, n, after, CC_LETTER) - p;
     if (c.cls == CC_NUMBER) {
         size_t i = p;
-        for (int k = 0; k < 3 && i < n; k++) {
+        for (int k = 0; k < max_digits && i < n; k++) {
             Ch d = char_at(s, n, i);
             if (d.cls != CC_NUMBER) break;
             i += (size_t)d.len;
@@ -155,8 +157,8 @@ void pretok_init(Pretok *p, PretokKind kind, const char *s, size_t n) {
 int pretok_next(Pretok *p, size_t *start, size_t *len) {
     if (p->pos >= p->n) return 0;
     size_t m;
-    if (p->kind == PRETOK_LLAMA3) {
-        m = llama3_piece(p->s, p->n, p->pos);
+    if (p->kind == PRETOK_LLAMA3 || p->kind == PRETOK_QWEN2) {
+        m = llama3_piece(p->s, p->n, p->pos, p->kind == PRETOK_QWEN2 ? 1 : 3);
     } else if (p->kind == PRETOK_GPT2) {
         m = gpt2_piece(p->s, p->n, p->pos);
     } else {

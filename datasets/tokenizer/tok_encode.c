@@ -1,6 +1,7 @@
-/* Encoding: special tokens split out literally, the rest pre-tokenized, and each piece's bytes merged
- * by BPE. The merge loop keeps the candidate pairs in a min-heap by (rank, position), as HF's BPE
- * does, so a piece of n bytes costs O(n log n) however long it is (long whitespace runs are one piece). */
+/* Encoding: special tokens split out literally, the rest normalized (NFC, when the tokenizer has it) and
+ * pre-tokenized, and each piece's bytes merged by BPE. The merge loop keeps the candidate pairs in a
+ * min-heap by (rank, position), as HF's BPE does, so a piece of n bytes costs O(n log n) however long it
+ * is (long whitespace runs are one piece). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,15 +150,22 @@ static PeftcStatus bpe_piece(const Tokenizer *t, Work *w, const unsigned char *s
     return PEFTC_OK;
 }
 
+/* Text between special tokens: normalized on its own (HF splits added tokens out of the raw text
+ * first), then pre-tokenized and merged. */
 static PeftcStatus encode_text(const Tokenizer *t, Work *w, const char *text, size_t n, Out *o) {
+    char *norm = NULL;
+    if (t->nfc) PEFTC_TRY(tok_nfc(text, n, &norm, &n));
+    if (norm) text = norm;
     Pretok p;
     pretok_init(&p, t->pre, text, n);
     size_t start, len;
-    while (pretok_next(&p, &start, &len)) {
-        PEFTC_TRY(out_reserve(o, len));
-        PEFTC_TRY(bpe_piece(t, w, (const unsigned char *)text + start, len, o));
+    PeftcStatus st = PEFTC_OK;
+    while (st == PEFTC_OK && pretok_next(&p, &start, &len)) {
+        st = out_reserve(o, len);
+        if (st == PEFTC_OK) st = bpe_piece(t, w, (const unsigned char *)text + start, len, o);
     }
-    return PEFTC_OK;
+    free(norm);
+    return st;
 }
 
 /* The longest special token starting at s[i], or -1. */

@@ -9,8 +9,12 @@
 #include "core/base/mapped.h"
 #include "datasets/tokenizer/tok_internal.h"
 
-const char LLAMA3_PATTERN[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
-                                     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/* The Split patterns of LLaMA-3 and Qwen2 as tokenizer.json spells them (JSON-decoded); they differ only
+ * in the digit run. */
+#define SPLIT_PATTERN(digits)                                                                              \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" digits                              \
+    "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+const char LLAMA3_PATTERN[] = SPLIT_PATTERN("{1,3}"), QWEN2_PATTERN[] = SPLIT_PATTERN("");
 
 static PeftcStatus read_json(const char *path, cJSON **out) {
     MappedFile f;
@@ -50,18 +54,19 @@ static int byte_level(const cJSON *p, int use_regex) {
     return type_is(p, "ByteLevel") && !flag(p, "add_prefix_space", 0) && flag(p, "use_regex", 1) == use_regex;
 }
 
-static int llama3_split(const cJSON *p) {
+static int split_is(const cJSON *p, const char *pattern) {
     const cJSON *pat = item(p, "pattern");
     const char *re = str_item(pat, "Regex"), *behavior = str_item(p, "behavior");
-    return type_is(p, "Split") && re && strcmp(re, LLAMA3_PATTERN) == 0 && behavior &&
-           strcmp(behavior, "Isolated") == 0 && !flag(p, "invert", 0);
+    return type_is(p, "Split") && re && strcmp(re, pattern) == 0 && behavior && strcmp(behavior, "Isolated") == 0 &&
+           !flag(p, "invert", 0);
 }
 
-/* "ByteLevel", "Sequence[Digits, ByteLevel]": what the message names when the pre-tokenizer is unknown. */
-static void describe(const cJSON *p, char *buf, size_t n) {
+/* "ByteLevel", "Sequence[Digits, ByteLevel]": what the message names when the pre-tokenizer or the
+ * normalizer (list_key "pretokenizers" or "normalizers") is unknown. */
+static void describe(const cJSON *p, const char *list_key, char *buf, size_t n) {
     const char *type = str_item(p, "type");
     int k = snprintf(buf, n, "%s", type ? type : p ? "(no type)" : "null");
-    const cJSON *list = item(p, "pretokenizers");
+    const cJSON *list = item(p, list_key);
     if (!cJSON_IsArray(list) || k < 0 || (size_t)k >= n) return;
     const cJSON *e;
     int first = 1;
@@ -84,17 +89,32 @@ static PeftcStatus pre_kind(const cJSON *root, const char *path, PretokKind *kin
     } else if (type_is(p, "Sequence") && n == 2 && type_is(a, "Digits") && flag(a, "individual_digits", 0) &&
                byte_level(b, 1)) {
         *kind = PRETOK_SMOLLM;
-    } else if (type_is(p, "Sequence") && n == 2 && llama3_split(a) && byte_level(b, 0)) {
+    } else if (type_is(p, "Sequence") && n == 2 && split_is(a, LLAMA3_PATTERN) && byte_level(b, 0)) {
         *kind = PRETOK_LLAMA3;
+    } else if (type_is(p, "Sequence") && n == 2 && split_is(a, QWEN2_PATTERN) && byte_level(b, 0)) {
+        *kind = PRETOK_QWEN2;
     } else {
         char what[256];
-        describe(p, what, sizeof what);
+        describe(p, "pretokenizers", what, sizeof what);
         return PEFTC_ERR(PEFTC_EFORMAT,
                          "%s: pre_tokenizer %s is not supported (expected ByteLevel without prefix space, "
-                         "Sequence[Digits(individual_digits), ByteLevel] or LLaMA-3's Sequence[Split, ByteLevel])",
-                         path, what);
+                         "Sequence[Digits(individual_digits), ByteLevel] or LLaMA-3's or Qwen2's Sequence[Split, "
+                         "ByteLevel])", path, what);
     }
     return PEFTC_OK;
+}
+
+/* normalizer: none (null, an empty Sequence) or NFC (Qwen2), alone or as the only kind in a Sequence. */
+static PeftcStatus norm_kind(const cJSON *root, const char *path, int *nfc) {
+    const cJSON *norm = item(root, "normalizer"), *list = item(norm, "normalizers"), *e;
+    int ok = !norm || type_is(norm, "NFC") || type_is(norm, "Sequence");
+    cJSON_ArrayForEach(e, list) ok &= type_is(e, "NFC");
+    *nfc = ok && norm && (type_is(norm, "NFC") || cJSON_GetArraySize(list) > 0);
+    if (ok) return PEFTC_OK;
+    char what[256];
+    describe(norm, "normalizers", what, sizeof what);
+    return PEFTC_ERR(PEFTC_EFORMAT, "%s: normalizer %s is not supported (expected null, NFC or Sequence[NFC])", path,
+                     what);
 }
 
 /* The parts of tokenizer.json that would change the ids without our noticing. */
@@ -112,10 +132,6 @@ static PeftcStatus check_model(const cJSON *root, const cJSON *model, const char
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: model.dropout is %g; a tokenizer for training data must be deterministic",
                          path, dropout->valuedouble);
-    const cJSON *norm = item(root, "normalizer"), *norms = item(norm, "normalizers");
-    if (norm && !(type_is(norm, "Sequence") && cJSON_GetArraySize(norms) == 0))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: normalizer %s is not supported (expected null)", path,
-                         str_item(norm, "type") ? str_item(norm, "type") : "?");
     const cJSON *dec = item(root, "decoder"), *decs = item(dec, "decoders"), *d;
     int ok = !dec || type_is(dec, "ByteLevel");
     cJSON_ArrayForEach(d, decs) ok |= type_is(d, "ByteLevel");
@@ -285,12 +301,15 @@ static PeftcStatus hf_build(Tokenizer **out, const cJSON *root, const char *path
     PEFTC_TRY(check_model(root, model, path));
     PretokKind kind = PRETOK_GPT2;
     PEFTC_TRY(pre_kind(root, path, &kind));
+    int nfc = 0;
+    PEFTC_TRY(norm_kind(root, path, &nfc));
     const cJSON *vocab = item(model, "vocab");
     int n = 0;
     PEFTC_TRY(vocab_size(vocab, added, path, &n));
     PEFTC_TRY(tok_new(out, n, kind, path));
     Tokenizer *t = *out;
     t->ignore_merges = flag(model, "ignore_merges", 0);
+    t->nfc = nfc;
     PEFTC_TRY(hf_pieces(t, vocab, added, path));
     PEFTC_TRY(tok_index_vocab(t));
     PEFTC_TRY(hf_merges(t, item(model, "merges"), path));

@@ -34,13 +34,14 @@ struct Tokenizer {
     int32_t special_start[257]; /* specials[special_start[b] .. special_start[b+1]) start with byte b */
     PretokKind pre;
     int ignore_merges; /* a whole pre-token found in the vocabulary is used as is (LLaMA-3) */
+    int nfc;           /* text between special tokens is NFC-normalized first (tokenizer.json's NFC normalizer) */
     int bos, eos, add_bos;
     char *chat_template;
     uint64_t hash;
 };
 
-/* LLaMA-3's Split pattern, as tokenizer.json spells it (JSON-decoded); tok_hf.c. */
-extern const char LLAMA3_PATTERN[];
+/* LLaMA-3's and Qwen2's Split patterns, as tokenizer.json spells them (JSON-decoded); tok_hf.c. */
+extern const char LLAMA3_PATTERN[], QWEN2_PATTERN[];
 
 PeftcStatus tok_new(Tokenizer **out, int n_vocab, PretokKind pre, const char *source);
 PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int special);
@@ -59,6 +60,11 @@ PeftcStatus tok_finish(Tokenizer *t);
  * fail them on a busy machine). */
 PeftcStatus tok_encode_counted(const Tokenizer *t, const char *text, size_t n, int allow_special, int32_t **ids,
                                size_t *n_ids, size_t *cap, uint64_t *ops);
+
+/* s[0..n) in Unicode NFC, as tokenizer.json's NFC normalizer gives it, into a new buffer *out of *out_n
+ * bytes (caller frees); *out = NULL when the text is NFC already. Bytes that are not UTF-8 stay as they
+ * are and the valid text between them is normalized. */
+PeftcStatus tok_nfc(const char *s, size_t n, char **out, size_t *out_n);
 
 /* Id of the piece s[0..len), or -1. */
 int32_t tok_lookup(const Tokenizer *t, const char *s, size_t len);

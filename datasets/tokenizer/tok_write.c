@@ -34,9 +34,10 @@ static cJSON *pre_tokenizer(PretokKind kind) {
         cJSON_AddTrueToObject(first, "individual_digits");
         return sequence(first, 1);
     }
-    if (kind == PRETOK_LLAMA3) {
+    if (kind == PRETOK_LLAMA3 || kind == PRETOK_QWEN2) {
         cJSON_AddStringToObject(first, "type", "Split");
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(first, "pattern"), "Regex", LLAMA3_PATTERN);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(first, "pattern"), "Regex",
+                                kind == PRETOK_QWEN2 ? QWEN2_PATTERN : LLAMA3_PATTERN);
         cJSON_AddStringToObject(first, "behavior", "Isolated");
         cJSON_AddFalseToObject(first, "invert");
         return sequence(first, 0);
@@ -127,7 +128,8 @@ static cJSON *tokenizer_json(const Tokenizer *t) {
     cJSON_AddNullToObject(j, "truncation");
     cJSON_AddNullToObject(j, "padding");
     cJSON_AddItemToObject(j, "added_tokens", added_tokens(t));
-    cJSON_AddNullToObject(j, "normalizer");
+    if (t->nfc) cJSON_AddStringToObject(cJSON_AddObjectToObject(j, "normalizer"), "type", "NFC");
+    else cJSON_AddNullToObject(j, "normalizer");
     cJSON_AddItemToObject(j, "pre_tokenizer", pre_tokenizer(t->pre));
     cJSON_AddItemToObject(j, "post_processor", post_processor(t));
     cJSON *dec = byte_level(1);

@@ -212,6 +212,7 @@ static PeftcStatus compute_hash(Tokenizer *t) {
     uint64_t h = 0xcbf29ce484222325ULL;
     int32_t head[6] = {(int32_t)t->pre, t->ignore_merges, t->n_vocab, t->bos, t->eos, t->add_bos};
     h = fnv(h, head, sizeof head);
+    if (t->nfc) h = fnv(h, "nfc", 3); /* only then, so the hashes (cache keys) of other tokenizers stay */
     for (int id = 0; id < t->n_vocab; id++) {
         h = fnv(h, t->piece[id], t->piece_len[id] + 1);
         h = fnv(h, &t->special[id], 1);

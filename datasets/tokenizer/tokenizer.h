@@ -1,8 +1,9 @@
-/* Byte-level BPE tokenizer (GPT-2 / SmolLM2 / LLaMA-3 family).
+/* Byte-level BPE tokenizer (GPT-2 / SmolLM2 / LLaMA-3 / Qwen2 family).
  *
- * Text -> special tokens split out literally -> pre-tokenizer split (per the model's `pre` name) ->
- * bytes mapped to the GPT-2 byte-to-unicode alphabet -> BPE merges by rank -> ids. Decoding maps ids
- * back to bytes; special tokens decode to their literal text. */
+ * Text -> special tokens split out literally -> the rest NFC-normalized when tokenizer.json says so ->
+ * pre-tokenizer split (per the model's `pre` name) -> bytes mapped to the GPT-2 byte-to-unicode
+ * alphabet -> BPE merges by rank -> ids. Decoding maps ids back to bytes; special tokens decode to their
+ * literal text. */
 #ifndef PEFTC_TOKENIZER_H
 #define PEFTC_TOKENIZER_H
 
@@ -17,6 +18,7 @@ typedef enum {
     PRETOK_GPT2 = 0,   /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
     PRETOK_SMOLLM,     /* every digit alone (\p{N}), then GPT-2 */
     PRETOK_LLAMA3,     /* LLaMA-3's pattern: case-insensitive contractions, \p{N}{1,3}, ... */
+    PRETOK_QWEN2,      /* Qwen2's: LLaMA-3's with \p{N} (every digit alone) */
 } PretokKind;
 
 typedef struct Tokenizer Tokenizer;

@@ -1,7 +1,7 @@
-/* HF tokenizer.json (datasets/tok_hf.c): vocabulary, merges, added tokens, pre-tokenizer; the input up
- * to its first NUL byte is tokenizer.json and what follows, if anything, the tokenizer_config.json
- * beside it (bos/eos, add_bos_token, chat_template). A loaded tokenizer encodes and decodes a text
- * with special tokens, digits and non-ASCII letters. */
+/* HF tokenizer.json (datasets/tok_hf.c): vocabulary, merges, added tokens, pre-tokenizer, normalizer;
+ * the input up to its first NUL byte is tokenizer.json and what follows, if anything, the
+ * tokenizer_config.json beside it (bos/eos, add_bos_token, chat_template). A loaded tokenizer encodes
+ * and decodes a text with special tokens, digits, non-ASCII letters and a decomposed accent. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     else fuzz_remove("tokenizer_config.json");
     Tokenizer *tok = NULL;
     if (fuzz_note(tok_load_hf(&tok, path), "tok_load_hf") != PEFTC_OK) return 0;
-    static const char text[] = "Hello, world! It's 2024: 12345 caf\xc3\xa9 <|im_start|>user\n<|endoftext|>  x";
+    static const char text[] =
+        "Hello, world! It's 2024: 12345 caf\xc3\xa9 cafe\xcc\x81 <|im_start|>user\n<|endoftext|>  x";
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
     if (fuzz_note(tok_encode(tok, text, sizeof text - 1, 1, &ids, &n, &cap), "tok_encode") == PEFTC_OK) {

@@ -166,7 +166,7 @@ def main():
          "mlp.up_proj.weight", "mlp.down_proj.weight")]
     put("st_index", "index.json", json.dumps(
         {"metadata": {"total_size": 413000}, "weight_map": {n: "model-00001-of-00001.safetensors" for n in names}}))
-    for tk in ("gpt2", "llama3", "smollm"):
+    for tk in ("gpt2", "llama3", "smollm", "qwen2"):
         with open(os.path.join(FIXTURES, "tokenizer", tk, "tokenizer.json"), "rb") as f:
             tj = f.read()
         with open(os.path.join(FIXTURES, "tokenizer", tk, "tokenizer_config.json"), "rb") as f:
