@@ -22,8 +22,9 @@ typedef struct {
     double rms_eps;
     int tie_embeddings;
     int qkv_bias;
-    int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
-                         by the GGUF loader (model_load_quantized) or llama_copy_weights; the rest is fp32 */
+    QuantMode quantized; /* not QUANT_NONE: the 7 projection weights of every layer stay quantized
+                            (Linear.qW), filled by a loader (llama_load_quantized: a GGUF file's blocks,
+                            or NF4 from an HF folder) or llama_copy_weights; the rest is fp32 */
 } LlamaConfig;
 
 PeftcStatus llama_config_check(const LlamaConfig *c);
