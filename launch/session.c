@@ -36,7 +36,7 @@ PeftcStatus session_resolve_model(RunConfig *c) {
     if (!strcmp(model_file_family(c->model_path), "mamba")) return resolve_mamba(c);
     c->model_family = FAMILY_LLAMA;
     ModelInfo info;
-    int quantized = c->model.quantized; /* a run choice, not in the file */
+    QuantMode quantized = c->model.quantized; /* a run choice, not in the file */
     PeftcStatus st = model_read_config(c->model_path, &c->model, &info);
     c->model.quantized = quantized;
     return st;

@@ -193,7 +193,7 @@ static void quant_pass(const Backend *be, const char *path, real_t **logits, dou
     enum { QB = 2, QT = 16 };
     static LlamaModel m;
     Arena a;
-    ck_assert_msg(llama_load_quantized(&m, be, path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(&m, be, path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s", peftc_err_msg());
     MethodConfig mc = tu_method("lora");
     *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .targets = LORA_T_ALL};
     arena_init(&a, be);
@@ -284,6 +284,27 @@ START_TEST(gpu_quantized_rosa_session_follows_cpu) {
 }
 END_TEST
 
+/* model.quantized=nf4 through the session on the GPU: the HF fixture quantized on the host, its NF4
+ * bytes copied to the device and expanded there with the host's arithmetic; LoRA's losses follow the
+ * CPU's as the dense model's do. */
+START_TEST(gpu_nf4_session_follows_cpu) {
+    if (!have_gpu()) return;
+    char out[96];
+    snprintf(out, sizeof out, "output.dir=/tmp/gpu_model_nf4_%d", (int)getpid());
+    const char *extra[] = {"model.path=" PEFTC_FIXTURE_DIR "/hf_tiny_llama", "model.quantized=nf4", out, NULL};
+    Comm *comm;
+    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
+    double cpu[8], gpu[8];
+    train_losses_with(DEV_CPU, comm, cpu, 8, extra);
+    train_losses_with(DEV_CUDA, comm, gpu, 8, extra);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(fabs(gpu[i] - cpu[i]) <= 1e-3 * fabs(cpu[i]), "step %d: gpu loss %.9g, cpu %.9g", i + 1, gpu[i],
+                      cpu[i]);
+    printf("gpu nf4 base: step 8 loss %.6f (cpu %.6f)\n", gpu[7], cpu[7]);
+    comm_free(comm);
+}
+END_TEST
+
 START_TEST(gpu_training_follows_cpu_and_is_deterministic) {
     if (!have_gpu()) return;
     Comm *comm;
@@ -310,6 +331,7 @@ int main(void) {
     tcase_add_test(tc, gpu_matches_peft_fixture);
     tcase_add_test(tc, gpu_quantized_base_matches_cpu);
     tcase_add_test(tc, gpu_quantized_rosa_session_follows_cpu);
+    tcase_add_test(tc, gpu_nf4_session_follows_cpu);
     tcase_add_test(tc, gpu_mamba_matches_cpu);
     tcase_add_test(tc, gpu_training_follows_cpu_and_is_deterministic);
     suite_add_tcase(s, tc);

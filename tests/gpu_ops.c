@@ -17,6 +17,7 @@
 
 #include "core/backend/backend.h"
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/base/nf4.h"
 #include "tests/gpu_testutil.h"
 #include "tests/quant_testutil.h"
 #include "core/base/rng.h"
@@ -227,6 +228,30 @@ START_TEST(dequantize_every_type) {
     g_gpu->download(g_gpu, got, nan_out.dev, sizeof got);
     for (int i = 0; i < 64; i++) ck_assert_msg(isnan(got[i]), "dequantize of unsupported Q2_K: element %d is %g", i, (double)got[i]);
     pair_free(&nan_out);
+    g_gpu->free(g_gpu, d);
+}
+END_TEST
+
+/* NF4: the kernel computes each block's scale and each value with nf4_mul / nf4_add, which nvcc may not
+ * fuse, so the GPU gives the CPU's bits. 33 x 129 values: blocks span rows, the last block is partial
+ * and the last byte half used. */
+START_TEST(dequantize_nf4_exact) {
+    enum { ROWS = 33, COLS = 129 };
+    size_t n = (size_t)ROWS * COLS, nb = nf4_bytes((int64_t)n);
+    real_t *w = malloc(n * sizeof *w);
+    uint8_t *h = malloc(nb), *d = g_gpu->alloc(g_gpu, nb);
+    ck_assert(w && h && d);
+    for (size_t i = 0; i < n; i++) w[i] = (real_t)(0.02 * rng_normal(rng_key(950, 1), i));
+    ck_assert_int_eq(nf4_quantize(w, (int64_t)n, h, "gpu_ops"), PEFTC_OK);
+    g_gpu->upload(g_gpu, d, h, nb);
+    Pair out = pair_new(n, 91, -1, 1);
+    g_cpu->dequantize(g_cpu, out.ref, h, GGML_NF4, ROWS, COLS);
+    g_gpu->dequantize(g_gpu, out.dev, d, GGML_NF4, ROWS, COLS);
+    gpu_ok("dequantize NF4");
+    expect_close(&out, OUT, 0, "dequantize NF4 (exact)");
+    pair_free(&out);
+    free(w);
+    free(h);
     g_gpu->free(g_gpu, d);
 }
 END_TEST
@@ -770,6 +795,7 @@ static Suite *gpu_ops_suite(void) {
     tcase_add_loop_test(tc, matmul_bf16_all_transposes, 0, 4);
     tcase_add_test(tc, embedding_bf16_lookup);
     tcase_add_test(tc, dequantize_every_type);
+    tcase_add_test(tc, dequantize_nf4_exact);
     tcase_add_test(tc, csr_ops_match_cpu);
     tcase_add_test(tc, axpy_scale_sumsq);
     tcase_add_test(tc, bias_fwd_bwd);

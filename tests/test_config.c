@@ -473,6 +473,30 @@ START_TEST(write_yaml_round_trips) {
 }
 END_TEST
 
+/* model.quantized takes three words (the bool spelling "true" still meaning a GGUF file's blocks), from
+ * an override, a leaf override or YAML, and writes back what it read. */
+START_TEST(quantized_modes) {
+    RunConfig c = defaults();
+    ck_assert_int_eq(c.model.quantized, QUANT_NONE);
+    override_ok(&c, "model.quantized=nf4");
+    ck_assert_int_eq(c.model.quantized, QUANT_NF4);
+    override_ok(&c, "model.quantized=true");
+    ck_assert_int_eq(c.model.quantized, QUANT_BLOCKS);
+    override_ok(&c, "quantized=false");
+    ck_assert_int_eq(c.model.quantized, QUANT_NONE);
+    override_fails(&c, "model.quantized=yes");
+    ck_msg_has("key 'model.quantized' expects one of false, true, nf4, got 'yes'");
+    const char *path = write_tmp("nf4.yaml", "model: {quantized: nf4}\n");
+    ck_assert_msg(config_load_yaml(&c, path) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(c.model.quantized, QUANT_NF4);
+    round_trip(&c, "rt_nf4.yaml");
+    path = write_tmp("true.yaml", "model:\n  quantized: true\n");
+    ck_assert_msg(config_load_yaml(&c, path) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(c.model.quantized, QUANT_BLOCKS);
+    round_trip(&c, "rt_true.yaml");
+}
+END_TEST
+
 START_TEST(help_lists_every_key) {
     char *text = NULL;
     size_t len = 0;
@@ -511,6 +535,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, out_of_range);
     tcase_add_test(tc, cross_field_checks);
     tcase_add_test(tc, write_yaml_round_trips);
+    tcase_add_test(tc, quantized_modes);
     tcase_add_test(tc, help_lists_every_key);
     suite_add_tcase(s, tc);
     return s;

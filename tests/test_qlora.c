@@ -38,7 +38,8 @@ static const char *block_llama(void) {
 
 static void load_pair_from(const char *path, LlamaModel *dense, LlamaModel *quant) {
     ck_assert_msg(llama_load(dense, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
-    ck_assert_msg(llama_load_quantized(quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(quant, backend_cpu(), path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s",
+                  peftc_err_msg());
     ck_assert(quant->cfg.quantized && !dense->cfg.quantized);
 }
 
@@ -132,7 +133,8 @@ END_TEST
 START_TEST(every_block_type_bit_identical) {
     const char *path = block_llama();
     LlamaModel quant;
-    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s",
+                  peftc_err_msg());
     for (int i = 0; i < TU_N_BLOCK_TYPES; i++) {
         int found = 0;
         for (int l = 0; l < llama_linear_count(&quant); l++) found |= llama_linear(&quant, l)->qW->type == tu_block_types[i];
@@ -201,7 +203,8 @@ END_TEST
 START_TEST(blocks_copy_to_another_instance) {
     const char *path = block_llama();
     LlamaModel quant, copy;
-    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(&quant, backend_cpu(), path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s",
+                  peftc_err_msg());
     Backend *other;
     ck_assert_int_eq(backend_cpu_create(&other), PEFTC_OK);
     ck_assert_int_eq(llama_create(&copy, other, &quant.cfg, 0, -1.0), PEFTC_OK);
@@ -223,7 +226,7 @@ END_TEST
 START_TEST(dense_only_paths_refuse) {
     if (!have_model()) return;
     LlamaModel quant, copy;
-    ck_assert_int_eq(llama_load_quantized(&quant, backend_cpu(), PEFTC_DEFAULT_MODEL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_load_quantized(&quant, backend_cpu(), PEFTC_DEFAULT_MODEL, QUANT_BLOCKS, NULL), PEFTC_OK);
     Arena a;
     arena_init(&a, backend_cpu());
     MethodConfig full = tu_method("full");
@@ -246,7 +249,7 @@ END_TEST
 START_TEST(hf_folder_and_random_refused) {
     LlamaModel m;
     const char *hf = PEFTC_FIXTURE_DIR "/hf_tiny_llama";
-    ck_assert_int_eq(llama_load_quantized(&m, backend_cpu(), hf, NULL), PEFTC_EINVAL);
+    ck_assert_int_eq(llama_load_quantized(&m, backend_cpu(), hf, QUANT_BLOCKS, NULL), PEFTC_EINVAL);
     ck_assert_msg(strstr(peftc_err_msg(), hf) && strstr(peftc_err_msg(), "GGUF"), "%s", peftc_err_msg());
     LlamaConfig c = {.hidden = 16, .intermediate = 24, .layers = 1, .heads = 2, .kv_heads = 1, .vocab = 20,
                      .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 1, .quantized = 1};

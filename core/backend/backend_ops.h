@@ -56,7 +56,9 @@
     /* ---- quantized base (model.quantized) ----                                                            \
      * out(rows,cols) = the values of rows x cols elements of ggml type `type` held in blocks (backend       \
      * memory, rows of ggml_row_bytes(type, cols) bytes; cols a whole number of blocks), computed as         \
-     * ggml computes them (core/base/ggml_blocks.h). A type ggml_type_supported() refuses gives NaN. */      \
+     * ggml computes them (core/base/ggml_blocks.h); for GGML_NF4, one buffer of nf4_bytes(rows * cols)      \
+     * over the flattened tensor, any size (core/base/nf4_blocks.h). Another type ggml_type_supported()      \
+     * refuses gives NaN. */                                                                                 \
     X(void, dequantize, (const Backend *be, real_t *out, const void *blocks, GgmlType type, int rows,        \
                          int cols))                                                                          \
     /* y(n) += alpha * x(n) */                                                                               \

@@ -11,17 +11,8 @@
 #include <string.h>
 
 #include "core/base/ggml_types.h"
+#include "core/base/hd.h"
 #include "core/base/real.h"
-
-#ifdef __CUDACC__
-#define PEFTC_HD __host__ __device__
-#else
-#define PEFTC_HD
-/* out[0..n) = the n values encoded at src (host memory); n must be a multiple of the block size. An
- * unsupported t fills out with NaN (check ggml_type_supported() first). */
-void ggml_dequantize(GgmlType t, const void *src, real_t *out, int64_t n);
-
-#endif
 
 static inline PEFTC_HD float ggml_bits_f32(uint32_t u) {
 #ifdef __CUDA_ARCH__
@@ -30,10 +21,6 @@ static inline PEFTC_HD float ggml_bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
-/* out[0..n) = the n values encoded at src (host memory); n must be a multiple of the block size. An
- * unsupported t fills out with NaN (check ggml_type_supported() first). */
-void ggml_dequantize(GgmlType t, const void *src, real_t *out, int64_t n);
-
 #endif
 }
 

@@ -51,6 +51,7 @@ size_t ggml_row_bytes(GgmlType t, int64_t n) {
 }
 
 const char *ggml_type_name(GgmlType t) {
+    if (t == GGML_NF4) return "NF4";
     const TypeInfo *ti = type_info(t);
     return ti ? ti->name : "unknown";
 }

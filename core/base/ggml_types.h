@@ -9,7 +9,11 @@
 typedef enum {
     GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
     GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
-    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_BF16 = 30
+    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_BF16 = 30,
+    /* Not a ggml type: peftc's own number for bitsandbytes' NF4 with double quantization, laid out over a
+     * whole tensor (core/base/nf4_blocks.h), which only a QWeight holds. No GGUF file may declare it:
+     * the functions below treat it as unknown, but for its name. */
+    GGML_NF4 = 1000
 } GgmlType;
 
 /* Elements per block and bytes per block of a ggml type (1 and the element size for F32/F16/BF16);
@@ -22,7 +26,7 @@ size_t ggml_block_bytes(GgmlType t);
 int ggml_type_supported(GgmlType t);
 /* Bytes taken by n elements (n a multiple of the block size). */
 size_t ggml_row_bytes(GgmlType t, int64_t n);
-/* "Q4_0", ...; "unknown" for a number not in the table. */
+/* "Q4_0", ..., "NF4"; "unknown" for a number not in the table. */
 const char *ggml_type_name(GgmlType t);
 
 #endif

@@ -6,6 +6,8 @@
 #include "core/models/model.h"
 #include "core/nn/adapter.h"
 
+const char *const quant_mode_names[] = {[QUANT_NONE] = "false", [QUANT_BLOCKS] = "true", [QUANT_NF4] = "nf4", NULL};
+
 /* Index of the kind `name` (short or HF name) in t (n), or -1. */
 static int target_index(const ModelTarget *t, int n, const char *name) {
     for (int i = 0; i < n; i++)

@@ -19,6 +19,14 @@
 #include "core/nn/linear.h"
 
 typedef struct Model Model;
+/* model.quantized: how the adaptable layers' weights are held. Int-sized, since the config key writes
+ * it through an int. */
+typedef enum {
+    QUANT_NONE = 0, /* "false": dense fp32 (bf16 with train.precision=bf16) */
+    QUANT_BLOCKS,   /* "true": a GGUF file's ggml blocks, kept as the file has them */
+    QUANT_NF4,      /* "nf4": an HF folder's weights quantized to NF4 at load (core/base/nf4.h) */
+} QuantMode;
+extern const char *const quant_mode_names[]; /* indexed by QuantMode, NULL-terminated */
 /* A family's generation state for B rows of up to S positions (LLaMA: the KV cache). */
 typedef struct GenState GenState;
 
@@ -91,7 +99,8 @@ struct Model {
     const Backend *be;
     int vocab;          /* V */
     int layers, hidden; /* blocks and width of the residual stream, for what a launcher shows */
-    int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW) */
+    int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW): a
+                           QuantMode other than QUANT_NONE */
     int bf16;           /* matmuls take bf16 inputs with fp32 sums; frozen matmul weights are kept in
                            bf16 (Linear.Wb) after use_bf16 (train.precision=bf16) */
     Linear **linears;   /* (n_linears) every adaptable linear layer, layer-major in the family's order */

@@ -71,16 +71,25 @@ PeftcStatus llama_load(LlamaModel *m, const Backend *be, const char *path, Model
     return st;
 }
 
-PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
+PeftcStatus llama_load_quantized(LlamaModel *m, const Backend *be, const char *path, QuantMode mode,
+                                 ModelInfo *info) {
+    if (mode == QUANT_NONE) return llama_load(m, be, path, info);
     memset(m, 0, sizeof *m);
     ModelInfo local;
     if (!info) info = &local;
     ModelSource src;
     PEFTC_TRY(classify(path, &src));
-    if (src != SRC_GGUF)
+    if (src == SRC_HF && mode == QUANT_BLOCKS)
         return PEFTC_ERR(PEFTC_EINVAL, "model '%s' is an HF folder: model.quantized=true keeps a GGUF file's quantized "
-                         "blocks, so it needs model.path to be a GGUF file (or set model.quantized=false)", path);
-    PEFTC_TRY(model_gguf_load_quantized(m, be, path, info));
+                         "blocks, so it needs model.path to be a GGUF file; set model.quantized=nf4 to quantize the "
+                         "folder's weights to NF4 at load (or false for the dense base)", path);
+    if (src == SRC_GGUF && mode == QUANT_NF4)
+        return PEFTC_ERR(PEFTC_EINVAL, "model '%s' is a GGUF file: model.quantized=nf4 quantizes an HF folder's "
+                         "weights at load, while a GGUF file's projection weights are already in ggml blocks: set "
+                         "model.quantized=true to keep them as they are (or false for the dense base)", path);
+    if (mode != QUANT_BLOCKS && mode != QUANT_NF4)
+        return PEFTC_ERR(PEFTC_EINVAL, "model '%s': model.quantized has no mode %d", path, (int)mode);
+    PEFTC_TRY(src == SRC_HF ? model_hf_load_nf4(m, be, path, info) : model_gguf_load_quantized(m, be, path, info));
     note_source(info, path, src);
     return PEFTC_OK;
 }
@@ -137,7 +146,7 @@ void model_gguf_info(const GgufFile *g, const char *arch, ModelInfo *info) {
 
 typedef struct {
     const char *const *names; /* GGUF general.architecture and HF model_type values it reads */
-    PeftcStatus (*load)(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
+    PeftcStatus (*load)(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info);
 } ModelFamily;
 
 /* The first family also takes files whose architecture no family names: its loader's error then says
@@ -192,7 +201,7 @@ const char *model_file_family(const char *path) {
     return family_of(arch)->names[0];
 }
 
-PeftcStatus model_load(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {
+PeftcStatus model_load(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info) {
     ModelSource src;
     char arch[64];
     *out = NULL;

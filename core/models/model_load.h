@@ -36,9 +36,10 @@ PeftcStatus model_read_config(const char *path, LlamaConfig *cfg, ModelInfo *inf
 /* Creates *out on `be` with the weights of `path`, in the family the file names (GGUF
  * general.architecture, HF model_type or architectures). Every base tensor must be present with the
  * expected shape; errors name the file, the tensor and what was expected. quantized (QLoRA / QRoSA):
- * the adaptable layers keep the GGUF file's ggml blocks (core/nn/qweight.h), dequantized per layer
- * during each pass; GGUF files, loaded on the CPU backend (a device model takes them through
- * empty_like and copy_weights). Release with model_free. */
-PeftcStatus model_load(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
+ * the adaptable layers keep a GGUF file's ggml blocks (QUANT_BLOCKS) or an HF folder's weights
+ * quantized to NF4 at load (QUANT_NF4) (core/nn/qweight.h), dequantized per layer during each pass;
+ * loaded on the CPU backend (a device model takes them through empty_like and copy_weights). Release
+ * with model_free. */
+PeftcStatus model_load(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info);
 
 #endif

@@ -2,13 +2,22 @@
 
 #include <string.h>
 
+#include "core/base/nf4_blocks.h"
+
+/* Whether rows of `cols` values of `type` can be held: any NF4, or whole blocks of a type with known
+ * arithmetic. */
+static int holds(GgmlType type, int cols) {
+    if (type == GGML_NF4) return 1;
+    int per_block = ggml_block_elems(type);
+    return ggml_type_supported(type) && per_block >= 1 && cols % per_block == 0;
+}
+
 PeftcStatus qweight_alloc(QWeight *q, const Backend *be, GgmlType type, int rows, int cols, const char *what) {
     memset(q, 0, sizeof *q);
-    int per_block = ggml_block_elems(type);
-    if (!ggml_type_supported(type) || per_block < 1 || cols % per_block != 0)
+    if (!holds(type, cols))
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: type %s with %d columns cannot be kept in blocks (block size %d)", what,
-                         ggml_type_name(type), cols, per_block);
-    size_t n = (size_t)rows * ggml_row_bytes(type, cols);
+                         ggml_type_name(type), cols, ggml_block_elems(type));
+    size_t n = type == GGML_NF4 ? nf4_bytes((int64_t)rows * cols) : (size_t)rows * ggml_row_bytes(type, cols);
     q->blocks = be->alloc(be, n ? n : 1);
     if (!q->blocks)
         return PEFTC_ERR(PEFTC_ENOMEM, "%s: no %s memory for %zu bytes of quantized blocks", what, be->name, n);

@@ -97,13 +97,15 @@ static PeftcStatus finish_model(RunConfig *c) {
     return PEFTC_OK;
 }
 
-/* A quantized base is a GGUF file's blocks, frozen (model_load_quantized checks the file). */
+/* A quantized base comes from a file, frozen: a GGUF file's blocks or an HF folder's weights in NF4
+ * (llama_load_quantized checks which file it is). */
 static PeftcStatus finish_quantized(const RunConfig *c) {
-    if (!c->model.quantized) return PEFTC_OK;
-    if (!c->model_path[0])
-        return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true needs model.path to be a GGUF file; the random model has "
-                                       "no quantized blocks");
-    return PEFTC_OK;
+    if (c->model.quantized == QUANT_NONE || c->model_path[0]) return PEFTC_OK;
+    if (c->model.quantized == QUANT_NF4)
+        return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=nf4 needs model.path to be an HF folder, whose weights it "
+                                       "quantizes at load; the random model has none");
+    return PEFTC_ERR(PEFTC_EINVAL, "model.quantized=true needs model.path to be a GGUF file; the random model has "
+                                   "no quantized blocks");
 }
 
 static PeftcStatus finish_train(RunConfig *c) {
@@ -157,7 +159,7 @@ static PeftcStatus finish_data(RunConfig *c) {
 /* The chosen method's sections and checks (adapters/method.h). */
 static PeftcStatus finish_method(RunConfig *c) {
     MethodEnv env = {.out_dir = c->out_dir, .train_steps = c->train.steps, .on_cpu = c->device == DEV_CPU,
-                     .quantized_base = c->model.quantized};
+                     .quantized_base = c->model.quantized != QUANT_NONE};
     return method_finish(config_method(c), &c->methods, &env);
 }
 

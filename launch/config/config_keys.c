@@ -24,6 +24,7 @@ _Static_assert(sizeof(DataTask) == sizeof(int), "DataTask must be int-sized");
 _Static_assert(sizeof(Device) == sizeof(int), "Device must be int-sized");
 _Static_assert(sizeof(Precision) == sizeof(int), "Precision must be int-sized");
 _Static_assert(sizeof(NonfiniteAction) == sizeof(int), "NonfiniteAction must be int-sized");
+_Static_assert(sizeof(QuantMode) == sizeof(int), "QuantMode must be int-sized");
 
 /* Sections before the methods' own (which the registry adds at run time), then after them. */
 static const ConfigSection HEAD_SECTIONS[] = {
@@ -59,8 +60,9 @@ static const ConfigKey HEAD_KEYS[] = {
     INT("model.conv", mamba.conv, "4", GE(1), "Mamba causal conv kernel (random Mamba)"),
     INT("model.expand", mamba_expand, "2", GE(1), "Mamba inner width = expand * hidden (random Mamba)"),
     INT("model.dt_rank", mamba.dt_rank, "0", GE(0), "Mamba dt_proj rank; 0 = ceil(hidden / 16) (random Mamba)"),
-    BOOL("model.quantized", model.quantized, "false",
-         "keep the GGUF base's linear weights in their quantized blocks (QLoRA/QRoSA); needs model.path to be a GGUF file"),
+    ENUM("model.quantized", model.quantized, "false", quant_mode_names,
+         "the projection weights kept quantized (QLoRA/QRoSA): false (dense), true (a GGUF file's own blocks) or "
+         "nf4 (an HF folder's weights quantized to NF4 at load, as bitsandbytes does)"),
     FLT("model.init_std", init_std, "0.1", GT(0), "std of the random base weights (a richer random base gives LoRA more to steer)"),
     INT("model.seed", model_seed, "1234", GE(0), "seed of the base weights"),
 

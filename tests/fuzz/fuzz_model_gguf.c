@@ -22,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fuzz_note(model_read_config(path, &cfg, &info), "model_read_config") != PEFTC_OK) return 0;
     LlamaModel m;
     if (fuzz_note(llama_load(&m, backend_cpu(), path, &info), "model_load") == PEFTC_OK) llama_free(&m);
-    if (fuzz_note(llama_load_quantized(&m, backend_cpu(), path, &info), "model_load_quantized") == PEFTC_OK) llama_free(&m);
+    PeftcStatus st = llama_load_quantized(&m, backend_cpu(), path, QUANT_BLOCKS, &info);
+    if (fuzz_note(st, "model_load_quantized") == PEFTC_OK) llama_free(&m);
     return 0;
 }

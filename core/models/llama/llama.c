@@ -83,7 +83,7 @@ static void add_linear(LlamaModel *m, Linear *l, int layer, const char *parent, 
     l->out = out;
     snprintf(name, sizeof name, "%s.weight", l->name);
     model_add_ref(&m->base, name, shape2(out, in), &l->W, &l->dW, 1);
-    m->base.refs[m->base.n_refs - 1].quantized = m->cfg.quantized;
+    m->base.refs[m->base.n_refs - 1].quantized = m->cfg.quantized != QUANT_NONE;
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", l->name);
         model_add_ref(&m->base, name, shape1(out), &l->b, &l->db, 0);
@@ -147,10 +147,13 @@ static PeftcStatus create_quantized(LlamaModel *m) {
 }
 
 static PeftcStatus check_quantized(const LlamaConfig *cfg, double init_std) {
-    if (!cfg->quantized) return PEFTC_OK;
+    if (cfg->quantized == QUANT_NONE) return PEFTC_OK;
+    if ((unsigned)cfg->quantized > QUANT_NF4)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: model.quantized has no mode %d", (int)cfg->quantized);
     if (init_std >= 0)
-        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=true) comes from a GGUF file; a "
-                                       "random model has no blocks to keep");
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a quantized base (model.quantized=%s) comes from a file (a GGUF "
+                         "file's blocks, or an HF folder quantized to NF4); a random model has no weights to keep "
+                         "quantized", quant_mode_names[cfg->quantized]);
     return PEFTC_OK;
 }
 
@@ -187,7 +190,7 @@ PeftcStatus llama_create(LlamaModel *m, const Backend *be, const LlamaConfig *cf
         }
         *r->data = m->base_own[i];
     }
-    if (cfg->quantized) {
+    if (cfg->quantized != QUANT_NONE) {
         PeftcStatus st = create_quantized(m);
         if (st != PEFTC_OK) {
             llama_free(m);

@@ -26,8 +26,9 @@ typedef struct {
     int o_bias;       /* o_proj has a bias too (HF LLaMA's attention_bias) */
     int sliding_window; /* 0, or the attention window of some layer: sequences longer than it are refused */
     RopeScaling rope_scaling;
-    int quantized;    /* 1: the 7 projection weights of every layer stay in ggml blocks (Linear.qW), filled
-                         by the GGUF loader (model_load_quantized) or llama_copy_weights; the rest is fp32 */
+    QuantMode quantized; /* not QUANT_NONE: the 7 projection weights of every layer stay quantized
+                            (Linear.qW), filled by a loader (llama_load_quantized: a GGUF file's blocks,
+                            or NF4 from an HF folder) or llama_copy_weights; the rest is fp32 */
 } LlamaConfig;
 
 PeftcStatus llama_config_check(const LlamaConfig *c);

@@ -98,7 +98,7 @@ void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c) {
     m->vocab = c->vocab;
     m->layers = c->layers;
     m->hidden = c->hidden;
-    m->quantized = c->quantized;
+    m->quantized = c->quantized != QUANT_NONE;
     m->targets = llama_targets;
     m->n_targets = LLAMA_N_TARGETS;
 }
@@ -121,8 +121,8 @@ PeftcStatus llama_new(Model **out, const Backend *be, const LlamaConfig *cfg, ui
     return adopt(out, m, llama_create(m, be, cfg, seed, init_std));
 }
 
-PeftcStatus llama_open(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {
+PeftcStatus llama_open(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info) {
     LlamaModel *m = calloc(1, sizeof *m);
     if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model '%s': out of memory", path);
-    return adopt(out, m, quantized ? llama_load_quantized(m, be, path, info) : llama_load(m, be, path, info));
+    return adopt(out, m, llama_load_quantized(m, be, path, quantized, info));
 }

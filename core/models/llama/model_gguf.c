@@ -382,7 +382,7 @@ static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
     return PEFTC_OK;
 }
 
-static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info, int quantized) {
+static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info, QuantMode quantized) {
     memset(m, 0, sizeof *m);
     if (be->device != DEV_CPU) /* weights are written in place; a device backend would need an upload */
         return PEFTC_ERR(PEFTC_EINVAL, "%s: loading GGUF weights is supported on the CPU backend only, not '%s'",
@@ -404,9 +404,9 @@ static PeftcStatus load(LlamaModel *m, const Backend *be, const char *path, Mode
 }
 
 PeftcStatus model_gguf_load(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
-    return load(m, be, path, info, 0);
+    return load(m, be, path, info, QUANT_NONE);
 }
 
 PeftcStatus model_gguf_load_quantized(LlamaModel *m, const Backend *be, const char *path, ModelInfo *info) {
-    return load(m, be, path, info, 1);
+    return load(m, be, path, info, QUANT_BLOCKS);
 }

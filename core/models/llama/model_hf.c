@@ -190,10 +190,11 @@ static PeftcStatus load_from(LlamaModel *m, const Backend *be, const LlamaConfig
     snprintf(described, sizeof described, "%d layers, %s", cfg->layers,
              cfg->o_bias ? "q/k/v/o biases" : cfg->qkv_bias ? "q/k/v biases only" : "no biases");
     PEFTC_TRY(hf_weights_no_extras(w, m->base.refs, m->base.n_refs, "model.layers.", ".rotary_emb.inv_freq", described));
+    if (cfg->quantized == QUANT_NF4) return model_hf_fill_nf4(m, w);
     return hf_weights_fill(w, m->base.refs, m->base.n_refs);
 }
 
-PeftcStatus model_hf_load(LlamaModel *m, const Backend *be, const char *dir, ModelInfo *info) {
+static PeftcStatus load(LlamaModel *m, const Backend *be, const char *dir, ModelInfo *info, QuantMode quantized) {
     memset(m, 0, sizeof *m);
     if (be->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the HF loader fills host memory; backend '%s' is not on the CPU", dir,
@@ -202,12 +203,21 @@ PeftcStatus model_hf_load(LlamaModel *m, const Backend *be, const char *dir, Mod
     if (!info) info = &local;
     LlamaConfig cfg;
     PEFTC_TRY(model_hf_config(dir, &cfg, info));
+    cfg.quantized = quantized;
     HfWeights w;
     PEFTC_TRY(hf_weights_open(&w, dir));
     PeftcStatus st = load_from(m, be, &cfg, &w);
     hf_weights_close(&w);
     if (st != PEFTC_OK) llama_free(m);
     return st;
+}
+
+PeftcStatus model_hf_load(LlamaModel *m, const Backend *be, const char *dir, ModelInfo *info) {
+    return load(m, be, dir, info, QUANT_NONE);
+}
+
+PeftcStatus model_hf_load_nf4(LlamaModel *m, const Backend *be, const char *dir, ModelInfo *info) {
+    return load(m, be, dir, info, QUANT_NF4);
 }
 
 /* ---- saving ---- */
@@ -255,9 +265,9 @@ static cJSON *config_json(const LlamaConfig *c, int st_dtype) {
 PeftcStatus model_save_hf(const LlamaModel *m, const char *dir, int st_dtype) {
     if (!m->base.be || m->base.be->device != DEV_CPU)
         return PEFTC_ERR(PEFTC_EINVAL, "%s: the HF writer reads host memory; the model is not on the CPU", dir);
-    if (m->cfg.quantized)
-        return PEFTC_ERR(PEFTC_EINVAL, "%s: the model's base is kept quantized (model.quantized=true): load it dense "
-                         "to write or merge into an HF folder", dir);
+    if (m->cfg.quantized != QUANT_NONE)
+        return PEFTC_ERR(PEFTC_EINVAL, "%s: the model's base is kept quantized (model.quantized=%s): load it dense "
+                         "to write or merge into an HF folder", dir, quant_mode_names[m->cfg.quantized]);
     PEFTC_TRY(hf_rope_writable(&m->cfg.rope_scaling, dir));
     return hf_save_folder(dir, m->base.refs, m->base.n_refs, st_dtype, config_json(&m->cfg, st_dtype));
 }

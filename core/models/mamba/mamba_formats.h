@@ -17,7 +17,7 @@ PeftcStatus mamba_gguf_load(MambaModel *m, const Backend *be, const char *path, 
 PeftcStatus mamba_gguf_config(const char *path, MambaConfig *cfg);
 
 /* An HF folder or a GGUF file into a heap MambaModel behind the Model interface (model_free). */
-PeftcStatus mamba_open(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info);
+PeftcStatus mamba_open(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info);
 /* The shared part of a Mamba file's hyperparameters a launcher shows: layers, hidden, vocab. */
 PeftcStatus mamba_read_config(const char *path, MambaConfig *cfg, ModelInfo *info);
 

@@ -136,10 +136,10 @@ PeftcStatus mamba_read_config(const char *path, MambaConfig *cfg, ModelInfo *inf
     return mamba_gguf_config(path, cfg);
 }
 
-PeftcStatus mamba_open(Model **out, const Backend *be, const char *path, int quantized, ModelInfo *info) {
-    if (quantized)
-        return PEFTC_ERR(PEFTC_EINVAL, "model '%s' is a Mamba model: model.quantized=true keeps a LLaMA GGUF's blocks; "
-                         "set model.quantized=false", path);
+PeftcStatus mamba_open(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info) {
+    if (quantized != QUANT_NONE)
+        return PEFTC_ERR(PEFTC_EINVAL, "model '%s' is a Mamba model: model.quantized=%s keeps a LLaMA model's "
+                         "projection weights quantized; set model.quantized=false", path, quant_mode_names[quantized]);
     MambaModel *m = calloc(1, sizeof *m);
     if (!m) return PEFTC_ERR(PEFTC_ENOMEM, "model '%s': out of memory", path);
     return adopt(out, m, is_folder(path) ? mamba_hf_load(m, be, path, info) : mamba_gguf_load(m, be, path, info));
