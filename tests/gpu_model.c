@@ -257,6 +257,19 @@ static void train_losses_with(Device dev, Comm *comm, double *loss, int steps, c
 
 static void train_losses(Device dev, Comm *comm, double *loss, int steps) { train_losses_with(dev, comm, loss, steps, NULL); }
 
+/* 8 steps of the session with `extra` (NULL-ended overrides) on the CPU, then on the GPU: each GPU loss
+ * within 1e-3 of the CPU's. */
+static void losses_follow_cpu(const char *const *extra, double *cpu, double *gpu) {
+    Comm *comm;
+    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
+    train_losses_with(DEV_CPU, comm, cpu, 8, extra);
+    train_losses_with(DEV_CUDA, comm, gpu, 8, extra);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(fabs(gpu[i] - cpu[i]) <= 1e-3 * fabs(cpu[i]), "step %d: gpu loss %.9g, cpu %.9g", i + 1, gpu[i],
+                      cpu[i]);
+    comm_free(comm);
+}
+
 /* The two paths that once ran on the CPU only, through the whole session on the GPU: a quantized base
  * (loaded on the host, its blocks copied to the device) under RoSA with a sparse delta (the mask built
  * after 2 warm-up steps from 2 steps' gradients, then the CSR ops). The losses must follow the CPU's;
@@ -270,16 +283,9 @@ START_TEST(gpu_quantized_rosa_session_follows_cpu) {
     tu_write_block_llama(path);
     const char *extra[] = {model, "model.quantized=true", "method.name=rosa", "rosa.density=0.05", "rosa.warmup=2",
                            "rosa.grad_steps=2", "rosa.restart=false", out, NULL};
-    Comm *comm;
-    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
     double cpu[8], gpu[8];
-    train_losses_with(DEV_CPU, comm, cpu, 8, extra);
-    train_losses_with(DEV_CUDA, comm, gpu, 8, extra);
-    for (int i = 0; i < 8; i++)
-        ck_assert_msg(fabs(gpu[i] - cpu[i]) <= 1e-3 * fabs(cpu[i]), "step %d: gpu loss %.9g, cpu %.9g", i + 1, gpu[i],
-                      cpu[i]);
+    losses_follow_cpu(extra, cpu, gpu);
     printf("gpu quantized base + rosa: step 8 loss %.6f (cpu %.6f)\n", gpu[7], cpu[7]);
-    comm_free(comm);
     unlink(path);
 }
 END_TEST
@@ -292,16 +298,9 @@ START_TEST(gpu_nf4_session_follows_cpu) {
     char out[96];
     snprintf(out, sizeof out, "output.dir=/tmp/gpu_model_nf4_%d", (int)getpid());
     const char *extra[] = {"model.path=" PEFTC_FIXTURE_DIR "/hf_tiny_llama", "model.quantized=nf4", out, NULL};
-    Comm *comm;
-    ck_assert_int_eq(comm_init_self(&comm), PEFTC_OK);
     double cpu[8], gpu[8];
-    train_losses_with(DEV_CPU, comm, cpu, 8, extra);
-    train_losses_with(DEV_CUDA, comm, gpu, 8, extra);
-    for (int i = 0; i < 8; i++)
-        ck_assert_msg(fabs(gpu[i] - cpu[i]) <= 1e-3 * fabs(cpu[i]), "step %d: gpu loss %.9g, cpu %.9g", i + 1, gpu[i],
-                      cpu[i]);
+    losses_follow_cpu(extra, cpu, gpu);
     printf("gpu nf4 base: step 8 loss %.6f (cpu %.6f)\n", gpu[7], cpu[7]);
-    comm_free(comm);
 }
 END_TEST
 

@@ -14,6 +14,7 @@
 #include "core/models/model_load.h"
 #include "core/formats/safetensors.h"
 #include "launch/config/config.h"
+#include "tests/config_testutil.h"
 #include "tests/method_testutil.h"
 #include "tests/quant_testutil.h"
 #include "tests/testutil.h"
@@ -258,12 +259,7 @@ START_TEST(hf_folder_and_random_refused) {
 END_TEST
 
 static PeftcStatus finish_with(const char *a, const char *b) {
-    RunConfig c;
-    config_defaults(&c);
-    PEFTC_TRY(config_apply_override(&c, "model.quantized=true"));
-    PEFTC_TRY(config_apply_override(&c, a));
-    if (b) PEFTC_TRY(config_apply_override(&c, b));
-    return config_finish(&c);
+    return tu_finish_with("model.quantized=true", a, b);
 }
 
 START_TEST(config_refusals) {

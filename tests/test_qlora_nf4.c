@@ -16,6 +16,7 @@
 #include "core/models/llama/model_formats.h"
 #include "core/models/model_load.h"
 #include "launch/config/config.h"
+#include "tests/config_testutil.h"
 #include "tests/method_testutil.h"
 #include "tests/testutil.h"
 
@@ -219,12 +220,7 @@ START_TEST(refusals_name_the_mode) {
 END_TEST
 
 static PeftcStatus finish_with(const char *a, const char *b) {
-    RunConfig c;
-    config_defaults(&c);
-    PEFTC_TRY(config_apply_override(&c, "model.quantized=nf4"));
-    PEFTC_TRY(config_apply_override(&c, a));
-    if (b) PEFTC_TRY(config_apply_override(&c, b));
-    return config_finish(&c);
+    return tu_finish_with("model.quantized=nf4", a, b);
 }
 
 /* The methods that need the dense base refuse nf4 as they refuse true; the others take it. */
