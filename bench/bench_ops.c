@@ -55,13 +55,13 @@ typedef struct {
 
 static void attn_fwd(void *p) {
     AttnBuf *a = p;
-    be->attention_fwd(be, a->out, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+    be->attention_fwd(be, a->out, a->att, a->q, a->k, a->v, NULL, B, T, NH, NKV, HD);
 }
 
 static void attn_fwd_bwd(void *p) {
     AttnBuf *a = p;
     attn_fwd(a);
-    be->attention_bwd(be, a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, NULL, B, T, NH, NKV, HD);
 }
 
 typedef struct {

@@ -55,6 +55,17 @@ static PeftcStatus sft_get(const Dataset *ds, Split split, int64_t id, int32_t *
     return PEFTC_OK;
 }
 
+/* The input whose target is the last trained token among the first T + 1, plus one. */
+static int sft_span(const Dataset *ds, Split split, int64_t id, int T) {
+    const SftDataset *s = ds->impl;
+    if ((split != SPLIT_TRAIN && split != SPLIT_EVAL) || id < 0 || id >= s->d.split[split].n || T < 1) return -1;
+    const TokSplit *sp = &s->d.split[split];
+    const uint8_t *m = sp->mask ? sp->mask + sp->start[id] : NULL; /* (len) */
+    int last = sp->len[id] - 1 < T ? sp->len[id] - 1 : T;       /* the last token that can be a target */
+    while (last > 1 && m && !m[last]) last--;
+    return last > 1 ? last : 1;
+}
+
 static void sft_free(Dataset *ds) {
     if (!ds) return;
     SftDataset *s = ds->impl;
@@ -584,6 +595,7 @@ PeftcStatus sft_dataset_create(Dataset **out, const SftConfig *cfg, const Tokeni
     s->ds = (Dataset){.name = cfg->path[0] ? (s->d.plain ? "sft-text" : "sft-chat") : task_ds_names[cfg->task],
                       .size = sft_size,
                       .get = sft_get,
+                      .span = sft_span,
                       .free = sft_free,
                       .vocab_needed = tok_vocab_size(tok),
                       .impl = s};

@@ -78,7 +78,7 @@ typedef struct {
     Metrics *metrics;
     TbWriter *tb;               /* NULL unless output.tensorboard */
     PeftcStatus report_status;  /* the first failure writing the metrics CSV or the event file */
-    double first_eval, last_eval, tokens_seen, seconds;
+    double first_eval, last_eval, tokens_seen, targets_seen, seconds;
     int n_evals;
 } Reporter;
 
@@ -88,6 +88,7 @@ static void on_step(void *user, const StepStats *s) {
     if (r->report_status == PEFTC_OK) r->report_status = metrics_step(r->metrics, s);
     if (r->report_status == PEFTC_OK && r->tb) r->report_status = tb_step(r->tb, s);
     r->tokens_seen += s->seq_tokens;
+    r->targets_seen += s->tokens;
     r->seconds += s->step_seconds;
 }
 
@@ -121,6 +122,15 @@ static void print_base_bytes(const Model *m) {
            (double)m->ops->base_bytes(m) / mib, types, dense);
 }
 
+/* How full the packed windows are, beside one example per row (positions that carry an example). */
+static void print_packing(const Trainer *t) {
+    const Packing *p = &t->pack[SPLIT_TRAIN];
+    if (!t->cfg.packing || !p->examples) return;
+    printf("peftc: packing: %lld examples into %lld windows of %d tokens, %.1f%% filled (one example per row: "
+           "%.1f%%)\n", (long long)p->examples, (long long)p->n, p->T, 100.0 * (double)p->used / ((double)p->n * p->T),
+           100.0 * (double)p->used / ((double)p->examples * p->T));
+}
+
 static void print_banner(const Session *s, int world) {
     const RunConfig *c = &s->cfg;
     print_base_bytes(s->model);
@@ -141,6 +151,7 @@ static void print_banner(const Session *s, int world) {
     printf("peftc: global batch %d x %d tokens (micro %d x accum %d x ranks %d); all-reduce %zu bytes/step\n",
            c->train.micro_batch * c->train.accum * world, c->train.seq_len, c->train.micro_batch, c->train.accum,
            world, (s->arena.numel + ARENA_TRAILER) * sizeof(real_t));
+    print_packing(&s->trainer);
     fflush(stdout);
 }
 
@@ -188,7 +199,8 @@ static PeftcStatus save_adapter(Session *s, Comm *comm) {
 static PeftcStatus write_summary(const Session *s, const Reporter *rep, int world, int em, double em0, double em1,
                                  double t0) {
     RunSummary r = {world, rep->first_eval, rep->last_eval, em, em0, em1,
-                    rep->seconds > 0 ? rep->tokens_seen / rep->seconds : 0.0, rep->seconds, clock_seconds() - t0};
+                    rep->seconds > 0 ? rep->tokens_seen / rep->seconds : 0.0,
+                    rep->seconds > 0 ? rep->targets_seen / rep->seconds : 0.0, rep->seconds, clock_seconds() - t0};
     char path[600];
     snprintf(path, sizeof path, "%s/summary.json", s->cfg.out_dir);
     return summary_write(s, &r, path);
@@ -279,8 +291,9 @@ static PeftcStatus run(Session *s, Comm *comm, double t0, int *preempted) {
             if (!isnan(rep.first_eval) && !isnan(rep.last_eval))
                 snprintf(losstxt, sizeof losstxt, "held-out loss %.4f -> %.4f", rep.first_eval, rep.last_eval);
             else if (!isnan(rep.last_eval)) snprintf(losstxt, sizeof losstxt, "held-out loss %.4f", rep.last_eval);
-            printf("peftc: done: %s%s, %.0f tokens/s, metrics in %s/metrics.csv\n", losstxt, emtxt,
-                   rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0, s->cfg.out_dir);
+            printf("peftc: done: %s%s, %.0f tokens/s (%.0f target tokens/s), metrics in %s/metrics.csv\n", losstxt,
+                   emtxt, rep.seconds > 0 ? rep.tokens_seen / rep.seconds : 0.0,
+                   rep.seconds > 0 ? rep.targets_seen / rep.seconds : 0.0, s->cfg.out_dir);
         }
     }
     return st;

@@ -21,7 +21,10 @@ void progress_eval(Progress *p, const EvalStats *s);
 void progress_finish(Progress *p);
 
 /* The step line without decoration, e.g. "step 40/300 | loss 1.2345 | lr 2.95e-03 | gnorm 0.812 |
- * 5321 tok/s | 12.3 ms/step | ETA 0:00:05". Exposed for tests and for callers that log elsewhere. */
-void progress_format_step(char *buf, size_t n, const StepStats *s, double tok_per_s, double sec_per_step);
+ * 5321 tok/s (1830 target) | 12.3 ms/step | ETA 0:00:05": tok/s counts every input position processed,
+ * padding included (StepStats.seq_tokens), "target" the positions with a loss (StepStats.tokens), the
+ * rate packing raises. Exposed for tests and for callers that log elsewhere. */
+void progress_format_step(char *buf, size_t n, const StepStats *s, double tok_per_s, double target_per_s,
+                          double sec_per_step);
 
 #endif

@@ -31,6 +31,7 @@ static cJSON *build(const Session *s, const RunSummary *r) {
     add_number_or_null(o, "exact_match_after", r->has_exact_match, r->exact_match_after);
     cJSON_AddNumberToObject(o, "eval_examples", r->has_exact_match ? c->em_examples : 0);
     cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(o, "target_tokens_per_s", r->target_tokens_per_s);
     cJSON_AddNumberToObject(o, "train_seconds", r->train_seconds);
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall_seconds);
     return o;

@@ -4,7 +4,7 @@
  *   {"method": "rosa", "ranks": 2, "trainable": 2441280, "steps": 40, "seed": 1, "task": "records",
  *    "eval_loss_first": 1.49, "eval_loss_last": 0.0035, "exact_match_before": 0.0,
  *    "exact_match_after": 0.969, "eval_examples": 64, "tokens_per_s": 265.0,
- *    "train_seconds": 120.1, "wall_seconds": 149.0}
+ *    "target_tokens_per_s": 47.7, "train_seconds": 120.1, "wall_seconds": 149.0}
  *
  * Exact-match fields are null when eval.examples is 0. Written by rank 0 with an atomic rename. */
 #ifndef PEFTC_SUMMARY_H
@@ -17,7 +17,8 @@ typedef struct {
     double eval_loss_first, eval_loss_last;
     int has_exact_match;
     double exact_match_before, exact_match_after;
-    double tokens_per_s;
+    double tokens_per_s;        /* input positions per second, padding included */
+    double target_tokens_per_s; /* positions with a loss per second */
     double train_seconds; /* the steps the metrics CSV shows */
     double wall_seconds;  /* the whole command: loading, mask generation, evaluation, saving */
 } RunSummary;

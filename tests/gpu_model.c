@@ -84,7 +84,7 @@ static void pass_with(Device dev, Precision prec, const char *const *extra, int 
     const Backend *be = s.model->be;
     be->zero(be, s.arena.grads, s.arena.numel);
     int64_t nv;
-    ck_assert_int_eq(model_forward(s.model, tok, tgt, keys, 1, B, T, loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(model_forward(s.model, tok, tgt, NULL, NULL, keys, 1, B, T, loss, &nv), PEFTC_OK);
     *probs = fetch(be, logits_of(s.model), (size_t)BT * V);
     model_backward(s.model, tok, tgt, keys, (real_t)(1.0 / (double)nv));
     *numel = s.arena.numel;
@@ -173,7 +173,7 @@ START_TEST(gpu_matches_peft_fixture) {
     static Session s;
     ck_assert_msg(session_open_model(&s, &c) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(llama_reserve(llama_of(s.model), B, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     size_t n = (size_t)BT * llama_of(s.model)->cfg.vocab;
     real_t *logits = fetch(s.model->be, llama_of(s.model)->acts.logits, n);
     double e = fixture_rel_err(logits, fixture_tensor(&fx, "logits", (Shape){3, {B, T, llama_of(s.model)->cfg.vocab}}), n);
@@ -210,7 +210,7 @@ static void quant_pass(const Backend *be, const char *path, real_t **logits, dou
     uint64_t keys[QB * QT];
     for (int i = 0; i < QB * QT; i++) tok[i] = (i * 7 + 3) % TU_QL_VOCAB, tgt[i] = (i * 11 + 1) % TU_QL_VOCAB, keys[i] = 1 + i;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, QB, QT, loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, keys, 1, QB, QT, loss, &nv), PEFTC_OK);
     *logits = fetch(be, m.acts.logits, (size_t)QB * QT * TU_QL_VOCAB);
     llama_backward(&m, tok, tgt, keys, (real_t)(1.0 / (double)nv));
     *numel = a.numel;

@@ -394,23 +394,29 @@ END_TEST
 
 /* ---- RoPE ---- */
 
-/* _i picks HD = 64 or 32. Two products and a sum per element from the same tables: a few ulps. */
+/* _i picks HD = 64 or 32 (bit 0), and positions t or, for packed rows (bit 1), positions restarting at
+ * 0 every 11 tokens. Two products and a sum per element from the same tables: a few ulps. */
 START_TEST(rope_fwd_bwd) {
-    const int B = 2, T = 37, NH = 4, HD = _i ? 32 : 64;
+    const int B = 2, T = 37, NH = 4, HD = (_i & 1) ? 32 : 64;
     size_t nt = (size_t)T * (HD / 2), nx = (size_t)B * T * NH * HD;
+    int32_t packed[2 * 37], *pos = (_i & 2) ? packed : NULL; /* (B,T) */
+    for (int i = 0; i < B * T; i++) packed[i] = (i % T) % 11;
     Pair cs = pair_new(nt, 0, 0, 0), sn = pair_new(nt, 0, 0, 0);
     rope_tables(cs.ref, sn.ref, T, HD, 10000.0);
     pair_push(&cs);
     pair_push(&sn);
     Pair x = pair_new(nx, 50, -1, 1), dx = pair_new(nx, 51, -1, 1);
-    g_cpu->rope_fwd(g_cpu, x.ref, cs.ref, sn.ref, B, T, NH, HD);
-    g_gpu->rope_fwd(g_gpu, x.dev, cs.dev, sn.dev, B, T, NH, HD);
+    char what[64];
+    g_cpu->rope_fwd(g_cpu, x.ref, cs.ref, sn.ref, pos, B, T, NH, HD);
+    g_gpu->rope_fwd(g_gpu, x.dev, cs.dev, sn.dev, pos, B, T, NH, HD);
     gpu_ok("rope_fwd");
-    expect_close(&x, OUT, 1e-6, HD == 64 ? "rope_fwd HD 64" : "rope_fwd HD 32");
-    g_cpu->rope_bwd(g_cpu, dx.ref, cs.ref, sn.ref, B, T, NH, HD);
-    g_gpu->rope_bwd(g_gpu, dx.dev, cs.dev, sn.dev, B, T, NH, HD);
+    snprintf(what, sizeof what, "rope_fwd HD %d%s", HD, pos ? " packed" : "");
+    expect_close(&x, OUT, 1e-6, what);
+    g_cpu->rope_bwd(g_cpu, dx.ref, cs.ref, sn.ref, pos, B, T, NH, HD);
+    g_gpu->rope_bwd(g_gpu, dx.dev, cs.dev, sn.dev, pos, B, T, NH, HD);
     gpu_ok("rope_bwd");
-    expect_close(&dx, OUT, 1e-6, HD == 64 ? "rope_bwd HD 64 (in place)" : "rope_bwd HD 32 (in place)");
+    snprintf(what, sizeof what, "rope_bwd HD %d%s (in place)", HD, pos ? " packed" : "");
+    expect_close(&dx, OUT, 1e-6, what);
     pair_free(&cs);
     pair_free(&sn);
     pair_free(&x);
@@ -420,36 +426,47 @@ END_TEST
 
 /* ---- attention ---- */
 
-/* _i picks T in {1, 7, 64, 200} and HD in {64, 32}; GQA with 4 query heads on 2 kv heads. Each
- * backend keeps its own saved state (CPU: probabilities, CUDA: one log-sum-exp per row), so only the
- * outputs and gradients are compared. */
+/* Packed rows' segment ids (B = 2, T): row 0 examples of 13 tokens back to back, so later segments
+ * start past whole key tiles that they cannot see; row 1 interleaved ids, which the contract allows. */
+static int32_t *attention_segments(int T) {
+    int32_t *seg = malloc(2 * (size_t)T * sizeof *seg);
+    for (int t = 0; t < T; t++) seg[t] = t / 13, seg[T + t] = (t * 7) % 3;
+    return seg;
+}
+
+/* _i picks T in {1, 7, 64, 200} and HD in {64, 32} (bit 2), and causal or packed rows (bit 3); GQA with
+ * 4 query heads on 2 kv heads. Each backend keeps its own saved state (CPU: probabilities, CUDA: one
+ * log-sum-exp per row), so only the outputs and gradients are compared. */
 START_TEST(attention_fwd_bwd) {
     const int Ts[] = {1, 7, 64, 200};
-    const int B = 2, NH = 4, NKV = 2, T = Ts[_i % 4], HD = (_i / 4) ? 32 : 64;
+    const int B = 2, NH = 4, NKV = 2, T = Ts[_i % 4], HD = (_i & 4) ? 32 : 64;
     size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
+    int32_t *seg = (_i & 8) ? attention_segments(T) : NULL; /* (B,T) */
     /* Scores with standard deviation ~1.3: peaked enough that a missing max-subtraction or mask shows. */
     Pair q = pair_new(nq, 60, -2, 2), k = pair_new(nkv, 61, -2, 2), v = pair_new(nkv, 62, -1, 1);
     Pair out = pair_new(nq, 63, -1, 1);
     real_t *att_cpu = malloc(g_cpu->attention_saved(g_cpu, B, T, NH) * sizeof(real_t));
     real_t *att_gpu = g_gpu->alloc(g_gpu, g_gpu->attention_saved(g_gpu, B, T, NH) * sizeof(real_t));
     ck_assert(att_cpu && att_gpu);
-    g_cpu->attention_fwd(g_cpu, out.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
-    g_gpu->attention_fwd(g_gpu, out.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    g_cpu->attention_fwd(g_cpu, out.ref, att_cpu, q.ref, k.ref, v.ref, seg, B, T, NH, NKV, HD);
+    g_gpu->attention_fwd(g_gpu, out.dev, att_gpu, q.dev, k.dev, v.dev, seg, B, T, NH, NKV, HD);
     gpu_ok("attention_fwd");
     char what[64];
-    snprintf(what, sizeof what, "attention_fwd T %d HD %d", T, HD);
+    const char *kind = seg ? " packed" : "";
+    snprintf(what, sizeof what, "attention_fwd T %d HD %d%s", T, HD, kind);
     expect_close(&out, OUT, ATTN_TOL, what);
     Pair dout = pair_new(nq, 64, -1, 1);
     Pair dq = pair_new(nq, 65, -1, 1), dk = pair_new(nkv, 66, -1, 1), dv = pair_new(nkv, 67, -1, 1);
-    g_cpu->attention_bwd(g_cpu, dq.ref, dk.ref, dv.ref, dout.ref, att_cpu, q.ref, k.ref, v.ref, B, T, NH, NKV, HD);
-    g_gpu->attention_bwd(g_gpu, dq.dev, dk.dev, dv.dev, dout.dev, att_gpu, q.dev, k.dev, v.dev, B, T, NH, NKV, HD);
+    g_cpu->attention_bwd(g_cpu, dq.ref, dk.ref, dv.ref, dout.ref, att_cpu, q.ref, k.ref, v.ref, seg, B, T, NH, NKV, HD);
+    g_gpu->attention_bwd(g_gpu, dq.dev, dk.dev, dv.dev, dout.dev, att_gpu, q.dev, k.dev, v.dev, seg, B, T, NH, NKV, HD);
     gpu_ok("attention_bwd");
-    snprintf(what, sizeof what, "attention_bwd dq T %d HD %d", T, HD);
+    snprintf(what, sizeof what, "attention_bwd dq T %d HD %d%s", T, HD, kind);
     expect_close(&dq, ACC, ATTN_TOL, what);
-    snprintf(what, sizeof what, "attention_bwd dk T %d HD %d", T, HD);
+    snprintf(what, sizeof what, "attention_bwd dk T %d HD %d%s", T, HD, kind);
     expect_close(&dk, ACC, ATTN_TOL, what);
-    snprintf(what, sizeof what, "attention_bwd dv T %d HD %d", T, HD);
+    snprintf(what, sizeof what, "attention_bwd dv T %d HD %d%s", T, HD, kind);
     expect_close(&dv, ACC, ATTN_TOL, what);
+    free(seg);
     free(att_cpu);
     g_gpu->free(g_gpu, att_gpu);
     Pair *all[] = {&q, &k, &v, &out, &dout, &dq, &dk, &dv};
@@ -801,8 +818,8 @@ static Suite *gpu_ops_suite(void) {
     tcase_add_test(tc, bias_fwd_bwd);
     tcase_add_test(tc, embedding_fwd_bwd);
     tcase_add_test(tc, rmsnorm_fwd_bwd);
-    tcase_add_loop_test(tc, rope_fwd_bwd, 0, 2);
-    tcase_add_loop_test(tc, attention_fwd_bwd, 0, 8);
+    tcase_add_loop_test(tc, rope_fwd_bwd, 0, 4);
+    tcase_add_loop_test(tc, attention_fwd_bwd, 0, 16);
     tcase_add_loop_test(tc, attention_decode_cache, 0, 2);
     tcase_add_test(tc, swiglu_fwd_bwd);
     tcase_add_test(tc, conv1d_fwd_bwd);

@@ -52,7 +52,7 @@ static void check_case(const char *name) {
     fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "tokens"), tok, BT);
     fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
 
-    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     Shape logits = {3, {B, T, cfg.vocab}};
     double e = fixture_rel_err(m.acts.logits, fixture_tensor(&fx, "logits", logits), (size_t)BT * cfg.vocab);
     printf("  %s: logits %.2e", name, e);
@@ -61,7 +61,7 @@ static void check_case(const char *name) {
     double loss;
     int64_t nv;
     a.be->zero(a.be, a.grads, a.numel);
-    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, 0, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, NULL, 0, B, T, &loss, &nv), PEFTC_OK);
     llama_backward(&m, tok, tgt, NULL, 1);
     ck_assert_int_eq(nv, (int64_t)fixture_num(fx.meta, "n_valid"));
     e = fabs(loss - fixture_num(fx.meta, "loss_sum")) / fabs(fixture_num(fx.meta, "loss_sum"));

@@ -221,7 +221,7 @@ static double rope_loss(void *p) {
     RopeCtx *c = p;
     size_t n = (size_t)c->B * c->T * c->NH * c->HD;
     memcpy(c->y, c->x, n * sizeof(real_t));
-    be->rope_fwd(be, c->y, c->ct, c->st, c->B, c->T, c->NH, c->HD);
+    be->rope_fwd(be, c->y, c->ct, c->st, NULL, c->B, c->T, c->NH, c->HD);
     return dot(c->y, c->R, n);
 }
 
@@ -239,7 +239,7 @@ START_TEST(test_rope_grad) {
     size_t n = (size_t)2 * 6 * 3 * 8;
     real_t *g = rbuf(n);
     memcpy(g, c.R, n * sizeof(real_t));
-    be->rope_bwd(be, g, c.ct, c.st, 2, 6, 3, 8); /* in place, by contract not an accumulation */
+    be->rope_bwd(be, g, c.ct, c.st, NULL, 2, 6, 3, 8); /* in place, by contract not an accumulation */
     gc(rope_loss, &c, c.x, g, n, "rope x");
     free(g);
     rope_free(&c);
@@ -268,7 +268,7 @@ START_TEST(test_rope_props) {
         ck_assert_mem_eq(c.y + o, c.x + o, (size_t)NH * HD * sizeof(real_t));
     }
     ck_assert_double_eq_tol(be->sumsq(be, c.y, n), be->sumsq(be, c.x, n), 1e-12);
-    be->rope_bwd(be, c.y, c.ct, c.st, B, T, NH, HD);
+    be->rope_bwd(be, c.y, c.ct, c.st, NULL, B, T, NH, HD);
     for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(c.y[i], c.x[i], 1e-14);
     rope_free(&c);
 }
@@ -283,7 +283,7 @@ typedef struct {
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    be->attention_fwd(be, c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->NH, c->NKV, c->HD);
+    be->attention_fwd(be, c->out, c->att, c->q, c->k, c->v, NULL, c->B, c->T, c->NH, c->NKV, c->HD);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->NH * c->HD);
 }
 
@@ -330,7 +330,7 @@ static void attn_gradcheck(int B, int T, int NH, int NKV, int HD, uint64_t key) 
     size_t nq = (size_t)B * T * NH * HD, nkv = (size_t)B * T * NKV * HD;
     Grad gq = grad_new(nq, key + 4), gk = grad_new(nkv, key + 5), gv = grad_new(nkv, key + 6);
     attn_loss(&c);
-    be->attention_bwd(be, gq.g, gk.g, gv.g, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, gq.g, gk.g, gv.g, c.R, c.att, c.q, c.k, c.v, NULL, B, T, NH, NKV, HD);
     char what[64];
     snprintf(what, sizeof what, "attention q (T=%d NH=%d NKV=%d)", T, NH, NKV);
     gc(attn_loss, &c, c.q, grad_added(&gq), nq, what);
@@ -340,7 +340,7 @@ static void attn_gradcheck(int B, int T, int NH, int NKV, int HD, uint64_t key) 
     gc(attn_loss, &c, c.v, grad_added(&gv), nkv, what);
     /* NULL gradients are skipped and do not change the others */
     real_t *gv2 = rbuf(nkv);
-    be->attention_bwd(be, NULL, NULL, gv2, c.R, c.att, c.q, c.k, c.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, NULL, NULL, gv2, c.R, c.att, c.q, c.k, c.v, NULL, B, T, NH, NKV, HD);
     for (size_t i = 0; i < nkv; i++) ck_assert_double_eq_tol(gv2[i], gv.g[i], 1e-12);
     free(gv2);
     grad_free(&gq), grad_free(&gk), grad_free(&gv);
@@ -582,7 +582,7 @@ static DetRun det_run(void) {
     for (int i = 0; i < 9; i++) r.out[i] = rbuf(r.n[i]);
     AttnCtx a = attn_ctx(B, T, NH, NKV, HD, 140);
     attn_loss(&a);
-    be->attention_bwd(be, r.out[0], r.out[1], r.out[2], a.R, a.att, a.q, a.k, a.v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, r.out[0], r.out[1], r.out[2], a.R, a.att, a.q, a.k, a.v, NULL, B, T, NH, NKV, HD);
     memcpy(r.out[3], a.att, r.n[3] * sizeof(real_t));
     real_t *x = rrand(nc, 141, -1, 1), *w = rrand(C, 142, 0.5, 1.5), *y = rbuf(nc), *rs = rbuf(B * T);
     be->rmsnorm_fwd(be, y, rs, x, w, B * T, C, 1e-5);

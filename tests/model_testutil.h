@@ -33,7 +33,7 @@ static inline real_t *tu_logits(LlamaModel *m, int B, int T) {
     int V = m->cfg.vocab;
     int32_t *tok = malloc((size_t)B * T * sizeof *tok);
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)V);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     size_t n = (size_t)B * T * V;
     real_t *out = malloc(n * sizeof *out);
     memcpy(out, m->acts.logits, n * sizeof *out);
@@ -53,7 +53,8 @@ static inline double gc_loss(void *ctx) {
     GcBatch *b = ctx;
     double loss;
     int64_t n;
-    ck_assert_int_eq(llama_forward(b->model, b->tokens, b->targets, b->row_keys, 1, b->B, b->T, &loss, &n), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(b->model, b->tokens, b->targets, NULL, NULL, b->row_keys, 1, b->B, b->T, &loss, &n),
+                     PEFTC_OK);
     return loss;
 }
 

@@ -198,18 +198,18 @@ START_TEST(attention_and_decode_beyond_reserve) {
     real_t *out = calloc(nq, sizeof *out), *dq = calloc(nq, sizeof *dq);
     real_t *att = calloc(be->attention_saved(be, B, T, NH), sizeof *att);
     tu_fill_uniform(q, nq, 1, -1, 1), tu_fill_uniform(k, nkv, 2, -1, 1), tu_fill_uniform(v, nkv, 3, -1, 1);
-    be->attention_fwd(be, out, att, q, k, v, B, T, NH, NKV, HD); /* nothing reserved */
+    be->attention_fwd(be, out, att, q, k, v, NULL, B, T, NH, NKV, HD); /* nothing reserved */
     for (size_t i = 0; i < nq; i++) ck_assert(out[i] == 0);
     assert_reported(be, "attention_fwd", "T");
     reserve(be, (BackendNeed){.B = B, .T = T - 1}); /* one position short of the backward's two tiles */
-    be->attention_fwd(be, out, att, q, k, v, B, T, NH, NKV, HD);
+    be->attention_fwd(be, out, att, q, k, v, NULL, B, T, NH, NKV, HD);
     ck_assert_int_eq(be->status(be), PEFTC_OK);
-    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, NULL, B, T, NH, NKV, HD);
     for (size_t i = 0; i < nq; i++) ck_assert(dq[i] == 0);
     assert_reported(be, "attention_bwd", "T");
     reserve(be, (BackendNeed){.B = B, .T = T});
     reserve(be, (BackendNeed){.B = B, .T = 2}); /* never shrinks */
-    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, B, T, NH, NKV, HD);
+    be->attention_bwd(be, dq, NULL, NULL, out, att, q, k, v, NULL, B, T, NH, NKV, HD);
     ck_assert_int_eq(be->status(be), PEFTC_OK);
     /* Decode over S cached positions needs S values per thread, which a fresh instance lacks. */
     Backend *dec = fresh();

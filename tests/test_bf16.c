@@ -158,10 +158,10 @@ static Pass run_pass(Session *s, const int32_t *tok, const int32_t *tgt, int B, 
     size_t nl = (size_t)B * T * m->cfg.vocab, ng = s->arena.numel;
     Pass p = {malloc(nl * sizeof(real_t)), malloc(ng * sizeof(real_t)), 0};
     int64_t nv;
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     memcpy(p.logits, m->acts.logits, nl * sizeof(real_t));
     memset(s->arena.grads, 0, ng * sizeof(real_t));
-    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, 1, B, T, &p.loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, NULL, NULL, 1, B, T, &p.loss, &nv), PEFTC_OK);
     llama_backward(m, tok, tgt, NULL, (real_t)(1.0 / (double)nv));
     ck_assert_int_eq(s->model->be->status(s->model->be), PEFTC_OK);
     p.loss /= (double)nv;

@@ -61,7 +61,7 @@ static void random_tokens(int32_t *t, int n, uint64_t key) {
 /* The training forward's logits (T,V) of one sequence, into a new buffer. */
 static real_t *full_logits(LlamaModel *m, const int32_t *tok, int T) {
     ck_assert_int_eq(llama_reserve(m, 1, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, 1, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, 1, T, NULL, NULL), PEFTC_OK);
     real_t *out = malloc((size_t)T * V * sizeof *out);
     memcpy(out, m->acts.logits, (size_t)T * V * sizeof *out);
     return out;

@@ -47,14 +47,14 @@ START_TEST(forward_and_gradients_match_peft) {
 
     LlamaModel *m = llama_of(s.model);
     int V = m->cfg.vocab;
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double e = fixture_rel_err(m->acts.logits, fixture_tensor(&fx, "logits", (Shape){3, {B, T, V}}), (size_t)BT * V);
     printf("hf parity: logits rel err %.2e\n", e);
     ck_assert_msg(e < TOL, "logits differ from PEFT by %.3g relative", e);
 
     double loss;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, 1, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, NULL, NULL, 1, B, T, &loss, &nv), PEFTC_OK);
     ck_assert_int_eq(nv, (int64_t)fixture_num(fx.meta, "n_valid"));
     e = fabs(loss / (double)nv - fixture_num(fx.meta, "loss_mean")) / fixture_num(fx.meta, "loss_mean");
     ck_assert_msg(e < TOL, "mean loss %.8g, PEFT %.8g", loss / (double)nv, fixture_num(fx.meta, "loss_mean"));
@@ -86,7 +86,7 @@ static real_t *adapted_logits(const char *dir, const int32_t *tok, int B, int T)
     static Session s;
     open_adapted(&s, dir, B, T);
     size_t n = (size_t)B * T * llama_of(s.model)->cfg.vocab;
-    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(llama_of(s.model), tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     real_t *out = malloc(n * sizeof *out);
     memcpy(out, llama_of(s.model)->acts.logits, n * sizeof *out);
     session_close(&s);
@@ -166,7 +166,7 @@ START_TEST(merged_model_equals_adapted_model) {
     LlamaModel merged;
     ck_assert_msg(llama_load(&merged, backend_cpu(), dir, NULL) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(llama_reserve(&merged, B, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(&merged, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&merged, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double e = 0, scale = 0;
     for (size_t i = 0; i < (size_t)BT * 128; i++) {
         e = fmax(e, fabs((double)merged.acts.logits[i] - adapted[i]));

@@ -71,7 +71,7 @@ static void check_case(const char *name) {
     fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "targets"), tgt, BT);
     int V = t.m.cfg.vocab;
 
-    ck_assert_int_eq(llama_forward(&t.m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&t.m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double e = fixture_rel_err(t.m.acts.logits, fixture_tensor(&fx, "logits", (Shape){3, {B, T, V}}), (size_t)BT * V);
     printf("%s (rope %s): logits %.2e", name, rope_type_name(t.m.cfg.rope_scaling.type), e);
     ck_assert_msg(e < TOL, "%s: logits differ from transformers by %.3g relative", name, e);
@@ -79,7 +79,7 @@ static void check_case(const char *name) {
     double loss;
     int64_t nv;
     t.a.be->zero(t.a.be, t.a.grads, t.a.numel);
-    ck_assert_int_eq(llama_forward(&t.m, tok, tgt, NULL, 0, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&t.m, tok, tgt, NULL, NULL, NULL, 0, B, T, &loss, &nv), PEFTC_OK);
     ck_assert_int_eq(nv, (int64_t)fixture_num(fx.meta, "n_valid"));
     e = fabs(loss / (double)nv - fixture_num(fx.meta, "loss_mean")) / fixture_num(fx.meta, "loss_mean");
     ck_assert_msg(e < TOL, "%s: mean loss %.10g, transformers %.10g", name, loss / (double)nv,
@@ -106,7 +106,7 @@ static real_t *logits_of(const char *dir, const int32_t *tok, int B, int T, Llam
     LlamaModel m;
     ck_assert_msg(model_hf_load(&m, backend_cpu(), dir, NULL) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     size_t n = (size_t)B * T * m.cfg.vocab;
     real_t *out = malloc(n * sizeof *out);
     memcpy(out, m.acts.logits, n * sizeof *out);

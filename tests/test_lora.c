@@ -44,7 +44,7 @@ START_TEST(merge_gives_same_logits) {
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)cfg.vocab);
     size_t n = (size_t)B * T * cfg.vocab;
     real_t *with = malloc(n * sizeof *with);
-    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     memcpy(with, m.acts.logits, n * sizeof *with);
     /* Base-only logits must differ, or the comparison below proves nothing. */
     Adapter *saved[14];
@@ -52,14 +52,14 @@ START_TEST(merge_gives_same_logits) {
         saved[i] = llama_linear(&m, i)->adapter;
         llama_linear(&m, i)->adapter = NULL;
     }
-    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double diff_base = 0;
     for (size_t i = 0; i < n; i++) diff_base = fmax(diff_base, fabs((double)m.acts.logits[i] - with[i]));
     ck_assert_double_gt(diff_base, 1e-2);
     for (int i = 0; i < llama_linear_count(&m); i++) llama_linear(&m, i)->adapter = saved[i];
     method_merge(&m.base);
     method_detach(&m.base, NULL);
-    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     double worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs((double)m.acts.logits[i] - with[i]));
@@ -201,7 +201,7 @@ START_TEST(adapters_attached_after_reserve_are_sized) {
     for (int i = 0; i < B * T; i++) tok[i] = i % cfg.vocab, tgt[i] = (i + 1) % cfg.vocab, keys[i] = (uint64_t)i;
     double loss;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, keys, 1, B, T, &loss, &nv), PEFTC_OK);
     llama_backward(&m, tok, tgt, keys, 1);
     ck_assert(isfinite(loss) && nv == B * T);
     ck_assert(optim_grad_norm(&a) > 0);

@@ -295,7 +295,7 @@ static real_t *tiny_logits(LlamaModel *m, int T) {
     int32_t tok[64];
     for (int t = 0; t < T; t++) tok[t] = (t * 7 + 3) % m->cfg.vocab;
     ck_assert_int_eq(llama_reserve(m, 1, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, 1, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, 1, T, NULL, NULL), PEFTC_OK);
     size_t n = (size_t)T * m->cfg.vocab;
     real_t *out = malloc(n * sizeof *out);
     memcpy(out, m->acts.logits, n * sizeof *out);

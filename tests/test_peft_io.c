@@ -78,7 +78,7 @@ static void remove_dir(const char *dir) {
 static void logits_of(LlamaModel *m, real_t *out) {
     int32_t tok[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)cfg.vocab);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     memcpy(out, m->acts.logits, (size_t)B * T * cfg.vocab * sizeof *out);
 }
 

@@ -133,7 +133,7 @@ static const real_t *logits_of(LlamaModel *m, const Fixture *fx, int B, int T) {
     int32_t tok[256];
     fixture_ints(cJSON_GetObjectItemCaseSensitive(fx->meta, "tokens"), tok, B * T);
     ck_assert_int_eq(llama_reserve(m, B, T), PEFTC_OK);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     return m->acts.logits;
 }
 

@@ -27,12 +27,12 @@ static int count(const char *text, const char *needle) {
 START_TEST(format_step_line) {
     StepStats s = step_at(40, 300);
     char line[256];
-    progress_format_step(line, sizeof line, &s, 64 / 0.0125, 0.0125);
-    ck_assert_str_eq(line, "step 40/300 | loss 1.2345 | lr 2.95e-03 | gnorm 0.812 | 5120 tok/s | 12.5 ms/step | "
-                           "ETA 0:00:03");
+    progress_format_step(line, sizeof line, &s, 64 / 0.0125, 20 / 0.0125, 0.0125);
+    ck_assert_str_eq(line, "step 40/300 | loss 1.2345 | lr 2.95e-03 | gnorm 0.812 | 5120 tok/s (1600 target) | "
+                           "12.5 ms/step | ETA 0:00:03");
     s.step = 0;
     s.total = 1000000;
-    progress_format_step(line, sizeof line, &s, 1, 0.5);
+    progress_format_step(line, sizeof line, &s, 1, 1, 0.5);
     ck_assert_ptr_nonnull(strstr(line, "ETA 138:53:20"));
 }
 END_TEST

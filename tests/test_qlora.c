@@ -62,7 +62,7 @@ static void expect_same_logits(LlamaModel *a, LlamaModel *b, const char *what) {
     LlamaModel *ms[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(llama_reserve(ms[i], B, T), PEFTC_OK);
-        ck_assert_int_eq(llama_forward(ms[i], tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(ms[i], tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     }
     ck_assert_msg(same_bits(a->acts.logits, b->acts.logits, (size_t)B * T * a->cfg.vocab), "%s", what);
 }
@@ -109,7 +109,7 @@ static void lora_grads_bit_identical_on(const char *path) {
     int64_t nv[2];
     LlamaModel *ms[2] = {&dense, &quant};
     for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(llama_forward(ms[i], tok, tgt, keys, 1, B, T, &loss[i], &nv[i]), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(ms[i], tok, tgt, NULL, NULL, keys, 1, B, T, &loss[i], &nv[i]), PEFTC_OK);
         llama_backward(ms[i], tok, tgt, keys, 1);
     }
     ck_assert(nv[0] == nv[1] && loss[0] == loss[1]);

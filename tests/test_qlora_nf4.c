@@ -60,7 +60,7 @@ static void expect_same_logits(LlamaModel *a, LlamaModel *b, const char *what) {
     LlamaModel *ms[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(llama_reserve(ms[i], B, T), PEFTC_OK);
-        ck_assert_int_eq(llama_forward(ms[i], tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(ms[i], tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     }
     ck_assert_msg(!memcmp(a->acts.logits, b->acts.logits, (size_t)B * T * a->cfg.vocab * sizeof(real_t)), "%s", what);
 }
@@ -102,7 +102,7 @@ START_TEST(lora_grads_match_the_round_trip) {
         attach(ms[i], &a[i], "lora");
         tu_fill_uniform(a[i].params, a[i].numel, 77, -0.05, 0.05);
         ck_assert_int_eq(llama_reserve(ms[i], B, T), PEFTC_OK);
-        ck_assert_int_eq(llama_forward(ms[i], tok, tgt, keys, 1, B, T, &loss[i], &nv[i]), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(ms[i], tok, tgt, NULL, NULL, keys, 1, B, T, &loss[i], &nv[i]), PEFTC_OK);
         llama_backward(ms[i], tok, tgt, keys, 1);
     }
     ck_assert(nv[0] == nv[1] && loss[0] == loss[1]);

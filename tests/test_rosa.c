@@ -116,7 +116,7 @@ static double train_forward(LlamaModel *m, int mb) {
     batch(mb, tok, tgt, keys);
     double loss;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(m, tok, tgt, keys, 1, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, NULL, keys, 1, B, T, &loss, &nv), PEFTC_OK);
     return loss;
 }
 
@@ -130,7 +130,7 @@ static void train_backward(LlamaModel *m, int mb) {
 static real_t *eval_logits(LlamaModel *m) {
     int32_t tok[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(rng_u64(4, i) % (uint64_t)cfg.vocab);
-    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
     size_t n = (size_t)B * T * cfg.vocab;
     real_t *out = malloc(n * sizeof *out);
     memcpy(out, m->acts.logits, n * sizeof *out);

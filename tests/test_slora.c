@@ -196,7 +196,7 @@ START_TEST(slora_init_keeps_base_model) {
     for (int i = 0; i < B * T; i++) tok[i] = i % cfg.vocab, tgt[i] = (i + 3) % cfg.vocab, keys[i] = (uint64_t)i;
     double loss;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, B, T, &loss, &nv), PEFTC_OK);
+    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, keys, 1, B, T, &loss, &nv), PEFTC_OK);
     llama_backward(&m, tok, tgt, keys, 1);
     for (int e = 0; e < a.n_entries; e++) {
         double g = a.be->sumsq(a.be, a.grads + a.entries[e].offset, a.entries[e].numel);
@@ -330,7 +330,7 @@ START_TEST(backward_accumulates) {
     for (int pass = 0; pass < 2; pass++) {
         double loss;
         int64_t nv;
-        ck_assert_int_eq(llama_forward(&m, tok, tgt, keys, 1, B, T, &loss, &nv), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, keys, 1, B, T, &loss, &nv), PEFTC_OK);
         llama_backward(&m, tok, tgt, keys, 1);
         if (!pass) memcpy(once, a.grads, a.numel * sizeof *once);
     }

@@ -25,8 +25,9 @@
  *    write, so gradients are zeroed once per step and accumulation and residual fan-in come free.
  *    A NULL gradient pointer means "not needed" and is skipped. Two documented exceptions transform
  *    in place instead: rope_bwd, and xent_bwd when dlogits aliases probs.
- *  - Index arrays (tokens, targets, row keys, cache lengths) are HOST memory: they are small and made
- *    by the host; a device backend copies them itself. Scalars returned (loss sums, norms) are host.
+ *  - Index arrays (tokens, targets, row keys, cache lengths, segment ids, positions) are HOST memory:
+ *    they are small and made by the host; a device backend copies them itself. Scalars returned (loss
+ *    sums, norms) are host.
  *  - An instance is driven by one host thread at a time, never from inside an OpenMP region (the CPU
  *    one changes OpenBLAS's thread count inside attention, and its scratch serves one call at a time);
  *    it parallelises internally.

@@ -86,27 +86,32 @@
                           const real_t *inp, const real_t *w, const real_t *rstd, int BT, int C))            \
                                                                                                              \
     /* ---- RoPE, HF rotate-half convention ----                                                             \
-     * x (B,T,NH,HD) is rotated in place: for i < HD/2, pair (x[i], x[i+HD/2]) at position t by angle        \
-     * t * inv_freq[i]. cos, sin: (T, HD/2) tables from rope_tables_freq(). Backward rotates dx in place by  \
-     * the inverse angle: the transpose, since the op is a rotation times the tables' scale. */              \
-    X(void, rope_fwd, (const Backend *be, real_t *x, const real_t *cos, const real_t *sin, int B, int T,     \
-                       int NH, int HD))                                                                      \
-    X(void, rope_bwd, (const Backend *be, real_t *dx, const real_t *cos, const real_t *sin, int B, int T,    \
-                       int NH, int HD))                                                                      \
+     * x (B,T,NH,HD) is rotated in place: for i < HD/2, pair (x[i], x[i+HD/2]) at position p by angle        \
+     * p * inv_freq[i], reading row p of the cos, sin tables (rows of HD/2, from rope_tables_freq()). pos    \
+     * (B,T) host, or NULL: p = pos[b*T+t] (packed rows restart at 0 for each example; every p must be a     \
+     * row of the tables), or p = t. Backward rotates dx in place by the inverse angle: the transpose,       \
+     * since the op is a rotation times the tables' scale. */                                                \
+    X(void, rope_fwd, (const Backend *be, real_t *x, const real_t *cos, const real_t *sin,                   \
+                       const int32_t *pos, int B, int T, int NH, int HD))                                    \
+    X(void, rope_bwd, (const Backend *be, real_t *dx, const real_t *cos, const real_t *sin,                  \
+                       const int32_t *pos, int B, int T, int NH, int HD))                                    \
                                                                                                              \
     /* ---- causal grouped-query attention ----                                                              \
      * q (B,T,NH,HD), k and v (B,T,NKV,HD), NH % NKV == 0 (head h reads kv head h / (NH/NKV)).               \
-     * out (B,T,NH,HD) = softmax(q k^T / sqrt(HD) + causal mask) v.                                          \
+     * out (B,T,NH,HD) = softmax(q k^T / sqrt(HD) + mask) v, where query t of row b sees key s iff           \
+     * s <= t and, when seg (B,T) host is given, seg[b*T+s] == seg[b*T+t] (packed rows: one segment per      \
+     * example; NULL = the plain causal mask).                                                               \
      * att (attention_saved(B,T,NH) elements) receives what the backward needs: one log-sum-exp per          \
      * query row, (B,NH,T); the backward recomputes the probabilities from it, so memory stays linear in     \
      * T. Scratch: BackendNeed T. */                                                                         \
     X(size_t, attention_saved, (const Backend *be, int B, int T, int NH))                                    \
     X(void, attention_fwd, (const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,   \
-                            const real_t *v, int B, int T, int NH, int NKV, int HD))                         \
-    /* dq (B,T,NH,HD), dk and dv (B,T,NKV,HD) accumulate. Scratch: BackendNeed B, T, NH. */                  \
+                            const real_t *v, const int32_t *seg, int B, int T, int NH, int NKV, int HD))     \
+    /* dq (B,T,NH,HD), dk and dv (B,T,NKV,HD) accumulate; seg as in the forward. Scratch: BackendNeed B,     \
+     * T, NH. */                                                                                             \
     X(void, attention_bwd, (const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,       \
-                            const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B,     \
-                            int T, int NH, int NKV, int HD))                                                 \
+                            const real_t *att, const real_t *q, const real_t *k, const real_t *v,            \
+                            const int32_t *seg, int B, int T, int NH, int NKV, int HD))                      \
                                                                                                              \
     /* ---- attention of new queries over a KV cache ----                                                    \
      * q (B,NH,HD) one new query per row; kc, vc (B,S,NKV*HD) cached keys (after RoPE) and values; row b     \

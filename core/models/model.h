@@ -6,7 +6,11 @@
  *   reserve(B, T) sizes activations for B sequences of T tokens, and the attached adapters' saved
  *   inputs; forward with targets returns the summed token loss and the count of valid targets;
  *   backward(loss_scale) accumulates d(loss_scale * summed loss) into every non-NULL gradient:
- *   adapters' (through their Linear) and base tensors' that a method made trainable (ParamRef.grad). */
+ *   adapters' (through their Linear) and base tensors' that a method made trainable (ParamRef.grad).
+ *   Packed rows (data.packing): forward's seg and pos (B,T) give each token its example (segment) and
+ *   its position within it, so no token attends across examples and positions restart at 0 for each;
+ *   the backward uses the layout of the forward before it. A family whose ops table leaves `packs` 0
+ *   refuses them. */
 #ifndef PEFTC_MODEL_H
 #define PEFTC_MODEL_H
 
@@ -53,10 +57,13 @@ typedef struct {
 
 typedef struct {
     const char *family; /* "llama" */
+    int packs;          /* forward takes packed rows (seg, pos) */
     PeftcStatus (*reserve)(Model *m, int B, int T);
-    /* tokens, targets (B,T) host; targets or row_keys (B*T) may be NULL (row keys: not training). */
-    PeftcStatus (*forward)(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
-                           int training, int B, int T, double *loss_sum, int64_t *n_valid);
+    /* tokens, targets (B,T) host; targets or row_keys (B*T) may be NULL (row keys: not training); seg, pos
+     * (B,T) host, or both NULL for one sequence per row (see the contract above). */
+    PeftcStatus (*forward)(Model *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                           const int32_t *pos, const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+                           int64_t *n_valid);
     void (*backward)(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                      real_t loss_scale);
 
@@ -112,10 +119,10 @@ struct Model {
 };
 
 static inline PeftcStatus model_reserve(Model *m, int B, int T) { return m->ops->reserve(m, B, T); }
-static inline PeftcStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets,
-                                        const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
-                                        int64_t *n_valid) {
-    return m->ops->forward(m, tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
+static inline PeftcStatus model_forward(Model *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                                        const int32_t *pos, const uint64_t *row_keys, int training, int B, int T,
+                                        double *loss_sum, int64_t *n_valid) {
+    return m->ops->forward(m, tokens, targets, seg, pos, row_keys, training, B, T, loss_sum, n_valid);
 }
 static inline void model_backward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                                   real_t loss_scale) {

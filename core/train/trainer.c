@@ -9,6 +9,33 @@
 
 const char *const nonfinite_names[] = {[NONFINITE_STOP] = "stop", [NONFINITE_SKIP] = "skip", NULL};
 
+/* Held-out examples an evaluation reads: eval_batches micro-batches' worth, or the whole split when
+ * that is smaller. */
+static int64_t eval_examples(const Trainer *t) {
+    int64_t total = (int64_t)t->cfg.eval_batches * t->cfg.micro_batch, avail = t->data->size(t->data, SPLIT_EVAL);
+    return avail >= 0 && total > avail ? avail : total;
+}
+
+/* data.packing: windows of the whole train split and of the examples an evaluation reads, made once.
+ * The sampler then shuffles windows each epoch (rather than examples before packing anew each epoch):
+ * its contract stays as it is, so ranks split a step's windows exactly as they split examples and a
+ * checkpoint's cursor is all a resume needs; the price is that the same examples share a window in
+ * every epoch, which the segment mask makes harmless. */
+static PeftcStatus init_packing(Trainer *t) {
+    const TrainConfig *c = &t->cfg;
+    size_t BT = (size_t)c->micro_batch * c->seq_len;
+    if (!t->model->ops->packs)
+        return PEFTC_ERR(PEFTC_EINVAL, "data.packing=true: a %s model cannot take packed rows (its forward does not "
+                         "keep examples apart); set data.packing=false", t->model->ops->family);
+    t->seg = calloc(BT, sizeof *t->seg);
+    t->pos = calloc(BT, sizeof *t->pos);
+    t->sample = calloc(BT, sizeof *t->sample);
+    if (!t->seg || !t->pos || !t->sample) return PEFTC_ERR(PEFTC_ENOMEM, "trainer: out of memory for packed rows");
+    PEFTC_TRY(packing_build(&t->pack[SPLIT_TRAIN], t->data, SPLIT_TRAIN, t->data->size(t->data, SPLIT_TRAIN),
+                            c->seq_len));
+    return packing_build(&t->pack[SPLIT_EVAL], t->data, SPLIT_EVAL, eval_examples(t), c->seq_len);
+}
+
 PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, Model *model, Arena *arena, Comm *comm,
                          Dataset *data) {
     memset(t, 0, sizeof *t);
@@ -21,8 +48,6 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, Model *model, Arena
     if (B < 1 || T < 2 || cfg->accum < 1 || cfg->steps < 1)
         return PEFTC_ERR(PEFTC_EINVAL, "trainer: micro_batch, accum and steps must be >= 1 and seq_len >= 2");
     if (!arena->finalized) return PEFTC_ERR(PEFTC_ESTATE, "trainer: the arena must be finalized first");
-    sampler_init(&t->train_sampler, rng_key(cfg->seed, 0x5A3F), data->size(data, SPLIT_TRAIN), B, cfg->accum,
-                 comm_size(comm), comm_rank(comm));
     t->tokens = calloc((size_t)B * T, sizeof *t->tokens);
     t->targets = calloc((size_t)B * T, sizeof *t->targets);
     t->row_keys = calloc((size_t)B * T, sizeof *t->row_keys);
@@ -31,6 +56,13 @@ PeftcStatus trainer_init(Trainer *t, const TrainConfig *cfg, Model *model, Arena
         trainer_free(t);
         return PEFTC_ERR(PEFTC_ENOMEM, "trainer: out of memory for batch buffers");
     }
+    PeftcStatus st = cfg->packing ? init_packing(t) : PEFTC_OK;
+    if (st != PEFTC_OK) {
+        trainer_free(t);
+        return st;
+    }
+    int64_t n = cfg->packing ? t->pack[SPLIT_TRAIN].n : data->size(data, SPLIT_TRAIN);
+    sampler_init(&t->train_sampler, rng_key(cfg->seed, 0x5A3F), n, B, cfg->accum, comm_size(comm), comm_rank(comm));
     PEFTC_TRY(model_reserve(model, B, T));
     t->start_time = clock_seconds();
     return PEFTC_OK;
@@ -46,14 +78,26 @@ void trainer_free(Trainer *t) {
     free(t->targets);
     free(t->row_keys);
     free(t->ids);
+    free(t->seg);
+    free(t->pos);
+    free(t->sample);
+    packing_free(&t->pack[SPLIT_TRAIN]);
+    packing_free(&t->pack[SPLIT_EVAL]);
     memset(t, 0, sizeof *t);
 }
 
-/* Loads micro-batch rows; ids < 0 mark unused rows, which get padding tokens and no targets. */
+/* Loads micro-batch rows: examples, or windows when packing; ids < 0 mark unused rows, which get
+ * padding tokens and no targets. */
 static PeftcStatus load_rows(Trainer *t, Split split) {
     int B = t->cfg.micro_batch, T = t->cfg.seq_len;
     for (int b = 0; b < B; b++) {
-        int32_t *tok = t->tokens + (size_t)b * T, *tgt = t->targets + (size_t)b * T;
+        size_t o = (size_t)b * T;
+        if (t->cfg.packing) {
+            PEFTC_TRY(packing_fill_row(&t->pack[split], t->data, split, t->ids[b], t->tokens + o, t->targets + o,
+                                       t->seg + o, t->pos + o, t->sample + o));
+            continue;
+        }
+        int32_t *tok = t->tokens + o, *tgt = t->targets + o;
         if (t->ids[b] < 0) {
             memset(tok, 0, (size_t)T * sizeof *tok);
             for (int i = 0; i < T; i++) tgt[i] = PEFTC_IGNORE_INDEX;
@@ -64,16 +108,22 @@ static PeftcStatus load_rows(Trainer *t, Split split) {
     return PEFTC_OK;
 }
 
-/* Dropout and other per-row randomness follow (seed, step, sample, position): the same sample sees
- * the same mask whichever rank or micro-batch carries it. */
+/* Dropout and other per-row randomness follow (seed, step, sample, position in the sample): the same
+ * sample sees the same mask whichever rank, micro-batch or window carries it, packed or not. */
 static void make_row_keys(Trainer *t) {
-    int B = t->cfg.micro_batch, T = t->cfg.seq_len;
+    int B = t->cfg.micro_batch, T = t->cfg.seq_len, packed = t->cfg.packing;
     uint64_t step_key = rng_key(rng_key(t->cfg.seed, 0xD80F), (uint64_t)t->step);
     for (int b = 0; b < B; b++) {
-        uint64_t sample_key = rng_key(step_key, (uint64_t)t->ids[b]);
-        for (int i = 0; i < T; i++) t->row_keys[(size_t)b * T + i] = rng_key(sample_key, (uint64_t)i);
+        for (int i = 0; i < T; i++) {
+            size_t o = (size_t)b * T + i;
+            uint64_t sample = (uint64_t)(packed ? t->sample[o] : t->ids[b]), at = (uint64_t)(packed ? t->pos[o] : i);
+            t->row_keys[o] = rng_key(rng_key(step_key, sample), at);
+        }
     }
 }
+
+/* The micro-batch's packed layout for the model, or NULL when not packing. */
+static const int32_t *packed(const Trainer *t, const int32_t *layout) { return t->cfg.packing ? layout : NULL; }
 
 /* Forward and backward over this rank's micro-batches; sums loss and target count. */
 static PeftcStatus accumulate(Trainer *t, double *loss_sum, double *n_tokens) {
@@ -84,7 +134,8 @@ static PeftcStatus accumulate(Trainer *t, double *loss_sum, double *n_tokens) {
         make_row_keys(t);
         double ls;
         int64_t nv;
-        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, t->row_keys, 1, B, T, &ls, &nv));
+        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, packed(t, t->seg), packed(t, t->pos), t->row_keys, 1,
+                                B, T, &ls, &nv));
         /* Gradients of the summed loss; the global token count normalises them after the reduce. */
         model_backward(t->model, t->tokens, t->targets, t->row_keys, 1);
         *loss_sum += ls;
@@ -170,12 +221,11 @@ PeftcStatus trainer_step(Trainer *t, StepStats *out) {
     return PEFTC_OK;
 }
 
-/* This rank's share of the held-out set: ids rank, rank+world, ... in micro-batches; rows past the
- * end stay empty. sums = {loss sum, token count}. */
+/* This rank's share of the held-out set (examples, or their windows when packing): ids rank,
+ * rank+world, ... in micro-batches; rows past the end stay empty. sums = {loss sum, token count}. */
 static PeftcStatus eval_local(Trainer *t, double *sums) {
     int B = t->cfg.micro_batch, T = t->cfg.seq_len, world = comm_size(t->comm), rank = comm_rank(t->comm);
-    int64_t total = (int64_t)t->cfg.eval_batches * B, avail = t->data->size(t->data, SPLIT_EVAL);
-    if (avail >= 0 && total > avail) total = avail; /* a small held-out file is used whole */
+    int64_t total = t->cfg.packing ? t->pack[SPLIT_EVAL].n : eval_examples(t);
     int64_t mine = total > rank ? (total - rank + world - 1) / world : 0;
     for (int64_t r = 0; r * B < mine; r++) {
         for (int b = 0; b < B; b++) {
@@ -185,7 +235,8 @@ static PeftcStatus eval_local(Trainer *t, double *sums) {
         PEFTC_TRY(load_rows(t, SPLIT_EVAL));
         double ls;
         int64_t nv;
-        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, NULL, 0, B, T, &ls, &nv));
+        PEFTC_TRY(model_forward(t->model, t->tokens, t->targets, packed(t, t->seg), packed(t, t->pos), NULL, 0, B, T,
+                                &ls, &nv));
         sums[0] += ls;
         sums[1] += (double)nv;
     }

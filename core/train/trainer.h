@@ -12,6 +12,7 @@
 #include "core/nn/arena.h"
 #include "core/models/model.h"
 #include "core/train/optim.h"
+#include "core/train/packing.h"
 #include "core/train/schedule.h"
 
 /* What a step whose loss or gradient norm is not finite does (the same on every rank: both are
@@ -35,6 +36,8 @@ typedef struct {
                                   update, the batch is consumed, and more than max_skips such steps in a
                                   row fail as stop does */
     int max_skips;
+    int packing;       /* data.packing: the training windows and the evaluated held-out examples are packed
+                          (packing.h); the sampler then walks windows, not examples */
 } TrainConfig;
 
 typedef struct {
@@ -44,7 +47,8 @@ typedef struct {
     double grad_norm;   /* the norm clipping compared with max_norm: of the gradient after the grad hook
                            (e.g. GMT's mask), before clipping */
     double tokens;      /* target tokens in the global batch */
-    double seq_tokens;  /* input tokens processed this step over all ranks (B*T*accum*world) */
+    double seq_tokens;  /* input positions processed this step over all ranks (B*T*accum*world), padding
+                           included: packed or not, the work done; `tokens` is what was learnt from */
     double step_seconds;
     /* Split of step_seconds on this rank: forward and backward, then the all-reduce (which includes
      * waiting for the slowest rank, so imbalance shows up here); the rest is clipping and the update. */
@@ -102,7 +106,12 @@ typedef struct Trainer {
     /* per-rank micro-batch buffers */
     int32_t *tokens, *targets;  /* (B,T) */
     uint64_t *row_keys;         /* (B*T) */
-    int64_t *ids;               /* (B) */
+    int64_t *ids;               /* (B) example ids, or window ids when packing */
+    /* data.packing only: the windows of each split (indexed by Split; the held-out one packs the
+     * examples an evaluation reads), and the micro-batch's layout */
+    Packing pack[2];
+    int32_t *seg, *pos;         /* (B,T) segment ids and positions within their example */
+    int64_t *sample;            /* (B,T) example id of each position, -1 on padding */
     double start_time;          /* monotonic seconds when training started */
     GradHook grad_hook;         /* none after trainer_init */
     StepHook step_hook;         /* none after trainer_init */

@@ -139,6 +139,10 @@ static PeftcStatus finish_text_data(RunConfig *c) {
 static PeftcStatus finish_data(RunConfig *c) {
     if (c->sft.path[0] || !data_task_is_synthetic(c->task)) return finish_text_data(c);
     if (c->sft.eval_path[0]) return PEFTC_ERR(PEFTC_EINVAL, "data.eval_path is set but data.path is not");
+    if (c->train.packing)
+        return PEFTC_ERR(PEFTC_EINVAL, "data.packing=true needs text data (data.path, or data.task=arith, records or "
+                         "sql): the digit task %s is an endless generator with nothing to pack",
+                         data_task_names[c->task]);
     SynConfig *d = &c->data;
     d->task = (SynTask)(c->task - DATA_COPY);
     if (d->min_digits > d->max_digits)

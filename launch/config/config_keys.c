@@ -109,6 +109,9 @@ static const ConfigKey TAIL_KEYS[] = {
     INT("data.eval_examples", sft.eval_examples, "256", GE(1), "held-out problems of a text task"),
     BOOL("data.skip_bad_lines", sft.skip_bad_lines, "false", "report and skip bad JSONL lines instead of stopping"),
     STR("data.cache_dir", sft.cache_dir, "runs/.cache", KEYF_OPTIONAL, "tokenized-data cache; \"\" = none"),
+    BOOL("data.packing", train.packing, "false",
+         "pack several examples into each train.seq_len row (best-fit decreasing), each attending only to itself "
+         "with positions from 0: far fewer padded positions per step; text data and LLaMA models"),
     INT("data.min_digits", data.min_digits, "3", IN(1, 64), "fewest digits per operand (digit tasks)"),
     INT("data.max_digits", data.max_digits, "8", IN(1, 64), "most digits per operand (digit tasks)"),
     INT("data.seed", data.seed, "7", GE(0), "seed of the problems"),

@@ -10,6 +10,10 @@
  * does. That costs one more (rows,t1,HD) gemm per tile and takes the saved state from quadratic in T
  * (7 GiB at SmolLM2's shape, seq 2048) to linear.
  *
+ * Packed rows (seg given): row t's scores of keys in another segment are set to -inf before the softmax
+ * and their probabilities to 0 in the backward, so the same gemms serve both masks; nothing else
+ * changes.
+ *
  * Threading: OpenMP over (b,h) in the forward and over (b, kv head) in the backward, so one thread owns
  * each dk/dv slice that the heads of a group accumulate into; BLAS runs single-threaded inside. Each
  * thread works in its own tiles of the instance scratch (reserve() sizes them from BackendNeed T). */
@@ -33,16 +37,22 @@ static void tile_scores(real_t *scores, const real_t *q_h, const real_t *k_g, in
     cpu_gemm(0, 1, t1 - t0, t1, HD, scale, q_h + (size_t)t0 * ldq, ldq, k_g, ldkv, 0, scores, t1);
 }
 
+/* Whether key s < t is hidden from query t by the segments (seg (T) or NULL). */
+static inline int other_segment(const int32_t *seg, int s, int t) { return seg && seg[s] != seg[t]; }
+
 /* One (b,h): p = softmax(q_h k_g^T / sqrt(HD)) tile by tile, out_h = p v_g, lse_h[t] = log-sum-exp of
- * row t's scores. */
+ * row t's visible scores. */
 static void attn_fwd_head(real_t *out_h, real_t *lse_h, const real_t *q_h, const real_t *k_g,
-                          const real_t *v_g, int T, int ldq, int ldkv, int HD, real_t *p /* (TILE, T) */) {
-    /* out_h, q_h (T,HD; ldq), k_g, v_g (T,HD; ldkv), lse_h (T) */
+                          const real_t *v_g, const int32_t *seg, int T, int ldq, int ldkv, int HD,
+                          real_t *p /* (TILE, T) */) {
+    /* out_h, q_h (T,HD; ldq), k_g, v_g (T,HD; ldkv), lse_h (T), seg (T) or NULL */
     for (int t0 = 0; t0 < T; t0 += CPU_ATT_TILE) {
         int t1 = t0 + CPU_ATT_TILE < T ? t0 + CPU_ATT_TILE : T, rows = t1 - t0;
         tile_scores(p, q_h, k_g, t0, t1, ldq, ldkv, HD);
         for (int t = t0; t < t1; t++) {
             real_t *row = p + (size_t)(t - t0) * t1;
+            for (int s = 0; seg && s < t; s++)
+                if (other_segment(seg, s, t)) row[s] = -INFINITY; /* exp gives 0; key t itself keeps it finite */
             lse_h[t] = (real_t)cpu_softmax(row, row, t + 1);
             for (int s = t + 1; s < t1; s++) row[s] = 0;
         }
@@ -51,8 +61,9 @@ static void attn_fwd_head(real_t *out_h, real_t *lse_h, const real_t *q_h, const
 }
 
 void cpu_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,
-                       const real_t *v, int B, int T, int NH, int NKV, int HD) {
-    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T): the log-sum-exp of every query row */
+                       const real_t *v, const int32_t *seg, int B, int T, int NH, int NKV, int HD) {
+    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T): the log-sum-exp of every query row; seg (B,T)
+     * or NULL */
     assert(NKV > 0 && NH % NKV == 0);
     int team = cpu_thread_team(be, (size_t)CPU_ATT_TILE * T, "attention_fwd", "T");
     if (!team) return;
@@ -67,8 +78,8 @@ void cpu_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t
             for (int h = 0; h < NH; h++) {
                 size_t qo = (size_t)b * T * ldq + (size_t)h * HD;
                 size_t kvo = (size_t)b * T * ldkv + (size_t)(h / group) * HD;
-                attn_fwd_head(out + qo, att + ((size_t)b * NH + h) * T, q + qo, k + kvo, v + kvo, T, ldq, ldkv,
-                              HD, p);
+                attn_fwd_head(out + qo, att + ((size_t)b * NH + h) * T, q + qo, k + kvo, v + kvo,
+                              seg ? seg + (size_t)b * T : NULL, T, ldq, ldkv, HD, p);
             }
         }
     }
@@ -76,12 +87,12 @@ void cpu_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t
 }
 
 /* The probabilities of rows [t0,t1) back from their scores and saved log-sum-exps, in place; zero past
- * the diagonal. */
-static void tile_probs(real_t *p, const real_t *lse_h, int t0, int t1) {
-    /* p (t1-t0, t1): scores on entry */
+ * the diagonal and on keys of another segment. */
+static void tile_probs(real_t *p, const real_t *lse_h, const int32_t *seg, int t0, int t1) {
+    /* p (t1-t0, t1): scores on entry; seg (T) or NULL */
     for (int t = t0; t < t1; t++) {
         real_t *row = p + (size_t)(t - t0) * t1, l = lse_h[t];
-        for (int s = 0; s <= t; s++) row[s] = exp(row[s] - l);
+        for (int s = 0; s <= t; s++) row[s] = other_segment(seg, s, t) ? 0 : exp(row[s] - l);
         for (int s = t + 1; s < t1; s++) row[s] = 0;
     }
 }
@@ -106,6 +117,7 @@ typedef struct {
     const real_t *dout_h, *q_h;      /* (T,HD; ldq) */
     const real_t *k_g, *v_g;         /* (T,HD; ldkv) */
     const real_t *lse_h;             /* (T) */
+    const int32_t *seg;              /* (T) or NULL */
     int T, ldq, ldkv, HD;
 } AttnBwdHead;
 
@@ -118,7 +130,7 @@ static void attn_bwd_head(const AttnBwdHead *w, real_t *p, real_t *ds /* each (C
         const real_t *dout = w->dout_h + (size_t)t0 * ldq;  /* (rows, HD; ldq) */
         const real_t *qt = w->q_h + (size_t)t0 * ldq;       /* (rows, HD; ldq) */
         tile_scores(p, w->q_h, w->k_g, t0, t1, ldq, ldkv, HD);
-        tile_probs(p, w->lse_h, t0, t1);
+        tile_probs(p, w->lse_h, w->seg, t0, t1);
         if (w->dv_g) cpu_gemm(1, 0, t1, HD, rows, 1, p, t1, dout, ldq, 1, w->dv_g, ldkv);
         if (!w->dq_h && !w->dk_g) continue;
         cpu_gemm(0, 1, rows, t1, HD, 1, dout, ldq, w->v_g, ldkv, 0, ds, t1);
@@ -130,9 +142,10 @@ static void attn_bwd_head(const AttnBwdHead *w, real_t *p, real_t *ds /* each (C
 }
 
 void cpu_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
-                       const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH,
-                       int NKV, int HD) {
-    /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps from the forward */
+                       const real_t *att, const real_t *q, const real_t *k, const real_t *v, const int32_t *seg, int B,
+                       int T, int NH, int NKV, int HD) {
+    /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps from the forward; seg
+     * (B,T) or NULL */
     if (!dq && !dk && !dv) return;
     size_t tile = (size_t)CPU_ATT_TILE * T;
     int team = cpu_thread_team(be, 2 * tile, "attention_bwd", "T");
@@ -153,7 +166,8 @@ void cpu_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, co
                     size_t qo = (size_t)b * T * ldq + (size_t)h * HD;
                     AttnBwdHead w = {dq ? dq + qo : NULL, dk ? dk + kvo : NULL, dv ? dv + kvo : NULL,
                                      dout + qo, q + qo, k + kvo, v + kvo,
-                                     att + ((size_t)b * NH + h) * T, T, ldq, ldkv, HD};
+                                     att + ((size_t)b * NH + h) * T, seg ? seg + (size_t)b * T : NULL, T, ldq,
+                                     ldkv, HD};
                     attn_bwd_head(&w, p, ds);
                 }
             }

@@ -22,16 +22,17 @@ void rope_tables(real_t *ctab, real_t *stab, int T, int HD, double theta) {
     rope_tables_freq(ctab, stab, T, HD / 2, inv_freq, 1.0);
 }
 
-/* Rotates every (b,t,h) vector of x by +angle (dir = 1) or -angle (dir = -1). sin(-a) = -sin(a), so
- * the backward is the forward with the sine negated. */
-static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD,
-                       real_t dir) {
-    /* x (B,T,NH,HD), ctab, stab (T,HD/2) */
+/* Rotates every (b,t,h) vector of x by +angle (dir = 1) or -angle (dir = -1) of its position: pos[b,t]
+ * when given, else t. sin(-a) = -sin(a), so the backward is the forward with the sine negated. */
+static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, const int32_t *pos, int B, int T, int NH,
+                       int HD, real_t dir) {
+    /* x (B,T,NH,HD), ctab, stab (rows, HD/2), pos (B,T) or NULL */
     int half = HD / 2;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * NH * HD >= CPU_PAR_MIN)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            const real_t *c = ctab + (size_t)t * half, *s = stab + (size_t)t * half; /* (HD/2) */
+            size_t row = pos ? (size_t)pos[(size_t)b * T + t] : (size_t)t;
+            const real_t *c = ctab + row * half, *s = stab + row * half; /* (HD/2) */
             for (int h = 0; h < NH; h++) {
                 real_t *v = x + (((size_t)b * T + t) * NH + h) * HD; /* (HD) */
                 for (int i = 0; i < half; i++) {
@@ -44,13 +45,14 @@ static void rope_apply(real_t *x, const real_t *ctab, const real_t *stab, int B,
     }
 }
 
-void cpu_rope_fwd(const Backend *be, real_t *x, const real_t *ctab, const real_t *stab, int B, int T, int NH, int HD) {
+void cpu_rope_fwd(const Backend *be, real_t *x, const real_t *ctab, const real_t *stab, const int32_t *pos, int B,
+                  int T, int NH, int HD) {
     (void)be;
-    rope_apply(x, ctab, stab, B, T, NH, HD, (real_t)1);
+    rope_apply(x, ctab, stab, pos, B, T, NH, HD, (real_t)1);
 }
 
-void cpu_rope_bwd(const Backend *be, real_t *dx, const real_t *ctab, const real_t *stab, int B, int T, int NH,
-                  int HD) {
+void cpu_rope_bwd(const Backend *be, real_t *dx, const real_t *ctab, const real_t *stab, const int32_t *pos, int B,
+                  int T, int NH, int HD) {
     (void)be;
-    rope_apply(dx, ctab, stab, B, T, NH, HD, (real_t)-1);
+    rope_apply(dx, ctab, stab, pos, B, T, NH, HD, (real_t)-1);
 }

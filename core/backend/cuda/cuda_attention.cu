@@ -18,7 +18,9 @@
  *
  * Assumptions, checked on the host (att_args_ok): 1 <= HD <= ATT_MAX_HD = 128, NKV >= 1, NH % NKV == 0.
  * Any T >= 1 (partial tiles are zero-filled and masked). Head h reads kv head h / (NH/NKV), scale is
- * 1/sqrt(HD), row t sees keys s <= t: the same semantics as core/backend/cpu/cpu_attention.c.
+ * 1/sqrt(HD), row t sees keys s <= t, and with segment ids (packed rows, staged from the host) only those
+ * of its own segment: the same semantics as core/backend/cpu/cpu_attention.c. The segment test sits
+ * beside the causal one in each kernel; every tile is still visited.
  *
  * Determinism: no atomics. Every output element is written by exactly one thread, which sums its terms
  * in a fixed order (key tiles ascending; in dk/dv the group's query heads ascending, then query tiles
@@ -115,9 +117,9 @@ __device__ static inline void accum_tile(float acc[ATT_RPW][ATT_DPL], const floa
  * tile: m_new = max(m, tile max), the row's running output and sum are rescaled by exp(m - m_new).
  * The running sum is kept per lane (each lane's share of the keys) and reduced once at the end. */
 __global__ void __launch_bounds__(ATT_THREADS)
-attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v, int T, int NH, int NKV, int HD,
-                float scale) {
-    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); lse (B,NH,T) */
+attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v, const int *seg, int T, int NH,
+                int NKV, int HD, float scale) {
+    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); lse (B,NH,T); seg (B,T) or NULL */
     extern __shared__ float4 att_smem_f4[];
     int stride = att_stride(HD), hdp = att_hdp(HD);
     float *Qs = (float *)att_smem_f4, *Ks = Qs + ATT_ROWS * stride, *Vs = Ks + ATT_TILE * stride;
@@ -127,16 +129,19 @@ attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const fl
     const float *qb = q + (size_t)b * T * ldq + (size_t)h * HD;
     const float *kb = k + (size_t)b * T * ldkv + (size_t)g * HD, *vb = v + (size_t)b * T * ldkv + (size_t)g * HD;
     float *pw = Ps + warp * ATT_RPW * ATT_TILE; /* (ATT_RPW, ATT_TILE) this warp's */
+    const int *sb = seg ? seg + (size_t)b * T : NULL; /* (T) or NULL */
 
     load_rows(Qs, qb, ldq, q0, ATT_ROWS, T, HD, stride);
-    /* Row t sees keys [0, lim]. Rows past T (never stored) act as row 0 so no lane meets an all-masked
-     * row: key 0 is in every row's first tile, which makes m finite from the first tile on. */
-    int lim[ATT_RPW];
+    /* Row t sees keys [0, lim] of segment sq. Rows past T (never stored) act as row 0. A tile where a
+     * row sees no key (all before its segment) leaves m at -inf: alpha and p are then taken as 1 and 0,
+     * since exp(-inf - -inf) would be NaN. */
+    int lim[ATT_RPW], sq[ATT_RPW];
     float m[ATT_RPW], l[ATT_RPW], o[ATT_RPW][ATT_DPL];
 #pragma unroll
     for (int r = 0; r < ATT_RPW; r++) {
         int t = q0 + warp * ATT_RPW + r;
         lim[r] = t < T ? t : 0;
+        sq[r] = sb ? sb[lim[r]] : 0;
         m[r] = -INFINITY;
         l[r] = 0.0f;
 #pragma unroll
@@ -150,13 +155,14 @@ attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const fl
         __syncthreads();
         float s[ATT_RPW];
         dot_rows(s, Qs + warp * ATT_RPW * stride, Ks + lane * stride, hdp, stride);
-        int key = k0 + lane;
+        int key = k0 + lane, ks = sb && key < T ? sb[key] : 0;
 #pragma unroll
         for (int r = 0; r < ATT_RPW; r++) {
-            float sr = key <= lim[r] ? s[r] * scale : -INFINITY;
+            float sr = key <= lim[r] && ks == sq[r] ? s[r] * scale : -INFINITY;
             float mn = fmaxf(m[r], warp_max(sr));
-            float alpha = expf(m[r] - mn); /* 0 on the first tile, where m = -inf */
-            float p = expf(sr - mn);       /* 0 for masked keys */
+            int none = mn == -INFINITY;                  /* no key of this row seen yet */
+            float alpha = none ? 1.0f : expf(m[r] - mn); /* 0 on the row's first seen tile, where m = -inf */
+            float p = none ? 0.0f : expf(sr - mn);       /* 0 for masked keys */
             l[r] = l[r] * alpha + p;
             m[r] = mn;
             pw[r * ATT_TILE + lane] = p;
@@ -190,8 +196,8 @@ attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const fl
  * With dq NULL only sweep A runs. Masked and out-of-range keys get P = 0 exactly. */
 __global__ void __launch_bounds__(ATT_THREADS)
 attn_bwd_dq_kernel(float *dq, float *Dbuf, const float *dout, const float *lse, const float *q, const float *k,
-                   const float *v, int T, int NH, int NKV, int HD, float scale) {
-    /* dq, dout, q (B,T,NH,HD); k, v (B,T,NKV,HD); lse, Dbuf (B,NH,T) */
+                   const float *v, const int *seg, int T, int NH, int NKV, int HD, float scale) {
+    /* dq, dout, q (B,T,NH,HD); k, v (B,T,NKV,HD); lse, Dbuf (B,NH,T); seg (B,T) or NULL */
     extern __shared__ float4 att_smem_f4[];
     int stride = att_stride(HD), hdp = att_hdp(HD);
     float *Qs = (float *)att_smem_f4, *dOs = Qs + ATT_ROWS * stride, *Ks = dOs + ATT_ROWS * stride;
@@ -201,15 +207,17 @@ attn_bwd_dq_kernel(float *dq, float *Dbuf, const float *dout, const float *lse, 
     size_t qoff = (size_t)b * T * ldq + (size_t)h * HD, kvoff = (size_t)b * T * ldkv + (size_t)g * HD;
     const float *lse_h = lse + ((size_t)b * NH + h) * T;
     float *pw = Ps + warp * ATT_RPW * ATT_TILE;
+    const int *sb = seg ? seg + (size_t)b * T : NULL; /* (T) or NULL */
 
     load_rows(Qs, q + qoff, ldq, q0, ATT_ROWS, T, HD, stride);
     load_rows(dOs, dout + qoff, ldq, q0, ATT_ROWS, T, HD, stride);
-    int lim[ATT_RPW];
+    int lim[ATT_RPW], sq[ATT_RPW];
     float L[ATT_RPW], D[ATT_RPW];
 #pragma unroll
     for (int r = 0; r < ATT_RPW; r++) {
         int t = q0 + warp * ATT_RPW + r;
         lim[r] = t < T ? t : -1; /* rows past T see no key: P = 0, D = 0, nothing stored */
+        sq[r] = sb && t < T ? sb[t] : 0;
         L[r] = t < T ? lse_h[t] : 0.0f;
         D[r] = 0.0f;
     }
@@ -225,10 +233,10 @@ attn_bwd_dq_kernel(float *dq, float *Dbuf, const float *dout, const float *lse, 
         float s[ATT_RPW], dp[ATT_RPW];
         dot_rows(s, qw, Ks + lane * stride, hdp, stride);
         dot_rows(dp, dow, Vs + lane * stride, hdp, stride);
-        int key = k0 + lane;
+        int key = k0 + lane, ks = sb && key < T ? sb[key] : 0;
 #pragma unroll
         for (int r = 0; r < ATT_RPW; r++) {
-            float p = key <= lim[r] ? expf(s[r] * scale - L[r]) : 0.0f;
+            float p = key <= lim[r] && ks == sq[r] ? expf(s[r] * scale - L[r]) : 0.0f;
             D[r] += p * dp[r];
         }
     }
@@ -254,10 +262,10 @@ attn_bwd_dq_kernel(float *dq, float *Dbuf, const float *dout, const float *lse, 
         float s[ATT_RPW], dp[ATT_RPW];
         dot_rows(s, qw, Ks + lane * stride, hdp, stride);
         dot_rows(dp, dow, Vs + lane * stride, hdp, stride);
-        int key = k0 + lane;
+        int key = k0 + lane, ks = sb && key < T ? sb[key] : 0;
 #pragma unroll
         for (int r = 0; r < ATT_RPW; r++) {
-            float p = key <= lim[r] ? expf(s[r] * scale - L[r]) : 0.0f;
+            float p = key <= lim[r] && ks == sq[r] ? expf(s[r] * scale - L[r]) : 0.0f;
             pw[r * ATT_TILE + lane] = p * (dp[r] - D[r]);
         }
         __syncwarp();
@@ -287,8 +295,8 @@ attn_bwd_dq_kernel(float *dq, float *Dbuf, const float *dout, const float *lse, 
  * per element. */
 __global__ void __launch_bounds__(ATT_THREADS)
 attn_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *lse, const float *Dbuf, const float *q,
-                     const float *k, const float *v, int T, int NH, int NKV, int HD, float scale) {
-    /* dk, dv, k, v (B,T,NKV,HD); dout, q (B,T,NH,HD); lse, Dbuf (B,NH,T) */
+                     const float *k, const float *v, const int *seg, int T, int NH, int NKV, int HD, float scale) {
+    /* dk, dv, k, v (B,T,NKV,HD); dout, q (B,T,NH,HD); lse, Dbuf (B,NH,T); seg (B,T) or NULL */
     extern __shared__ float4 att_smem_f4[];
     int stride = att_stride(HD), hdp = att_hdp(HD);
     float *Ks = (float *)att_smem_f4, *Vs = Ks + ATT_ROWS * stride, *Qs = Vs + ATT_ROWS * stride;
@@ -302,11 +310,16 @@ attn_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *lse, 
     load_rows(Ks, k + kvoff, ldkv, k0, ATT_ROWS, T, HD, stride);
     load_rows(Vs, v + kvoff, ldkv, k0, ATT_ROWS, T, HD, stride);
     const float *kw = Ks + warp * ATT_RPW * stride, *vw = Vs + warp * ATT_RPW * stride;
+    const int *sb = seg ? seg + (size_t)b * T : NULL; /* (T) or NULL */
     float adk[ATT_RPW][ATT_DPL], adv[ATT_RPW][ATT_DPL];
+    int sk[ATT_RPW]; /* the segment of each of the warp's keys */
 #pragma unroll
-    for (int r = 0; r < ATT_RPW; r++)
+    for (int r = 0; r < ATT_RPW; r++) {
+        int j = k0 + warp * ATT_RPW + r;
+        sk[r] = sb && j < T ? sb[j] : 0;
 #pragma unroll
         for (int i = 0; i < ATT_DPL; i++) adk[r][i] = adv[r][i] = 0.0f;
+    }
 
     for (int h = g * group; h < (g + 1) * group; h++) {
         size_t qoff = (size_t)b * T * ldq + (size_t)h * HD, roff = ((size_t)b * NH + h) * T;
@@ -323,11 +336,11 @@ attn_bwd_dkdv_kernel(float *dk, float *dv, const float *dout, const float *lse, 
             float s[ATT_RPW], dp[ATT_RPW];
             dot_rows(s, kw, Qs + lane * stride, hdp, stride);
             dot_rows(dp, vw, dOs + lane * stride, hdp, stride);
-            int i = i0 + lane;
+            int i = i0 + lane, si = sb && i < T ? sb[i] : 0;
 #pragma unroll
             for (int r = 0; r < ATT_RPW; r++) {
                 int j = k0 + warp * ATT_RPW + r;
-                float p = (i < T && i >= j) ? expf(s[r] * scale - Ls[lane]) : 0.0f;
+                float p = (i < T && i >= j && si == sk[r]) ? expf(s[r] * scale - Ls[lane]) : 0.0f;
                 pw[r * ATT_TILE + lane] = p;
                 dsw[r * ATT_TILE + lane] = p * (dp[r] - Ds[lane]);
             }
@@ -445,26 +458,40 @@ size_t cuda_attention_saved(const Backend *be, int B, int T, int NH) {
     return (size_t)B * NH * T;
 }
 
+/* The device copy of the host segment ids seg (B,T), or NULL for none; *ok = 0 when staging failed. */
+static const int *att_segments(CudaState *cu, const int32_t *seg, int B, int T, int *ok) {
+    const int *d = seg ? (const int *)cuda_stage(cu, CUDA_STAGE_SEG, seg, (size_t)B * T * sizeof *seg) : NULL;
+    *ok = !seg || d;
+    return d;
+}
+
 void cuda_attention_fwd(const Backend *be, real_t *out, real_t *att, const real_t *q, const real_t *k,
-                        const real_t *v, int B, int T, int NH, int NKV, int HD) {
-    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps */
+                        const real_t *v, const int32_t *seg, int B, int T, int NH, int NKV, int HD) {
+    /* out, q (B,T,NH,HD); k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps; seg (B,T) host or NULL */
     CudaState *cu = cuda_enter(be);
     if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok(cu, "cuda_attention_fwd", NH, NKV, HD)) return;
+    int ok;
+    const int *dseg = att_segments(cu, seg, B, T, &ok);
+    if (!ok) return;
     int stride = att_stride(HD);
     size_t smem = ((size_t)(ATT_ROWS + 2 * ATT_TILE) * stride + ATT_WARPS * ATT_RPW * ATT_TILE) * sizeof(float);
     if (!att_smem_opt_in(cu, (const void *)attn_fwd_kernel, smem)) return;
     dim3 grid((unsigned)((T + ATT_ROWS - 1) / ATT_ROWS), (unsigned)NH, (unsigned)B);
-    attn_fwd_kernel<<<grid, ATT_THREADS, smem, cu->stream>>>(out, att, q, k, v, T, NH, NKV, HD, att_scale(HD));
+    attn_fwd_kernel<<<grid, ATT_THREADS, smem, cu->stream>>>(out, att, q, k, v, dseg, T, NH, NKV, HD, att_scale(HD));
     CUDA_CHECK_LAUNCH(cu, attn_fwd_kernel);
 }
 
 void cuda_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, const real_t *dout,
-                        const real_t *att, const real_t *q, const real_t *k, const real_t *v, int B, int T, int NH,
-                        int NKV, int HD) {
-    /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps from the forward */
+                        const real_t *att, const real_t *q, const real_t *k, const real_t *v, const int32_t *seg,
+                        int B, int T, int NH, int NKV, int HD) {
+    /* dq, dout, q (B,T,NH,HD); dk, dv, k, v (B,T,NKV,HD); att (B,NH,T) log-sum-exps from the forward; seg
+     * (B,T) host or NULL */
     CudaState *cu = cuda_enter(be);
     if (!dq && !dk && !dv) return;
     if (B <= 0 || T <= 0 || NH <= 0 || !att_args_ok(cu, "cuda_attention_bwd", NH, NKV, HD)) return;
+    int ok;
+    const int *dseg = att_segments(cu, seg, B, T, &ok);
+    if (!ok) return;
     float *Dbuf = (float *)cuda_scratch(cu, CUDA_SCRATCH_ATTN0, (size_t)B * NH * T * sizeof(float)); /* (B,NH,T) */
     if (!Dbuf) return;
     int stride = att_stride(HD);
@@ -477,11 +504,11 @@ void cuda_attention_bwd(const Backend *be, real_t *dq, real_t *dk, real_t *dv, c
     unsigned tiles = (unsigned)((T + ATT_ROWS - 1) / ATT_ROWS);
     /* Pass 1 also produces D, which pass 2 reads: same stream, so it is complete before pass 2 starts. */
     attn_bwd_dq_kernel<<<dim3(tiles, (unsigned)NH, (unsigned)B), ATT_THREADS, smem1, cu->stream>>>(
-        dq, Dbuf, dout, att, q, k, v, T, NH, NKV, HD, scale);
+        dq, Dbuf, dout, att, q, k, v, dseg, T, NH, NKV, HD, scale);
     CUDA_CHECK_LAUNCH(cu, attn_bwd_dq_kernel);
     if (!dk && !dv) return;
     attn_bwd_dkdv_kernel<<<dim3(tiles, (unsigned)NKV, (unsigned)B), ATT_THREADS, smem2, cu->stream>>>(
-        dk, dv, dout, att, Dbuf, q, k, v, T, NH, NKV, HD, scale);
+        dk, dv, dout, att, Dbuf, q, k, v, dseg, T, NH, NKV, HD, scale);
     CUDA_CHECK_LAUNCH(cu, attn_bwd_dkdv_kernel);
 }
 

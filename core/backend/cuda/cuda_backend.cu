@@ -261,7 +261,8 @@ void *cuda_scratch(CudaState *cu, int slot, size_t bytes) {
 }
 
 /* Grows the slots the ops of a (B,T,NH) pass would otherwise grow on their first call: staged tokens,
- * targets and row keys, xent's loss sums, attention_bwd's D, ssm_scan_bwd's chunk tile and partials.
+ * targets, row keys, segment ids and positions, xent's loss sums, attention_bwd's D, ssm_scan_bwd's
+ * chunk tile and partials.
  * What no BackendNeed field sizes (sumsq over a span, rmsnorm's partials, decode's lengths) still grows
  * inside the op the first time, recording a failure for status() rather than aborting. */
 PeftcStatus cuda_reserve(const Backend *be, const BackendNeed *need) {
@@ -272,6 +273,8 @@ PeftcStatus cuda_reserve(const Backend *be, const BackendNeed *need) {
     stage_bytes[CUDA_STAGE_TOKENS] = BT * sizeof(int32_t);
     stage_bytes[CUDA_STAGE_TARGETS] = BT * sizeof(int32_t);
     stage_bytes[CUDA_STAGE_KEYS] = BT * sizeof(uint64_t);
+    stage_bytes[CUDA_STAGE_SEG] = BT * sizeof(int32_t);
+    stage_bytes[CUDA_STAGE_POS] = BT * sizeof(int32_t);
     for (int i = 0; i < CUDA_STAGE_COUNT; i++)
         if (stage_bytes[i] > cu->stage[i].cap) (void)stage_grow(cu, &cu->stage[i], stage_bytes[i]);
     cuda_scratch(cu, CUDA_SCRATCH_REDUCE, (BT + 1) * sizeof(double));

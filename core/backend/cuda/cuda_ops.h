@@ -31,14 +31,17 @@ static_assert(sizeof(real_t) == sizeof(float), "the CUDA kernels are fp32");
 /* Grid cap for grid-stride loops: enough blocks to fill any current GPU several times over. */
 #define CUDA_MAX_GRID 4096
 
-/* Host index arrays (backend.h: tokens, targets, row keys, cache lengths are host memory) are copied
- * to a grow-only device buffer per slot, in stream order. The returned pointer stays valid for kernels
- * launched before the next cuda_stage() on the same slot. NULL (error recorded) on failure. */
+/* Host index arrays (backend.h: tokens, targets, row keys, cache lengths, segment ids and positions are
+ * host memory) are copied to a grow-only device buffer per slot, in stream order. The returned pointer
+ * stays valid for kernels launched before the next cuda_stage() on the same slot. NULL (error recorded)
+ * on failure. */
 enum {
     CUDA_STAGE_TOKENS = 0,
     CUDA_STAGE_TARGETS,
     CUDA_STAGE_KEYS,
     CUDA_STAGE_LENS,
+    CUDA_STAGE_SEG, /* attention's segment ids (packed rows) */
+    CUDA_STAGE_POS, /* RoPE's positions (packed rows) */
     CUDA_STAGE_COUNT
 };
 

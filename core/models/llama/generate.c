@@ -198,8 +198,8 @@ static void prefill_chunk(const LlamaModel *m, KvCache *c, int b, const int32_t 
     for (int l = 0; l < w->L; l++) {
         const LlamaLayer *Ly = &m->layers[l];
         attn_inputs(m, w, Ly, &ctx, n);
-        be->rope_fwd(be, w->q, cs, sn, 1, n, w->NH, w->HD);
-        be->rope_fwd(be, w->k, cs, sn, 1, n, w->NKV, w->HD);
+        be->rope_fwd(be, w->q, cs, sn, NULL, 1, n, w->NH, w->HD);
+        be->rope_fwd(be, w->k, cs, sn, NULL, 1, n, w->NKV, w->HD);
         be->copy(be, kv_at(c->k, c, l, b, pos0), w->k, (size_t)n * KVD);
         be->copy(be, kv_at(c->v, c, l, b, pos0), w->v, (size_t)n * KVD);
         const real_t *kc = kv_at(c->k, c, l, b, 0), *vc = kv_at(c->v, c, l, b, 0); /* (1,S,KVD) */
@@ -239,8 +239,8 @@ static void decode_rope_append(const LlamaModel *m, KvCache *c, int l, int Ra) {
     for (int i = 0; i < Ra; i++) {
         int b = w->rows[i], pos = c->len[b];
         const real_t *cs = w->rope_cos + (size_t)pos * half, *sn = w->rope_sin + (size_t)pos * half; /* (1,HD/2) */
-        be->rope_fwd(be, w->q + (size_t)i * QD, cs, sn, 1, 1, w->NH, w->HD);
-        be->rope_fwd(be, w->k + (size_t)i * KVD, cs, sn, 1, 1, w->NKV, w->HD);
+        be->rope_fwd(be, w->q + (size_t)i * QD, cs, sn, NULL, 1, 1, w->NH, w->HD);
+        be->rope_fwd(be, w->k + (size_t)i * KVD, cs, sn, NULL, 1, 1, w->NKV, w->HD);
         be->copy(be, kv_at(c->k, c, l, b, pos), w->k + (size_t)i * KVD, (size_t)KVD);
         be->copy(be, kv_at(c->v, c, l, b, pos), w->v + (size_t)i * KVD, (size_t)KVD);
     }

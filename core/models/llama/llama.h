@@ -71,7 +71,10 @@ typedef struct {
     real_t *dq, *dk, *dv; /* (BT, NH*HD), (BT, NKV*HD) x2 */
     real_t *dgate, *dup, *dact; /* (BT, I) */
     real_t *scratch; uint8_t *mask_scratch; int scratch_cols;
-    uint64_t *key_scratch; /* (BT) host memory: row keys are index arrays */
+    /* Host memory, one block from key_scratch: row keys, segment ids and positions are index arrays. */
+    uint64_t *key_scratch; /* (BT) */
+    int32_t *seg, *pos;    /* (BT) each: the packed layout of the last forward (see llama_forward) */
+    int packed;            /* the last forward was given seg and pos; 0: the ops get NULL (causal rows) */
     real_t *rope_cos, *rope_sin; /* (T, HD/2) */
 } LlamaActs;
 
@@ -140,14 +143,17 @@ PeftcStatus llama_copy_weights(LlamaModel *dst, const LlamaModel *src);
 PeftcStatus llama_reserve(LlamaModel *m, int B, int T);
 
 /* Forward pass. tokens (B,T); targets (B,T) or NULL; row_keys (B*T) or NULL when not training.
+ * seg, pos (B,T) or both NULL: rows packed with several examples (data.packing), where token (b,t)
+ * attends only to earlier tokens of its own segment seg[b,t] and takes RoPE position pos[b,t] in [0, T);
+ * NULL: one sequence per row, positions 0..T-1. Both are copied, for the backward.
  * With targets, returns the summed token loss in *loss_sum and the count of valid targets in *n_valid
  * and leaves probabilities in acts.logits; without, acts.logits holds the logits. */
-PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets,
-                          const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                          const int32_t *pos, const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
                           int64_t *n_valid);
 
-/* Backward of (loss_scale * summed loss) after llama_forward with targets: accumulates into every
- * non-NULL gradient (adapters, and base tensors that are trainable). */
+/* Backward of (loss_scale * summed loss) after llama_forward with targets, with that forward's packed
+ * layout: accumulates into every non-NULL gradient (adapters, and base tensors that are trainable). */
 void llama_backward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
                     real_t loss_scale);
 

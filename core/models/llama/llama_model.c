@@ -11,9 +11,10 @@ struct GenState {
 
 static PeftcStatus op_reserve(Model *m, int B, int T) { return llama_reserve(llama_of(m), B, T); }
 
-static PeftcStatus op_forward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
-                              int training, int B, int T, double *loss_sum, int64_t *n_valid) {
-    return llama_forward(llama_of(m), tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
+static PeftcStatus op_forward(Model *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                              const int32_t *pos, const uint64_t *row_keys, int training, int B, int T,
+                              double *loss_sum, int64_t *n_valid) {
+    return llama_forward(llama_of(m), tokens, targets, seg, pos, row_keys, training, B, T, loss_sum, n_valid);
 }
 
 static void op_backward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
@@ -74,6 +75,7 @@ static void op_destroy(Model *m) { llama_free(llama_of(m)); }
 
 static const ModelOps llama_ops = {
     .family = "llama",
+    .packs = 1,
     .reserve = op_reserve,
     .forward = op_forward,
     .backward = op_backward,

@@ -47,13 +47,15 @@ static PeftcStatus acts_alloc(LlamaModel *m, int B, int T, int cols) {
     size_t total;
     void *block = carve_alloc(m->base.be, plan, sizeof plan / sizeof plan[0], &total);
     if (!block) return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu bytes of activations for B=%d T=%d", total, B, T);
-    /* Row keys are an index array, host memory on every backend (backend.h). */
-    a->key_scratch = malloc(BT * sizeof(uint64_t));
+    /* Row keys, segment ids and positions are index arrays, host memory on every backend (backend.h). */
+    a->key_scratch = malloc(BT * (sizeof(uint64_t) + 2 * sizeof(int32_t)));
     if (!a->key_scratch) {
         m->base.be->free(m->base.be, block);
         memset(a, 0, sizeof *a); /* its pointers were into the block */
-        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys", BT);
+        return PEFTC_ERR(PEFTC_ENOMEM, "model: cannot allocate %zu row keys and positions", BT);
     }
+    a->seg = (int32_t *)(a->key_scratch + BT);
+    a->pos = a->seg + BT;
     if (lowp) { /* one contiguous layer, converted in one call each way */
         a->atty = a->ln1 + BT * C;
         a->ln2 = a->atty + BT * QD;
@@ -140,9 +142,10 @@ static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     linear_forward(be, &L->q, ctx, s.q, s.ln1, BT);
     linear_forward(be, &L->k, ctx, s.k, s.ln1, BT);
     linear_forward(be, &L->v, ctx, s.v, s.ln1, BT);
-    be->rope_fwd(be, s.q, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
-    be->rope_fwd(be, s.k, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
-    be->attention_fwd(be, s.atty, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
+    const int32_t *seg = a->packed ? a->seg : NULL, *pos = a->packed ? a->pos : NULL; /* (B,T) */
+    be->rope_fwd(be, s.q, a->rope_cos, a->rope_sin, pos, B, T, c->heads, HD);
+    be->rope_fwd(be, s.k, a->rope_cos, a->rope_sin, pos, B, T, c->kv_heads, HD);
+    be->attention_fwd(be, s.atty, s.att, s.q, s.k, s.v, seg, B, T, c->heads, c->kv_heads, HD);
     linear_forward(be, &L->o, ctx, s.r2, s.atty, BT);
     be->axpy(be, s.r2, s.x, 1, (size_t)BT * C);
     be->rmsnorm_fwd(be, s.ln2, s.rstd2, s.r2, L->ln2_w, BT, C, (real_t)c->rms_eps);
@@ -154,11 +157,30 @@ static void layer_forward(LlamaModel *m, int l, const StepCtx *ctx) {
     if (a->lowp) be->to_bf16(be, lowp_saved(m, l), s.ln1, lowp_width(m) * BT);
 }
 
-PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
-                          int training, int B, int T, double *loss_sum, int64_t *n_valid) {
+/* Keeps a pass's packed layout (seg, pos (BT) or both NULL) for its forward and backward. Positions
+ * index the RoPE tables' T rows. */
+static PeftcStatus set_layout(LlamaActs *a, const int32_t *seg, const int32_t *pos, int BT, int T) {
+    a->packed = 0;
+    if (!seg && !pos) return PEFTC_OK;
+    if (!seg || !pos)
+        return PEFTC_ERR(PEFTC_EINVAL, "model: a packed batch needs both segment ids and positions, got only %s",
+                         seg ? "segment ids" : "positions");
+    for (int i = 0; i < BT; i++)
+        if (pos[i] < 0 || pos[i] >= T)
+            return PEFTC_ERR(PEFTC_EINVAL, "model: position %d at token %d is outside [0, T=%d)", pos[i], i, T);
+    memcpy(a->seg, seg, (size_t)BT * sizeof *seg);
+    memcpy(a->pos, pos, (size_t)BT * sizeof *pos);
+    a->packed = 1;
+    return PEFTC_OK;
+}
+
+PeftcStatus llama_forward(LlamaModel *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                          const int32_t *pos, const uint64_t *row_keys, int training, int B, int T, double *loss_sum,
+                          int64_t *n_valid) {
     const LlamaConfig *c = &m->cfg;
     LlamaActs *a = &m->acts;
     PEFTC_TRY(model_check_batch(a->B, a->T, B, T, tokens, targets, c->vocab));
+    PEFTC_TRY(set_layout(a, seg, pos, B * T, T));
     StepCtx ctx = make_ctx(m, row_keys, training);
     int BT = B * T, C = c->hidden;
     llama_embed(m, a->resid, tokens, BT);
@@ -201,9 +223,10 @@ static void layer_backward(LlamaModel *m, int l, const StepCtx *ctx, int need_dx
     be->zero(be, a->dq, (size_t)BT * QD);
     be->zero(be, a->dk, (size_t)BT * KVD);
     be->zero(be, a->dv, (size_t)BT * KVD);
-    be->attention_bwd(be, a->dq, a->dk, a->dv, dx, s.att, s.q, s.k, s.v, B, T, c->heads, c->kv_heads, HD);
-    be->rope_bwd(be, a->dq, a->rope_cos, a->rope_sin, B, T, c->heads, HD);
-    be->rope_bwd(be, a->dk, a->rope_cos, a->rope_sin, B, T, c->kv_heads, HD);
+    const int32_t *seg = a->packed ? a->seg : NULL, *pos = a->packed ? a->pos : NULL; /* (B,T) */
+    be->attention_bwd(be, a->dq, a->dk, a->dv, dx, s.att, s.q, s.k, s.v, seg, B, T, c->heads, c->kv_heads, HD);
+    be->rope_bwd(be, a->dq, a->rope_cos, a->rope_sin, pos, B, T, c->heads, HD);
+    be->rope_bwd(be, a->dk, a->rope_cos, a->rope_sin, pos, B, T, c->kv_heads, HD);
     real_t *dln1 = need_dx ? dx : NULL;
     if (dln1) be->zero(be, dln1, (size_t)BT * C);
     linear_backward(be, &L->q, ctx, dln1, a->dq, s.ln1, BT);

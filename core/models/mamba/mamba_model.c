@@ -12,8 +12,13 @@ struct GenState {
 
 static PeftcStatus op_reserve(Model *m, int B, int T) { return mamba_reserve(mamba_of(m), B, T); }
 
-static PeftcStatus op_forward(Model *m, const int32_t *tokens, const int32_t *targets, const uint64_t *row_keys,
-                              int training, int B, int T, double *loss_sum, int64_t *n_valid) {
+/* Packed rows are refused: the scan would carry each example's state into the next one in its row. */
+static PeftcStatus op_forward(Model *m, const int32_t *tokens, const int32_t *targets, const int32_t *seg,
+                              const int32_t *pos, const uint64_t *row_keys, int training, int B, int T,
+                              double *loss_sum, int64_t *n_valid) {
+    if (seg || pos)
+        return PEFTC_ERR(PEFTC_EINVAL, "data.packing=true: a Mamba model cannot take packed rows (its recurrent scan "
+                         "would carry state from one example into the next); set data.packing=false");
     return mamba_forward(mamba_of(m), tokens, targets, row_keys, training, B, T, loss_sum, n_valid);
 }
 
