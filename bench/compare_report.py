@@ -62,17 +62,19 @@ def stat(values, fmt):
 
 
 def loss_at(curve, step):
-    return curve.get(step, curve[max(curve)] if curve else float("nan"))
+    """The held-out loss of the first evaluation at or after `step` (NaN when there is none)."""
+    later = [s for s in curve if s >= step]
+    return curve[min(later)] if later else float("nan")
 
 
-def row(name, seeds, labels=LABELS):
+def row(name, seeds, labels=LABELS, early=10):
     s0 = seeds[0][0]
     em = [s["exact_match_after"] * 100 for s, _ in seeds if s["exact_match_after"] is not None]
     em0 = [s["exact_match_before"] * 100 for s, _ in seeds if s["exact_match_before"] is not None]
     before = "{:.1f}%".format(statistics.fmean(em0)) if em0 else "-"
     return "| {} | {:,} | {} | {} | {} | {} → {} | {} |".format(
         labels.get(name, name), int(s0["trainable"]), len(seeds),
-        stat([loss_at(c, 10) for _, c in seeds], "{:.4f}"),
+        stat([loss_at(c, early) for _, c in seeds], "{:.4f}"),
         stat([s["eval_loss_last"] for s, _ in seeds], "{:.4f}"),
         before, stat(em, "{:.1f}%"),
         stat([s["wall_seconds"] for s, _ in seeds], "{:.0f}"))
@@ -96,7 +98,7 @@ def plot(root, runs, spec):
               "set output '{}'".format(os.path.join(root, spec["stem"] + ".png")),
               "set multiplot layout {},2 title '{}: held-out loss vs step "
               "(mean over seeds, bars = lowest/highest seed)'".format(rows, spec["plot_title"]),
-              "set logscale y", "set xlabel 'optimizer step'", "set ylabel 'held-out loss'", "set key top right",
+              "set termoption noenhanced", "set logscale y", "set xlabel 'optimizer step'", "set ylabel 'held-out loss'", "set key top right",
               "set grid"]
     for _, title, names in spec["groups"]:
         present = [n for n in names if n in runs]
@@ -119,7 +121,8 @@ SPEC = {"groups": GROUPS, "labels": LABELS, "title": "Method comparison", "stem"
 
 
 def report(spec, root, command):
-    """spec: groups [(key, title, [names])], labels {name: label}, title, stem (of .md/.png), plot_title."""
+    """spec: groups [(key, title, [names])], labels {name: label}, title, stem (of .md/.png), plot_title, and
+    optionally early_step (the early held-out loss column: the first evaluation at or after it; 10)."""
     runs = load_runs(root)
     if not runs:
         sys.exit("{}: no finished runs (summary.json) under {}/runs".format(spec["stem"], root))
@@ -131,10 +134,11 @@ def report(spec, root, command):
                  any_run["model"], any_run["task"], any_run["steps"], any_run["global_batch"], any_run["seq_len"],
                  any_run["ranks"]), ""]
     for _, title, names in spec["groups"]:
+        early = spec.get("early_step", 10)
         lines += ["## " + title, "",
-                  "| method | trainable | n | held-out loss @10 | held-out loss, end | exact match before → after | wall s |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [row(n, runs[n], spec["labels"]) for n in names if n in runs]
+                  "| method | trainable | n | held-out loss @{} | held-out loss, end | exact match before → after | "
+                  "wall s |".format(early), "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [row(n, runs[n], spec["labels"], early) for n in names if n in runs]
         lines.append("")
     lines.append("![held-out loss vs step]({}.png)".format(spec["stem"]))
     with open(os.path.join(root, spec["stem"] + ".md"), "w") as f:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns the SDT study (bench/sdt_study.sh) into sdt.md and sdt.png, with compare_report.py's tables and
-curves: per configuration the trainable count, held-out loss at step 10 and at the end, exact match and
+curves: per configuration the trainable count, held-out loss at step 50 and at the end, exact match and
 wall time, mean ± sample standard deviation over the seeds.
 
 Usage: sdt_report.py DIR "command that made the study"
@@ -31,6 +31,7 @@ SPEC = {
     "title": "SDT / SDLoRA study on the fortunes Mamba",
     "stem": "sdt",
     "plot_title": "Mamba 2.8M (fortunes), records task",
+    "early_step": 50,
 }
 
 if __name__ == "__main__":
