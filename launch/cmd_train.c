@@ -13,7 +13,6 @@
 
 #include "adapters/formats/peft_io.h"
 #include "core/base/fsutil.h"
-#include "core/base/mapped.h"
 #include "launch/commands.h"
 #include "launch/evaluate.h"
 #include "launch/hf_companions.h"

@@ -9,15 +9,12 @@
 
 #include "core/base/fsutil.h"
 #include "core/base/mapped.h"
+#include "core/formats/json_file.h"
+#include "core/models/hf_folder.h"
 
 static int is_dir(const char *p) {
     struct stat sb;
     return p[0] && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file(const char *p) {
-    struct stat sb;
-    return p[0] && stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 /* from/name copied to dir/name when it exists; *copied says whether it did. */
@@ -25,7 +22,7 @@ static PeftcStatus copy_file(const char *from, const char *name, const char *dir
     char src[1100], dst[1100];
     snprintf(src, sizeof src, "%s/%s", from, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    *copied = is_file(src);
+    *copied = hf_is_file(src);
     if (!*copied) return PEFTC_OK;
     MappedFile f;
     PEFTC_TRY(mapped_open(&f, src));
@@ -79,35 +76,14 @@ static void complete_config(const Session *s, cJSON *j) {
         cJSON_AddNumberToObject(j, "max_position_embeddings", (double)s->info.context_length);
 }
 
-static PeftcStatus read_json(const char *path, cJSON **out) {
-    MappedFile f;
-    PEFTC_TRY(mapped_open(&f, path));
-    *out = cJSON_ParseWithLength((const char *)f.data, f.size);
-    mapped_close(&f);
-    if (!cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: not a JSON object", path);
-    }
-    return PEFTC_OK;
-}
-
-static PeftcStatus write_json(const char *path, cJSON *j) {
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", path);
-    PeftcStatus st = fs_write_atomic(path, text, strlen(text));
-    free(text);
-    return st;
-}
-
 /* The base folder's ids and context length where it has them, else the tokenizer's. */
 static PeftcStatus patch_config(const Session *s, const char *dir) {
     char path[1100], src[1100];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j, *base = NULL;
-    PEFTC_TRY(read_json(path, &j));
+    PEFTC_TRY(json_read_object(path, &j));
     snprintf(src, sizeof src, "%s/config.json", s->cfg.model_path);
-    if (is_dir(s->cfg.model_path) && is_file(src) && read_json(src, &base) == PEFTC_OK) {
+    if (is_dir(s->cfg.model_path) && hf_is_file(src) && json_read_object(src, &base) == PEFTC_OK) {
         static const char *keep[] = {"bos_token_id", "eos_token_id", "pad_token_id", "max_position_embeddings"};
         for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(base, keep[k]);
@@ -118,7 +94,7 @@ static PeftcStatus patch_config(const Session *s, const char *dir) {
     }
     peftc_err_clear();
     complete_config(s, j);
-    return write_json(path, j);
+    return json_write_object(path, j);
 }
 
 static PeftcStatus write_generation_config(const Session *s, const char *dir) {
@@ -131,7 +107,7 @@ static PeftcStatus write_generation_config(const Session *s, const char *dir) {
     int bos = s->tok ? tok_bos(s->tok) : -1, eos = s->tok ? tok_eos(s->tok) : -1;
     if (bos >= 0) cJSON_AddNumberToObject(j, "bos_token_id", bos);
     if (eos >= 0) cJSON_AddNumberToObject(j, "eos_token_id", eos);
-    return write_json(path, j);
+    return json_write_object(path, j);
 }
 
 PeftcStatus hf_companions_write(const Session *s, const char *dir) {

@@ -13,24 +13,14 @@
 #include "core/formats/tfevents.h"
 #include "launch/tensorboard.h"
 
+#include "tests/fixture.h"
 #include "tests/testutil.h"
 #include "tests/tfevents_reader.h"
 
 #define GOLDEN PEFTC_FIXTURE_DIR "/tfevents_golden.bin"
 
-/* A whole file in memory; *n its size. */
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)size + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *n = (size_t)size;
-    return buf;
-}
+/* A whole file in memory (fixture.h's reader); *n its size. */
+static uint8_t *slurp(const char *path, size_t *n) { return (uint8_t *)fx_slurp(path, n); }
 
 static int by_name(const void *a, const void *b) { return strcmp(a, b); }
 

@@ -1,5 +1,9 @@
 #include "core/formats/json_file.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/fsutil.h"
 #include "core/base/mapped.h"
 
 PeftcStatus json_read_object(const char *path, cJSON **out) {
@@ -16,4 +20,13 @@ PeftcStatus json_read_object(const char *path, cJSON **out) {
     *out = NULL;
     if (!whole) return PEFTC_ERR(PEFTC_EFORMAT, "%s: not valid JSON (error near byte %lld)", path, at);
     return PEFTC_ERR(PEFTC_EFORMAT, "%s: expected a JSON object", path);
+}
+
+PeftcStatus json_write_object(const char *path, cJSON *j) {
+    char *text = j ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory writing JSON", path);
+    PeftcStatus st = fs_write_atomic(path, text, strlen(text));
+    free(text);
+    return st;
 }

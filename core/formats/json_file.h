@@ -9,5 +9,7 @@
 /* *out = the object the file holds (the caller cJSON_Deletes it). EIO when it cannot be read,
  * EFORMAT naming the path and the byte near a parse error, or when it is not an object. */
 PeftcStatus json_read_object(const char *path, cJSON **out);
+/* j printed (formatted) into path, atomically, then freed (NULL j: out of memory while building it). */
+PeftcStatus json_write_object(const char *path, cJSON *j);
 
 #endif

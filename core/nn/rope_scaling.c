@@ -61,22 +61,23 @@ static double yarn_dim(const RopeScaling *r, double rotations, double theta, int
     return HD * log(r->original_ctx / (rotations * TWO_PI)) / (2 * log(theta));
 }
 
-/* Pair i's weight on the original (extrapolated) frequency: 1 below the fast end of the ramp, 0
- * beyond the slow end. */
-static double yarn_extrapolation(const RopeScaling *r, double theta, int HD, int i) {
-    double lo = yarn_dim(r, r->beta_fast, theta, HD), hi = yarn_dim(r, r->beta_slow, theta, HD);
+/* The ramp's ends (lo, hi) in pairs: below lo a pair keeps its original (extrapolated) frequency,
+ * beyond hi it takes the interpolated one. */
+static void yarn_ramp(const RopeScaling *r, double theta, int HD, double *lo, double *hi) {
+    *lo = yarn_dim(r, r->beta_fast, theta, HD);
+    *hi = yarn_dim(r, r->beta_slow, theta, HD);
     if (r->truncate) {
-        lo = floor(lo);
-        hi = ceil(hi);
+        *lo = floor(*lo);
+        *hi = ceil(*hi);
     }
-    lo = fmax(lo, 0);
-    hi = fmin(hi, HD - 1);
-    if (lo == hi) hi += 0.001;
-    double ramp = (i - lo) / (hi - lo);
-    return 1 - fmin(fmax(ramp, 0), 1);
+    *lo = fmax(*lo, 0);
+    *hi = fmin(*hi, HD - 1);
+    if (*lo == *hi) *hi += 0.001;
 }
 
 void rope_inv_freq(const RopeScaling *r, double theta, int HD, double *inv_freq) {
+    double lo = 0, hi = 1;
+    if (r->type == ROPE_YARN) yarn_ramp(r, theta, HD, &lo, &hi);
     for (int i = 0; i < HD / 2; i++) {
         double f = pow(theta, -2.0 * i / HD), e;
         switch (r->type) {
@@ -84,7 +85,7 @@ void rope_inv_freq(const RopeScaling *r, double theta, int HD, double *inv_freq)
         case ROPE_LLAMA3: f = llama3_freq(r, f); break;
         case ROPE_FACTORS: f /= r->factors[i]; break;
         case ROPE_YARN:
-            e = yarn_extrapolation(r, theta, HD, i);
+            e = 1 - fmin(fmax((i - lo) / (hi - lo), 0), 1); /* weight on the original frequency */
             f = f / r->factor * (1 - e) + f * e;
             break;
         default: break;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/base/fsutil.h"
+#include "core/formats/json_file.h"
 #include "datasets/tokenizer/tok_internal.h"
 
 static cJSON *byte_level(int use_regex) {
@@ -154,16 +154,11 @@ static cJSON *tokenizer_config(const Tokenizer *t, int64_t max_len) {
     return j;
 }
 
-/* j printed into dir/name, then freed. */
+/* j written as dir/name. */
 static PeftcStatus write_json(cJSON *j, const char *dir, const char *name) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = j ? cJSON_Print(j) : NULL;
-    cJSON_Delete(j);
-    if (!text) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory writing the tokenizer", path);
-    PeftcStatus st = fs_write_atomic(path, text, strlen(text));
-    free(text);
-    return st;
+    return json_write_object(path, j);
 }
 
 PeftcStatus tok_write_hf(const Tokenizer *t, const char *dir, int64_t max_len) {
