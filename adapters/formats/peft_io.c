@@ -531,7 +531,7 @@ static PeftcStatus add_gguf_linear(GgufWriter *w, const Model *m, const Linear *
 /* llama.cpp scales an adapter by alpha / r (r read from the tensors); storing scale * r makes that
  * equal this run's scale, rsLoRA included. */
 static PeftcStatus add_gguf_meta(GgufWriter *w, const Model *m, const LoraConfig *cfg) {
-    PEFTC_TRY(gguf_writer_str(w, "general.architecture", m->ops->family));
+    PEFTC_TRY(gguf_writer_str(w, "general.architecture", m->gguf_arch));
     PEFTC_TRY(gguf_writer_str(w, "general.type", "adapter"));
     PEFTC_TRY(gguf_writer_str(w, "adapter.type", "lora"));
     return gguf_writer_f32(w, "adapter.lora.alpha", (float)(lora_scale(cfg) * cfg->r));

@@ -104,6 +104,7 @@ typedef struct {
 struct Model {
     const ModelOps *ops;
     const Backend *be;
+    const char *gguf_arch; /* llama.cpp's general.architecture for this model: "llama", "qwen2", "mamba" */
     int vocab;          /* V */
     int layers, hidden; /* blocks and width of the residual stream, for what a launcher shows */
     int quantized;      /* the adaptable layers keep their weights in quantized blocks (Linear.qW): a

@@ -100,8 +100,8 @@ static void build_refs(LlamaModel *m) {
         LlamaLayer *L = &m->layers[i];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
         model_add_ref(&m->base, name, shape1(C), &L->ln1_w, &L->dln1_w, 0);
-        add_linear(m, &L->q, i, "self_attn", 0, c->heads, C, q, c->qkv_bias);
-        add_linear(m, &L->k, i, "self_attn", 1, c->kv_heads, C, kv, c->qkv_bias);
+        add_linear(m, &L->q, i, "self_attn", 0, c->gguf_qwen2 ? 0 : c->heads, C, q, c->qkv_bias);
+        add_linear(m, &L->k, i, "self_attn", 1, c->gguf_qwen2 ? 0 : c->kv_heads, C, kv, c->qkv_bias);
         add_linear(m, &L->v, i, "self_attn", 2, 0, C, kv, c->qkv_bias);
         add_linear(m, &L->o, i, "self_attn", 3, 0, q, C, c->o_bias);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);

@@ -26,6 +26,8 @@ typedef struct {
     int o_bias;       /* o_proj has a bias too (HF LLaMA's attention_bias) */
     int sliding_window; /* 0, or the attention window of some layer: sequences longer than it are refused */
     RopeScaling rope_scaling;
+    int gguf_qwen2;   /* llama.cpp calls it qwen2: GGUF keys qwen2.*, and Q/K rows stored in HF's order
+                         (llama.cpp's llama files permute them for interleaved RoPE) */
     QuantMode quantized; /* not QUANT_NONE: the 7 projection weights of every layer stay quantized
                             (Linear.qW), filled by a loader (llama_load_quantized: a GGUF file's blocks,
                             or NF4 from an HF folder) or llama_copy_weights; the rest is fp32 */

@@ -97,6 +97,7 @@ static const ModelOps llama_ops = {
 void llama_model_init(Model *m, const Backend *be, const LlamaConfig *c) {
     m->ops = &llama_ops;
     m->be = be;
+    m->gguf_arch = c->gguf_qwen2 ? "qwen2" : "llama";
     m->vocab = c->vocab;
     m->layers = c->layers;
     m->hidden = c->hidden;

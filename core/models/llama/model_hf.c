@@ -106,7 +106,7 @@ static PeftcStatus check_math(const HfCfg *c) {
 static PeftcStatus parse_config(const HfCfg *c, LlamaConfig *cfg, ModelInfo *info) {
     const HfArch *arch = NULL;
     PEFTC_TRY(find_arch(c, &arch));
-    LlamaConfig k = {.qkv_bias = arch->qkv_bias};
+    LlamaConfig k = {.qkv_bias = arch->qkv_bias, .gguf_qwen2 = strcmp(arch->type, "qwen2") == 0};
     int ctx;
     PEFTC_TRY(hf_cfg_int(c, "hidden_size", -1, &k.hidden));
     PEFTC_TRY(hf_cfg_int(c, "intermediate_size", -1, &k.intermediate));

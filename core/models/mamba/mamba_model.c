@@ -107,6 +107,7 @@ static const ModelOps mamba_ops = {
 void mamba_model_init(Model *m, const Backend *be, const MambaConfig *c) {
     m->ops = &mamba_ops;
     m->be = be;
+    m->gguf_arch = "mamba";
     m->vocab = c->vocab;
     m->layers = c->layers;
     m->hidden = c->hidden;
