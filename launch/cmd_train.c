@@ -135,7 +135,7 @@ static void print_banner(const Session *s, int world) {
     print_base_bytes(s->model);
     if (c->model_path[0])
         printf("peftc: model %s (%s %s, %d layers, hidden %d, vocab %d, %s%s%s chat format)\n", c->model_path,
-               s->model->ops->family, s->info.name, s->model->layers, s->model->hidden, s->model->vocab,
+               s->info.arch[0] ? s->info.arch : s->model->ops->family, s->info.name, s->model->layers, s->model->hidden, s->model->vocab,
                s->info.features, s->info.features[0] ? ", " : "", chat_format_names[s->chat.format]);
     if (s->tok && s->data_stats.examples[0])
         printf("peftc: data %s: %lld train / %lld held-out examples, %lld train tokens, %lld dropped as too long%s\n",

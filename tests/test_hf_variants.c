@@ -152,6 +152,52 @@ START_TEST(written_folders_reload_identically) {
 }
 END_TEST
 
+/* A Qwen2 GGUF as llama.cpp's converter writes it (tests/fixtures/gen_gguf_qwen2.py): qwen2.* keys,
+ * q/k rows in HF's order, YaRN in qwen2.rope.scaling.*. Loaded dense, and with its (F32) blocks kept
+ * (model.quantized=true), it gives transformers' logits of the folder it was converted from; written
+ * as an HF folder, it is a Qwen2 folder with the same logits. */
+START_TEST(qwen2_gguf_from_llama_cpp_matches_transformers) {
+    Fixture fx = fixture_load("qwen2_tiny");
+    int B = (int)fixture_num(fx.meta, "B"), T = (int)fixture_num(fx.meta, "T"), V = (int)fixture_num(fx.meta, "V");
+    int32_t *tok = malloc((size_t)B * T * sizeof *tok);
+    fixture_ints(cJSON_GetObjectItemCaseSensitive(fx.meta, "tokens"), tok, B * T);
+    const double *want = fixture_tensor(&fx, "logits", (Shape){3, {B, T, V}});
+    const char *path = PEFTC_FIXTURE_DIR "/qwen2_tiny.gguf";
+    for (int quant = 0; quant < 2; quant++) {
+        LlamaModel m;
+        ModelInfo info;
+        PeftcStatus st = quant ? model_gguf_load_quantized(&m, backend_cpu(), path, &info)
+                               : model_gguf_load(&m, backend_cpu(), path, &info);
+        ck_assert_msg(st == PEFTC_OK, "%s", peftc_err_msg());
+        ck_assert(m.cfg.gguf_qwen2 && m.cfg.qkv_bias && !m.cfg.o_bias && m.cfg.tie_embeddings);
+        ck_assert_int_eq(m.cfg.rope_scaling.type, ROPE_YARN);
+        ck_assert_str_eq(info.arch, "qwen2");
+        ck_assert_str_eq(m.base.gguf_arch, "qwen2");
+        ck_assert_int_eq(llama_reserve(&m, B, T), PEFTC_OK);
+        ck_assert_int_eq(llama_forward(&m, tok, NULL, NULL, NULL, NULL, 0, B, T, NULL, NULL), PEFTC_OK);
+        double e = fixture_rel_err(m.acts.logits, want, (size_t)B * T * V);
+        printf("qwen2 GGUF (%s): logits %.2e\n", quant ? "blocks kept" : "dense", e);
+        ck_assert_msg(e < TOL, "qwen2_tiny.gguf: logits differ from transformers by %.3g relative", e);
+        if (!quant) {
+            char dir[] = "/tmp/peftc_qwen2gguf_XXXXXX", cmd[600];
+            ck_assert_ptr_nonnull(mkdtemp(dir));
+            ck_assert_msg(model_save_hf(&m, dir, ST_F32) == PEFTC_OK, "%s", peftc_err_msg());
+            LlamaConfig c;
+            real_t *back = logits_of(dir, tok, B, T, &c);
+            ck_assert(c.gguf_qwen2 && c.rope_scaling.type == ROPE_YARN);
+            ck_assert_msg(memcmp(back, m.acts.logits, (size_t)B * T * V * sizeof *back) == 0,
+                          "the HF folder written from qwen2_tiny.gguf gives other logits");
+            free(back);
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+            ck_assert_int_eq(system(cmd), 0);
+        }
+        llama_free(&m);
+    }
+    free(tok);
+    fixture_free(&fx);
+}
+END_TEST
+
 START_TEST(sequences_beyond_the_sliding_window_are_refused) {
     LlamaModel m;
     ck_assert_int_eq(model_hf_load(&m, backend_cpu(), PEFTC_FIXTURE_DIR "/hf_mistral_linear", NULL), PEFTC_OK);
@@ -171,6 +217,7 @@ int main(void) {
     tcase_add_test(tc, qwen2_yarn_matches_transformers);
     tcase_add_test(tc, mistral_linear_rope_within_window_matches_transformers);
     tcase_add_test(tc, written_folders_reload_identically);
+    tcase_add_test(tc, qwen2_gguf_from_llama_cpp_matches_transformers);
     tcase_add_test(tc, sequences_beyond_the_sliding_window_are_refused);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -309,6 +309,28 @@ START_TEST(tiny_qwen2) {
 }
 END_TEST
 
+/* The qwen2 tokenizer as llama.cpp's converter writes it into a GGUF (tokenizer.ggml.pre "qwen2", no
+ * normalizer key): the same ids as the tokenizers library on every string, NFC included, and the
+ * same chats. */
+START_TEST(qwen2_from_converted_gguf) {
+    Tokenizer *t = load(PEFTC_FIXTURE_DIR "/qwen2_tiny.gguf"), *hf = load(TOKDIR "/qwen2");
+    cJSON *exp = read_json(TOKDIR "/qwen2/expected.json");
+    ck_assert_int_eq(tok_vocab_size(t), tok_vocab_size(hf));
+    ck_assert_int_eq(tok_add_bos(t), 0); /* the converter writes add_bos_token false */
+    ck_assert_int_eq(tok_eos(t), tok_find(t, "<|im_end|>"));
+    ck_assert_str_eq(tok_chat_template(t), tok_chat_template(hf));
+    for (int i = 0; i < tok_vocab_size(t); i++) {
+        ck_assert_str_eq(tok_piece(t, i), tok_piece(hf, i));
+        ck_assert_int_eq(tok_is_special(t, i), tok_is_special(hf, i));
+    }
+    check_strings(t, exp, PRETOK_QWEN2);
+    check_chats(t, exp);
+    cJSON_Delete(exp);
+    tok_free(hf);
+    tok_free(t);
+}
+END_TEST
+
 /* The qwen2 fixture with its normalizer replaced, written to a fresh folder; NULL if it fails to load. */
 static Tokenizer *qwen2_with_normalizer(const char *normalizer) {
     char *text = read_text(TOKDIR "/qwen2/tokenizer.json", NULL);
@@ -414,11 +436,11 @@ START_TEST(gguf_from_tokenizer_json) {
     /* The same file with a pre-tokenizer we do not reproduce, or another tokenizer model. */
     w = gguf_writer_new();
     ck_assert_int_eq(gguf_writer_str(w, "tokenizer.ggml.model", "gpt2"), PEFTC_OK);
-    ck_assert_int_eq(gguf_writer_str(w, "tokenizer.ggml.pre", "qwen2"), PEFTC_OK);
+    ck_assert_int_eq(gguf_writer_str(w, "tokenizer.ggml.pre", "deepseek-v3"), PEFTC_OK);
     ck_assert_int_eq(gguf_writer_write(w, file), PEFTC_OK);
     Tokenizer *bad = NULL;
     ck_assert_int_eq(tok_load(&bad, file), PEFTC_EFORMAT);
-    ck_assert_msg(strstr(peftc_err_msg(), "tokenizer.ggml.pre") && strstr(peftc_err_msg(), "'qwen2'") &&
+    ck_assert_msg(strstr(peftc_err_msg(), "tokenizer.ggml.pre") && strstr(peftc_err_msg(), "'deepseek-v3'") &&
                       strstr(peftc_err_msg(), file), "%s", peftc_err_msg());
     ck_assert_int_eq(gguf_writer_str(w, "tokenizer.ggml.model", "llama"), PEFTC_OK);
     ck_assert_int_eq(gguf_writer_write(w, file), PEFTC_OK);
@@ -670,6 +692,7 @@ int main(void) {
     tcase_add_test(tc, tiny_llama3);
     tcase_add_test(tc, tiny_qwen2);
     tcase_add_test(tc, qwen2_normalizer_forms);
+    tcase_add_test(tc, qwen2_from_converted_gguf);
     tcase_add_test(tc, gguf_from_tokenizer_json);
     tcase_add_test(tc, config_is_optional);
     tcase_add_test(tc, hash_stable_and_distinct);

@@ -18,10 +18,12 @@ static PeftcStatus pre_kind(const GgufFile *g, PretokKind *kind) {
     if (gguf_find(g, "tokenizer.ggml.pre")) PEFTC_TRY(gguf_get_str(g, "tokenizer.ggml.pre", &pre));
     if (str_is(pre, "smollm")) *kind = PRETOK_SMOLLM;
     else if (str_is(pre, "llama-bpe") || str_is(pre, "llama3")) *kind = PRETOK_LLAMA3;
+    else if (str_is(pre, "qwen2")) *kind = PRETOK_QWEN2;
     else if (str_is(pre, "gpt-2") || str_is(pre, "gpt2") || str_is(pre, "default")) *kind = PRETOK_GPT2;
     else
         return PEFTC_ERR(PEFTC_EFORMAT,
-                         "%s: tokenizer.ggml.pre is '%.*s'; supported: smollm, llama-bpe, llama3, gpt-2, gpt2, default",
+                         "%s: tokenizer.ggml.pre is '%.*s'; supported: smollm, llama-bpe, llama3, qwen2, gpt-2, gpt2, "
+                         "default",
                          g->file.path, (int)pre.len, pre.ptr);
     return PEFTC_OK;
 }
@@ -85,6 +87,9 @@ static PeftcStatus gguf_fill(Tokenizer *t, const GgufFile *g) {
     PEFTC_TRY(id_key(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos));
     /* llama.cpp's defaults: LLaMA-3 tokenizers start with BOS and use whole words found in the vocabulary. */
     t->ignore_merges = t->pre == PRETOK_LLAMA3;
+    /* Qwen2's tokenizer.json normalizes to NFC; llama.cpp's converter drops the normalizer, and ids stay
+     * those of the tokenizer the file was converted from (they differ only on text not in NFC). */
+    t->nfc = t->pre == PRETOK_QWEN2;
     PEFTC_TRY(gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", t->pre == PRETOK_LLAMA3, &t->add_bos));
     if (gguf_find(g, "tokenizer.chat_template")) {
         GgufStr tmpl;

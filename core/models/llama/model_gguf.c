@@ -1,6 +1,7 @@
-/* LLaMA weights from GGUF: `llama.*` hyperparameters, llama.cpp tensor names mapped to HF ones, and
- * dequantization from the map straight into the model's base weights; or, for a quantized base, the
- * projection weights' blocks copied as they are (whatever their type, F32/F16/BF16 included). */
+/* LLaMA-family weights from GGUF: `llama.*` or `qwen2.*` hyperparameters, llama.cpp tensor names
+ * mapped to HF ones, and dequantization from the map straight into the model's base weights; or, for
+ * a quantized base, the projection weights' blocks copied as they are (whatever their type,
+ * F32/F16/BF16 included). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,41 +12,64 @@
 
 static int str_is(GgufStr s, const char *lit) { return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0; }
 
-/* A required (dflt < 0) or optional positive hyperparameter `llama.<suffix>`. */
-static PeftcStatus hparam(const GgufFile *g, const char *suffix, int64_t dflt, int *out) {
+/* The file and the prefix of its hyperparameter keys: its general.architecture, llama or qwen2. */
+typedef struct {
+    const GgufFile *g;
+    const char *arch;
+} Hp;
+
+static void key_of(const Hp *h, const char *suffix, char *key, size_t n) { snprintf(key, n, "%s.%s", h->arch, suffix); }
+
+/* A required (dflt < 0) or optional positive hyperparameter `<arch>.<suffix>`. */
+static PeftcStatus hparam(const Hp *h, const char *suffix, int64_t dflt, int *out) {
     char key[128];
-    snprintf(key, sizeof key, "llama.%s", suffix);
+    key_of(h, suffix, key, sizeof key);
     uint32_t v;
-    if (dflt < 0) PEFTC_TRY(gguf_get_u32(g, key, &v));
-    else PEFTC_TRY(gguf_get_u32_or(g, key, (uint32_t)dflt, &v));
+    if (dflt < 0) PEFTC_TRY(gguf_get_u32(h->g, key, &v));
+    else PEFTC_TRY(gguf_get_u32_or(h->g, key, (uint32_t)dflt, &v));
     if (v < 1 || v > 1u << 30)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %u, expected 1..%u", g->file.path, key, v, 1u << 30);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %u, expected 1..%u", h->g->file.path, key, v, 1u << 30);
     *out = (int)v;
     return PEFTC_OK;
 }
 
-/* A required (dflt < 0) or optional float hyperparameter `llama.<suffix>`: finite and > 0, since an
+/* A required (dflt < 0) or optional float hyperparameter `<arch>.<suffix>`: finite and > 0, since an
  * infinite RoPE base or a NaN epsilon would only show up later as NaN losses. */
-static PeftcStatus fparam(const GgufFile *g, const char *suffix, float dflt, double *out) {
+static PeftcStatus fparam(const Hp *h, const char *suffix, float dflt, double *out) {
     char key[128];
-    snprintf(key, sizeof key, "llama.%s", suffix);
+    key_of(h, suffix, key, sizeof key);
     float v;
-    if (dflt < 0) PEFTC_TRY(gguf_get_f32(g, key, &v));
-    else PEFTC_TRY(gguf_get_f32_or(g, key, dflt, &v));
+    if (dflt < 0) PEFTC_TRY(gguf_get_f32(h->g, key, &v));
+    else PEFTC_TRY(gguf_get_f32_or(h->g, key, dflt, &v));
     if (!isfinite(v) || !(v > 0))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %g, expected a finite number > 0", g->file.path, key,
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: metadata '%s' is %g, expected a finite number > 0", h->g->file.path, key,
                          (double)v);
     *out = v;
     return PEFTC_OK;
 }
 
+/* Metadata `<arch>.<suffix>` of any type, or NULL. */
+static const GgufKV *hp_find(const Hp *h, const char *suffix) {
+    char key[128];
+    key_of(h, suffix, key, sizeof key);
+    return gguf_find(h->g, key);
+}
+
+static PeftcStatus hp_f32_or(const Hp *h, const char *suffix, float dflt, float *out) {
+    char key[128];
+    key_of(h, suffix, key, sizeof key);
+    return gguf_get_f32_or(h->g, key, dflt, out);
+}
+
 /* Features llama.cpp expresses in metadata that would change the math here. */
-static PeftcStatus refuse_unsupported(const GgufFile *g) {
+static PeftcStatus refuse_unsupported(const Hp *h) {
+    char key[128];
+    key_of(h, "expert_count", key, sizeof key);
     uint32_t experts;
-    PEFTC_TRY(gguf_get_u32_or(g, "llama.expert_count", 0, &experts));
+    PEFTC_TRY(gguf_get_u32_or(h->g, key, 0, &experts));
     if (experts > 0)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.expert_count is %u: mixture-of-experts models are not supported",
-                         g->file.path, experts);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s is %u: mixture-of-experts models are not supported", h->g->file.path,
+                         key, experts);
     return PEFTC_OK;
 }
 
@@ -62,24 +86,26 @@ static PeftcStatus read_freq_factors(const GgufFile *g, int HD, RopeScaling *r) 
     return PEFTC_OK;
 }
 
-/* llama.rope.scaling.* as llama.cpp reads them: linear divides the frequencies by the factor (also
- * the older llama.rope.scale_linear); yarn ramps between 32 and 1 rotations over
- * original_context_length and scales cos and sin by attn_factor (1 when absent) x (0.1 ln factor + 1),
- * which is transformers' default attention factor. */
-static PeftcStatus read_rope_scaling(const GgufFile *g, int HD, RopeScaling *r) {
-    const char *path = g->file.path;
+/* <arch>.rope.scaling.* as llama.cpp reads them: linear divides the frequencies by the factor (also
+ * the older rope.scale_linear); yarn ramps between 32 and 1 rotations over original_context_length
+ * and scales cos and sin by attn_factor (1 when absent) x (0.1 ln factor + 1), which is transformers'
+ * default attention factor. */
+static PeftcStatus read_rope_scaling(const Hp *h, int HD, RopeScaling *r) {
+    const char *path = h->g->file.path;
     memset(r, 0, sizeof *r);
     GgufStr t = {"none", 4};
-    if (gguf_find(g, "llama.rope.scaling.type")) PEFTC_TRY(gguf_get_str(g, "llama.rope.scaling.type", &t));
+    char key[128];
+    key_of(h, "rope.scaling.type", key, sizeof key);
+    if (gguf_find(h->g, key)) PEFTC_TRY(gguf_get_str(h->g, key, &t));
     float factor, legacy, attn;
-    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scale_linear", 1.0f, &legacy));
-    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scaling.factor", legacy, &factor));
-    int has_freqs = gguf_tensor(g, "rope_freqs.weight") != NULL;
+    PEFTC_TRY(hp_f32_or(h, "rope.scale_linear", 1.0f, &legacy));
+    PEFTC_TRY(hp_f32_or(h, "rope.scaling.factor", legacy, &factor));
+    int has_freqs = gguf_tensor(h->g, "rope_freqs.weight") != NULL;
     if (str_is(t, "none") && legacy != 1.0f) t = (GgufStr){"linear", 6};
     if (has_freqs && !str_is(t, "none"))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: both tensor 'rope_freqs.weight' and llama.rope.scaling.type '%.*s': "
-                         "only one RoPE scaling at a time is supported", path, (int)t.len, t.ptr);
-    if (has_freqs) return read_freq_factors(g, HD, r);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: both tensor 'rope_freqs.weight' and %s '%.*s': only one RoPE scaling at a "
+                         "time is supported", path, key, (int)t.len, t.ptr);
+    if (has_freqs) return read_freq_factors(h->g, HD, r);
     if (str_is(t, "none")) return PEFTC_OK;
     r->factor = factor;
     if (str_is(t, "linear")) {
@@ -87,72 +113,72 @@ static PeftcStatus read_rope_scaling(const GgufFile *g, int HD, RopeScaling *r) 
         return PEFTC_OK;
     }
     if (!str_is(t, "yarn"))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.scaling.type is '%.*s': supported are none, linear and yarn "
-                         "(and LLaMA-3 scaling as a rope_freqs tensor)", path, (int)t.len, t.ptr);
-    uint32_t ctx;
-    PEFTC_TRY(gguf_get_u32(g, "llama.rope.scaling.original_context_length", &ctx));
-    PEFTC_TRY(gguf_get_f32_or(g, "llama.rope.scaling.attn_factor", 1.0f, &attn));
-    *r = (RopeScaling){.type = ROPE_YARN, .factor = factor, .original_ctx = ctx > 1u << 30 ? 0 : (int)ctx,
-                       .beta_fast = 32, .beta_slow = 1, .truncate = 1,
-                       .attn_factor = attn * rope_yarn_mscale(factor, 1)};
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s is '%.*s': supported are none, linear and yarn (and LLaMA-3 scaling "
+                         "as a rope_freqs tensor)", path, key, (int)t.len, t.ptr);
+    int ctx;
+    PEFTC_TRY(hparam(h, "rope.scaling.original_context_length", -1, &ctx));
+    PEFTC_TRY(hp_f32_or(h, "rope.scaling.attn_factor", 1.0f, &attn));
+    *r = (RopeScaling){.type = ROPE_YARN, .factor = factor, .original_ctx = ctx, .beta_fast = 32, .beta_slow = 1,
+                       .truncate = 1, .attn_factor = attn * rope_yarn_mscale(factor, 1)};
     return PEFTC_OK;
 }
 
-static PeftcStatus read_vocab(const GgufFile *g, int *vocab) {
-    if (gguf_find(g, "llama.vocab_size")) return hparam(g, "vocab_size", -1, vocab);
-    const GgufKV *tokens = gguf_find(g, "tokenizer.ggml.tokens");
+static PeftcStatus read_vocab(const Hp *h, int *vocab) {
+    if (hp_find(h, "vocab_size")) return hparam(h, "vocab_size", -1, vocab);
+    const GgufKV *tokens = gguf_find(h->g, "tokenizer.ggml.tokens");
     if (tokens && tokens->type == GGUF_ARRAY && tokens->count >= 1 && tokens->count <= 1u << 30) {
         *vocab = (int)tokens->count;
         return PEFTC_OK;
     }
-    const GgufTensor *emb = gguf_tensor(g, "token_embd.weight");
+    const GgufTensor *emb = gguf_tensor(h->g, "token_embd.weight");
     if (emb && emb->n_dims == 2 && emb->ne[1] >= 1 && emb->ne[1] <= 1 << 30) {
         *vocab = (int)emb->ne[1];
         return PEFTC_OK;
     }
-    return PEFTC_ERR(PEFTC_EFORMAT, "%s: cannot tell the vocabulary size: no llama.vocab_size, no "
-                     "tokenizer.ggml.tokens and no 2-D token_embd.weight", g->file.path);
+    return PEFTC_ERR(PEFTC_EFORMAT, "%s: cannot tell the vocabulary size: no %s.vocab_size, no "
+                     "tokenizer.ggml.tokens and no 2-D token_embd.weight", h->g->file.path, h->arch);
 }
 
 /* head_dim from attention.key_length or hidden / heads; rope.dimension_count must cover all of it. */
-static PeftcStatus read_head_dim(const GgufFile *g, LlamaConfig *c) {
-    const char *path = g->file.path;
-    if (gguf_find(g, "llama.attention.key_length")) {
-        PEFTC_TRY(hparam(g, "attention.key_length", -1, &c->head_dim));
+static PeftcStatus read_head_dim(const Hp *h, LlamaConfig *c) {
+    const char *path = h->g->file.path, *a = h->arch;
+    if (hp_find(h, "attention.key_length")) {
+        PEFTC_TRY(hparam(h, "attention.key_length", -1, &c->head_dim));
     } else {
         if (c->hidden % c->heads)
-            return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.embedding_length (%d) is not a multiple of "
-                             "llama.attention.head_count (%d) and llama.attention.key_length is absent",
-                             path, c->hidden, c->heads);
+            return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s.embedding_length (%d) is not a multiple of %s.attention.head_count "
+                             "(%d) and %s.attention.key_length is absent", path, a, c->hidden, a, c->heads, a);
         c->head_dim = c->hidden / c->heads;
     }
     int vdim, rdim;
-    PEFTC_TRY(hparam(g, "attention.value_length", c->head_dim, &vdim));
+    PEFTC_TRY(hparam(h, "attention.value_length", c->head_dim, &vdim));
     if (vdim != c->head_dim)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.attention.value_length is %d, expected the key length %d", path,
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s.attention.value_length is %d, expected the key length %d", path, a,
                          vdim, c->head_dim);
-    PEFTC_TRY(hparam(g, "rope.dimension_count", c->head_dim, &rdim));
+    PEFTC_TRY(hparam(h, "rope.dimension_count", c->head_dim, &rdim));
     if (rdim != c->head_dim)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: llama.rope.dimension_count is %d, expected the head size %d (partial "
-                         "RoPE is not supported)", path, rdim, c->head_dim);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s.rope.dimension_count is %d, expected the head size %d (partial RoPE is "
+                         "not supported)", path, a, rdim, c->head_dim);
     return PEFTC_OK;
 }
 
-static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
+static PeftcStatus read_hparams(const Hp *h, LlamaConfig *c) {
+    const GgufFile *g = h->g;
     memset(c, 0, sizeof *c);
-    PEFTC_TRY(hparam(g, "block_count", -1, &c->layers));
-    PEFTC_TRY(hparam(g, "embedding_length", -1, &c->hidden));
-    PEFTC_TRY(hparam(g, "feed_forward_length", -1, &c->intermediate));
-    PEFTC_TRY(hparam(g, "attention.head_count", -1, &c->heads));
-    PEFTC_TRY(hparam(g, "attention.head_count_kv", c->heads, &c->kv_heads));
-    PEFTC_TRY(read_head_dim(g, c));
-    PEFTC_TRY(read_vocab(g, &c->vocab));
-    PEFTC_TRY(fparam(g, "rope.freq_base", 10000.0f, &c->rope_theta));
-    PEFTC_TRY(fparam(g, "attention.layer_norm_rms_epsilon", -1.0f, &c->rms_eps));
+    c->gguf_qwen2 = strcmp(h->arch, "qwen2") == 0;
+    PEFTC_TRY(hparam(h, "block_count", -1, &c->layers));
+    PEFTC_TRY(hparam(h, "embedding_length", -1, &c->hidden));
+    PEFTC_TRY(hparam(h, "feed_forward_length", -1, &c->intermediate));
+    PEFTC_TRY(hparam(h, "attention.head_count", -1, &c->heads));
+    PEFTC_TRY(hparam(h, "attention.head_count_kv", c->heads, &c->kv_heads));
+    PEFTC_TRY(read_head_dim(h, c));
+    PEFTC_TRY(read_vocab(h, &c->vocab));
+    PEFTC_TRY(fparam(h, "rope.freq_base", 10000.0f, &c->rope_theta));
+    PEFTC_TRY(fparam(h, "attention.layer_norm_rms_epsilon", -1.0f, &c->rms_eps));
     c->tie_embeddings = gguf_tensor(g, "output.weight") == NULL;
     c->qkv_bias = gguf_tensor(g, "blk.0.attn_q.bias") != NULL;
     c->o_bias = gguf_tensor(g, "blk.0.attn_output.bias") != NULL;
-    PEFTC_TRY(read_rope_scaling(g, c->head_dim, &c->rope_scaling));
+    PEFTC_TRY(read_rope_scaling(h, c->head_dim, &c->rope_scaling));
     PeftcStatus st = llama_config_check(c);
     if (st != PEFTC_OK) { /* the check's message names fields, not the file */
         char msg[512];
@@ -162,16 +188,24 @@ static PeftcStatus read_hparams(const GgufFile *g, LlamaConfig *c) {
     return PEFTC_OK;
 }
 
+/* llama.cpp's architectures this decoder computes: "llama" (LLaMA, Mistral, SmolLM, ...: Q/K rows
+ * permuted for interleaved RoPE) and "qwen2" (Qwen2 / Qwen2.5: NEOX RoPE, rows as HF has them). */
+static const char *const gguf_archs[] = {"llama", "qwen2"};
+
 PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *info) {
     GgufStr arch;
     PEFTC_TRY(gguf_get_str(g, "general.architecture", &arch));
-    if (!str_is(arch, "llama"))
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: general.architecture is '%.*s', expected 'llama' (only LLaMA-family "
-                         "models are supported)", g->file.path, (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
-    PEFTC_TRY(refuse_unsupported(g));
-    PEFTC_TRY(read_hparams(g, cfg));
+    Hp h = {g, NULL};
+    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0]; i++)
+        if (str_is(arch, gguf_archs[i])) h.arch = gguf_archs[i];
+    if (!h.arch)
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: general.architecture is '%.*s', expected 'llama' or 'qwen2' (the "
+                         "LLaMA-family decoders; 'mamba' files load as Mamba)", g->file.path,
+                         (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    PEFTC_TRY(refuse_unsupported(&h));
+    PEFTC_TRY(read_hparams(&h, cfg));
     if (info) {
-        model_gguf_info(g, "llama", info);
+        model_gguf_info(g, h.arch, info);
         llama_describe(cfg, info->features, sizeof info->features);
     }
     return PEFTC_OK;
@@ -271,6 +305,7 @@ static PeftcStatus find_tensor(const GgufFile *g, const ParamRef *ref, const Ggu
 
 /* Heads whose rows llama.cpp permuted for this tensor (q: heads, k: kv_heads), or 0. */
 static int permuted_heads(const LlamaConfig *c, const char *hf) {
+    if (c->gguf_qwen2) return 0;
     if (strstr(hf, ".self_attn.q_proj.")) return c->heads;
     if (strstr(hf, ".self_attn.k_proj.")) return c->kv_heads;
     return 0;
@@ -342,12 +377,12 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
 static PeftcStatus expect_tensor(const GgufFile *g, const char *name, int64_t ne0, int64_t ne1) {
     const GgufTensor *t = gguf_tensor(g, name);
     if (!t)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's llama.* sizes imply it)",
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's sizes imply it)",
                          g->file.path, name);
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
         char got[96];
         ne_str(t->ne, t->n_dims, got, sizeof got);
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the llama.* metadata",
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the metadata's sizes",
                          g->file.path, name, got, (long long)ne0, (long long)ne1);
     }
     if (!ggml_type_supported(t->type))
