@@ -374,16 +374,18 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
 }
 
 /* Tensor `name` is in the file with ne = {ne0, ne1} (ne1 = 1 for a vector) and a type that loads. */
-static PeftcStatus expect_tensor(const GgufFile *g, const char *name, int64_t ne0, int64_t ne1) {
+static PeftcStatus expect_tensor(const GgufFile *g, const LlamaConfig *c, const char *name, int64_t ne0,
+                                 int64_t ne1) {
+    const char *arch = c->gguf_qwen2 ? "qwen2" : "llama";
     const GgufTensor *t = gguf_tensor(g, name);
     if (!t)
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's sizes imply it)",
-                         g->file.path, name);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' is missing (the metadata's %s.* sizes imply it)",
+                         g->file.path, name, arch);
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
         char got[96];
         ne_str(t->ne, t->n_dims, got, sizeof got);
-        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the metadata's sizes",
-                         g->file.path, name, got, (long long)ne0, (long long)ne1);
+        return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] from the %s.* metadata",
+                         g->file.path, name, got, (long long)ne0, (long long)ne1, arch);
     }
     if (!ggml_type_supported(t->type))
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has type %s, which cannot be dequantized (supported: F32 F16 "
@@ -397,9 +399,9 @@ static PeftcStatus expect_tensor(const GgufFile *g, const char *name, int64_t ne
 static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
     int64_t C = c->hidden, I = c->intermediate, V = c->vocab;
     int64_t q = (int64_t)c->heads * c->head_dim, kv = (int64_t)c->kv_heads * c->head_dim;
-    PEFTC_TRY(expect_tensor(g, "token_embd.weight", C, V));
-    PEFTC_TRY(expect_tensor(g, "output_norm.weight", C, 1));
-    if (!c->tie_embeddings) PEFTC_TRY(expect_tensor(g, "output.weight", C, V));
+    PEFTC_TRY(expect_tensor(g, c, "token_embd.weight", C, V));
+    PEFTC_TRY(expect_tensor(g, c, "output_norm.weight", C, 1));
+    if (!c->tie_embeddings) PEFTC_TRY(expect_tensor(g, c, "output.weight", C, V));
     static const struct { const char *name; int in, out; } per_layer[] = {
         /* in/out: 0 = hidden, 1 = intermediate, 2 = q width, 3 = kv width, 4 = 1 (a vector) */
         {"attn_norm.weight", 0, 4}, {"ffn_norm.weight", 0, 4}, {"attn_q.weight", 0, 2}, {"attn_k.weight", 0, 3},
@@ -412,7 +414,7 @@ static PeftcStatus check_tensors(const GgufFile *g, const LlamaConfig *c) {
             if ((k >= 9 && k < 12 && !c->qkv_bias) || (k == 12 && !c->o_bias)) continue;
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", l, per_layer[k].name);
-            PEFTC_TRY(expect_tensor(g, name, size[per_layer[k].in], size[per_layer[k].out]));
+            PEFTC_TRY(expect_tensor(g, c, name, size[per_layer[k].in], size[per_layer[k].out]));
         }
     return PEFTC_OK;
 }
