@@ -186,37 +186,46 @@ START_TEST(gpu_matches_peft_fixture) {
 END_TEST
 
 /* model.quantized on the GPU: the synthetic model of tests/quant_testutil.h (every block type) loaded
- * with its projections kept in blocks, LoRA on every linear with the same random factors on both
- * backends. One pass: the logits (B*T, V), the loss sum and the adapter gradient, on the host. */
+ * with its projections kept in blocks on the CPU (GGUF loaders fill host memory) and moved to `be` as
+ * a session does (empty_like + copy_weights), LoRA on every linear with the same random factors on
+ * both backends. One pass: the logits (B*T, V), the loss sum and the adapter gradient, on the host. */
 static void quant_pass(const Backend *be, const char *path, real_t **logits, double *loss, real_t **grads,
                        size_t *numel) {
     enum { QB = 2, QT = 16 };
-    static LlamaModel m;
+    static LlamaModel host;
     Arena a;
-    ck_assert_msg(llama_load_quantized(&m, be, path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(llama_load_quantized(&host, backend_cpu(), path, QUANT_BLOCKS, NULL) == PEFTC_OK, "%s",
+                  peftc_err_msg());
+    Model *dev = NULL;
+    if (be->device != DEV_CPU) {
+        ck_assert_msg(host.base.ops->empty_like(&host.base, be, &dev) == PEFTC_OK, "%s", peftc_err_msg());
+        ck_assert_msg(dev->ops->copy_weights(dev, &host.base) == PEFTC_OK, "%s", peftc_err_msg());
+    }
+    LlamaModel *m = dev ? llama_of(dev) : &host;
     MethodConfig mc = tu_method("lora");
     *tu_lora(&mc) = (LoraConfig){.r = 4, .alpha = 8, .targets = LORA_T_ALL};
     arena_init(&a, be);
-    ck_assert_msg(method_attach(&m.base, &a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(method_attach(&m->base, &a, &mc) == PEFTC_OK, "%s", peftc_err_msg());
     ck_assert_int_eq(arena_finalize(&a), PEFTC_OK);
-    ck_assert_msg(method_init(&m.base, &a, &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_msg(method_init(&m->base, &a, &mc, 3) == PEFTC_OK, "%s", peftc_err_msg());
     real_t *p = malloc(a.numel * sizeof *p); /* random A and B: B = 0 would hide dA */
     tu_fill_uniform(p, a.numel, 77, -0.05, 0.05);
     be->upload(be, a.params, p, a.numel * sizeof *p);
     free(p);
-    ck_assert_int_eq(llama_reserve(&m, QB, QT), PEFTC_OK);
+    ck_assert_int_eq(llama_reserve(m, QB, QT), PEFTC_OK);
     be->zero(be, a.grads, a.numel);
     int32_t tok[QB * QT], tgt[QB * QT];
     uint64_t keys[QB * QT];
     for (int i = 0; i < QB * QT; i++) tok[i] = (i * 7 + 3) % TU_QL_VOCAB, tgt[i] = (i * 11 + 1) % TU_QL_VOCAB, keys[i] = 1 + i;
     int64_t nv;
-    ck_assert_int_eq(llama_forward(&m, tok, tgt, NULL, NULL, keys, 1, QB, QT, loss, &nv), PEFTC_OK);
-    *logits = fetch(be, m.acts.logits, (size_t)QB * QT * TU_QL_VOCAB);
-    llama_backward(&m, tok, tgt, keys, (real_t)(1.0 / (double)nv));
+    ck_assert_int_eq(llama_forward(m, tok, tgt, NULL, NULL, keys, 1, QB, QT, loss, &nv), PEFTC_OK);
+    *logits = fetch(be, m->acts.logits, (size_t)QB * QT * TU_QL_VOCAB);
+    llama_backward(m, tok, tgt, keys, (real_t)(1.0 / (double)nv));
     *numel = a.numel;
     *grads = fetch(be, a.grads, a.numel);
-    method_detach(&m.base, NULL);
-    llama_free(&m);
+    method_detach(&m->base, NULL);
+    if (dev) model_free(dev);
+    llama_free(&host);
     arena_free(&a);
 }
 
