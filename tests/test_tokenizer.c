@@ -293,6 +293,23 @@ START_TEST(tiny_qwen2) {
     ck_assert_int_eq(ids[n - 2], tok_find(t, "<|im_end|>"));
     ck_assert_int_eq(ids[n - 1], tok_find(t, "<|endoftext|>"));
     ck_assert(tok_is_special(t, ids[0]) && tok_is_special(t, ids[n - 2]) && tok_is_special(t, ids[n - 1]));
+    /* Qwen2.5's tool-call markers are added but not special: one id each even where special tokens are
+     * not allowed (chat content), and a decode that drops special tokens keeps them. */
+    int call = tok_find(t, "<tool_call>");
+    ck_assert_int_eq(call, 500);
+    ck_assert(!tok_is_special(t, call));
+    encode_str(t, "<|im_end|><tool_call>1</tool_call>", 0, &ids, &n, &cap);
+    ck_assert_uint_ge(n, 4);
+    ck_assert_int_ne(ids[0], tok_find(t, "<|im_end|>"));
+    ck_assert_int_eq(ids[n - 3], call);
+    ck_assert_int_eq(ids[n - 1], tok_find(t, "</tool_call>"));
+    char *text = NULL;
+    size_t len = 0;
+    encode_str(t, "<|im_end|><tool_call>", 1, &ids, &n, &cap);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(tok_decode(t, ids, n, 1, &text, &len), PEFTC_OK);
+    ck_assert_str_eq(text, "<tool_call>");
+    free(text);
     /* Decomposed and precomposed text give the same ids; bytes that are not UTF-8 stay, and the text
      * between them is still normalized. */
     encode_str(t, "Cafe\xcc\x81 \xe2\x84\xab", 0, &ids, &n, &cap);

@@ -1,4 +1,4 @@
-/* Encoding: special tokens split out literally, the rest normalized (NFC, when the tokenizer has it) and
+/* Encoding: added tokens split out literally, the rest normalized (NFC, when the tokenizer has it) and
  * pre-tokenized, and each piece's bytes merged by BPE. The merge loop keeps the candidate pairs in a
  * min-heap by (rank, position), as HF's BPE does, so a piece of n bytes costs O(n log n) however long it
  * is (long whitespace runs are one piece). */
@@ -150,7 +150,7 @@ static PeftcStatus bpe_piece(const Tokenizer *t, Work *w, const unsigned char *s
     return PEFTC_OK;
 }
 
-/* Text between special tokens: normalized on its own (HF splits added tokens out of the raw text
+/* Text between added tokens: normalized on its own (HF splits added tokens out of the raw text
  * first), then pre-tokenized and merged. */
 static PeftcStatus encode_text(const Tokenizer *t, Work *w, const char *text, size_t n, Out *o) {
     char *norm = NULL;
@@ -168,11 +168,12 @@ static PeftcStatus encode_text(const Tokenizer *t, Work *w, const char *text, si
     return st;
 }
 
-/* The longest special token starting at s[i], or -1. */
-static int32_t special_at(const Tokenizer *t, const char *s, size_t n, size_t i) {
+/* The longest added token starting at s[i] (special ones only when allowed), or -1. */
+static int32_t added_at(const Tokenizer *t, const char *s, size_t n, size_t i, int allow_special) {
     unsigned char b = (unsigned char)s[i];
-    for (int32_t k = t->special_start[b]; k < t->special_start[b + 1]; k++) {
-        int32_t id = t->specials[k];
+    for (int32_t k = t->added_start[b]; k < t->added_start[b + 1]; k++) {
+        int32_t id = t->added[k];
+        if (t->kind[id] == TOK_SPECIAL && !allow_special) continue;
         if (t->piece_len[id] <= n - i && memcmp(t->piece[id], s + i, t->piece_len[id]) == 0) return id;
     }
     return -1;
@@ -180,9 +181,9 @@ static int32_t special_at(const Tokenizer *t, const char *s, size_t n, size_t i)
 
 static PeftcStatus encode_all(const Tokenizer *t, Work *w, const char *text, size_t n, int allow_special, Out *o) {
     size_t start = 0;
-    if (allow_special && t->n_specials > 0) {
+    if (t->n_added > 0) {
         for (size_t i = 0; i < n;) {
-            int32_t id = special_at(t, text, n, i);
+            int32_t id = added_at(t, text, n, i, allow_special);
             if (id < 0) {
                 i++;
                 continue;

@@ -186,8 +186,9 @@ static PeftcStatus vocab_size(const cJSON *vocab, const cJSON *added, const char
     return PEFTC_OK;
 }
 
-/* Added tokens (special or not) are matched literally before pre-tokenization, as HF does; here they
- * all count as special: matched when allow_special, decoded as their text. */
+/* Added tokens, special or not (tok_internal.h's kinds), by their "special" flag. Every one is matched
+ * on the raw text: HF's "normalized": true, which matches one against the normalized text instead, is
+ * not reproduced (no tokenizer this reads sets it on a token whose text normalization changes). */
 static PeftcStatus hf_pieces(Tokenizer *t, const cJSON *vocab, const cJSON *added, const char *path) {
     const cJSON *e;
     int id;
@@ -199,7 +200,8 @@ static PeftcStatus hf_pieces(Tokenizer *t, const cJSON *vocab, const cJSON *adde
         const char *content = str_item(e, "content");
         if (!content) return PEFTC_ERR(PEFTC_EFORMAT, "%s: an entry of added_tokens has no \"content\"", path);
         PEFTC_TRY(token_id(item(e, "id"), path, "added_tokens", content, &id));
-        PEFTC_TRY(tok_set_piece(t, id, content, strlen(content), 1));
+        const cJSON *sp = item(e, "special");
+        PEFTC_TRY(tok_set_piece(t, id, content, strlen(content), cJSON_IsFalse(sp) ? TOK_ADDED : TOK_SPECIAL));
     }
     return PEFTC_OK;
 }

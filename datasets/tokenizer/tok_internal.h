@@ -11,6 +11,14 @@
 
 #include "datasets/tokenizer/tokenizer.h"
 
+/* What a vocabulary entry is (Tokenizer.kind). Added tokens are split out of the raw text before it is
+ * normalized and pre-tokenized, as HF's tokenizers and llama.cpp do: special ones only where special
+ * tokens are allowed (never inside chat content), others always (Qwen2.5's <tool_call>; llama.cpp's
+ * USER_DEFINED tokens). Both decode to their text; a decode skipping special tokens keeps the others.
+ * The values are hashed: TOK_SPECIAL stays 1 so the hashes (cache keys) of tokenizers without
+ * non-special added tokens do not change. */
+enum { TOK_NORMAL = 0, TOK_SPECIAL = 1, TOK_ADDED = 2 };
+
 typedef struct {
     uint64_t key; /* (left id << 32) | right id */
     int32_t rank; /* -1: empty slot */
@@ -22,16 +30,16 @@ struct Tokenizer {
     int n_vocab;
     char **piece;      /* (n_vocab) NUL-terminated token strings */
     uint32_t *piece_len;
-    uint8_t *special;  /* (n_vocab) matched literally with allow_special, decoded as their text */
+    uint8_t *kind;     /* (n_vocab) TOK_NORMAL, TOK_SPECIAL or TOK_ADDED */
     int32_t *vmap;     /* open-addressing piece -> id, -1 empty */
     uint32_t vmap_mask;
     TokMerge *mmap;    /* open-addressing (left, right) -> rank, merged id */
     uint32_t mmap_mask;
     int32_t n_merges;
     int32_t byte_tok[256]; /* id of each byte's one-character token, -1 when the vocabulary lacks it */
-    int32_t *specials;     /* ids of special tokens, by first byte then longest first */
-    int n_specials;
-    int32_t special_start[257]; /* specials[special_start[b] .. special_start[b+1]) start with byte b */
+    int32_t *added;        /* ids of added tokens (special or not), by first byte then longest first */
+    int n_added;
+    int32_t added_start[257]; /* added[added_start[b] .. added_start[b+1]) start with byte b */
     PretokKind pre;
     int ignore_merges; /* a whole pre-token found in the vocabulary is used as is (LLaMA-3) */
     int nfc;           /* text between special tokens is NFC-normalized first (tokenizer.json's NFC normalizer) */
@@ -44,14 +52,15 @@ struct Tokenizer {
 extern const char LLAMA3_PATTERN[], QWEN2_PATTERN[];
 
 PeftcStatus tok_new(Tokenizer **out, int n_vocab, PretokKind pre, const char *source);
-PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int special);
+/* kind: TOK_NORMAL, TOK_SPECIAL or TOK_ADDED. An id given twice keeps one piece and the added kind. */
+PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int kind);
 /* After every piece is set: EFORMAT naming the first id without one. */
 PeftcStatus tok_index_vocab(Tokenizer *t);
 /* The next merge by rank; EFORMAT (naming `what`, e.g. "merges[12]") when a part or the merged token is
  * not in the vocabulary. */
 PeftcStatus tok_add_merge(Tokenizer *t, const char *a, size_t alen, const char *b, size_t blen, const char *what);
 PeftcStatus tok_set_chat_template(Tokenizer *t, const char *text, size_t len);
-/* Builds the special-token index and the hash. */
+/* Builds the added-token index and the hash. */
 PeftcStatus tok_finish(Tokenizer *t);
 
 /* tok_encode, also giving in *ops the work its BPE did: one per byte, per merge lookup and per heap

@@ -52,8 +52,9 @@ static PeftcStatus gguf_pieces(Tokenizer *t, const GgufFile *g, const GgufStr *t
         st = PEFTC_ERR(PEFTC_EFORMAT, "%s: tokenizer.ggml.token_type has %llu entries, tokenizer.ggml.tokens %llu",
                        g->file.path, (unsigned long long)n_types, (unsigned long long)n_tokens);
     for (uint64_t i = 0; st == PEFTC_OK && i < n_tokens; i++) {
-        int special = types && (types[i] == TT_CONTROL || types[i] == TT_USER_DEFINED);
-        st = tok_set_piece(t, (int)i, tokens[i].ptr, tokens[i].len, special);
+        int kind = !types ? TOK_NORMAL : types[i] == TT_CONTROL ? TOK_SPECIAL
+                 : types[i] == TT_USER_DEFINED ? TOK_ADDED : TOK_NORMAL;
+        st = tok_set_piece(t, (int)i, tokens[i].ptr, tokens[i].len, kind);
     }
     free(types);
     return st;

@@ -86,7 +86,7 @@ static cJSON *bpe_model(const Tokenizer *t) {
 static cJSON *added_tokens(const Tokenizer *t) {
     cJSON *list = cJSON_CreateArray();
     for (int i = 0; i < t->n_vocab; i++) {
-        if (!t->special[i]) continue;
+        if (t->kind[i] == TOK_NORMAL) continue;
         cJSON *a = cJSON_CreateObject();
         cJSON_AddNumberToObject(a, "id", i);
         cJSON_AddStringToObject(a, "content", t->piece[i]);
@@ -94,7 +94,7 @@ static cJSON *added_tokens(const Tokenizer *t) {
         cJSON_AddFalseToObject(a, "lstrip");
         cJSON_AddFalseToObject(a, "rstrip");
         cJSON_AddFalseToObject(a, "normalized");
-        cJSON_AddTrueToObject(a, "special");
+        cJSON_AddBoolToObject(a, "special", t->kind[i] == TOK_SPECIAL);
         cJSON_AddItemToArray(list, a);
     }
     return list;

@@ -59,15 +59,15 @@ PeftcStatus tok_new(Tokenizer **out, int n_vocab, PretokKind pre, const char *so
     t->bos = t->eos = -1;
     t->piece = calloc((size_t)n_vocab, sizeof *t->piece);
     t->piece_len = calloc((size_t)n_vocab, sizeof *t->piece_len);
-    t->special = calloc((size_t)n_vocab, 1);
+    t->kind = calloc((size_t)n_vocab, 1);
     t->chat_template = calloc(1, 1);
     *out = t;
-    if (!t->piece || !t->piece_len || !t->special || !t->chat_template)
+    if (!t->piece || !t->piece_len || !t->kind || !t->chat_template)
         return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for %d tokens", source, n_vocab);
     return PEFTC_OK;
 }
 
-PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int special) {
+PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, int kind) {
     if (id < 0 || id >= t->n_vocab)
         return PEFTC_ERR(PEFTC_EFORMAT, "%s: token '%.*s' has id %d, outside [0, %d)", t->source, (int)len, piece,
                          id, t->n_vocab);
@@ -75,7 +75,7 @@ PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, i
         if (t->piece_len[id] != len || memcmp(t->piece[id], piece, len) != 0)
             return PEFTC_ERR(PEFTC_EFORMAT, "%s: id %d is given to both '%s' and '%.*s'", t->source, id,
                              t->piece[id], (int)len, piece);
-        t->special[id] |= (uint8_t)(special != 0);
+        if (kind != TOK_NORMAL) t->kind[id] = (uint8_t)kind;
         return PEFTC_OK;
     }
     if (len == 0) return PEFTC_ERR(PEFTC_EFORMAT, "%s: token %d is the empty string", t->source, id);
@@ -83,7 +83,7 @@ PeftcStatus tok_set_piece(Tokenizer *t, int id, const char *piece, size_t len, i
     memcpy(t->piece[id], piece, len);
     t->piece[id][len] = '\0';
     t->piece_len[id] = (uint32_t)len;
-    t->special[id] = (uint8_t)(special != 0);
+    t->kind[id] = (uint8_t)kind;
     return PEFTC_OK;
 }
 
@@ -187,23 +187,23 @@ static int special_order(const void *pa, const void *pb) {
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
-static PeftcStatus special_index(Tokenizer *t) {
+static PeftcStatus added_index(Tokenizer *t) {
     SpecialKey *keys = malloc((size_t)t->n_vocab * sizeof *keys);
-    if (!keys || !(t->specials = malloc((size_t)t->n_vocab * sizeof *t->specials))) {
+    if (!keys || !(t->added = malloc((size_t)t->n_vocab * sizeof *t->added))) {
         free(keys);
         return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory", t->source);
     }
     int n = 0;
     for (int id = 0; id < t->n_vocab; id++)
-        if (t->special[id]) keys[n++] = (SpecialKey){(unsigned char)t->piece[id][0], t->piece_len[id], id};
+        if (t->kind[id] != TOK_NORMAL) keys[n++] = (SpecialKey){(unsigned char)t->piece[id][0], t->piece_len[id], id};
     qsort(keys, (size_t)n, sizeof *keys, special_order);
     int k = 0;
     for (int b = 0; b <= 256; b++) {
         while (k < n && keys[k].first < b) k++;
-        t->special_start[b] = k;
+        t->added_start[b] = k;
     }
-    for (int i = 0; i < n; i++) t->specials[i] = keys[i].id;
-    t->n_specials = n;
+    for (int i = 0; i < n; i++) t->added[i] = keys[i].id;
+    t->n_added = n;
     free(keys);
     return PEFTC_OK;
 }
@@ -215,7 +215,7 @@ static PeftcStatus compute_hash(Tokenizer *t) {
     if (t->nfc) h = fnv(h, "nfc", 3); /* only then, so the hashes (cache keys) of other tokenizers stay */
     for (int id = 0; id < t->n_vocab; id++) {
         h = fnv(h, t->piece[id], t->piece_len[id] + 1);
-        h = fnv(h, &t->special[id], 1);
+        h = fnv(h, &t->kind[id], 1);
     }
     /* Merges in rank order, whatever their slots. */
     int32_t *by_rank = malloc(((size_t)t->n_merges + 1) * 2 * sizeof *by_rank);
@@ -232,7 +232,7 @@ static PeftcStatus compute_hash(Tokenizer *t) {
 
 PeftcStatus tok_finish(Tokenizer *t) {
     if (!t->mmap) PEFTC_TRY(merge_grow(t));
-    PEFTC_TRY(special_index(t));
+    PEFTC_TRY(added_index(t));
     return compute_hash(t);
 }
 
@@ -241,10 +241,10 @@ void tok_free(Tokenizer *t) {
     for (int i = 0; t->piece && i < t->n_vocab; i++) free(t->piece[i]);
     free(t->piece);
     free(t->piece_len);
-    free(t->special);
+    free(t->kind);
     free(t->vmap);
     free(t->mmap);
-    free(t->specials);
+    free(t->added);
     free(t->chat_template);
     free(t);
 }
@@ -260,7 +260,7 @@ int tok_find(const Tokenizer *t, const char *piece) { return tok_lookup(t, piece
 
 const char *tok_piece(const Tokenizer *t, int id) { return id >= 0 && id < t->n_vocab ? t->piece[id] : NULL; }
 
-int tok_is_special(const Tokenizer *t, int id) { return id >= 0 && id < t->n_vocab && t->special[id]; }
+int tok_is_special(const Tokenizer *t, int id) { return id >= 0 && id < t->n_vocab && t->kind[id] == TOK_SPECIAL; }
 
 /* Appends the bytes a normal token stands for: alphabet characters become their bytes, anything else
  * (never in a byte-level vocabulary, but possible in a hand-made one) is copied as it is. */
@@ -299,9 +299,9 @@ PeftcStatus tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, int ski
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int id = ids[i];
-        if (!t->special[id]) {
+        if (t->kind[id] == TOK_NORMAL) {
             o += piece_bytes(t, id, out + o);
-        } else if (!skip_special) {
+        } else if (t->kind[id] == TOK_ADDED || !skip_special) {
             memcpy(out + o, t->piece[id], t->piece_len[id]);
             o += t->piece_len[id];
         }
