@@ -17,7 +17,8 @@ PeftcStatus full_init(Model *m, Arena *arena);
 PeftcStatus full_validate(const MethodSettings *s, const MethodEnv *env, const char *name);
 PeftcStatus full_method_attach(Model *m, Arena *a, MethodConfig *mc);
 PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed);
-/* The trained model as an HF folder in dir (the family's writer, fp32). */
+/* The trained model in fp32: a GGUF file carrying the metadata of base_name (the GGUF file the model
+ * was loaded from) when dir ends in ".gguf", else an HF folder in dir (the family's writer). */
 PeftcStatus full_method_export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name);
 
 #endif

@@ -99,7 +99,9 @@ struct MethodDesc {
                            size_t cap);
     /* Optional: the state a checkpoint stores beside the arena and a resume must rebuild identically. */
     PeftcStatus (*state)(const MethodConfig *mc, const Model *m, MethodStateSink sink, void *user);
-    /* Optional: writes the trained result into folder dir; base_name names the base model in it. */
+    /* Optional: writes the trained result into folder dir; base_name names the base model in it. A
+     * method that trains the base writes a GGUF file carrying base_name's metadata when dir ends in
+     * ".gguf" (the caller asks for one when the base is a GGUF file). */
     PeftcStatus (*export)(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name);
     /* Optional: frees mc->state. */
     void (*release)(MethodConfig *mc);

@@ -1,7 +1,8 @@
 /* peftc export and peftc merge: what happens to a trained PEFT adapter afterwards.
  *   export: rewrite it as a PEFT folder (normalised names and config) or a llama.cpp GGUF LoRA file;
- *   merge:  fold it into the base model and write an HF folder (config.json + model.safetensors), with the
- *           base tensors' deltas a method left beside it (SDT's base_deltas.safetensors). */
+ *   merge:  fold it into the base model and write an HF folder (config.json + model.safetensors), or for
+ *           --out X.gguf a GGUF file carrying the GGUF base's metadata, with the base tensors' deltas a
+ *           method left beside it (SDT's base_deltas.safetensors). */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
 #include "core/formats/safetensors.h"
+#include "core/models/gguf_save.h"
 #include "launch/hf_companions.h"
 #include "core/models/hf_folder.h"
 #include "launch/commands.h"
@@ -85,12 +87,32 @@ int cmd_export(int argc, char **argv) {
     return finish(st, 0);
 }
 
-static PeftcStatus parse_dtype(const char *name, int *out) {
-    if (!strcmp(name, "f32")) *out = ST_F32;
-    else if (!strcmp(name, "f16")) *out = ST_F16;
-    else if (!strcmp(name, "bf16")) *out = ST_BF16;
+/* --dtype as a safetensors dtype (HF folder) and a ggml type (GGUF file). */
+static PeftcStatus parse_dtype(const char *name, int *st, GgmlType *ggml) {
+    if (!strcmp(name, "f32")) *st = ST_F32, *ggml = GGML_F32;
+    else if (!strcmp(name, "f16")) *st = ST_F16, *ggml = GGML_F16;
+    else if (!strcmp(name, "bf16")) *st = ST_BF16, *ggml = GGML_BF16;
     else return PEFTC_ERR(PEFTC_EINVAL, "--dtype: expected f32, f16 or bf16, got '%s'", name);
     return PEFTC_OK;
+}
+
+static int is_gguf_name(const char *path) {
+    size_t n = strlen(path);
+    return n > 5 && strcmp(path + n - 5, ".gguf") == 0;
+}
+
+/* The merged model as --out asks: a GGUF file carrying the GGUF base's metadata, or an HF folder with
+ * the base's tokenizer files. */
+static PeftcStatus save_merged(const Session *s, const char *out, int st_dtype, GgmlType ggml) {
+    if (!is_gguf_name(out)) {
+        PEFTC_TRY(s->model->ops->save_hf(s->model, out, st_dtype));
+        return hf_companions_write(s, out);
+    }
+    if (!s->info.is_gguf)
+        return PEFTC_ERR(PEFTC_EINVAL, "--out %s: a .gguf output carries the metadata of a GGUF base, and --model %s "
+                         "is an HF folder (expected a GGUF base); give --out a folder name to write an HF folder",
+                         out, s->cfg.model_path);
+    return model_save_gguf(s->model, s->cfg.model_path, out, ggml);
 }
 
 int cmd_merge(int argc, char **argv) {
@@ -99,17 +121,19 @@ int cmd_merge(int argc, char **argv) {
         {"model", FLAG_STR, a.model, sizeof a.model, "base model: GGUF file or HF folder (default: bundled SmolLM2)"},
         {"adapter", FLAG_STR, a.adapter, sizeof a.adapter,
          "adapter folder to fold in: a PEFT adapter and/or base_deltas.safetensors (SDT)"},
-        {"out", FLAG_STR, a.out, sizeof a.out, "output HF folder (config.json + model.safetensors)"},
+        {"out", FLAG_STR, a.out, sizeof a.out,
+         "output HF folder (config.json + model.safetensors), or a FILE.gguf carrying a GGUF base's metadata"},
         {"dtype", FLAG_STR, a.dtype, sizeof a.dtype, "f32 (default), f16 or bf16"},
     };
     int n = (int)(sizeof f / sizeof f[0]), dtype = ST_F32;
+    GgmlType ggml = GGML_F32;
     if (wants_help(argc, argv)) {
-        printf("usage: peftc merge --adapter DIR --out DIR [--model PATH] [--dtype f32|f16|bf16]\n\n");
+        printf("usage: peftc merge --adapter DIR --out DIR|FILE.gguf [--model PATH] [--dtype f32|f16|bf16]\n\n");
         flags_usage(f, n, stdout);
         return 0;
     }
     PeftcStatus st = parse(f, n, argc, argv, &a);
-    if (st == PEFTC_OK) st = parse_dtype(a.dtype, &dtype);
+    if (st == PEFTC_OK) st = parse_dtype(a.dtype, &dtype, &ggml);
     if (st != PEFTC_OK) return finish(st, 1);
     static Session s;
     st = open_adapted(&s, &a, 0);
@@ -117,8 +141,7 @@ int cmd_merge(int argc, char **argv) {
     method_merge(s.model);
     char deltas[700];
     if (in_folder(a.adapter, "base_deltas.safetensors", deltas, sizeof deltas)) st = base_deltas_apply(s.model, deltas);
-    if (st == PEFTC_OK) st = s.model->ops->save_hf(s.model, a.out, dtype);
-    if (st == PEFTC_OK) st = hf_companions_write(&s, a.out);
+    if (st == PEFTC_OK) st = save_merged(&s, a.out, dtype, ggml);
     if (st == PEFTC_OK) printf("peftc: wrote merged model %s (%s)\n", a.out, a.dtype);
     session_close(&s);
     return finish(st, 0);

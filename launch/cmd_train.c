@@ -177,17 +177,19 @@ static void note_peft_refusals(const Model *m) {
     }
 }
 
-/* What the method leaves: an adapter folder, or for methods that train the whole base the model itself. */
+/* What the method leaves: an adapter folder, or for methods that train the whole base the model itself:
+ * model.gguf beside a GGUF base's metadata (which holds the tokenizer), else an HF folder with its
+ * tokenizer files. */
 static PeftcStatus save_adapter(Session *s, Comm *comm) {
     const RunConfig *c = &s->cfg;
     if (!c->save_adapter || !s->method.desc->export) return PEFTC_OK;
     PeftcStatus st = PEFTC_OK;
     if (comm_rank(comm) == 0) {
         char dir[600];
-        int model = s->method.desc->trains_base;
-        snprintf(dir, sizeof dir, "%s/%s", c->out_dir, model ? "model" : "adapter");
+        int model = s->method.desc->trains_base, gguf = model && s->info.is_gguf;
+        snprintf(dir, sizeof dir, "%s/%s", c->out_dir, gguf ? "model.gguf" : model ? "model" : "adapter");
         st = s->method.desc->export(&s->method, s->model, dir, c->model_path[0] ? c->model_path : "random");
-        if (st == PEFTC_OK && model) st = hf_companions_write(s, dir);
+        if (st == PEFTC_OK && model && !gguf) st = hf_companions_write(s, dir);
         if (st == PEFTC_OK) printf("peftc: %s saved to %s\n", model ? "model" : "adapter", dir);
         note_peft_refusals(s->model);
     }

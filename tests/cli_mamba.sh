@@ -3,8 +3,9 @@
 # folder train with LoRA on every projection, full fine-tuning and SDLoRA; the trainable counts printed
 # equal the formulas; 2 ranks give the loss curve (and, for SDLoRA, the selection file) of 1 rank with
 # accum=2; an SDLoRA run resumed from its checkpoint ends bit-identical to an uninterrupted one; a saved
-# LoRA adapter reloads, and an SDLoRA run merges into a folder, with the run's held-out loss; and the
-# Mamba-only methods refuse a LLaMA model by name.
+# LoRA adapter reloads, an SDLoRA run merges into a folder, and a full fine-tune of the fixture's GGUF
+# saves model.gguf, each with the run's held-out loss; and the Mamba-only methods refuse a LLaMA model by
+# name.
 set -uo pipefail
 peftc=$1
 . "$(dirname "$0")/lib_cli.sh"
@@ -72,6 +73,15 @@ check "sdlora: merged into an HF folder with its deltas" "[ \$? -eq 0 ] && [ -s 
 check "sdlora: the merged folder gives the run's held-out loss" \
   "[ -n \"\$(final_loss '$dir/hfsd.log')\" ] && [ \"\$(eval_loss '$dir/merged-eval.log')\" = \"\$(final_loss '$dir/hfsd.log')\" ]"
 
+# The fixture as llama.cpp's GGUF: full fine-tuning saves model.gguf with A written back as -exp(A_log),
+# whose held-out loss is the run's (A_log comes back through exp and log, so to the last printed digit).
+"$peftc" train $base model.path="$fixtures/hf_tiny_mamba.gguf" method.name=full output.dir="$dir/gguf" >"$dir/gguf.log" 2>&1
+check "GGUF Mamba: full fine-tuning saves model.gguf" \
+  "[ \$? -eq 0 ] && grep -q 'model saved to $dir/gguf/model.gguf' '$dir/gguf.log' && [ ! -e '$dir/gguf/model' ]"
+"$peftc" eval $base model.path="$dir/gguf/model.gguf" >"$dir/gguf-eval.log" 2>&1
+check "GGUF Mamba: model.gguf gives the run's held-out loss" \
+  "awk -v a=\"\$(eval_loss '$dir/gguf-eval.log')\" -v b=\"\$(final_loss '$dir/gguf.log')\" 'BEGIN { exit !(a != \"\" && b != \"\" && (a - b) ^ 2 <= 1e-8) }'"
+
 # Pretraining from scratch (what tools/pretrain-mamba.sh does at scale): a random Mamba, full training on
 # text with data.tokenizer, saves a model folder with the tokenizer beside it; that folder then takes an
 # SDLoRA run on text and generates through `peftc generate`.
@@ -93,4 +103,5 @@ check "pretrained folder: peftc generate runs on Mamba" "[ \$? -eq 0 ] && [ -s '
   >"$dir/llama.log" 2>&1
 check "sdlora on a LLaMA model is refused, naming the family" "[ \$? -ne 0 ] && grep -q 'Mamba' '$dir/llama.log'"
 
-finish lora-1.log lora-2.log full-1.log sdlora-1.log sdlora-2.log rz-2.log hf.log hfsd.log merge.log merged-eval.log pre.log pre-sd.log gen.log llama.log
+finish lora-1.log lora-2.log full-1.log sdlora-1.log sdlora-2.log rz-2.log hf.log hfsd.log merge.log merged-eval.log gguf.log \
+  gguf-eval.log pre.log pre-sd.log gen.log llama.log

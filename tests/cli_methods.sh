@@ -3,7 +3,8 @@
 # the trainable count printed at start equals the method's formula, the 2-rank run's loss curve equals
 # the 1-rank run with accum=2, and the adapter methods save a PEFT folder that reloads (lora.init_from)
 # with the same held-out loss. EigenLoRAx gets its basis from two LoRAs trained on other tasks; RoSA,
-# SpA and PiSSA train and lower the held-out loss.
+# SpA and PiSSA train and lower the held-out loss. On a GGUF base, full fine-tuning and GMT save
+# model.gguf, and `peftc merge --out X.gguf` writes one.
 # PEFTC_PRECISION=bf16 runs all of it with train.precision=bf16 (the cli_methods_bf16 test).
 set -uo pipefail
 peftc=$1
@@ -110,6 +111,44 @@ check "eigenlora: exported as LoRA, reloads with the run's held-out loss" \
 "$peftc" train $base method.name=eigenlora >"$dir/nobasis.log" 2>&1
 check "eigenlora without a basis is a configuration error" "[ $? -eq 2 ] && grep -q 'eigenlora.basis' '$dir/nobasis.log'"
 
+# A GGUF base (tests/fixtures/hf_tiny_llama.gguf: F16 matrices, Q/K rows in llama.cpp's order, a
+# rope_freqs tensor): full fine-tuning and GMT save <output.dir>/model.gguf, no model/ folder, with the
+# base's metadata; it gives the run's held-out loss. A full run rolled back to its step-2 checkpoint and
+# run again saves the same bytes.
+fixtures=$(dirname "$0")/fixtures
+gguf=$fixtures/hf_tiny_llama.gguf
+gg="$base model.path=$gguf train.steps=4 sched.warmup=1 checkpoint.every=2 checkpoint.resume=auto"
+for m in full gmt; do
+  d=$dir/gguf-$m
+  "$peftc" train $gg method.name=$m output.dir="$d" >"$d.log" 2>&1
+  check "$m on a GGUF base: saves model.gguf, not an HF folder" \
+    "[ \$? -eq 0 ] && grep -q 'peftc: model saved to $d/model.gguf' '$d.log' && [ \"\$(head -c 4 '$d/model.gguf')\" = GGUF ] && grep -q hf_tiny_llama '$d/model.gguf' && [ ! -e '$d/model' ]"
+  "$peftc" eval $base model.path="$d/model.gguf" >"$d-eval.log" 2>&1
+  check "$m on a GGUF base: model.gguf gives the run's held-out loss" "same_heldout '$d-eval.log' '$d.log'"
+done
+d=$dir/gguf-full
+mv "$d/model.gguf" "$d.ref.gguf"
+rm -f "$d/checkpoints/step_4.h5" "$d/checkpoints/latest"
+"$peftc" train $gg method.name=full output.dir="$d" >"$d-resumed.log" 2>&1
+check "full on a GGUF base: resumed from step 2, it saves model.gguf byte for byte again" \
+  "[ \$? -eq 0 ] && grep -q 'resumed from .*step_2.h5' '$d-resumed.log' && cmp -s '$d.ref.gguf' '$d/model.gguf'"
+# merge --out X.gguf: the GGUF base with a PEFT adapter folded in, as a GGUF file that gives what the
+# base with the adapter gives; an HF folder base has no GGUF metadata to carry, and is refused.
+if [ "$prec" = fp32 ]; then
+  lora=$fixtures/hf_tiny_lora
+  "$peftc" merge --model "$gguf" --adapter "$lora" --out "$dir/merged.gguf" >"$dir/gguf-merge.log" 2>&1
+  check "merge --out merged.gguf of a GGUF base writes a GGUF file" \
+    "[ \$? -eq 0 ] && [ \"\$(head -c 4 '$dir/merged.gguf')\" = GGUF ]"
+  "$peftc" eval $base model.path="$gguf" lora.init_from="$lora" >"$dir/gguf-lora.log" 2>&1
+  "$peftc" eval $base model.path="$dir/merged.gguf" >"$dir/gguf-merged.log" 2>&1
+  loss() { sed -n 's/^held-out loss \([0-9.]*\),.*/\1/p' "$1"; }
+  check "the merged GGUF gives the held-out loss of the base with the adapter (to float rounding)" \
+    "echo \$(loss '$dir/gguf-lora.log') \$(loss '$dir/gguf-merged.log') | awk '{ok = NF == 2 && \$1 - \$2 < 2e-4 && \$2 - \$1 < 2e-4} END {exit !ok}'"
+  "$peftc" merge --model "$fixtures/hf_tiny_llama" --adapter "$lora" --out "$dir/hf.gguf" >"$dir/gguf-hf.log" 2>&1
+  check "merge --out X.gguf of an HF folder base is refused, naming --model and --out" \
+    "[ \$? -eq 2 ] && grep -q -- '--out $dir/hf.gguf: .*--model $fixtures/hf_tiny_llama is an HF folder (expected a GGUF base)' '$dir/gguf-hf.log' && [ ! -e '$dir/hf.gguf' ]"
+fi
+
 # Resume in this precision: 3 steps, then on to 6 from the checkpoint, equals 6 straight (the adapter
 # bit for bit); resuming in the other precision is refused by name.
 other=fp32
@@ -124,4 +163,5 @@ check "lora ($prec): resumed run's adapter equals the uninterrupted run's" \
 check "resuming with train.precision=$other is refused, naming the key" \
   "[ \$? -eq 2 ] && grep -q 'train.precision: $prec -> $other' '$dir/rz-3.log'"
 
-finish lora-1.log lora-2.log yaml.log eigen.log eig-1.log eig-eval.log
+finish lora-1.log lora-2.log yaml.log eigen.log eig-1.log eig-eval.log gguf-full.log gguf-gmt.log gguf-full-resumed.log \
+  gguf-merge.log gguf-hf.log

@@ -5,7 +5,8 @@
 #  - `mpiexec -n 2` gives the 1-rank accum=2 curve, and a resumed run is the uninterrupted one bit for bit;
 #  - `peftc export --format gguf` names arch qwen2; `peftc merge` writes a Qwen2 folder (model_type
 #    qwen2, the NFC normalizer in tokenizer.json) whose held-out loss is the adapter's, and which
-#    generates what the GGUF plus adapter generates.
+#    generates what the GGUF plus adapter generates;
+#  - full fine-tuning saves model.gguf (arch qwen2) with the run's held-out loss; merge --out X.gguf.
 set -uo pipefail
 peftc=$1
 . "$(dirname "$0")/lib_cli.sh"
@@ -50,4 +51,17 @@ check "the merged folder's held-out loss is the adapter's (to float rounding)" \
 "$peftc" generate --model "$dir/merged" --chat --prompt "Count to three." --max-new 6 >"$dir/gen2.txt" 2>"$dir/gen2.log"
 check "and it generates what the GGUF plus adapter generates" "[ -s '$dir/gen1.txt' ] && cmp -s '$dir/gen1.txt' '$dir/gen2.txt'"
 
-finish ref.log np2.log res.log export.log merge.log ev1.log ev2.log gen1.log gen2.log
+# Saved as GGUF: full fine-tuning leaves model.gguf (arch qwen2, q/k rows left in HF's order) that gives
+# the run's held-out loss; merge --out X.gguf gives the adapter's.
+"$peftc" train $base method.name=full train.steps=2 output.dir="$dir/full" >"$dir/full.log" 2>&1
+check "full fine-tuning on the Qwen2 GGUF saves model.gguf" \
+  "[ $? -eq 0 ] && grep -q 'model saved to $dir/full/model.gguf' '$dir/full.log' && grep -aq 'general.architecture.\{12\}qwen2' '$dir/full/model.gguf'"
+"$peftc" eval model.path="$dir/full/model.gguf" $ev output.dir="$dir/ev3" >"$dir/ev3.log" 2>&1
+check "which gives the run's held-out loss" \
+  "[ -n \"\$(loss_of '$dir/ev3.log')\" ] && [ \"\$(loss_of '$dir/ev3.log')\" = \"\$(grep -a '^eval @ step 2:' '$dir/full.log' | grep -o 'held-out loss [0-9.]*')\" ]"
+"$peftc" merge --model "$gguf" --adapter "$dir/ref/adapter" --out "$dir/merged.gguf" >"$dir/mergeg.log" 2>&1
+"$peftc" eval model.path="$dir/merged.gguf" $ev output.dir="$dir/ev4" >"$dir/ev4.log" 2>&1
+check "merge --out merged.gguf gives the adapter's held-out loss (to float rounding)" \
+  "echo \$(loss_of '$dir/ev1.log') \$(loss_of '$dir/ev4.log') | awk '{ok = NF == 6 && \$3 - \$6 < 2e-4 && \$6 - \$3 < 2e-4} END {exit !ok}'"
+
+finish full.log mergeg.log ev3.log ev4.log ref.log np2.log res.log export.log merge.log ev1.log ev2.log gen1.log gen2.log

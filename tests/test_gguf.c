@@ -253,6 +253,53 @@ START_TEST(reads_python_written_metadata) {
 }
 END_TEST
 
+/* Every key of the Python-written fixture (one per value type, arrays of strings and numbers
+ * included) copied with gguf_writer_copy_kv reads back as the same keys, in order, with the same types
+ * and the same bytes; the byte lengths the reader records are the format's. */
+START_TEST(copy_every_key_type) {
+    GgufFile src, dst;
+    ck_assert_msg(gguf_open(&src, FIXTURE) == PEFTC_OK, "%s", peftc_err_msg());
+    const struct { const char *key; uint64_t nbytes; } sizes[] = {
+        {"fx.u8", 1}, {"fx.i8", 1}, {"fx.u16", 2}, {"fx.i16", 2}, {"fx.u32", 4}, {"fx.i32", 4}, {"fx.f32", 4},
+        {"fx.bool", 1}, {"fx.u64", 8}, {"fx.i64", 8}, {"fx.f64", 8}, {"fx.str", 8 + 6},
+        {"fx.arr_str", 3 * 8 + 1 + 2 + 0}, {"fx.arr_i32", 3 * 4}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        const GgufKV *kv = gguf_find(&src, sizes[i].key);
+        ck_assert_msg(kv && kv->nbytes == sizes[i].nbytes, "%s: %llu bytes, expected %llu", sizes[i].key,
+                      kv ? (unsigned long long)kv->nbytes : 0ull, (unsigned long long)sizes[i].nbytes);
+    }
+    GgufWriter *w = gguf_writer_new();
+    for (int64_t i = 0; i < src.n_kv; i++) ck_assert_int_eq(gguf_writer_copy_kv(w, &src.kv[i]), PEFTC_OK);
+    const char *path = tmp_path("copy.gguf");
+    ck_assert_int_eq(gguf_writer_write(w, path), PEFTC_OK);
+    gguf_writer_free(w);
+    ck_assert_msg(gguf_open(&dst, path) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(dst.n_kv, src.n_kv);
+    ck_assert_int_ge(src.n_kv, 14);
+    for (int64_t i = 0; i < src.n_kv; i++) {
+        const GgufKV *a = &src.kv[i], *b = &dst.kv[i];
+        ck_assert(a->key.len == b->key.len && memcmp(a->key.ptr, b->key.ptr, a->key.len) == 0);
+        ck_assert(a->type == b->type && a->count == b->count && a->nbytes == b->nbytes);
+        ck_assert(a->type != GGUF_ARRAY || a->elem_type == b->elem_type);
+        ck_assert_msg(memcmp(a->raw, b->raw, (size_t)a->nbytes) == 0, "value of key %lld differs", (long long)i);
+    }
+    GgufStr *items;
+    uint64_t n;
+    ck_assert_int_eq(gguf_get_str_array(&dst, "fx.arr_str", &items, &n), PEFTC_OK);
+    ck_assert(n == 3 && items[1].len == 2 && memcmp(items[1].ptr, "bc", 2) == 0);
+    free(items);
+    gguf_close(&dst);
+    GgufKV bad = src.kv[0];
+    bad.key = (GgufStr){"a\0b", 3};
+    w = gguf_writer_new();
+    ck_assert_int_eq(gguf_writer_copy_kv(w, &bad), PEFTC_EINVAL);
+    ck_assert_ptr_nonnull(strstr(peftc_err_msg(), "NUL"));
+    gguf_writer_free(w);
+    gguf_close(&src);
+    tmp_cleanup();
+}
+END_TEST
+
 /* ======================= corrupt files ======================= */
 
 /* A small valid file: strings, arrays and two tensors. Returns the length beyond which only the
@@ -491,6 +538,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, metadata_round_trip);
     tcase_add_test(tc, reads_python_written_metadata);
+    tcase_add_test(tc, copy_every_key_type);
     tcase_add_test(tc, truncated_files);
     tcase_add_test(tc, mutated_headers_never_crash);
     tcase_add_test(tc, malformed_headers);

@@ -111,10 +111,13 @@ static PeftcStatus read_kv(Cursor *c, GgufKV *kv, int64_t index) {
             return PEFTC_ERR(PEFTC_EFORMAT, "%s: %s is an array of arrays, which is not supported", c->path, what);
         PEFTC_TRY(rd_u64(c, &kv->count, what));
         kv->raw = c->base + c->pos;
-        return skip_values(c, kv->elem_type, kv->count, what);
+        PEFTC_TRY(skip_values(c, kv->elem_type, kv->count, what));
+    } else {
+        kv->raw = c->base + c->pos;
+        PEFTC_TRY(skip_values(c, kv->type, 1, what));
     }
-    kv->raw = c->base + c->pos;
-    return skip_values(c, kv->type, 1, what);
+    kv->nbytes = (uint64_t)(c->base + c->pos - kv->raw);
+    return PEFTC_OK;
 }
 
 static int cmp_kv_key(const void *a, const void *b) {

@@ -29,6 +29,8 @@ typedef struct {
     GgufType elem_type; /* for GGUF_ARRAY */
     uint64_t count;     /* for GGUF_ARRAY: number of elements */
     const uint8_t *raw; /* the value (for arrays: the first element) inside the map */
+    uint64_t nbytes;    /* bytes of the value from raw on (for arrays: every element, string lengths
+                           included), so a key can be copied without decoding it */
 } GgufKV;
 
 typedef struct {

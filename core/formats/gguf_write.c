@@ -181,6 +181,27 @@ PeftcStatus gguf_writer_f32_array(GgufWriter *w, const char *key, const float *v
     return set_kv(w, key, b);
 }
 
+PeftcStatus gguf_writer_copy_kv(GgufWriter *w, const GgufKV *kv) {
+    int shown = (int)(kv->key.len > 100 ? 100 : kv->key.len);
+    if (memchr(kv->key.ptr, 0, (size_t)kv->key.len))
+        return PEFTC_ERR(PEFTC_EINVAL, "gguf writer: metadata key '%.*s' holds a NUL byte, expected a C string", shown,
+                         kv->key.ptr);
+    char *key = malloc((size_t)kv->key.len + 1);
+    if (!key) return PEFTC_ERR(PEFTC_ENOMEM, "gguf writer: out of memory for metadata '%.*s'", shown, kv->key.ptr);
+    memcpy(key, kv->key.ptr, (size_t)kv->key.len);
+    key[kv->key.len] = '\0';
+    Buf b = {0};
+    put_u32(&b, kv->type);
+    if (kv->type == GGUF_ARRAY) {
+        put_u32(&b, kv->elem_type);
+        put_u64(&b, kv->count);
+    }
+    put(&b, kv->raw, (size_t)kv->nbytes); /* already little-endian: the format's order */
+    PeftcStatus st = set_kv(w, key, b);
+    free(key);
+    return st;
+}
+
 /* Validates name and shape and reserves the tensor's slot with nbytes of (uninitialised) data. */
 static PeftcStatus new_tensor(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
                               WTensor **out) {

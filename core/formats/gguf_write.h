@@ -32,6 +32,10 @@ PeftcStatus gguf_writer_str(GgufWriter *w, const char *key, const char *v);
 PeftcStatus gguf_writer_str_array(GgufWriter *w, const char *key, const char *const *v, uint64_t n);
 PeftcStatus gguf_writer_i32_array(GgufWriter *w, const char *key, const int32_t *v, uint64_t n);
 PeftcStatus gguf_writer_f32_array(GgufWriter *w, const char *key, const float *v, uint64_t n);
+/* Key kv of an open GgufFile (any type, arrays of strings included) with its value's bytes as the file
+ * has them, so a model saved from a base carries the base's metadata unchanged. EINVAL for a key holding
+ * a NUL byte (the writer's keys are C strings). */
+PeftcStatus gguf_writer_copy_kv(GgufWriter *w, const GgufKV *kv);
 
 /* F32 tensor of n_dims (1..4) dimensions ne (each >= 1). EINVAL for a bad shape or a name used twice. */
 PeftcStatus gguf_writer_add_f32(GgufWriter *w, const char *name, int n_dims, const int64_t *ne, const float *data);

@@ -1,6 +1,7 @@
 /* What the Model interface needs beyond its family's table. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/models/model.h"
@@ -89,4 +90,31 @@ void model_add_ref(Model *m, const char *name, Shape shape, real_t **data, real_
     r->data = data;
     r->grad = grad;
     r->decay = decay;
+}
+
+int model_block_index(const char *name, const char *prefix, const char **rest) {
+    size_t plen = strlen(prefix);
+    if (strncmp(name, prefix, plen) != 0) return -1;
+    const char *d = name + plen;
+    if (!isdigit((unsigned char)d[0]) || (d[0] == '0' && isdigit((unsigned char)d[1]))) return -1;
+    char *end;
+    long n = strtol(d, &end, 10);
+    if (*end != '.' || n > 1 << 30) return -1;
+    *rest = end + 1;
+    return (int)n;
+}
+
+int model_find_ref(const Model *m, const char *name) {
+    for (int i = 0; i < m->n_refs; i++)
+        if (strcmp(m->refs[i].name, name) == 0) return i;
+    return -1;
+}
+
+PeftcStatus model_ref_read(const Model *m, int i, real_t *out) {
+    const ParamRef *r = &m->refs[i];
+    if (r->quantized || !*r->data)
+        return PEFTC_ERR(PEFTC_ESTATE, "model: tensor '%s' is held %s, not as values that can be read back",
+                         r->name, r->quantized ? "in quantized blocks" : "in bf16 only");
+    m->be->download(m->be, out, *r->data, (size_t)shape_numel(&r->shape) * sizeof *out);
+    return m->be->status(m->be);
 }

@@ -46,6 +46,13 @@ typedef struct {
                           read or write base tensors (full fine-tuning, copies, saving) must refuse */
 } ParamRef;
 
+/* Where a tensor of a llama.cpp GGUF file lies in a model (ModelOps.gguf_tensor). */
+typedef struct {
+    int ref;        /* index into Model.refs, or -1: the model has no such tensor */
+    int n_dims;     /* its shape in llama.cpp's layout, ggml order (ne[0] fastest) */
+    int64_t ne[4];  /* (unused dimensions 1) */
+} ModelGgufTensor;
+
 /* A kind of adaptable linear layer of a family, as adapter targets name it. Linear.target indexes the
  * family's list; LoRA-shaped methods select targets by bits of that index. */
 typedef struct {
@@ -91,6 +98,11 @@ typedef struct {
     /* Writes the base (with whatever was merged into it) as an HF folder: config.json +
      * model.safetensors, weights as st_dtype (an StDType of core/formats/safetensors.h). */
     PeftcStatus (*save_hf)(const Model *m, const char *dir, int st_dtype);
+    /* llama.cpp's tensor `name` (e.g. "blk.3.attn_q.weight"): which base tensor it is and its shape in
+     * the file's layout (*where; ref -1 when the model has none), and, when out is not NULL, that
+     * tensor's current values in that layout (host, ne[0] fastest: what a GGUF file stores, e.g. LLaMA's
+     * Q/K rows interleaved again, Mamba's A as -exp(A_log)). NULL for a family without a GGUF layout. */
+    PeftcStatus (*gguf_tensor)(const Model *m, const char *name, ModelGgufTensor *where, real_t *out);
     /* From now on: every frozen dense matmul weight (the adaptable layers' W, the embedding and the
      * head when not trained) kept in bf16 only, its fp32 copy freed, and every matmul of a pass in bf16
      * with fp32 sums. Trainable tensors (the arena: master weights) stay fp32. Called once the method
@@ -141,6 +153,15 @@ PeftcStatus model_targets_mask(const ModelTarget *t, int n, const char *family, 
 /* Appends a base tensor entry to m->refs (sized by the family for all of them): its HF name, shape, where
  * its pointer and gradient pointer live, and whether weight decay applies. */
 void model_add_ref(Model *m, const char *name, Shape shape, real_t **data, real_t **grad, int decay);
+
+/* N of a tensor name "<prefix>N.<rest>" with N in plain decimal (so that one tensor has one name:
+ * "blk.03." is not block 3), *rest pointing at <rest>; -1 for any other name. */
+int model_block_index(const char *name, const char *prefix, const char **rest);
+/* Index of the base tensor called `name` (HF name) in m->refs, or -1. */
+int model_find_ref(const Model *m, const char *name);
+/* The current values of base tensor i (m->refs[i], on any backend) into out (numel, host). ESTATE
+ * naming the tensor when it is kept only in quantized blocks or in bf16. */
+PeftcStatus model_ref_read(const Model *m, int i, real_t *out);
 
 /* A training or eval pass's inputs against what was reserved (B_res, T_res) and the vocabulary V:
  * ESTATE for another (B, T), EINVAL naming the first token or target id outside [0, V) (targets may be

@@ -1,17 +1,21 @@
 /* GGUF reading (core/formats/gguf.c): the header, metadata and tensor infos, then every typed getter on every
- * key (so each value is read through the accessors the loaders use), the tokenizer built from the
+ * key (so each value is read through the accessors the loaders use) and a raw copy of it (the bytes
+ * gguf_writer_copy_kv takes must lie in the map), the tokenizer built from the
  * metadata (datasets/tok_load.c), and the first row of every tensor dequantized. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/formats/gguf.h"
+#include "core/formats/gguf_write.h"
 #include "core/formats/quant.h"
 #include "datasets/tokenizer/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static void read_every_key(const GgufFile *g) {
+    GgufWriter *w = gguf_writer_new(); /* every key copied as a saved model copies its base's */
     for (int64_t i = 0; i < g->n_kv; i++) {
         const GgufKV *kv = &g->kv[i];
+        if (w) (void)gguf_writer_copy_kv(w, kv);
         char key[256];
         if (kv->key.len >= sizeof key || memchr(kv->key.ptr, 0, (size_t)kv->key.len)) continue;
         memcpy(key, kv->key.ptr, (size_t)kv->key.len);
@@ -30,6 +34,7 @@ static void read_every_key(const GgufFile *g) {
         if (gguf_get_str_array(g, key, &strs, &n) == PEFTC_OK) free(strs);
         if (gguf_get_i32_array(g, key, &ints, &n) == PEFTC_OK) free(ints);
     }
+    gguf_writer_free(w);
 }
 
 /* The first row of each tensor of a type the loaders dequantize, bounded so one input stays fast. */

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "core/models/llama/generate.h"
+#include "core/models/llama/gguf_layout.h"
 #include "core/models/llama/llama.h"
 #include "core/models/llama/model_formats.h"
 
@@ -90,6 +91,7 @@ static const ModelOps llama_ops = {
     .empty_like = op_empty_like,
     .copy_weights = op_copy_weights,
     .save_hf = op_save_hf,
+    .gguf_tensor = llama_gguf_tensor,
     .use_bf16 = llama_use_bf16,
     .destroy = op_destroy,
 };

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/models/llama/gguf_layout.h"
 #include "core/models/llama/model_formats.h"
 #include "core/formats/quant.h"
 
@@ -213,41 +214,12 @@ PeftcStatus model_gguf_config(const GgufFile *g, LlamaConfig *cfg, ModelInfo *in
 
 /* ---- tensors ---- */
 
-/* llama.cpp's name of the HF tensor `hf`; 0 if it has none. */
-static int gguf_name_of(const char *hf, char *out, size_t n) {
-    static const char *const top[][2] = {
-        {"model.embed_tokens.weight", "token_embd.weight"}, {"model.norm.weight", "output_norm.weight"},
-        {"lm_head.weight", "output.weight"}};
-    static const char *const layer[][2] = {
-        {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.q_proj.bias", "attn_q.bias"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.o_proj.bias", "attn_output.bias"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},        {"mlp.down_proj.weight", "ffn_down.weight"}};
-    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if (strcmp(hf, top[i][0]) == 0) return snprintf(out, n, "%s", top[i][1]) > 0;
-    int idx, used = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &idx, &used) != 1 || used == 0) return 0;
-    for (size_t i = 0; i < sizeof layer / sizeof layer[0]; i++)
-        if (strcmp(hf + used, layer[i][0]) == 0) return snprintf(out, n, "blk.%d.%s", idx, layer[i][1]) > 0;
-    return 0;
-}
-
-/* HF row of GGUF row r in a Q or K projection: llama.cpp stores each head's rows as (hd/2, 2) pairs
- * (interleaved RoPE) where HF has (2, hd/2) halves (rotate-half). */
-static int64_t hf_row(int64_t r, int hd) {
-    int64_t h = r / hd, rem = r % hd;
-    return h * hd + (rem % 2) * (hd / 2) + rem / 2;
-}
-
 /* Rows [r0, r1) of one tensor: the unit of parallel work. */
 typedef struct {
     const GgufTensor *t;
     real_t *out; /* (rows, cols) */
     int64_t r0, r1, cols;
-    int hd;      /* > 0: rows are un-permuted by hf_row */
+    int hd;      /* > 0: rows are un-permuted by llama_hf_row */
 } RowJob;
 
 enum { JOB_ROWS = 64 };
@@ -255,8 +227,8 @@ enum { JOB_ROWS = 64 };
 static void run_job(const RowJob *j) {
     size_t rb = ggml_row_bytes(j->t->type, j->cols);
     for (int64_t r = j->r0; r < j->r1; r++)
-        ggml_dequantize(j->t->type, j->t->data + (size_t)r * rb, j->out + (j->hd ? hf_row(r, j->hd) : r) * j->cols,
-                        j->cols);
+        ggml_dequantize(j->t->type, j->t->data + (size_t)r * rb,
+                        j->out + (j->hd ? llama_hf_row(r, j->hd) : r) * j->cols, j->cols);
 }
 
 /* A 1-D bias of a Q or K projection: one row in the file, so un-permuted element by element. */
@@ -264,7 +236,7 @@ static PeftcStatus dequant_bias_permuted(const GgufTensor *t, real_t *out, int64
     real_t *tmp = malloc((size_t)n * sizeof *tmp);
     if (!tmp) return PEFTC_ERR(PEFTC_ENOMEM, "out of memory for tensor '%s'", t->name);
     ggml_dequantize(t->type, t->data, tmp, n);
-    for (int64_t i = 0; i < n; i++) out[hf_row(i, hd)] = tmp[i];
+    for (int64_t i = 0; i < n; i++) out[llama_hf_row(i, hd)] = tmp[i];
     free(tmp);
     return PEFTC_OK;
 }
@@ -280,7 +252,7 @@ static void ne_str(const int64_t *ne, int n_dims, char *buf, size_t n) {
 static PeftcStatus find_tensor(const GgufFile *g, const ParamRef *ref, const GgufTensor **out) {
     const char *path = g->file.path;
     char name[128];
-    if (!gguf_name_of(ref->name, name, sizeof name))
+    if (!llama_gguf_name(ref->name, name, sizeof name))
         return PEFTC_ERR(PEFTC_EINVAL, "%s: no GGUF name for model tensor '%s'", path, ref->name);
     const GgufTensor *t = gguf_tensor(g, name);
     if (!t) return PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' (%s) is missing", path, name, ref->name);
@@ -301,14 +273,6 @@ static PeftcStatus find_tensor(const GgufFile *g, const ParamRef *ref, const Ggu
                          "BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)", path, name, ggml_type_name(t->type));
     *out = t;
     return PEFTC_OK;
-}
-
-/* Heads whose rows llama.cpp permuted for this tensor (q: heads, k: kv_heads), or 0. */
-static int permuted_heads(const LlamaConfig *c, const char *hf) {
-    if (c->gguf_qwen2) return 0;
-    if (strstr(hf, ".self_attn.q_proj.")) return c->heads;
-    if (strstr(hf, ".self_attn.k_proj.")) return c->kv_heads;
-    return 0;
 }
 
 /* Appends the row chunks of one tensor to jobs (sized for every row of the model by the caller). */
@@ -334,7 +298,7 @@ static PeftcStatus keep_blocks(LlamaModel *m, int qi, const GgufTensor *t, const
     uint8_t *host = malloc(q->nbytes ? q->nbytes : 1);
     if (!host) return PEFTC_ERR(PEFTC_ENOMEM, "%s: no host memory to stage %zu bytes of blocks", what, q->nbytes);
     for (int64_t r = 0; r < l->out; r++)
-        memcpy(host + (size_t)(hd ? hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
+        memcpy(host + (size_t)(hd ? llama_hf_row(r, hd) : r) * rb, t->data + (size_t)r * rb, rb);
     m->base.be->upload(m->base.be, q->blocks, host, q->nbytes);
     free(host);
     return m->base.be->status(m->base.be);
@@ -359,7 +323,7 @@ static PeftcStatus fill_weights(LlamaModel *m, const GgufFile *g) {
         const GgufTensor *t = NULL;
         st = find_tensor(g, ref, &t);
         if (st != PEFTC_OK) break;
-        int hd = permuted_heads(&m->cfg, ref->name) ? m->cfg.head_dim : 0;
+        int hd = llama_gguf_permuted_heads(&m->cfg, ref->name) ? m->cfg.head_dim : 0;
         int64_t cols = ref->shape.dim[ref->shape.ndim - 1], rows = shape_numel(&ref->shape) / cols;
         if (ref->quantized) st = keep_blocks(m, qi++, t, ref, hd, g->file.path);
         else if (hd && ref->shape.ndim == 1) st = dequant_bias_permuted(t, *ref->data, cols, hd);

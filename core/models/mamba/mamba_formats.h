@@ -15,6 +15,8 @@ PeftcStatus mamba_save_hf(const MambaModel *m, const char *dir, int st_dtype);
 /* llama.cpp GGUF (general.architecture "mamba"): mamba_gguf.c. */
 PeftcStatus mamba_gguf_load(MambaModel *m, const Backend *be, const char *path, ModelInfo *info);
 PeftcStatus mamba_gguf_config(const char *path, MambaConfig *cfg);
+/* ModelOps.gguf_tensor: the loader's inverse (A as -exp(A_log), the conv weight squeezed to (D, K)). */
+PeftcStatus mamba_gguf_tensor(const Model *m, const char *name, ModelGgufTensor *where, real_t *out);
 
 /* An HF folder or a GGUF file into a heap MambaModel behind the Model interface (model_free). */
 PeftcStatus mamba_open(Model **out, const Backend *be, const char *path, QuantMode quantized, ModelInfo *info);

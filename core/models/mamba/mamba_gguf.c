@@ -51,24 +51,34 @@ static PeftcStatus gguf_config(const GgufFile *g, MambaConfig *c) {
     return PEFTC_OK;
 }
 
-/* llama.cpp's name of base tensor `hf` ("backbone.layers.3.mixer.in_proj.weight" -> "blk.3.ssm_in.weight"). */
-static int gguf_name_of(const char *hf, char *out, size_t n) {
-    static const char *const map[][2] = {
-        {"norm.weight", "attn_norm.weight"},       {"mixer.in_proj.weight", "ssm_in.weight"},
-        {"mixer.in_proj.bias", "ssm_in.bias"},      {"mixer.conv1d.weight", "ssm_conv1d.weight"},
-        {"mixer.conv1d.bias", "ssm_conv1d.bias"},   {"mixer.x_proj.weight", "ssm_x.weight"},
-        {"mixer.dt_proj.weight", "ssm_dt.weight"},  {"mixer.dt_proj.bias", "ssm_dt.bias"},
-        {"mixer.A_log", "ssm_a"},                   {"mixer.D", "ssm_d"},
-        {"mixer.out_proj.weight", "ssm_out.weight"}, {"mixer.out_proj.bias", "ssm_out.bias"}};
-    if (!strcmp(hf, "backbone.embeddings.weight")) return snprintf(out, n, "token_embd.weight") > 0;
-    if (!strcmp(hf, "backbone.norm_f.weight")) return snprintf(out, n, "output_norm.weight") > 0;
-    if (!strcmp(hf, "lm_head.weight")) return snprintf(out, n, "output.weight") > 0;
-    int layer, used = 0;
-    if (sscanf(hf, "backbone.layers.%d.%n", &layer, &used) != 1 || !used) return 0;
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(hf + used, map[i][0])) return snprintf(out, n, "blk.%d.%s", layer, map[i][1]) > 0;
+/* {HF, llama.cpp} names of a block's tensors ("backbone.layers.N." / "blk.N."). */
+static const char *const layer_names[][2] = {
+    {"norm.weight", "attn_norm.weight"},       {"mixer.in_proj.weight", "ssm_in.weight"},
+    {"mixer.in_proj.bias", "ssm_in.bias"},      {"mixer.conv1d.weight", "ssm_conv1d.weight"},
+    {"mixer.conv1d.bias", "ssm_conv1d.bias"},   {"mixer.x_proj.weight", "ssm_x.weight"},
+    {"mixer.dt_proj.weight", "ssm_dt.weight"},  {"mixer.dt_proj.bias", "ssm_dt.bias"},
+    {"mixer.A_log", "ssm_a"},                   {"mixer.D", "ssm_d"},
+    {"mixer.out_proj.weight", "ssm_out.weight"}, {"mixer.out_proj.bias", "ssm_out.bias"}};
+static const char *const top_names[][2] = {
+    {"backbone.embeddings.weight", "token_embd.weight"}, {"backbone.norm_f.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"}};
+
+/* `name` looked up in column `from` (0 = HF, 1 = llama.cpp), its column 1 - from into out (n); 0 when the
+ * family has no such tensor ("backbone.layers.3.mixer.in_proj.weight" <-> "blk.3.ssm_in.weight"). */
+static int translate(const char *name, int from, char *out, size_t n) {
+    static const char *const prefix[2] = {"backbone.layers.", "blk."};
+    for (size_t i = 0; i < sizeof top_names / sizeof top_names[0]; i++)
+        if (!strcmp(name, top_names[i][from])) return snprintf(out, n, "%s", top_names[i][1 - from]) > 0;
+    const char *rest;
+    int layer = model_block_index(name, prefix[from], &rest);
+    if (layer < 0) return 0;
+    for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
+        if (!strcmp(rest, layer_names[i][from]))
+            return snprintf(out, n, "%s%d.%s", prefix[1 - from], layer, layer_names[i][1 - from]) > 0;
     return 0;
 }
+
+static int gguf_name_of(const char *hf, char *out, size_t n) { return translate(hf, 0, out, n); }
 
 /* The tensor's dimensions without the 1s, against the model's: llama.cpp squeezes the conv weight. */
 static int same_squeezed(const GgufTensor *t, const Shape *s) {
@@ -105,6 +115,24 @@ static PeftcStatus fill_ref(const GgufFile *g, const ParamRef *r) {
                              (long long)i, (double)(*r->data)[i]);
         (*r->data)[i] = (real_t)log(-(double)(*r->data)[i]);
     }
+    return PEFTC_OK;
+}
+
+PeftcStatus mamba_gguf_tensor(const Model *m, const char *name, ModelGgufTensor *where, real_t *out) {
+    char hf[128];
+    *where = (ModelGgufTensor){.ref = -1, .ne = {1, 1, 1, 1}};
+    if (!translate(name, 1, hf, sizeof hf)) return PEFTC_OK;
+    int i = model_find_ref(m, hf);
+    if (i < 0) return PEFTC_OK; /* e.g. the head of a tied model */
+    const Shape *sh = &m->refs[i].shape;
+    int conv = strstr(hf, ".conv1d.weight") != NULL; /* (D, 1, K), which llama.cpp stores as ne {K, D} */
+    where->ref = i;
+    for (int d = sh->ndim - 1; d >= 0; d--)
+        if (!(conv && d == 1)) where->ne[where->n_dims++] = sh->dim[d];
+    if (!out) return PEFTC_OK;
+    PEFTC_TRY(model_ref_read(m, i, out));
+    if (strstr(hf, ".A_log")) /* the file holds A itself, as fill_ref reads it */
+        for (int64_t k = 0; k < shape_numel(sh); k++) out[k] = (real_t)-exp((double)out[k]);
     return PEFTC_OK;
 }
 

@@ -100,6 +100,7 @@ static const ModelOps mamba_ops = {
     .empty_like = op_empty_like,
     .copy_weights = op_copy_weights,
     .save_hf = op_save_hf,
+    .gguf_tensor = mamba_gguf_tensor,
     .use_bf16 = op_use_bf16,
     .destroy = op_destroy,
 };
