@@ -30,38 +30,7 @@ static LlamaConfig tiny_cfg(int bias) {
                          .vocab = 40, .rope_theta = 10000, .rms_eps = 1e-5, .tie_embeddings = 0, .qkv_bias = bias};
 }
 
-/* llama.cpp's name of HF tensor hf, written out here rather than taken from the loader. */
-static void gguf_name(const char *hf, char *out, size_t n) {
-    static const char *const map[][2] = {
-        {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"self_attn.q_proj.bias", "attn_q.bias"},       {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},       {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},        {"mlp.down_proj.weight", "ffn_down.weight"}};
-    if (!strcmp(hf, "model.embed_tokens.weight")) snprintf(out, n, "token_embd.weight");
-    else if (!strcmp(hf, "model.norm.weight")) snprintf(out, n, "output_norm.weight");
-    else if (!strcmp(hf, "lm_head.weight")) snprintf(out, n, "output.weight");
-    else {
-        int layer, used = 0;
-        ck_assert_int_eq(sscanf(hf, "model.layers.%d.%n", &layer, &used), 1);
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-            if (!strcmp(hf + used, map[i][0])) {
-                snprintf(out, n, "blk.%d.%s", layer, map[i][1]);
-                return;
-            }
-        ck_abort_msg("no GGUF name for %s", hf);
-    }
-}
 
-/* convert_hf_to_gguf.py's permute: w.reshape(n_head, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols). */
-static void llama_cpp_permute(float *dst, const float *src, int n_head, int hd, int cols) {
-    for (int h = 0; h < n_head; h++)
-        for (int i = 0; i < hd / 2; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(dst + ((size_t)h * hd + i * 2 + j) * cols, src + ((size_t)h * hd + j * (hd / 2) + i) * cols,
-                       (size_t)cols * sizeof *dst);
-}
 
 /* Heads of HF tensor `hf` that llama.cpp permutes (q: heads, k: kv_heads), or 0. */
 static int permuted_heads(const LlamaConfig *c, const char *hf) {
