@@ -32,7 +32,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # (tests/CMakeLists.txt says which); unoptimised under the sanitizers it would take minutes.
 (cd build-asan && ctest --output-on-failure --timeout 900 -j2 -LE 'slurm|bf16|realmodel')
 
-echo "== fuzz (libFuzzer + ASan + UBSan, 6 s per parser)"
+echo "== fuzz (libFuzzer + ASan + UBSan, 4 s per parser)"
 # Every harness in tests/fuzz replays its committed seeds and regression inputs, then mutates them for
-# 6 s; a crash, leak, UB report or over-limit allocation fails the stage. Ends "N passed, M failed".
-tests/fuzz/run.sh -t 6 -o build-fuzz/ci
+# 4 s; a crash, leak, UB report or over-limit allocation fails the stage. Ends "N passed, M failed".
+tests/fuzz/run.sh -t 4 -o build-fuzz/ci
