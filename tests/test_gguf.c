@@ -334,6 +334,56 @@ static size_t read_all(const char *path, uint8_t *buf, size_t cap) {
     return n;
 }
 
+/* GgufFill for deferred_tensors: element i of tensor "d.<k>" is k * 100 + i; "d.fail" fails. */
+static PeftcStatus fill_pattern(void *user, const char *name, GgmlType type, void *dst, size_t nbytes) {
+    int *calls = user;
+    (*calls)++;
+    if (!strcmp(name, "d.fail")) return PEFTC_ERR(PEFTC_EIO, "fill: cannot produce '%s'", name);
+    size_t n = nbytes / ggml_block_bytes(type);
+    real_t *v = malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = (real_t)(atoi(name + 2) * 100 + (int)i);
+    gguf_encode_real(type, v, n, dst);
+    free(v);
+    return PEFTC_OK;
+}
+
+/* Deferred tensors get their bytes from the fill while the file is written, in file order beside
+ * ordinary ones; without a fill, or when the fill fails, nothing is written. */
+START_TEST(deferred_tensors) {
+    const char *path = tmp_path("deferred.gguf");
+    GgufWriter *w = gguf_writer_new();
+    real_t plain[4] = {1.5f, -2, 3, 0.25f};
+    ck_assert_int_eq(gguf_writer_add_deferred(w, "d.1", GGML_F32, 2, (int64_t[]){3, 2}), PEFTC_OK);
+    ck_assert_int_eq(gguf_writer_add_real(w, "plain", GGML_F32, 1, (int64_t[]){4}, plain), PEFTC_OK);
+    ck_assert_int_eq(gguf_writer_add_deferred(w, "d.2", GGML_BF16, 1, (int64_t[]){5}), PEFTC_OK);
+    ck_assert_int_eq(gguf_writer_add_deferred(w, "d.1", GGML_F32, 1, (int64_t[]){1}), PEFTC_EINVAL); /* twice */
+    ck_assert_int_eq(gguf_writer_write(w, path), PEFTC_EINVAL);
+    ck_assert_msg(strstr(peftc_err_msg(), "'d.1' was deferred"), "%s", peftc_err_msg());
+    ck_assert_int_ne(access(path, F_OK), 0);
+    int calls = 0;
+    ck_assert_msg(gguf_writer_write_filled(w, path, fill_pattern, &calls) == PEFTC_OK, "%s", peftc_err_msg());
+    ck_assert_int_eq(calls, 2);
+    GgufFile g;
+    ck_assert_int_eq(gguf_open(&g, path), PEFTC_OK);
+    ck_assert_str_eq(g.tensors[0].name, "d.1");
+    ck_assert_str_eq(g.tensors[2].name, "d.2");
+    real_t got[6];
+    ggml_dequantize(GGML_F32, gguf_tensor(&g, "d.1")->data, got, 6);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(got[i], 100 + i);
+    ggml_dequantize(GGML_BF16, gguf_tensor(&g, "d.2")->data, got, 5);
+    for (int i = 0; i < 5; i++) ck_assert_float_eq(got[i], 200 + i); /* exact in bf16 */
+    ggml_dequantize(GGML_F32, gguf_tensor(&g, "plain")->data, got, 4);
+    ck_assert_int_eq(memcmp(got, plain, sizeof plain), 0);
+    gguf_close(&g);
+    ck_assert_int_eq(gguf_writer_add_deferred(w, "d.fail", GGML_F32, 1, (int64_t[]){2}), PEFTC_OK);
+    const char *other = tmp_path("failed.gguf");
+    ck_assert_int_eq(gguf_writer_write_filled(w, other, fill_pattern, &calls), PEFTC_EIO);
+    ck_assert_msg(strstr(peftc_err_msg(), "cannot produce 'd.fail'"), "%s", peftc_err_msg());
+    ck_assert_int_ne(access(other, F_OK), 0);
+    gguf_writer_free(w);
+}
+END_TEST
+
 START_TEST(truncated_files) {
     const char *full = tmp_path("small.gguf"), *cut = tmp_path("cut.gguf");
     size_t end = write_small(full);
@@ -539,6 +589,7 @@ int main(void) {
     tcase_add_test(tc, metadata_round_trip);
     tcase_add_test(tc, reads_python_written_metadata);
     tcase_add_test(tc, copy_every_key_type);
+    tcase_add_test(tc, deferred_tensors);
     tcase_add_test(tc, truncated_files);
     tcase_add_test(tc, mutated_headers_never_crash);
     tcase_add_test(tc, malformed_headers);

@@ -22,7 +22,7 @@ typedef struct {
     int n_dims;
     int64_t ne[4];
     GgmlType type;
-    uint8_t *data;
+    uint8_t *data; /* NULL for a deferred tensor: its bytes come from the fill callback while writing */
     size_t nbytes;
 } WTensor;
 
@@ -202,9 +202,10 @@ PeftcStatus gguf_writer_copy_kv(GgufWriter *w, const GgufKV *kv) {
     return st;
 }
 
-/* Validates name and shape and reserves the tensor's slot with nbytes of (uninitialised) data. */
+/* Validates name and shape and reserves the tensor's slot with nbytes of (uninitialised) data, or
+ * with none when deferred. */
 static PeftcStatus new_tensor(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
-                              WTensor **out) {
+                              int deferred, WTensor **out) {
     WTensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}};
     if (strlen(name) >= sizeof t.name)
         return PEFTC_ERR(PEFTC_EINVAL, "gguf writer: tensor name '%s' is longer than %zu bytes", name, sizeof t.name - 1);
@@ -235,8 +236,9 @@ static PeftcStatus new_tensor(GgufWriter *w, const char *name, GgmlType type, in
         w->t = p;
         w->cap_t = cap;
     }
-    t.data = malloc(t.nbytes ? t.nbytes : 1);
-    if (!t.data) return PEFTC_ERR(PEFTC_ENOMEM, "gguf writer: out of memory for %zu bytes of '%s'", t.nbytes, name);
+    t.data = deferred ? NULL : malloc(t.nbytes ? t.nbytes : 1);
+    if (!deferred && !t.data)
+        return PEFTC_ERR(PEFTC_ENOMEM, "gguf writer: out of memory for %zu bytes of '%s'", t.nbytes, name);
     w->t[w->n_t] = t;
     *out = &w->t[w->n_t++];
     return PEFTC_OK;
@@ -245,7 +247,7 @@ static PeftcStatus new_tensor(GgufWriter *w, const char *name, GgmlType type, in
 PeftcStatus gguf_writer_add_raw(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
                                 const void *data, size_t nbytes) {
     WTensor *t;
-    PEFTC_TRY(new_tensor(w, name, type, n_dims, ne, &t));
+    PEFTC_TRY(new_tensor(w, name, type, n_dims, ne, 0, &t));
     if (t->nbytes != nbytes) {
         size_t want = t->nbytes;
         free(t->data);
@@ -259,7 +261,7 @@ PeftcStatus gguf_writer_add_raw(GgufWriter *w, const char *name, GgmlType type, 
 
 PeftcStatus gguf_writer_add_f32(GgufWriter *w, const char *name, int n_dims, const int64_t *ne, const float *data) {
     WTensor *t;
-    PEFTC_TRY(new_tensor(w, name, GGML_F32, n_dims, ne, &t));
+    PEFTC_TRY(new_tensor(w, name, GGML_F32, n_dims, ne, 0, &t));
     for (size_t i = 0; i < t->nbytes / 4; i++) {
         uint32_t u;
         memcpy(&u, &data[i], 4);
@@ -269,28 +271,40 @@ PeftcStatus gguf_writer_add_f32(GgufWriter *w, const char *name, int n_dims, con
     return PEFTC_OK;
 }
 
-PeftcStatus gguf_writer_add_real(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
-                                 const real_t *data) {
-    if (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16)
-        return PEFTC_ERR(PEFTC_EINVAL, "gguf writer: tensor '%s': values can be stored as F32, F16 or BF16, not %s",
-                         name, ggml_type_name(type));
-    WTensor *t;
-    PEFTC_TRY(new_tensor(w, name, type, n_dims, ne, &t));
-    size_t n = t->nbytes / ggml_block_bytes(type);
+static PeftcStatus check_real_type(const char *name, GgmlType type) {
+    if (type == GGML_F32 || type == GGML_F16 || type == GGML_BF16) return PEFTC_OK;
+    return PEFTC_ERR(PEFTC_EINVAL, "gguf writer: tensor '%s': values can be stored as F32, F16 or BF16, not %s", name,
+                     ggml_type_name(type));
+}
+
+void gguf_encode_real(GgmlType type, const real_t *v, size_t n, uint8_t *out) {
     for (size_t i = 0; i < n; i++) {
-        float f = (float)data[i];
+        float f = (float)v[i];
         if (type == GGML_F32) {
             uint32_t u;
             memcpy(&u, &f, 4);
             uint8_t x[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-            memcpy(t->data + 4 * i, x, 4);
+            memcpy(out + 4 * i, x, 4);
         } else {
             uint16_t h = type == GGML_F16 ? f32_to_f16(f) : f32_to_bf16(f);
-            t->data[2 * i] = (uint8_t)h;
-            t->data[2 * i + 1] = (uint8_t)(h >> 8);
+            out[2 * i] = (uint8_t)h;
+            out[2 * i + 1] = (uint8_t)(h >> 8);
         }
     }
+}
+
+PeftcStatus gguf_writer_add_real(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
+                                 const real_t *data) {
+    PEFTC_TRY(check_real_type(name, type));
+    WTensor *t;
+    PEFTC_TRY(new_tensor(w, name, type, n_dims, ne, 0, &t));
+    gguf_encode_real(type, data, t->nbytes / ggml_block_bytes(type), t->data);
     return PEFTC_OK;
+}
+
+PeftcStatus gguf_writer_add_deferred(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne) {
+    WTensor *t;
+    return new_tensor(w, name, type, n_dims, ne, 1, &t);
 }
 
 static PeftcStatus alignment_of(const GgufWriter *w, uint64_t *align) {
@@ -348,7 +362,27 @@ static int write_padded(FILE *f, const void *p, size_t n, uint64_t align) {
     return 1;
 }
 
-PeftcStatus gguf_writer_write(GgufWriter *w, const char *path) {
+/* Tensor t's bytes into f, padded: its own, or a deferred one's from fill through a buffer of its size. */
+static PeftcStatus write_tensor(FILE *f, const WTensor *t, uint64_t align, GgufFill fill, void *user,
+                                const char *path) {
+    if (t->data) return write_padded(f, t->data, t->nbytes, align) ? PEFTC_OK
+                                                                   : PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s.tmp'", path);
+    uint8_t *buf = malloc(t->nbytes ? t->nbytes : 1);
+    if (!buf) return PEFTC_ERR(PEFTC_ENOMEM, "gguf writer: out of memory for %zu bytes of '%s'", t->nbytes, t->name);
+    PeftcStatus st = fill(user, t->name, t->type, buf, t->nbytes);
+    if (st == PEFTC_OK && !write_padded(f, buf, t->nbytes, align))
+        st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s.tmp'", path);
+    free(buf);
+    return st;
+}
+
+PeftcStatus gguf_writer_write(GgufWriter *w, const char *path) { return gguf_writer_write_filled(w, path, NULL, NULL); }
+
+PeftcStatus gguf_writer_write_filled(GgufWriter *w, const char *path, GgufFill fill, void *user) {
+    for (int i = 0; i < w->n_t && !fill; i++)
+        if (!w->t[i].data)
+            return PEFTC_ERR(PEFTC_EINVAL, "gguf writer: tensor '%s' was deferred, and '%s' is written without a fill",
+                             w->t[i].name, path);
     uint64_t align;
     PEFTC_TRY(alignment_of(w, &align));
     Buf h = {0};
@@ -363,10 +397,9 @@ PeftcStatus gguf_writer_write(GgufWriter *w, const char *path) {
         free(h.p);
         return st;
     }
-    int ok = fwrite(h.p, 1, h.n, f) == h.n;
+    if (fwrite(h.p, 1, h.n, f) != h.n) st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s.tmp'", path);
     free(h.p);
     /* The last tensor is padded too, as ggml's writer does: readers may round the file size up. */
-    for (int i = 0; ok && i < w->n_t; i++) ok = write_padded(f, w->t[i].data, w->t[i].nbytes, align);
-    if (!ok) st = PEFTC_ERR(PEFTC_EWRITE, "cannot write '%s.tmp'", path);
+    for (int i = 0; st == PEFTC_OK && i < w->n_t; i++) st = write_tensor(f, &w->t[i], align, fill, user, path);
     return fs_atomic_commit(path, f, st);
 }

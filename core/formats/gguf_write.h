@@ -47,7 +47,19 @@ PeftcStatus gguf_writer_add_real(GgufWriter *w, const char *name, GgmlType type,
 PeftcStatus gguf_writer_add_raw(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne,
                                 const void *data, size_t nbytes);
 
-/* Writes everything added so far to path. EIO naming the path on failure (no partial file is left). */
+/* A tensor whose bytes are given only while the file is written (gguf_writer_write_filled), so a large
+ * model is never held twice in memory. */
+PeftcStatus gguf_writer_add_deferred(GgufWriter *w, const char *name, GgmlType type, int n_dims, const int64_t *ne);
+/* The encoded bytes (nbytes, as `type` and the shape take) of deferred tensor `name`. */
+typedef PeftcStatus (*GgufFill)(void *user, const char *name, GgmlType type, void *dst, size_t nbytes);
+/* n real_t values as F32, F16 or BF16 little-endian bytes (4 or 2 each), as gguf_writer_add_real stores them. */
+void gguf_encode_real(GgmlType type, const real_t *v, size_t n, uint8_t *out);
+
+/* Writes everything added so far to path. EIO naming the path on failure (no partial file is left);
+ * EINVAL when a tensor was deferred. */
 PeftcStatus gguf_writer_write(GgufWriter *w, const char *path);
+/* The same, deferred tensors filled by fill one at a time in file order, through a buffer of one
+ * tensor's size; a fill's failure is returned and leaves no file. */
+PeftcStatus gguf_writer_write_filled(GgufWriter *w, const char *path, GgufFill fill, void *user);
 
 #endif

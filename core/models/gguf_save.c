@@ -97,10 +97,19 @@ static PeftcStatus write_tensor(GgufWriter *w, const Model *m, const char *base,
     if (written[where.ref]++)
         return PEFTC_ERR(PEFTC_ESTATE, "%s: tensor '%s' is the model's %s, which an earlier tensor already wrote to %s",
                          base, t->name, ref->name, out_path);
-    real_t *v = malloc((size_t)shape_numel(&ref->shape) * sizeof *v); /* the file's layout */
-    if (!v) return PEFTC_ERR(PEFTC_ENOMEM, "%s: out of memory for tensor '%s'", out_path, t->name);
-    PeftcStatus st = m->ops->gguf_tensor(m, t->name, &where, v);
-    if (st == PEFTC_OK) st = gguf_writer_add_real(w, t->name, kept_f32(t) ? GGML_F32 : type, t->n_dims, t->ne, v);
+    /* its values are read and encoded while the file is written (fill_tensor), one tensor at a time */
+    return gguf_writer_add_deferred(w, t->name, kept_f32(t) ? GGML_F32 : type, t->n_dims, t->ne);
+}
+
+/* GgufFill: model tensor `name`'s current values in the file's layout, encoded as `type`. */
+static PeftcStatus fill_tensor(void *user, const char *name, GgmlType type, void *dst, size_t nbytes) {
+    const Model *m = user;
+    ModelGgufTensor where;
+    size_t n = nbytes / ggml_block_bytes(type); /* F32, F16 or BF16: one element per block */
+    real_t *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return PEFTC_ERR(PEFTC_ENOMEM, "out of memory for tensor '%s'", name);
+    PeftcStatus st = m->ops->gguf_tensor(m, name, &where, v);
+    if (st == PEFTC_OK) gguf_encode_real(type, v, n, dst);
     free(v);
     return st;
 }
@@ -148,7 +157,7 @@ PeftcStatus model_save_gguf(const Model *m, const char *base_gguf, const char *o
     if (st == PEFTC_OK) st = copy_metadata(w, &g, type);
     if (st == PEFTC_OK) st = write_tensors(w, m, &g, type, out_path);
     if (st == PEFTC_OK) st = make_parent(out_path);
-    if (st == PEFTC_OK) st = gguf_writer_write(w, out_path);
+    if (st == PEFTC_OK) st = gguf_writer_write_filled(w, out_path, fill_tensor, (void *)m);
     gguf_writer_free(w);
     gguf_close(&g);
     return st;

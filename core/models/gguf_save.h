@@ -16,8 +16,8 @@ int gguf_file_type_of(GgmlType type);
  * tensor of the base in its order and with its shape, from m's current values (ModelOps.gguf_tensor)
  * where m has the tensor, as the base's bytes where it has not (LLaMA-3's rope_freqs). Matrices are
  * stored as `type` (GGML_F32, GGML_F16 or GGML_BF16); what llama.cpp's converter keeps in F32 (vectors,
- * norms, tensors not named *.weight, Mamba's conv weight) stays F32. The whole file is assembled in
- * memory before it is written (about its size again on top of the model).
+ * norms, tensors not named *.weight, Mamba's conv weight) stays F32. Tensors are read and encoded one at
+ * a time as the file is written, so saving needs about one tensor's size beyond the model.
  * Refused (nothing written): another type; a quantized model (load it dense); a family without a GGUF
  * layout; a base whose general.architecture is not m->gguf_arch or whose tensor has another shape than
  * m's; a base tensor of m that the base lacks or names twice. Messages name the files and the tensor. */
