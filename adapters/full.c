@@ -1,7 +1,6 @@
 #include "adapters/full.h"
 
-#include <string.h>
-
+#include "core/base/str.h"
 #include "core/formats/safetensors.h"
 #include "core/models/gguf_save.h"
 
@@ -53,8 +52,7 @@ PeftcStatus full_method_init(Model *m, Arena *a, MethodConfig *mc, uint64_t seed
 
 PeftcStatus full_method_export(const MethodConfig *mc, const Model *m, const char *dir, const char *base_name) {
     (void)mc;
-    size_t n = strlen(dir);
-    if (n > 5 && strcmp(dir + n - 5, ".gguf") == 0) return model_save_gguf(m, base_name, dir, GGML_F32);
+    if (str_ends_with(dir, ".gguf")) return model_save_gguf(m, base_name, dir, GGML_F32);
     return m->ops->save_hf(m, dir, ST_F32);
 }
 

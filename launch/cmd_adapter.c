@@ -9,6 +9,7 @@
 #include "adapters/formats/base_deltas.h"
 #include "adapters/formats/peft_io.h"
 #include "adapters/lora.h"
+#include "core/base/str.h"
 #include "core/formats/safetensors.h"
 #include "core/models/gguf_save.h"
 #include "launch/hf_companions.h"
@@ -96,15 +97,10 @@ static PeftcStatus parse_dtype(const char *name, int *st, GgmlType *ggml) {
     return PEFTC_OK;
 }
 
-static int is_gguf_name(const char *path) {
-    size_t n = strlen(path);
-    return n > 5 && strcmp(path + n - 5, ".gguf") == 0;
-}
-
 /* The merged model as --out asks: a GGUF file carrying the GGUF base's metadata, or an HF folder with
  * the base's tokenizer files. */
 static PeftcStatus save_merged(const Session *s, const char *out, int st_dtype, GgmlType ggml) {
-    if (!is_gguf_name(out)) {
+    if (!str_ends_with(out, ".gguf")) {
         PEFTC_TRY(s->model->ops->save_hf(s->model, out, st_dtype));
         return hf_companions_write(s, out);
     }

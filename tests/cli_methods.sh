@@ -53,7 +53,7 @@ heldout() { sed -n 's/.*held-out loss [0-9.]* -> \([0-9.]*\).*/\1/p' "$1"; }
 # same_heldout EVAL_LOG TRAIN_LOG: `peftc eval` reports the training run's final held-out loss, to eval_tol.
 same_heldout() {
   local a b
-  a=$(sed -n 's/^held-out loss \([0-9.]*\),.*/\1/p' "$1")
+  a=$(eval_loss "$1")
   b=$(heldout "$2")
   awk -v a="$a" -v b="$b" -v t="$eval_tol" 'BEGIN { exit !(a != "" && b != "" && (a - b) ^ 2 <= (t * b) ^ 2) }'
 }
@@ -141,9 +141,8 @@ if [ "$prec" = fp32 ]; then
     "[ \$? -eq 0 ] && [ \"\$(head -c 4 '$dir/merged.gguf')\" = GGUF ]"
   "$peftc" eval $base model.path="$gguf" lora.init_from="$lora" >"$dir/gguf-lora.log" 2>&1
   "$peftc" eval $base model.path="$dir/merged.gguf" >"$dir/gguf-merged.log" 2>&1
-  loss() { sed -n 's/^held-out loss \([0-9.]*\),.*/\1/p' "$1"; }
   check "the merged GGUF gives the held-out loss of the base with the adapter (to float rounding)" \
-    "echo \$(loss '$dir/gguf-lora.log') \$(loss '$dir/gguf-merged.log') | awk '{ok = NF == 2 && \$1 - \$2 < 2e-4 && \$2 - \$1 < 2e-4} END {exit !ok}'"
+    "near \"\$(eval_loss '$dir/gguf-lora.log')\" \"\$(eval_loss '$dir/gguf-merged.log')\" 2e-4"
   "$peftc" merge --model "$fixtures/hf_tiny_llama" --adapter "$lora" --out "$dir/hf.gguf" >"$dir/gguf-hf.log" 2>&1
   check "merge --out X.gguf of an HF folder base is refused, naming --model and --out" \
     "[ \$? -eq 2 ] && grep -q -- '--out $dir/hf.gguf: .*--model $fixtures/hf_tiny_llama is an HF folder (expected a GGUF base)' '$dir/gguf-hf.log' && [ ! -e '$dir/hf.gguf' ]"

@@ -17,7 +17,6 @@ gguf=$fx/qwen2_tiny.gguf
 base="model.path=$gguf data.path=$fx/sft/messages.jsonl data.cache_dir= train.seq_len=48 train.micro_batch=2
       sched.type=constant sched.warmup=0 optim.lr=1e-2 train.eval_every=4 eval.examples=0 output.log_every=1"
 train_rows() { grep '^train,' "$1/metrics.csv" | cut -d, -f1-5; }
-loss_of() { grep -ao 'held-out loss [0-9.]*' "$1" | tail -1; } # "held-out loss X"
 
 "$peftc" train $base train.steps=8 train.accum=2 output.dir="$dir/ref" >"$dir/ref.log" 2>&1
 check "LoRA on the Qwen2 GGUF exits 0" "[ $? -eq 0 ] && grep -q 'adapter saved to' '$dir/ref.log'"
@@ -45,7 +44,7 @@ ev="data.path=$fx/sft/messages.jsonl data.cache_dir= train.seq_len=48 train.micr
 "$peftc" eval model.path="$gguf" lora.init_from="$dir/ref/adapter" $ev output.dir="$dir/ev1" >"$dir/ev1.log" 2>&1
 "$peftc" eval model.path="$dir/merged" $ev output.dir="$dir/ev2" >"$dir/ev2.log" 2>&1
 check "the merged folder's held-out loss is the adapter's (to float rounding)" \
-  "echo \$(loss_of '$dir/ev1.log') \$(loss_of '$dir/ev2.log') | awk '{ok = NF == 6 && \$3 - \$6 < 2e-4 && \$6 - \$3 < 2e-4} END {exit !ok}'"
+  "near \"\$(eval_loss '$dir/ev1.log')\" \"\$(eval_loss '$dir/ev2.log')\" 2e-4"
 "$peftc" generate --model "$gguf" --adapter "$dir/ref/adapter" --chat --prompt "Count to three." --max-new 6 \
   >"$dir/gen1.txt" 2>"$dir/gen1.log"
 "$peftc" generate --model "$dir/merged" --chat --prompt "Count to three." --max-new 6 >"$dir/gen2.txt" 2>"$dir/gen2.log"
@@ -58,10 +57,10 @@ check "full fine-tuning on the Qwen2 GGUF saves model.gguf" \
   "[ $? -eq 0 ] && grep -q 'model saved to $dir/full/model.gguf' '$dir/full.log' && grep -aq 'general.architecture.\{12\}qwen2' '$dir/full/model.gguf'"
 "$peftc" eval model.path="$dir/full/model.gguf" $ev output.dir="$dir/ev3" >"$dir/ev3.log" 2>&1
 check "which gives the run's held-out loss" \
-  "[ -n \"\$(loss_of '$dir/ev3.log')\" ] && [ \"\$(loss_of '$dir/ev3.log')\" = \"\$(grep -a '^eval @ step 2:' '$dir/full.log' | grep -o 'held-out loss [0-9.]*')\" ]"
+  "[ -n \"\$(eval_loss '$dir/ev3.log')\" ] && [ \"\$(eval_loss '$dir/ev3.log')\" = \"\$(sed -n 's/^eval @ step 2: held-out loss \\([0-9.]*\\) .*/\\1/p' '$dir/full.log')\" ]"
 "$peftc" merge --model "$gguf" --adapter "$dir/ref/adapter" --out "$dir/merged.gguf" >"$dir/mergeg.log" 2>&1
 "$peftc" eval model.path="$dir/merged.gguf" $ev output.dir="$dir/ev4" >"$dir/ev4.log" 2>&1
 check "merge --out merged.gguf gives the adapter's held-out loss (to float rounding)" \
-  "echo \$(loss_of '$dir/ev1.log') \$(loss_of '$dir/ev4.log') | awk '{ok = NF == 6 && \$3 - \$6 < 2e-4 && \$6 - \$3 < 2e-4} END {exit !ok}'"
+  "near \"\$(eval_loss '$dir/ev1.log')\" \"\$(eval_loss '$dir/ev4.log')\" 2e-4"
 
 finish full.log mergeg.log ev3.log ev4.log ref.log np2.log res.log export.log merge.log ev1.log ev2.log gen1.log gen2.log

@@ -24,6 +24,13 @@ for a, b in zip(*rows):
 PY
 }
 
+# eval_loss LOG: the held-out loss a `peftc eval` log reports ("held-out loss X, perplexity ...").
+eval_loss() { sed -n 's/^held-out loss \([0-9.]*\),.*/\1/p' "$1" | tail -1; }
+
+# near A B TOL: both numbers are there and |A - B| <= TOL (losses printed to 4 decimals that float
+# rounding can move by one in the last place).
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { exit !(a != "" && b != "" && (a - b) ^ 2 <= t ^ 2) }'; }
+
 # finish LOG...: on failure shows the end of each log; exits nonzero if anything failed.
 finish() {
     if [ "$fail" -ne 0 ]; then

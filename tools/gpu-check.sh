@@ -188,7 +188,7 @@ peftc_bench() {
 }
 
 step_bench() {
-  local name shape torchflags dev T B steps common lora rosa tline mm
+  local name shape torchflags dev T B steps common lora rosa tline
   dev=$([ -n "$dry" ] && echo cpu || echo cuda)
   T=$([ -n "$dry" ] && echo 64 || echo 1024)
   B=$([ -n "$dry" ] && echo 2 || echo 8)
@@ -214,11 +214,9 @@ step_bench() {
   bench_table
 }
 
-field() { sed -n "s/.*| $1 \([0-9.]*\).*/\1/p" <<<"$2"; }
-
 # The benchmark table: one row per shape and run; MFU against PyTorch's 8192^3 bf16 matmul peak.
 bench_table() {
-  local r name lora rosa tline tps useful peak ms ttps tms tpeak mm lms
+  local r name ltps luseful lpeak lms rtps ruseful rpeak rms tline ttps tms tpeak mm
   {
     echo
     echo "| shape | run | tokens/s | ms/step | useful TFLOP/s | MFU | peak GPU memory (GiB) | vs PyTorch + PEFT |"

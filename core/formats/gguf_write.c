@@ -59,10 +59,18 @@ static void put_u64(Buf *b, uint64_t v) {
     put_u32(b, (uint32_t)(v >> 32));
 }
 
-static void put_f32(Buf *b, float f) {
+/* f's bits as 4 little-endian bytes at out. */
+static void le_f32(uint8_t *out, float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    put_u32(b, u);
+    uint8_t x[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
+    memcpy(out, x, 4);
+}
+
+static void put_f32(Buf *b, float f) {
+    uint8_t x[4];
+    le_f32(x, f);
+    put(b, x, 4);
 }
 
 static void put_str(Buf *b, const char *s) {
@@ -262,12 +270,7 @@ PeftcStatus gguf_writer_add_raw(GgufWriter *w, const char *name, GgmlType type, 
 PeftcStatus gguf_writer_add_f32(GgufWriter *w, const char *name, int n_dims, const int64_t *ne, const float *data) {
     WTensor *t;
     PEFTC_TRY(new_tensor(w, name, GGML_F32, n_dims, ne, 0, &t));
-    for (size_t i = 0; i < t->nbytes / 4; i++) {
-        uint32_t u;
-        memcpy(&u, &data[i], 4);
-        uint8_t x[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-        memcpy(t->data + 4 * i, x, 4);
-    }
+    for (size_t i = 0; i < t->nbytes / 4; i++) le_f32(t->data + 4 * i, data[i]);
     return PEFTC_OK;
 }
 
@@ -281,10 +284,7 @@ void gguf_encode_real(GgmlType type, const real_t *v, size_t n, uint8_t *out) {
     for (size_t i = 0; i < n; i++) {
         float f = (float)v[i];
         if (type == GGML_F32) {
-            uint32_t u;
-            memcpy(&u, &f, 4);
-            uint8_t x[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-            memcpy(out + 4 * i, x, 4);
+            le_f32(out + 4 * i, f);
         } else {
             uint16_t h = type == GGML_F16 ? f32_to_f16(f) : f32_to_bf16(f);
             out[2 * i] = (uint8_t)h;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/str.h"
 #include "core/formats/gguf.h"
 #include "core/formats/gguf_write.h"
 
@@ -17,17 +18,12 @@ int gguf_file_type_of(GgmlType type) {
     }
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* What llama.cpp's converter (conversion/base.py, prepare_tensors) stores in F32 whatever the output
  * type, as far as these families have it: vectors, norms, tensors not named *.weight (Mamba's ssm_a and
  * ssm_d) and the SSM conv weight, which its loaders and kernels expect in F32. */
 static int kept_f32(const GgufTensor *t) {
-    return t->n_dims <= 1 || ends_with(t->name, "_norm.weight") || !ends_with(t->name, ".weight") ||
-           ends_with(t->name, ".ssm_conv1d.weight");
+    return t->n_dims <= 1 || str_ends_with(t->name, "_norm.weight") || !str_ends_with(t->name, ".weight") ||
+           str_ends_with(t->name, ".ssm_conv1d.weight");
 }
 
 /* The dimensions of ne (n) other than 1, innermost first, into out; returns how many. */

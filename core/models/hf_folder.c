@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/str.h"
 #include "core/formats/json_file.h"
 
 PeftcStatus hf_join(char *out, size_t n, const char *dir, const char *name) {
@@ -268,11 +269,6 @@ PeftcStatus hf_weights_fill(const HfWeights *w, const ParamRef *refs, int n_refs
     return PEFTC_OK;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 PeftcStatus hf_weights_no_extras(const HfWeights *w, const ParamRef *refs, int n_refs, const char *prefix,
                                  const char *skip_suffix, const char *described) {
     const char **names = malloc((size_t)(n_refs ? n_refs : 1) * sizeof *names);
@@ -284,7 +280,7 @@ PeftcStatus hf_weights_no_extras(const HfWeights *w, const ParamRef *refs, int n
     for (int f = 0; f < w->n_mapped && st == PEFTC_OK; f++) {
         for (int i = 0; i < w->sf[f].n_tensors && st == PEFTC_OK; i++) {
             const char *name = w->sf[f].tensors[i].name;
-            if (strncmp(name, prefix, np) != 0 || (skip_suffix && ends_with(name, skip_suffix))) continue;
+            if (strncmp(name, prefix, np) != 0 || (skip_suffix && str_ends_with(name, skip_suffix))) continue;
             if (!bsearch(&name, names, (size_t)n_refs, sizeof *names, cmp_str))
                 st = PEFTC_ERR(PEFTC_EFORMAT, "%s: tensor '%s' has no place in the model config.json describes (%s); "
                                "loading without it would compute a different model", w->sf[f].file.path, name,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/base/str.h"
 #include "core/formats/json_file.h"
 #include "core/models/llama/model_formats.h"
 #include "core/models/mamba/mamba_formats.h"
@@ -30,8 +31,7 @@ static PeftcStatus classify(const char *path, ModelSource *src) {
         *src = SRC_GGUF;
         return PEFTC_OK;
     }
-    size_t n = strlen(path);
-    const char *hint = n >= 12 && strcmp(path + n - 12, ".safetensors") == 0
+    const char *hint = str_ends_with(path, ".safetensors")
                            ? "; for safetensors weights give the folder that holds them and their config.json" : "";
     return PEFTC_ERR(PEFTC_EFORMAT, "model '%s' is neither a folder nor a file starting with \"GGUF\"; " EXPECTED "%s",
                      path, hint);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/base/str.h"
 #include "datasets/tokenizer/tok_internal.h"
 
 /* llama.cpp's token types. */
@@ -135,13 +136,12 @@ PeftcStatus tok_load(Tokenizer **out, const char *model_path) {
     if (stat(model_path, &sb) != 0)
         return PEFTC_ERR(PEFTC_EIO, "%s: no such file or folder (expected a GGUF file or a folder with tokenizer.json)",
                          model_path);
-    size_t n = strlen(model_path);
     if (S_ISDIR(sb.st_mode)) {
         char path[1024];
         snprintf(path, sizeof path, "%s/tokenizer.json", model_path);
         return tok_load_hf(out, path);
     }
-    if (n >= 5 && strcmp(model_path + n - 5, ".json") == 0) return tok_load_hf(out, model_path);
+    if (str_ends_with(model_path, ".json")) return tok_load_hf(out, model_path);
     GgufFile g;
     PEFTC_TRY(gguf_open(&g, model_path));
     PeftcStatus st = tok_load_gguf(out, &g);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/base/rng.h"
+#include "core/base/str.h"
 #include "core/nn/adapter.h"
 
 PeftcStatus mamba_config_check(const MambaConfig *c) {
@@ -77,21 +78,16 @@ static void build_refs(MambaModel *m) {
     if (!c->tie_embeddings) model_add_ref(&m->base, "lm_head.weight", shape2(c->vocab, H), &m->lm_head, &m->dlm_head, 0);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* Value i of tensor r at init: what MambaForCausalLM's _init_weights sets, matrices N(0, std). */
 static real_t init_value(const ParamRef *r, const MambaConfig *c, uint64_t key, size_t i, double std) {
-    if (ends_with(r->name, "norm.weight") || ends_with(r->name, "norm_f.weight") || ends_with(r->name, ".D")) return 1;
-    if (ends_with(r->name, "A_log")) return (real_t)log((double)(i % (size_t)c->state) + 1);
-    if (ends_with(r->name, "dt_proj.bias")) { /* inverse softplus of dt, log-uniform in [1e-3, 0.1] */
+    if (str_ends_with(r->name, "norm.weight") || str_ends_with(r->name, "norm_f.weight") || str_ends_with(r->name, ".D")) return 1;
+    if (str_ends_with(r->name, "A_log")) return (real_t)log((double)(i % (size_t)c->state) + 1);
+    if (str_ends_with(r->name, "dt_proj.bias")) { /* inverse softplus of dt, log-uniform in [1e-3, 0.1] */
         double dt = exp(rng_uniform(key, i) * (log(0.1) - log(1e-3)) + log(1e-3));
         dt = dt < 1e-4 ? 1e-4 : dt;
         return (real_t)(dt + log(-expm1(-dt)));
     }
-    if (ends_with(r->name, ".bias")) return 0;
+    if (str_ends_with(r->name, ".bias")) return 0;
     return (real_t)(std * rng_normal(key, i));
 }
 
